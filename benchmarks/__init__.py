@@ -1,0 +1,1 @@
+"""Benchmarks for luisy_sync and luisy: run with ``python -m benchmarks``."""

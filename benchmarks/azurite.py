@@ -1,0 +1,116 @@
+"""Start and stop a private Azurite blob emulator on a free loopback port.
+
+Used by the test suite (a session fixture) and by the benchmark runner.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+ACCOUNT = "devstoreaccount1"
+# Azurite's well-known development key (public, documented by Microsoft).
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def endpoint_for(port: int, host: str = "127.0.0.1") -> str:
+    return f"http://{host}:{port}/{ACCOUNT}"
+
+
+def connection_string_for(endpoint: str) -> str:
+    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+            f"BlobEndpoint={endpoint};")
+
+
+@dataclass
+class Azurite:
+    """A running Azurite: its port, endpoint, connection string and process."""
+
+    port: int
+    location: str
+    process: subprocess.Popen
+
+    @property
+    def endpoint(self) -> str:
+        return endpoint_for(self.port)
+
+    @property
+    def connection_string(self) -> str:
+        return connection_string_for(self.endpoint)
+
+    def env(self, container: str | None = None) -> dict[str, str]:
+        """Environment variables that point luisy/luisy_sync at this Azurite."""
+        out = {
+            "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,
+            "LUISY_AZURE_ACCOUNT_NAME": ACCOUNT,
+            "LUISY_AZURE_STORAGE_KEY": KEY,
+            "LUISY_AZURE_ENDPOINT": self.endpoint,
+        }
+        if container:
+            out["LUISY_AZURE_CONTAINER_NAME"] = container
+        return out
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.location, ignore_errors=True)
+
+    def __enter__(self) -> "Azurite":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def azurite_binary() -> str | None:
+    return shutil.which("azurite-blob")
+
+
+def start_azurite(port: int | None = None, timeout: float = 30.0) -> Azurite:
+    """Start azurite-blob on 127.0.0.1 and wait until it accepts connections."""
+    binary = azurite_binary()
+    if binary is None:
+        raise RuntimeError("azurite-blob not found: install it with `npm install -g azurite@3.35.0`")
+    port = port or free_port()
+    location = tempfile.mkdtemp(prefix="azurite-")
+    cmd = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", location,
+           "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"azurite exited early with {proc.returncode}: {err.strip()[:500]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return Azurite(port=port, location=location, process=proc)
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"azurite did not listen on port {port} within {timeout:.0f}s")
+
+
+if __name__ == "__main__":  # pragma: no cover - manual helper
+    a = start_azurite(int(os.environ.get("PORT", "0")) or None)
+    print(a.endpoint, flush=True)
+    try:
+        a.process.wait()
+    except KeyboardInterrupt:
+        a.stop()

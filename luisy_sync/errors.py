@@ -1,0 +1,83 @@
+"""The one error tree of luisy_sync.
+
+    SyncError
+    ├── ConfigError            bad store URL, missing/invalid credentials settings
+    ├── UnsafePathError        a name that would escape the destination (``..``, absolute, ``\\``)
+    ├── IntegrityError         content does not match its digest
+    ├── ManifestError          a manifest object that cannot be parsed
+    ├── TransferError          one file failed for good (after retries); names the file
+    └── StoreError             anything a store said
+        ├── NotFoundError
+        ├── PreconditionFailed if-match / if-none-match condition not met
+        ├── AuthError          credentials rejected (401/403)
+        ├── ContainerNotFound  the container does not exist
+        └── TransientError     worth retrying (connection reset, 408/429/5xx)
+
+Every message is one line, says what was wrong and what to do, and never carries a
+secret (account keys, SAS tokens, connection strings).
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base of every error luisy_sync raises on purpose."""
+
+
+class ConfigError(SyncError):
+    """The configuration (store URL, environment, credentials settings) is unusable."""
+
+
+class UnsafePathError(SyncError):
+    """A relative name that is absolute, contains ``..`` or a backslash."""
+
+
+class IntegrityError(SyncError):
+    """Bytes read or written do not match the expected digest or size."""
+
+
+class ManifestError(SyncError):
+    """A manifest object exists but cannot be understood."""
+
+
+class TransferError(SyncError):
+    """A file could not be transferred after all retries."""
+
+    def __init__(self, path: str, cause: BaseException | str):
+        self.path = path
+        self.cause = cause
+        super().__init__(f"{path}: {cause}")
+
+
+class StoreError(SyncError):
+    """A store operation failed."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class NotFoundError(StoreError):
+    """The object does not exist."""
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write lost: the object changed (if-match) or exists (if-none-match)."""
+
+
+class AuthError(StoreError):
+    """The store rejected the credentials."""
+
+
+class ContainerNotFound(StoreError):
+    """The container (or local store root) does not exist."""
+
+
+class TransientError(StoreError):
+    """A failure that may pass: connection problems, 408, 429, 500, 502, 503, 504."""
+
+    retryable = True

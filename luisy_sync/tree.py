@@ -1,0 +1,68 @@
+"""Tree: an immutable mapping of POSIX relative path -> FileEntry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping
+
+HASH_ALGORITHM = "xxh3-128"
+"""The content digest algorithm everywhere in luisy_sync (hex strings of 32 chars)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file: its size, modification time (ns) and content digest (xxh3-128 hex).
+
+    ``digest`` is None for a remote object written without a digest; the planner treats
+    such an entry as different from every local file.
+    """
+
+    size: int
+    digest: str | None
+    mtime_ns: int = 0
+
+
+class Tree(Mapping[str, FileEntry]):
+    """An immutable mapping of relative POSIX path -> FileEntry, iterated in sorted order."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: Mapping[str, FileEntry] | Iterable[tuple[str, FileEntry]] = ()):
+        items = dict(entries.items() if isinstance(entries, Mapping) else entries)
+        self._entries: dict[str, FileEntry] = dict(sorted(items.items()))
+
+    def __getitem__(self, path: str) -> FileEntry:
+        return self._entries[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Tree({len(self)} files, {self.total_bytes} bytes)"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Tree):
+            return self._entries == other._entries
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._entries.items()))
+
+    @property
+    def total_bytes(self) -> int:
+        """Sum of all entry sizes."""
+        return sum(e.size for e in self._entries.values())
+
+    def subset(self, paths: Iterable[str]) -> "Tree":
+        """The entries for ``paths`` that are present in this tree."""
+        return Tree((p, self._entries[p]) for p in paths if p in self._entries)
+
+    def with_prefix(self, prefix: str) -> "Tree":
+        """Entries below the directory ``prefix`` (a POSIX path without trailing slash)."""
+        if not prefix:
+            return self
+        head = prefix.rstrip("/") + "/"
+        return Tree((p, e) for p, e in self._entries.items() if p.startswith(head))
