@@ -25,11 +25,14 @@ class FileEntry:
 class Tree(Mapping[str, FileEntry]):
     """An immutable mapping of relative POSIX path -> FileEntry, iterated in sorted order."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "root")
 
-    def __init__(self, entries: Mapping[str, FileEntry] | Iterable[tuple[str, FileEntry]] = ()):
+    def __init__(self, entries: Mapping[str, FileEntry] | Iterable[tuple[str, FileEntry]] = (),
+                 root: str | None = None):
         items = dict(entries.items() if isinstance(entries, Mapping) else entries)
         self._entries: dict[str, FileEntry] = dict(sorted(items.items()))
+        self.root = root
+        """The local directory the paths are relative to (None for remote trees)."""
 
     def __getitem__(self, path: str) -> FileEntry:
         return self._entries[path]
@@ -58,11 +61,11 @@ class Tree(Mapping[str, FileEntry]):
 
     def subset(self, paths: Iterable[str]) -> "Tree":
         """The entries for ``paths`` that are present in this tree."""
-        return Tree((p, self._entries[p]) for p in paths if p in self._entries)
+        return Tree(((p, self._entries[p]) for p in paths if p in self._entries), root=self.root)
 
     def with_prefix(self, prefix: str) -> "Tree":
         """Entries below the directory ``prefix`` (a POSIX path without trailing slash)."""
         if not prefix:
             return self
         head = prefix.rstrip("/") + "/"
-        return Tree((p, e) for p, e in self._entries.items() if p.startswith(head))
+        return Tree(((p, e) for p, e in self._entries.items() if p.startswith(head)), root=self.root)
