@@ -1,0 +1,42 @@
+"""Store backends behind the Store protocol, and helpers to pick one.
+
+``MemoryStore`` (tests), ``LocalStore`` (a directory; the embedded default remote),
+``AzureBlobStore`` (Azure Blob Storage / Azurite). ``open_store(url)`` and
+``store_from_env()`` build one from a URL or the environment.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo, Store
+from luisy_sync.stores.memory import MemoryStore
+
+if TYPE_CHECKING:  # the heavy backends are imported on first use
+    from luisy_sync.stores.azure import AzureBlobStore
+    from luisy_sync.stores.local import LocalStore
+    from luisy_sync.stores.url import describe_store_source, open_store, store_from_env
+
+__all__ = [
+    "DIGEST_KEY", "ObjectInfo", "Store", "MemoryStore", "LocalStore", "AzureBlobStore",
+    "open_store", "store_from_env", "describe_store_source",
+]
+
+_LAZY = {
+    "LocalStore": "luisy_sync.stores.local",
+    "AzureBlobStore": "luisy_sync.stores.azure",
+    "open_store": "luisy_sync.stores.url",
+    "store_from_env": "luisy_sync.stores.url",
+    "describe_store_source": "luisy_sync.stores.url",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'luisy_sync.stores' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
