@@ -1,0 +1,50 @@
+"""Content digests: streaming xxh3-128 of files and byte strings.
+
+Every digest in luisy_sync is ``xxhash.xxh3_128(...).hexdigest()`` (see
+``luisy_sync.tree.HASH_ALGORITHM``). Files are read in fixed-size chunks into one
+reused buffer, so memory stays flat whatever the file size; xxhash releases the GIL
+on large buffers, so several files can be hashed in parallel threads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO
+
+import xxhash
+
+CHUNK_SIZE = 4 * 1024 * 1024
+"""Default read size for hashing (4 MiB)."""
+
+
+def hash_bytes(data: bytes | bytearray | memoryview) -> str:
+    """The xxh3-128 hex digest of ``data``."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def new_hasher() -> "xxhash.xxh3_128":
+    """A fresh incremental xxh3-128 hasher (``update(...)``, ``hexdigest()``)."""
+    return xxhash.xxh3_128()
+
+
+def hash_file(path: str | os.PathLike[str], chunk_size: int = CHUNK_SIZE) -> str:
+    """The xxh3-128 hex digest of the file at ``path``, read in ``chunk_size`` chunks."""
+    with open(path, "rb", buffering=0) as fh:
+        return hash_fileobj(fh, chunk_size)
+
+
+def hash_fileobj(fh: BinaryIO, chunk_size: int = CHUNK_SIZE) -> str:
+    """The xxh3-128 hex digest of the rest of the open binary file ``fh``."""
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    hasher = xxhash.xxh3_128()
+    buf = bytearray(chunk_size)
+    view = memoryview(buf)
+    readinto = fh.readinto
+    update = hasher.update
+    while True:
+        n = readinto(buf)
+        if not n:
+            break
+        update(view[:n] if n < chunk_size else buf)
+    return hasher.hexdigest()

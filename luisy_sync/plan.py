@@ -1,0 +1,221 @@
+"""Planning: which files a push or pull must move. Pure functions, no IO.
+
+A plan compares two Trees by content digest (never by mtime). Every path considered
+lands in exactly one bucket:
+
+=============  ====================================================================
+UPLOAD         push: missing in the store, different digest/size, or no digest there
+DOWNLOAD       pull: missing locally or different digest/size
+SKIP           same digest and same size on both sides
+REMOTE_ONLY    push: in the store but not local (left alone)
+LOCAL_ONLY     pull: local but not in the store (left alone)
+MISSING        a requested path (``paths=``) that the source side does not have
+REFUSED        a name that is unsafe (``..``, absolute, backslash) or that would be
+               both a file and a directory; carried with the reason
+=============  ====================================================================
+
+``paths`` restricts a plan to the named files; a requested path that names a directory
+in the source tree selects every file below it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from luisy_sync.errors import UnsafePathError
+from luisy_sync.paths import safe_relpath
+from luisy_sync.tree import FileEntry, Tree
+
+UPLOAD = "upload"
+DOWNLOAD = "download"
+SKIP = "skip"
+REMOTE_ONLY = "remote_only"
+LOCAL_ONLY = "local_only"
+MISSING = "missing"
+REFUSED = "refused"
+CHANGE_KINDS = (UPLOAD, DOWNLOAD, SKIP, REMOTE_ONLY, LOCAL_ONLY, MISSING, REFUSED)
+
+PUSH = "push"
+PULL = "pull"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a push (source=local, target=remote) or pull (source=remote, target=local) does.
+
+    ``refused`` holds ``(path, reason)`` pairs; the API raises for them instead of moving
+    anything. ``is_noop`` is true when no file needs to move.
+    """
+
+    direction: str
+    source: Tree
+    target: Tree
+    upload: tuple[str, ...] = ()
+    download: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    remote_only: tuple[str, ...] = ()
+    local_only: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    refused: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def transfers(self) -> tuple[str, ...]:
+        """The paths to move: ``upload`` for a push, ``download`` for a pull."""
+        return self.upload if self.direction == PUSH else self.download
+
+    @property
+    def files_to_transfer(self) -> int:
+        """How many files move."""
+        return len(self.transfers)
+
+    @property
+    def bytes_to_transfer(self) -> int:
+        """How many bytes move (sizes as the source side knows them)."""
+        src = self.source
+        return sum(src[p].size for p in self.transfers)
+
+    @property
+    def is_noop(self) -> bool:
+        """True when nothing needs to move."""
+        return not self.transfers
+
+    def kind_of(self, path: str) -> str | None:
+        """The bucket (one of CHANGE_KINDS) a path landed in, or None if not planned."""
+        for kind in (UPLOAD, DOWNLOAD, SKIP, REMOTE_ONLY, LOCAL_ONLY, MISSING):
+            if path in getattr(self, kind):
+                return kind
+        if any(p == path for p, _ in self.refused):
+            return REFUSED
+        return None
+
+    def summary(self) -> str:
+        """One line, e.g. ``push: 3 to upload (1.5 MiB), 10 unchanged, 2 only in the store``."""
+        verb = "upload" if self.direction == PUSH else "download"
+        parts = [f"{self.direction}: {self.files_to_transfer} to {verb} "
+                 f"({format_bytes(self.bytes_to_transfer)})", f"{len(self.skip)} unchanged"]
+        if self.remote_only:
+            parts.append(f"{len(self.remote_only)} only in the store")
+        if self.local_only:
+            parts.append(f"{len(self.local_only)} only local")
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing")
+        if self.refused:
+            parts.append(f"{len(self.refused)} refused")
+        return ", ".join(parts)
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes in a short human form (B, KiB, MiB, GiB, TiB)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def same_content(a: FileEntry, b: FileEntry) -> bool:
+    """True when both entries have a digest, the digests agree and the sizes agree."""
+    return a.digest is not None and a.digest == b.digest and a.size == b.size
+
+
+def plan_push(local: Tree, remote: Tree, paths: Iterable[str] | None = None) -> Plan:
+    """Plan uploading ``local`` onto ``remote`` (optionally only ``paths``)."""
+    selected, missing = _select(local, paths)
+    refused = _refusals(selected, local, remote)
+    refused_names = {p for p, _ in refused}
+    upload: list[str] = []
+    skip: list[str] = []
+    for path in selected:
+        if path in refused_names:
+            continue
+        theirs = remote.get(path)
+        if theirs is not None and same_content(local[path], theirs):
+            skip.append(path)
+        else:
+            upload.append(path)
+    remote_only = () if paths is not None else tuple(p for p in remote if p not in local)
+    return Plan(PUSH, local, remote, upload=tuple(upload), skip=tuple(skip),
+                remote_only=remote_only, missing=missing, refused=refused)
+
+
+def plan_pull(remote: Tree, local: Tree, paths: Iterable[str] | None = None) -> Plan:
+    """Plan downloading ``remote`` into ``local`` (optionally only ``paths``)."""
+    selected, missing = _select(remote, paths)
+    refused = _refusals(selected, remote, local)
+    refused_names = {p for p, _ in refused}
+    download: list[str] = []
+    skip: list[str] = []
+    for path in selected:
+        if path in refused_names:
+            continue
+        mine = local.get(path)
+        if mine is not None and same_content(remote[path], mine):
+            skip.append(path)
+        else:
+            download.append(path)
+    local_only = () if paths is not None else tuple(p for p in local if p not in remote)
+    return Plan(PULL, remote, local, download=tuple(download), skip=tuple(skip),
+                local_only=local_only, missing=missing, refused=refused)
+
+
+def _select(source: Tree, paths: Iterable[str] | None) -> tuple[list[str], tuple[str, ...]]:
+    """Source paths to plan (sorted) and the requested paths the source lacks."""
+    if paths is None:
+        return list(source), ()
+    names = list(source)
+    chosen: set[str] = set()
+    missing: list[str] = []
+    for requested in dict.fromkeys(paths):
+        if requested in source:
+            chosen.add(requested)
+            continue
+        head = requested.rstrip("/") + "/"
+        start = bisect.bisect_left(names, head)
+        end = start
+        while head != "/" and end < len(names) and names[end].startswith(head):
+            end += 1
+        if end > start:
+            chosen.update(names[start:end])
+        else:
+            missing.append(requested)
+    return sorted(chosen), tuple(sorted(missing))
+
+
+def _refusals(selected: list[str], source: Tree, target: Tree) -> tuple[tuple[str, str], ...]:
+    """Names that cannot be written on the target side, with the reason."""
+    refused: list[tuple[str, str]] = []
+    safe: list[str] = []
+    for path in selected:
+        try:
+            safe_relpath(path)
+        except UnsafePathError as exc:
+            refused.append((path, str(exc)))
+        else:
+            safe.append(path)
+    source_dirs = _parent_dirs(source)
+    for path in safe:
+        if path in source_dirs:
+            refused.append((path, f"refusing {path!r}: it is both a file and a directory in the source"))
+            continue
+        blocker = next((d for d in _parents(path) if d in target and d not in source), None)
+        if blocker is not None:
+            refused.append((path, f"refusing {path!r}: {blocker!r} is a file on the target side; "
+                                  "remove or rename it first"))
+    return tuple(sorted(refused))
+
+
+def _parents(path: str) -> list[str]:
+    """``a/b/c`` -> ``['a', 'a/b']``."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _parent_dirs(tree: Tree) -> set[str]:
+    """Every directory implied by the paths of ``tree``."""
+    dirs: set[str] = set()
+    for path in tree:
+        dirs.update(_parents(path))
+    return dirs

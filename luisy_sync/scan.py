@@ -1,0 +1,367 @@
+"""Scanning: local directories and store listings -> Trees.
+
+``scan`` walks a directory (``os.scandir`` in a worker thread), looks every file up in
+the stat cache in the same thread call, and hashes only the misses, concurrently in
+threads under a CapacityLimiter (small files are hashed in batches to keep the
+per-call overhead low).
+
+Glob patterns (``include`` / ``exclude``) are matched against POSIX paths relative to
+the root, gitignore-style:
+
+- ``*`` and ``?`` match within one path segment, ``[abc]`` / ``[!abc]`` a character class;
+- ``**`` matches any number of segments (``data/**/*.csv``, ``**/tmp``);
+- a pattern without ``/`` matches a file or directory name at any depth (``*.csv``);
+  a pattern with ``/`` is anchored at the root (``data/raw``, a leading ``/`` is allowed);
+- a pattern that matches a directory matches everything below it;
+- a file is kept when it matches some include pattern (or none are given) and no
+  exclude pattern.
+
+Always skipped: luisy_sync's own temporary files (names containing ``.luisy-tmp-``) and
+``.luisy-store`` bookkeeping directories. Symlinks are followed when they resolve inside
+the root; one resolving outside the root raises UnsafePathError unless
+``follow_symlinks=True``. Dangling symlinks and symlink loops are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat as stat_mod
+from typing import Iterable, Literal, Sequence
+
+import anyio
+
+from luisy_sync.errors import SyncError, UnsafePathError
+from luisy_sync.hashing import hash_fileobj
+from luisy_sync.paths import join_under, safe_relpath
+from luisy_sync.stores.base import ObjectInfo
+from luisy_sync.statcache import NullStatCache, StatCache
+from luisy_sync.tree import FileEntry, Tree
+
+log = logging.getLogger(__name__)
+
+TEMP_MARKER = ".luisy-tmp-"
+"""Files whose name contains this are luisy_sync's own partial downloads; never synced."""
+STORE_DIR = ".luisy-store"
+"""Bookkeeping directory (manifests) of a store; never synced as content."""
+
+_BATCH_BYTES = 16 * 1024 * 1024
+_BATCH_FILES = 256
+
+Cache = StatCache | NullStatCache
+_Candidate = tuple[str, str, os.stat_result]  # relative path, absolute path, stat
+
+
+def default_hash_limiter() -> anyio.CapacityLimiter:
+    """A limiter for hashing threads: min(8, 2 * CPUs)."""
+    return anyio.CapacityLimiter(min(8, 2 * (os.cpu_count() or 1)))
+
+
+# -- glob patterns ---------------------------------------------------------------------
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """Compile one glob pattern (see the module docstring) to a regex for full matches."""
+    pat = pattern.strip()
+    if not pat or pat == "/":
+        raise ValueError(f"empty glob pattern {pattern!r}")
+    anchored = "/" in pat.rstrip("/")
+    pat = pat.strip("/")
+    out: list[str] = [] if anchored else ["(?:.*/)?"]
+    i = 0
+    while i < len(pat):
+        ch = pat[i]
+        if pat.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pat.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif ch == "*":
+            out.append("[^/]*")
+            i += 1
+        elif ch == "?":
+            out.append("[^/]")
+            i += 1
+        elif ch == "[" and _class_end(pat, i) > 0:
+            end = _class_end(pat, i)
+            body = pat[i + 1:end]
+            body = "^" + body[1:] if body.startswith("!") else body
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    return re.compile("".join(out))
+
+
+def _class_end(pat: str, start: int) -> int:
+    """Index of the ``]`` closing the character class opened at ``start``, or -1."""
+    j = start + 1
+    if pat[j:j + 1] == "!":
+        j += 1
+    if pat[j:j + 1] == "]":
+        j += 1
+    return pat.find("]", j)
+
+
+class PathFilter:
+    """include / exclude glob patterns applied to relative POSIX paths."""
+
+    def __init__(self, include: Sequence[str] | str | None = None,
+                 exclude: Sequence[str] | str | None = None):
+        self.include = [glob_to_regex(p) for p in _as_list(include)]
+        self.exclude = [glob_to_regex(p) for p in _as_list(exclude)]
+
+    def excludes_dir(self, rel: str) -> bool:
+        """True when a directory (and so all below it) is excluded."""
+        return any(rx.fullmatch(rel) for rx in self.exclude)
+
+    def wants(self, rel: str) -> bool:
+        """True when the file ``rel`` passes the include and exclude patterns."""
+        if not self.include and not self.exclude:
+            return True
+        prefixes = _self_and_parents(rel)
+        if self.include and not any(rx.fullmatch(p) for rx in self.include for p in prefixes):
+            return False
+        return not any(rx.fullmatch(p) for rx in self.exclude for p in prefixes)
+
+
+def _as_list(patterns: Sequence[str] | str | None) -> list[str]:
+    if patterns is None:
+        return []
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
+
+def _self_and_parents(rel: str) -> list[str]:
+    parts = rel.split("/")
+    return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+# -- directory walk ----------------------------------------------------------------------
+def _is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk(root: str, real_root: str, start_rel: str, start_abs: str, pfilter: PathFilter,
+          follow_symlinks: bool) -> list[_Candidate]:
+    """All regular files below ``start_abs`` that pass ``pfilter`` (runs in a thread)."""
+    found: list[_Candidate] = []
+    stack = [(start_rel, start_abs)]
+    while stack:
+        rel_dir, abs_dir = stack.pop()
+        try:
+            it = os.scandir(abs_dir)
+        except OSError as exc:
+            raise SyncError(f"cannot list directory {abs_dir}: {exc.strerror or exc}") from None
+        with it:
+            for entry in it:
+                name = entry.name
+                if TEMP_MARKER in name:
+                    continue
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if entry.is_symlink():
+                    st = _follow_link(entry.path, rel, root, real_root, abs_dir, follow_symlinks)
+                    if st is None:
+                        continue
+                    is_dir, is_file = stat_mod.S_ISDIR(st.st_mode), stat_mod.S_ISREG(st.st_mode)
+                else:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    is_file = not is_dir and entry.is_file(follow_symlinks=False)
+                    st = entry.stat(follow_symlinks=False) if is_file else None
+                if is_dir:
+                    if name != STORE_DIR and not pfilter.excludes_dir(rel):
+                        stack.append((rel, entry.path))
+                elif is_file and pfilter.wants(rel):
+                    found.append((rel, entry.path, st))
+    return found
+
+
+def _follow_link(path: str, rel: str, root: str, real_root: str, abs_dir: str,
+                 follow_outside: bool) -> os.stat_result | None:
+    """The stat of a symlink's target, None to skip it; raises for links leaving root."""
+    target = os.path.realpath(path)
+    if not follow_outside and not _is_under(target, real_root):
+        raise UnsafePathError(f"refusing symlink {rel!r} -> {target}: it points outside {root}; "
+                              "replace it with a copy or pass follow_symlinks=True")
+    try:
+        st = os.stat(path)
+    except OSError:
+        log.warning("skipping dangling symlink %s -> %s", rel, target)
+        return None
+    if stat_mod.S_ISDIR(st.st_mode) and _is_under(os.path.realpath(abs_dir), target):
+        log.warning("skipping symlink loop %s -> %s", rel, target)
+        return None
+    return st
+
+
+# -- hashing with the cache ----------------------------------------------------------------
+def _split_hits(candidates: list[_Candidate], cache: Cache) -> tuple[dict[str, FileEntry], list[_Candidate]]:
+    """Entries answered by the cache, and the candidates that need hashing."""
+    hits: dict[str, FileEntry] = {}
+    misses: list[_Candidate] = []
+    get = cache.get
+    for rel, path, st in candidates:
+        digest = get(path, st.st_size, st.st_mtime_ns, st.st_ino)
+        if digest is None:
+            misses.append((rel, path, st))
+        else:
+            hits[rel] = FileEntry(st.st_size, digest, st.st_mtime_ns)
+    return hits, misses
+
+
+def _hash_stable(rel: str, path: str) -> tuple[os.stat_result, str] | None:
+    """Hash one file and return it with the stat it had while hashed; None if it vanished."""
+    for _ in range(3):
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                before = os.fstat(fh.fileno())
+                digest = hash_fileobj(fh)
+                after = os.fstat(fh.fileno())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SyncError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
+            return after, digest
+    raise SyncError(f"{rel} kept changing while it was hashed; retry once it is complete")
+
+
+def _hash_batch(batch: list[_Candidate], cache: Cache) -> dict[str, FileEntry | None]:
+    out: dict[str, FileEntry | None] = {}
+    for rel, path, _ in batch:
+        result = _hash_stable(rel, path)
+        if result is None:
+            out[rel] = None
+            continue
+        st, digest = result
+        cache.put(path, st.st_size, st.st_mtime_ns, st.st_ino, digest)
+        out[rel] = FileEntry(st.st_size, digest, st.st_mtime_ns)
+    return out
+
+
+def _batches(misses: list[_Candidate]) -> list[list[_Candidate]]:
+    """Group small files so that one thread call hashes many of them."""
+    batches: list[list[_Candidate]] = []
+    current: list[_Candidate] = []
+    size = 0
+    for item in sorted(misses, key=lambda c: c[2].st_size, reverse=True):
+        if current and (size + item[2].st_size > _BATCH_BYTES or len(current) >= _BATCH_FILES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item[2].st_size
+    if current:
+        batches.append(current)
+    return batches
+
+
+async def _digest_all(candidates: list[_Candidate], cache: Cache | None,
+                      limiter: anyio.CapacityLimiter | None) -> dict[str, FileEntry | None]:
+    """FileEntry per candidate (None for files that vanished meanwhile)."""
+    cache = cache if cache is not None else NullStatCache()
+    limiter = limiter if limiter is not None else default_hash_limiter()
+    hits, misses = await anyio.to_thread.run_sync(_split_hits, candidates, cache, limiter=limiter)
+    results: dict[str, FileEntry | None] = dict(hits)
+    if not misses:
+        return results
+    errors: list[BaseException] = []
+
+    async def work(batch: list[_Candidate]) -> None:
+        try:
+            results.update(await anyio.to_thread.run_sync(_hash_batch, batch, cache, limiter=limiter))
+        except Exception as exc:  # first failure cancels the rest, re-raised below
+            errors.append(exc)
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for batch in _batches(misses):
+            tg.start_soon(work, batch)
+    await anyio.to_thread.run_sync(cache.flush, limiter=limiter)
+    if errors:
+        raise errors[0]
+    return results
+
+
+# -- public API ------------------------------------------------------------------------------
+def _real_root(root: str | os.PathLike[str]) -> tuple[str, str]:
+    abs_root = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(abs_root):
+        what = "is not a directory" if os.path.exists(abs_root) else "does not exist"
+        raise SyncError(f"cannot scan {abs_root}: it {what}")
+    return abs_root, os.path.realpath(abs_root)
+
+
+async def scan(root: str | os.PathLike[str], *, include: Sequence[str] | str | None = None,
+               exclude: Sequence[str] | str | None = None, cache: Cache | None = None,
+               hash_limiter: anyio.CapacityLimiter | None = None,
+               follow_symlinks: bool = False) -> Tree:
+    """The Tree of every file below ``root`` that passes ``include``/``exclude``."""
+    abs_root, real_root = _real_root(root)
+    pfilter = PathFilter(include, exclude)
+    candidates = await anyio.to_thread.run_sync(
+        _walk, abs_root, real_root, "", abs_root, pfilter, follow_symlinks)
+    entries = await _digest_all(candidates, cache, hash_limiter)
+    return Tree({p: e for p, e in entries.items() if e is not None}, root=abs_root)
+
+
+async def tree_from_paths(root: str | os.PathLike[str], paths: Iterable[str], *,
+                          cache: Cache | None = None,
+                          hash_limiter: anyio.CapacityLimiter | None = None,
+                          missing: Literal["error", "skip"] = "error") -> Tree:
+    """The Tree of the named relative ``paths`` below ``root`` (a directory name stands for
+    every file below it). ``missing="error"`` raises SyncError for a path that does not
+    exist; ``"skip"`` leaves it out."""
+    if missing not in ("error", "skip"):
+        raise ValueError(f"missing must be 'error' or 'skip', not {missing!r}")
+    abs_root, real_root = _real_root(root)
+    names = [safe_relpath(p) for p in dict.fromkeys(paths)]
+    candidates = await anyio.to_thread.run_sync(
+        _stat_paths, abs_root, real_root, names, missing == "error")
+    entries = await _digest_all(candidates, cache, hash_limiter)
+    vanished = [p for p, e in entries.items() if e is None]
+    if vanished and missing == "error":
+        raise SyncError(f"{vanished[0]} disappeared from {abs_root} while it was scanned")
+    return Tree({p: e for p, e in entries.items() if e is not None}, root=abs_root)
+
+
+def _stat_paths(abs_root: str, real_root: str, names: list[str], strict: bool) -> list[_Candidate]:
+    found: dict[str, _Candidate] = {}
+    everything = PathFilter()
+    for rel in names:
+        path = join_under(abs_root, rel)
+        if not _is_under(os.path.realpath(path), real_root):
+            raise UnsafePathError(f"refusing {rel!r}: it resolves outside {abs_root} through a symlink")
+        try:
+            st = os.stat(path)
+        except OSError:
+            if strict:
+                raise SyncError(f"{rel}: no such file below {abs_root}; check the path") from None
+            continue
+        if stat_mod.S_ISDIR(st.st_mode):
+            for cand in _walk(abs_root, real_root, rel, path, everything, False):
+                found[cand[0]] = cand
+        elif stat_mod.S_ISREG(st.st_mode):
+            found[rel] = (rel, path, st)
+        elif strict:
+            raise SyncError(f"{rel} is not a regular file or directory; only files can be synced")
+    return list(found.values())
+
+
+def remote_tree(objects: Iterable[ObjectInfo], prefix: str = "") -> Tree:
+    """A Tree from a store listing: names below ``prefix`` (stripped of it), digests from
+    object metadata (None when absent). Bookkeeping objects (``.luisy-store/``),
+    temporary names and directory markers (names ending in ``/``) are left out."""
+    head = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    entries: dict[str, FileEntry] = {}
+    for obj in objects:
+        name = obj.name
+        if head:
+            if not name.startswith(head):
+                continue
+            name = name[len(head):]
+        if not name or name.endswith("/") or TEMP_MARKER in name:
+            continue
+        if name == STORE_DIR or name.startswith(STORE_DIR + "/"):
+            continue
+        entries[name] = FileEntry(obj.size, obj.digest)
+    return Tree(entries)

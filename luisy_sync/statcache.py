@@ -1,0 +1,236 @@
+"""A persistent stat cache: (path, size, mtime_ns, inode) -> content digest.
+
+A file whose size, modification time and inode are unchanged since it was hashed is
+not read again. The cache is one SQLite file (WAL mode, busy timeout), shared safely by
+several processes; each process loads all rows into a dict on first use and writes new
+rows back in one transaction per ``flush()``.
+
+Racy entries are not trusted: a digest is only reused when the file's mtime is older
+than the moment it was hashed by at least ``RACY_WINDOW_NS``, so a file rewritten with
+the same size within one timestamp tick of being hashed is hashed again.
+
+A cache file that cannot be opened or read (corrupt, unwritable) never breaks a sync:
+a warning is logged, the file is rebuilt or the cache degrades to a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "LUISY_SYNC_CACHE"
+"""Environment variable: the cache file to use, or ``off`` to disable the cache."""
+
+RACY_WINDOW_NS = 2_000_000_000
+"""Entries whose file mtime is this close to (or after) the hashing time are re-hashed."""
+
+_SCHEMA_VERSION = "1"
+_FLUSH_EVERY = 20_000
+_Row = tuple[int, int, int, str, int]  # size, mtime_ns, inode, digest, hashed_ns
+
+
+def default_cache_path() -> Path:
+    """``$LUISY_SYNC_CACHE``, else ``$XDG_CACHE_HOME/luisy_sync/statcache.sqlite``
+    (``~/.cache/...`` when XDG_CACHE_HOME is unset)."""
+    override = os.environ.get(CACHE_ENV)
+    if override and override.lower() not in ("off", "none", "0"):
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "luisy_sync" / "statcache.sqlite"
+
+
+def open_default_cache() -> "StatCache | NullStatCache":
+    """The cache at ``default_cache_path()``, or a NullStatCache when
+    ``LUISY_SYNC_CACHE=off``."""
+    if os.environ.get(CACHE_ENV, "").lower() in ("off", "none", "0"):
+        return NullStatCache()
+    return StatCache(default_cache_path())
+
+
+def _signed(inode: int) -> int:
+    """Fold a 64-bit unsigned inode number into SQLite's signed INTEGER range."""
+    return inode - (1 << 64) if inode >= (1 << 63) else inode
+
+
+class NullStatCache:
+    """A cache that remembers nothing (same interface as StatCache)."""
+
+    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+        """Always None."""
+        return None
+
+    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
+        """Ignored."""
+
+    def flush(self) -> None:
+        """Nothing to write."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self) -> "NullStatCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StatCache:
+    """The SQLite-backed stat cache at ``path`` (created on first use). Thread-safe."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._rows: dict[str, _Row] | None = None
+        self._pending: dict[str, _Row] = {}
+        self._disabled = False
+
+    # -- public API -----------------------------------------------------------------
+    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+        """The digest recorded for this exact (path, size, mtime_ns, inode), else None."""
+        rows = self._rows if self._rows is not None and self._pid == os.getpid() else self._load()
+        row = rows.get(path)
+        if row is None:
+            return None
+        r_size, r_mtime, r_inode, digest, hashed_ns = row
+        if r_size != size or r_mtime != mtime_ns or r_inode != _signed(inode):
+            return None
+        if mtime_ns > hashed_ns - RACY_WINDOW_NS:
+            return None
+        return digest
+
+    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
+        """Record a digest just computed for this stat (written at the next flush)."""
+        row = (size, mtime_ns, _signed(inode), digest, time.time_ns())
+        with self._lock:
+            self._pending[path] = row
+            if self._rows is not None:
+                self._rows[path] = row
+            if len(self._pending) >= _FLUSH_EVERY:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write pending rows in one transaction (a failure only logs a warning)."""
+        with self._lock:
+            if not self._pending:
+                return
+            pending, self._pending = self._pending, {}
+            conn = self._connect()
+            if conn is None:
+                return
+            try:
+                with conn:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO files(path, size, mtime_ns, inode, digest, hashed_ns)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [(p, *row) for p, row in pending.items()])
+            except sqlite3.Error as exc:
+                self._give_up(f"could not write to the stat cache {self.path} ({exc})")
+
+    def close(self) -> None:
+        """Flush and close the connection."""
+        with self._lock:
+            self.flush()
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "StatCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    # -- internals ----------------------------------------------------------------
+    def _load(self) -> dict[str, _Row]:
+        """All rows of the cache, read once per process."""
+        with self._lock:
+            if self._rows is not None and self._pid == os.getpid():
+                return self._rows
+            rows: dict[str, _Row] = {}
+            conn = self._connect()
+            if conn is not None:
+                try:
+                    cur = conn.execute("SELECT path, size, mtime_ns, inode, digest, hashed_ns FROM files")
+                    rows = {r[0]: r[1:] for r in cur}
+                except sqlite3.DatabaseError as exc:
+                    rows = {}
+                    conn = self._rebuild(f"stat cache {self.path} is unreadable ({exc})")
+            rows.update(self._pending)
+            self._rows = rows
+            return rows
+
+    def _connect(self) -> sqlite3.Connection | None:
+        """The open connection (reopened after a fork), or None when disabled."""
+        if self._disabled:
+            return None
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        if self._pid != os.getpid():  # forked: never touch the parent's connection
+            self._conn, self._rows, self._pid = None, None, os.getpid()
+        try:
+            self._conn = self._open()
+        except sqlite3.DatabaseError as exc:
+            return self._rebuild(f"stat cache {self.path} is unusable ({exc})")
+        except OSError as exc:
+            self._give_up(f"cannot create the stat cache {self.path} ({exc.strerror or exc})")
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False,
+                               isolation_level="DEFERRED")
+        try:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            with conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)")
+                version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                if version is not None and version[0] != _SCHEMA_VERSION:
+                    conn.execute("DROP TABLE IF EXISTS files")
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)",
+                             (_SCHEMA_VERSION,))
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+                    " mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL,"
+                    " hashed_ns INTEGER NOT NULL) WITHOUT ROWID")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _rebuild(self, reason: str) -> sqlite3.Connection | None:
+        """Replace an unusable cache file with an empty one."""
+        log.warning("%s; rebuilding it", reason)
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            self._conn = self._open()
+        except (sqlite3.Error, OSError) as exc:
+            self._give_up(f"cannot rebuild the stat cache {self.path} ({exc})")
+        return self._conn
+
+    def _give_up(self, reason: str) -> None:
+        log.warning("%s; continuing without a stat cache", reason)
+        self._disabled = True
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+        self._conn = None
