@@ -4,8 +4,10 @@
     ├── ConfigError            bad store URL, missing/invalid credentials settings
     ├── UnsafePathError        a name that would escape the destination (``..``, absolute, ``\\``)
     ├── IntegrityError         content does not match its digest
+    │   └── ShortReadError     a ranged read returned fewer bytes than asked (retryable)
     ├── ManifestError          a manifest object that cannot be parsed
     ├── TransferError          one file failed for good (after retries); names the file
+    │   └── SyncFailed         a push/pull finished with failed files; carries .report
     └── StoreError             anything a store said
         ├── NotFoundError
         ├── PreconditionFailed if-match / if-none-match condition not met
@@ -36,6 +38,12 @@ class IntegrityError(SyncError):
     """Bytes read or written do not match the expected digest or size."""
 
 
+class ShortReadError(IntegrityError):
+    """A ranged read returned fewer bytes than requested (a truncated response)."""
+
+    retryable = True
+
+
 class ManifestError(SyncError):
     """A manifest object exists but cannot be understood."""
 
@@ -47,6 +55,19 @@ class TransferError(SyncError):
         self.path = path
         self.cause = cause
         super().__init__(f"{path}: {cause}")
+
+
+class SyncFailed(TransferError):
+    """A push or pull finished but some files failed; ``.report`` holds the details."""
+
+    def __init__(self, message: str, report: object = None, path: str = "",
+                 cause: BaseException | str = ""):
+        super().__init__(path, cause)
+        self.report = report
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class StoreError(SyncError):

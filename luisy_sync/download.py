@@ -1,0 +1,160 @@
+"""Downloading one file: into a temp file beside its final name, verified, then renamed.
+
+Small objects come in one ranged GET; large ones in parallel ``block_size`` ranges
+written at their offsets. The content must match the expected size and digest before
+``os.replace`` gives it its final name. On any failure or cancellation the temp file
+(``.<name>.luisy-tmp-<uuid>``) is removed, so nothing half-written is ever visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+import anyio
+
+from luisy_sync.errors import IntegrityError, ShortReadError
+from luisy_sync.hashing import hash_bytes, hash_file
+from luisy_sync.paths import join_under
+from luisy_sync.stores.base import Store
+from luisy_sync.tree import FileEntry
+
+if TYPE_CHECKING:
+    from luisy_sync.transfer import Transfer
+
+TEMP_MARKER = ".luisy-tmp-"
+WHOLE_FILE_ATTEMPTS = 2
+"""Whole-file tries on a digest mismatch (the second read tells corruption in flight from at rest)."""
+
+
+def temp_path_for(final: str) -> str:
+    """A fresh hidden temp name in the directory of ``final``."""
+    directory, base = os.path.split(final)
+    if len(base.encode("utf-8")) > 200:  # keep below NAME_MAX with the suffix added
+        base = base.encode("utf-8")[:200].decode("utf-8", "ignore")
+    return os.path.join(directory, f".{base}{TEMP_MARKER}{uuid.uuid4().hex}")
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _mismatch(path: str, name: str, expected: str, got: str) -> IntegrityError:
+    return IntegrityError(f"{path}: stored object {name} does not match its digest "
+                          f"(expected {expected}, got {got}); it was not written; "
+                          f"push the file again to repair the store")
+
+
+def _check_size(path: str, name: str, data: bytes, expected: int, ranged: bool) -> bytes:
+    if len(data) < expected:
+        raise ShortReadError(f"{path}: read {len(data)} of {expected} bytes from {name}")
+    if len(data) > expected:
+        what = "range" if ranged else "object"
+        raise IntegrityError(f"{path}: {what} of {name} is {len(data)} bytes, expected {expected}; "
+                             f"it changed since it was listed, pull again")
+    return data
+
+
+def _write_whole(final: str, path: str, name: str, data: bytes, digest: str | None, fsync: bool) -> None:
+    if digest is not None:
+        got = hash_bytes(data)
+        if got != digest:
+            raise _mismatch(path, name, digest, got)
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    tmp = temp_path_for(final)
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _open_sized(tmp: str, size: int) -> int:
+    os.makedirs(os.path.dirname(tmp), exist_ok=True)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+async def download_file(transfer: "Transfer", store: Store, dest: str, path: str, entry: FileEntry,
+                        name: str) -> None:
+    """Download object ``name`` to ``dest/path``, verified against ``entry``."""
+    final = join_under(dest, path)
+    for attempt in range(1, WHOLE_FILE_ATTEMPTS + 1):
+        try:
+            if entry.size <= transfer.block_size:
+                await _download_small(transfer, store, final, path, entry, name)
+            else:
+                await _download_ranges(transfer, store, final, path, entry, name)
+            return
+        except IntegrityError as exc:
+            if isinstance(exc, ShortReadError) or attempt == WHOLE_FILE_ATTEMPTS:
+                raise
+            transfer.tracker.retried(path, attempt, str(exc).splitlines()[0], restart=True)
+
+
+async def _download_small(transfer: "Transfer", store: Store, final: str, path: str, entry: FileEntry,
+                          name: str) -> None:
+    async def get() -> bytes:
+        return _check_size(path, name, await store.get_range(name), entry.size, ranged=False)
+
+    async with transfer.limiter:  # the slot also bounds the bytes held in memory
+        data = await transfer.retry(path, get, describe=f"get {name}")
+        transfer.tracker.advanced(path, len(data))
+        await transfer.in_thread(_write_whole, final, path, name, data, entry.digest, transfer.fsync)
+
+
+async def _download_ranges(transfer: "Transfer", store: Store, final: str, path: str, entry: FileEntry,
+                           name: str) -> None:
+    block = transfer.block_size_for(entry.size)
+    tmp = temp_path_for(final)
+    fd: int | None = None
+
+    async def fetch(offset: int, length: int) -> None:
+        async def get() -> bytes:
+            return _check_size(path, name, await store.get_range(name, offset, length), length, ranged=True)
+
+        async with transfer.limiter:
+            data = await transfer.retry(path, get, describe=f"get {name} bytes {offset}+{length}")
+            await transfer.in_thread(_write_at, fd, data, offset)
+        transfer.tracker.advanced(path, length)
+
+    try:
+        fd = await transfer.in_thread(_open_sized, tmp, entry.size)
+        async with anyio.create_task_group() as tg:
+            for offset in range(0, entry.size, block):
+                tg.start_soon(fetch, offset, min(block, entry.size - offset))
+        if entry.digest is not None:
+            got = await transfer.in_thread(hash_file, tmp)
+            if got != entry.digest:
+                raise _mismatch(path, name, entry.digest, got)
+        if transfer.fsync:
+            await transfer.in_thread(os.fsync, fd)
+        os.close(fd)
+        fd = None
+        await transfer.in_thread(os.replace, tmp, final)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        _remove(tmp)
+        raise

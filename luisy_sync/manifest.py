@@ -1,0 +1,128 @@
+"""Manifests: small JSON objects in a store, updated by read → merge → conditional write.
+
+A push manifest lists what pushes put into the store::
+
+    {"format": "luisy-sync-manifest/1",
+     "files": {"a/b.csv": {"digest": "<xxh3-128 hex>", "size": 123, ...extra}}}
+
+``update_json_object`` is the generic optimistic-concurrency loop (any JSON object,
+e.g. luisy's ``.luisy.hash``); ``update_manifest`` merges entries into a manifest with it.
+Concurrent writers never lose each other's entries: a write only succeeds against the
+ETag that was read (or, for a new object, only if it still does not exist).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any, Callable, Mapping
+
+import anyio
+
+from luisy_sync.errors import ManifestError, NotFoundError, PreconditionFailed
+from luisy_sync.retry import RetryPolicy, call_with_retry
+from luisy_sync.stores.base import Store
+
+MANIFEST_FORMAT = "luisy-sync-manifest/1"
+DEFAULT_MANIFEST_NAME = ".luisy-sync.json"
+
+
+def _corrupt(store: Store, name: str, why: str) -> ManifestError:
+    return ManifestError(f"{store.url}/{name} is not a valid JSON object ({why}); "
+                         f"delete it so that the next push rebuilds it")
+
+
+async def read_json_object(store: Store, name: str, *, policy: RetryPolicy | None = None
+                           ) -> tuple[dict[str, Any] | None, str | None]:
+    """``(object, etag)`` of the JSON object ``name``, or ``(None, None)`` if it is missing."""
+    try:
+        data, etag = await call_with_retry(store.read_small, name, policy=policy,
+                                           describe=f"read {name}")
+    except NotFoundError:
+        return None, None
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _corrupt(store, name, type(exc).__name__) from None
+    if not isinstance(doc, dict):
+        raise _corrupt(store, name, f"top level is a {type(doc).__name__}")
+    return doc, etag
+
+
+def encode_json(doc: Mapping[str, Any]) -> bytes:
+    """Stable, compact UTF-8 JSON (sorted keys) for objects written to a store."""
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+async def update_json_object(store: Store, name: str,
+                             mutate: Callable[[dict[str, Any] | None], dict[str, Any]], *,
+                             attempts: int = 20, policy: RetryPolicy | None = None,
+                             rng: random.Random | None = None) -> dict[str, Any]:
+    """Read ``name``, apply ``mutate(current or None)``, write it back conditionally.
+
+    When another writer got in between (PreconditionFailed), re-read and apply
+    ``mutate`` again after a short jittered pause, up to ``attempts`` times. ``mutate``
+    must therefore be a pure function of its argument. Returns the document written.
+    """
+    rng = rng or random.Random()
+    for attempt in range(attempts):
+        current, etag = await read_json_object(store, name, policy=policy)
+        doc = mutate(None if current is None else json.loads(json.dumps(current)))
+        if not isinstance(doc, dict):
+            raise TypeError(f"mutate must return a dict, got {type(doc).__name__}")
+        data = encode_json(doc)
+        try:
+            if etag is None:
+                await call_with_retry(store.write_small, name, data, if_none_match=True,
+                                      policy=policy, describe=f"write {name}")
+            else:
+                await call_with_retry(store.write_small, name, data, if_match=etag,
+                                      policy=policy, describe=f"write {name}")
+            return doc
+        except PreconditionFailed:
+            await anyio.sleep(rng.uniform(0.0, min(1.0, 0.01 * 2 ** attempt)))
+    raise PreconditionFailed(f"{store.url}/{name} kept changing during {attempts} update attempts; "
+                             f"retry later or reduce the number of concurrent writers", status=412)
+
+
+def manifest_entries(doc: Mapping[str, Any] | None, *, where: str = "manifest") -> dict[str, dict[str, Any]]:
+    """The ``files`` mapping of a manifest document (empty for None); ManifestError if malformed."""
+    if doc is None:
+        return {}
+    fmt = doc.get("format")
+    files = doc.get("files")
+    if fmt != MANIFEST_FORMAT or not isinstance(files, dict) or \
+            not all(isinstance(v, dict) for v in files.values()):
+        raise ManifestError(f"{where} is not a {MANIFEST_FORMAT} manifest (format={fmt!r}); "
+                            f"delete it so that the next push rebuilds it")
+    return files
+
+
+async def read_manifest(store: Store, name: str = DEFAULT_MANIFEST_NAME, *,
+                        policy: RetryPolicy | None = None) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """``(entries, etag)`` of the manifest ``name``; ``({}, None)`` when there is none."""
+    doc, etag = await read_json_object(store, name, policy=policy)
+    return manifest_entries(doc, where=f"{store.url}/{name}"), etag
+
+
+async def update_manifest(store: Store, name: str,
+                          updates: Mapping[str, Mapping[str, Any] | None], *,
+                          attempts: int = 20, policy: RetryPolicy | None = None) -> dict[str, dict[str, Any]]:
+    """Merge ``updates`` into the manifest ``name`` (a None value removes that path).
+
+    Returns the manifest's entries as written.
+    """
+    where = f"{store.url}/{name}"
+    frozen = {path: (None if entry is None else dict(entry)) for path, entry in updates.items()}
+
+    def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
+        files = manifest_entries(doc, where=where)
+        for path, entry in frozen.items():
+            if entry is None:
+                files.pop(path, None)
+            else:
+                files[path] = dict(entry)
+        return {"format": MANIFEST_FORMAT, "files": files}
+
+    doc = await update_json_object(store, name, merge, attempts=attempts, policy=policy)
+    return doc["files"]

@@ -1,0 +1,81 @@
+"""Report: what one push or pull did, as a plain frozen value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units with one decimal, e.g. ``62.5 MiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of a push or pull.
+
+    ``uploaded``/``downloaded``/``skipped`` are the relative paths in each state,
+    ``failed`` holds ``(path, one-line reason)`` pairs. ``files_planned`` and
+    ``bytes_planned`` count what the plan asked to move.
+    """
+
+    direction: str
+    uploaded: tuple[str, ...] = ()
+    downloaded: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()
+    bytes_transferred: int = 0
+    seconds: float = 0.0
+    files_planned: int = 0
+    bytes_planned: int = 0
+    dry_run: bool = False
+
+    @property
+    def moved(self) -> tuple[str, ...]:
+        """The paths transferred in this report's direction."""
+        return self.uploaded if self.direction == "push" else self.downloaded
+
+    @property
+    def ok(self) -> bool:
+        """True when no file failed."""
+        return not self.failed
+
+    @property
+    def bytes_per_second(self) -> float:
+        """Average throughput over the whole operation (0 when nothing moved)."""
+        return self.bytes_transferred / self.seconds if self.seconds > 0 else 0.0
+
+    def summary_line(self) -> str:
+        """One human line, e.g. ``uploaded 3 files (1.5 MiB) in 0.2 s, 7.5 MiB/s; 0 skipped; 0 failed``."""
+        verb = "uploaded" if self.direction == "push" else "downloaded"
+        if self.dry_run:
+            return (f"dry run: would have {verb} {self.files_planned} files "
+                    f"({format_bytes(self.bytes_planned)}); {len(self.skipped)} skipped")
+        count = len(self.moved)
+        return (f"{verb} {count} file{'s' if count != 1 else ''} ({format_bytes(self.bytes_transferred)}) "
+                f"in {self.seconds:.1f} s, {format_bytes(self.bytes_per_second)}/s; "
+                f"{len(self.skipped)} skipped; {len(self.failed)} failed")
+
+    def to_dict(self, *, paths: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict of counts (and every path when ``paths``); failures always listed."""
+        out: dict[str, Any] = {
+            "direction": self.direction,
+            "dry_run": self.dry_run,
+            "uploaded": len(self.uploaded),
+            "downloaded": len(self.downloaded),
+            "skipped": len(self.skipped),
+            "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            "bytes_transferred": self.bytes_transferred,
+            "seconds": round(self.seconds, 6),
+            "files_planned": self.files_planned,
+            "bytes_planned": self.bytes_planned,
+        }
+        if paths:
+            out["paths"] = {"uploaded": list(self.uploaded), "downloaded": list(self.downloaded),
+                            "skipped": list(self.skipped)}
+        return out

@@ -1,0 +1,195 @@
+"""The transfer engine: moves given files through a Store; never decides *what* to move.
+
+One ``Transfer`` holds the shared pieces of a session: a single
+``anyio.CapacityLimiter`` over every store request (a multi-block file and many small
+files draw from the same pool), a thread limiter for blocking file IO, the retry
+policy and the progress tracker. ``upload_paths`` / ``download_paths`` move an exact
+list of files; the per-file work lives in ``luisy_sync.upload`` and
+``luisy_sync.download``. A file that fails for good is recorded with a one-line reason
+and the other files continue; cancellation propagates and leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterable, TypeVar
+
+import anyio
+
+from luisy_sync.download import download_file
+from luisy_sync.progress import FileTracker, ProgressCallback
+from luisy_sync.retry import RetryPolicy, call_with_retry
+from luisy_sync.stores.base import Store
+from luisy_sync.tree import FileEntry, Tree
+from luisy_sync.upload import upload_file
+
+T = TypeVar("T")
+
+DEFAULT_CONCURRENCY = 32
+DEFAULT_BLOCK_SIZE = 8 * 2 ** 20
+DEFAULT_IO_THREADS = 16
+MAX_BLOCKS = 50_000
+"""Most blocks one object may have (Azure's limit); larger files get larger blocks."""
+
+
+def object_name(prefix: str, path: str) -> str:
+    """The store name of relative ``path`` below ``prefix`` (``""`` = store root)."""
+    prefix = prefix.strip("/")
+    return f"{prefix}/{path}" if prefix else path
+
+
+def one_line(error: BaseException) -> str:
+    """A short, single-line reason for a failure (error type and first message line)."""
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    name = type(error).__name__
+    return f"{name}: {first}" if first else name
+
+
+def first_error(error: BaseException) -> BaseException:
+    """The first leaf of a (possibly nested) exception group."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+@dataclass
+class TransferResult:
+    """Files that moved, files that failed (with reasons), bytes moved and wall time."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    bytes_transferred: int = 0
+    seconds: float = 0.0
+
+
+class Transfer:
+    """One transfer session: the request limiter, retry policy and progress tracker.
+
+    ``limiter`` may be passed in to share one request budget across several sessions
+    (for example luisy moving outputs of many tasks); otherwise a limiter of
+    ``concurrency`` is made. Memory in flight stays below ``block_size`` times the
+    number of requests in flight.
+    """
+
+    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, block_size: int = DEFAULT_BLOCK_SIZE,
+                 policy: RetryPolicy | None = None, progress: ProgressCallback | None = None,
+                 limiter: anyio.CapacityLimiter | None = None, io_threads: int = DEFAULT_IO_THREADS,
+                 fsync: bool = False):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if block_size < 1:
+            raise ValueError(f"block_size must be positive, got {block_size}")
+        self.limiter = limiter or anyio.CapacityLimiter(concurrency)
+        self.io_limiter = anyio.CapacityLimiter(io_threads)
+        self.block_size = block_size
+        self.policy = policy or RetryPolicy()
+        self.tracker = FileTracker(progress)
+        self.fsync = fsync
+        self.workers = max(1, int(self.limiter.total_tokens))
+
+    def block_size_for(self, size: int) -> int:
+        """The block size used for a file of ``size`` bytes (grown to stay under MAX_BLOCKS)."""
+        return max(self.block_size, -(-size // MAX_BLOCKS))
+
+    async def retry(self, path: str, fn: Callable[..., Awaitable[T]], *args: object,
+                    describe: str = "") -> T:
+        """``fn(*args)`` under the retry policy (the caller holds a request slot)."""
+        def on_retry(attempt: int, error: BaseException, sleep: float) -> None:
+            self.tracker.retried(path, attempt, one_line(error))
+
+        return await call_with_retry(fn, *args, policy=self.policy, describe=describe or path,
+                                     on_retry=on_retry)
+
+    async def request(self, path: str, fn: Callable[..., Awaitable[T]], *args: object,
+                      describe: str = "") -> T:
+        """One store request (with its retries) holding one slot of the shared limiter."""
+        async with self.limiter:
+            return await self.retry(path, fn, *args, describe=describe)
+
+    async def in_thread(self, fn: Callable[..., T], *args: object) -> T:
+        """Run blocking file IO or hashing in a worker thread under the IO limiter."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.io_limiter)
+
+    async def run_files(self, direction: str, items: Iterable[tuple[str, FileEntry]],
+                        move: Callable[[str, FileEntry], Awaitable[None]]) -> TransferResult:
+        """Apply ``move`` to every file, ``self.workers`` at a time, largest first."""
+        todo = sorted(items, key=lambda item: (-item[1].size, item[0]))
+        result = TransferResult()
+        tracker = self.tracker
+        callback = tracker.callback
+        started = time.monotonic()
+        before = tracker.bytes_done
+        queue = iter(todo)
+
+        async def one(path: str, entry: FileEntry) -> None:
+            tracker.started(path, entry.size)
+            try:
+                await move(path, entry)
+            except Exception as exc:  # one file failed for good: record it, go on
+                reason = one_line(first_error(exc))
+                result.failed.append((path, reason))
+                tracker.failed(path, reason)
+            else:
+                result.done.append(path)
+                tracker.finished(path)
+
+        async def worker() -> None:
+            for path, entry in queue:
+                await one(path, entry)
+
+        callback.begin(direction, len(todo), sum(e.size for _, e in todo))
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(self.workers, len(todo))):
+                    tg.start_soon(worker)
+        finally:
+            callback.end()
+        result.done.sort()
+        result.failed.sort()
+        result.bytes_transferred = tracker.bytes_done - before
+        result.seconds = time.monotonic() - started
+        return result
+
+
+def _entries(tree: Tree, paths: Iterable[str]) -> list[tuple[str, FileEntry]]:
+    out = []
+    for path in paths:
+        if path not in tree:
+            raise KeyError(f"{path!r} is not in the tree given to the transfer; scan or list it first")
+        out.append((path, tree[path]))
+    return out
+
+
+async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterable[str], tree: Tree, *,
+                       prefix: str = "", transfer: Transfer | None = None) -> TransferResult:
+    """Upload ``paths`` (relative to local ``root``, described by ``tree``) to ``store``.
+
+    Each file is checked against its digest in ``tree`` while it is read; a file that
+    changed since the scan fails with IntegrityError instead of uploading other bytes.
+    """
+    transfer = transfer or Transfer()
+    root = os.fspath(root)
+
+    async def move(path: str, entry: FileEntry) -> None:
+        await upload_file(transfer, store, root, path, entry, object_name(prefix, path))
+
+    return await transfer.run_files("push", _entries(tree, paths), move)
+
+
+async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iterable[str], expected: Tree, *,
+                         prefix: str = "", transfer: Transfer | None = None) -> TransferResult:
+    """Download ``paths`` from ``store`` into ``dest``, verifying each against ``expected``.
+
+    Every file is written to a temp file next to its final name and renamed into place
+    only after its size and digest matched; unsafe names raise UnsafePathError per file.
+    """
+    transfer = transfer or Transfer()
+    dest = os.fspath(dest)
+
+    async def move(path: str, entry: FileEntry) -> None:
+        await download_file(transfer, store, dest, path, entry, object_name(prefix, path))
+
+    return await transfer.run_files("pull", _entries(expected, paths), move)

@@ -1,0 +1,109 @@
+"""Uploading one file: a single put for small files, staged blocks for large ones.
+
+Bytes are hashed as they are read and must match the digest the Tree recorded, so a
+file that changed since it was scanned fails (IntegrityError) instead of storing
+content under a digest it does not have. Staged blocks stay invisible until the commit,
+so a failed or cancelled large upload never leaves a partial object behind.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from functools import partial
+from typing import TYPE_CHECKING
+
+import anyio
+
+from luisy_sync.errors import IntegrityError
+from luisy_sync.hashing import hash_bytes, new_hasher
+from luisy_sync.paths import join_under
+from luisy_sync.stores.base import DIGEST_KEY, Store
+from luisy_sync.tree import FileEntry
+
+if TYPE_CHECKING:
+    from luisy_sync.transfer import Transfer
+
+
+def _changed(path: str, what: str) -> IntegrityError:
+    return IntegrityError(f"{path} changed while it was uploaded ({what}); "
+                          f"nothing was stored under its name, scan and push again")
+
+
+def _read_whole(full: str, path: str, entry: FileEntry) -> tuple[bytes, str]:
+    with open(full, "rb") as fh:
+        data = fh.read(entry.size + 1)
+    if len(data) != entry.size:
+        raise _changed(path, f"size {len(data) if len(data) <= entry.size else 'larger'}, "
+                             f"expected {entry.size}")
+    digest = hash_bytes(data)
+    if entry.digest is not None and digest != entry.digest:
+        raise _changed(path, "digest differs from the scan")
+    return data, digest
+
+
+async def upload_file(transfer: "Transfer", store: Store, root: str, path: str, entry: FileEntry,
+                      name: str) -> None:
+    """Upload ``root/path`` to object ``name`` with its digest in the metadata."""
+    full = join_under(root, path)
+    if entry.size <= transfer.block_size:
+        await _upload_small(transfer, store, full, path, entry, name)
+    else:
+        await _upload_blocks(transfer, store, full, path, entry, name)
+
+
+async def _upload_small(transfer: "Transfer", store: Store, full: str, path: str, entry: FileEntry,
+                        name: str) -> None:
+    async with transfer.limiter:  # the slot also bounds the bytes held in memory
+        data, digest = await transfer.in_thread(_read_whole, full, path, entry)
+        await transfer.retry(path, partial(store.put, name, data, metadata={DIGEST_KEY: digest}),
+                             describe=f"put {name}")
+    transfer.tracker.advanced(path, len(data))
+
+
+async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: str, entry: FileEntry,
+                         name: str) -> None:
+    block = transfer.block_size_for(entry.size)
+    attempt_id = uuid.uuid4().hex[:16]  # fresh per attempt: never reuse another attempt's blocks
+    hasher = new_hasher()
+    block_ids: list[str] = []
+    limiter = transfer.limiter
+
+    def read_block(fd: int, offset: int, length: int) -> bytes:
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise _changed(path, f"short read at offset {offset}: file is shorter than {entry.size}")
+        hasher.update(data)  # blocks are read in order, one at a time
+        return data
+
+    async def stage(token: object, block_id: str, data: bytes) -> None:
+        try:
+            await transfer.retry(path, store.put_block, name, block_id, data,
+                                 describe=f"put block {block_id} of {name}")
+        finally:
+            limiter.release_on_behalf_of(token)
+        transfer.tracker.advanced(path, len(data))
+
+    fd = await transfer.in_thread(os.open, full, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        async with anyio.create_task_group() as tg:
+            for index, offset in enumerate(range(0, entry.size, block)):
+                token = object()
+                await limiter.acquire_on_behalf_of(token)  # bounds memory and requests
+                try:
+                    data = await transfer.in_thread(read_block, fd, offset, min(block, entry.size - offset))
+                except BaseException:
+                    limiter.release_on_behalf_of(token)
+                    raise
+                block_id = f"{attempt_id}-{index:06d}"
+                block_ids.append(block_id)
+                tg.start_soon(stage, token, block_id, data)
+                del data
+        extra = await transfer.in_thread(os.pread, fd, 1, entry.size)
+    finally:
+        os.close(fd)
+    digest = hasher.hexdigest()
+    if extra or (entry.digest is not None and digest != entry.digest):
+        raise _changed(path, "size grew" if extra else "digest differs from the scan")
+    await transfer.request(path, partial(store.commit_blocks, name, block_ids, metadata={DIGEST_KEY: digest}),
+                           describe=f"commit {len(block_ids)} blocks of {name}")
