@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import partial
 from typing import Any, Callable, Mapping
 
 import anyio
@@ -62,7 +63,8 @@ async def update_json_object(store: Store, name: str,
 
     When another writer got in between (PreconditionFailed), re-read and apply
     ``mutate`` again after a short jittered pause, up to ``attempts`` times. ``mutate``
-    must therefore be a pure function of its argument. Returns the document written.
+    must therefore be a pure function of its argument. When it returns the document
+    unchanged nothing is written. Returns the resulting document.
     """
     rng = rng or random.Random()
     for attempt in range(attempts):
@@ -70,13 +72,15 @@ async def update_json_object(store: Store, name: str,
         doc = mutate(None if current is None else json.loads(json.dumps(current)))
         if not isinstance(doc, dict):
             raise TypeError(f"mutate must return a dict, got {type(doc).__name__}")
+        if doc == current:
+            return doc  # nothing changed: no write
         data = encode_json(doc)
         try:
             if etag is None:
-                await call_with_retry(store.write_small, name, data, if_none_match=True,
+                await call_with_retry(partial(store.write_small, name, data, if_none_match=True),
                                       policy=policy, describe=f"write {name}")
             else:
-                await call_with_retry(store.write_small, name, data, if_match=etag,
+                await call_with_retry(partial(store.write_small, name, data, if_match=etag),
                                       policy=policy, describe=f"write {name}")
             return doc
         except PreconditionFailed:

@@ -1,0 +1,238 @@
+"""push and pull: scan → list → plan → transfer → manifest → Report.
+
+``push`` uploads a local directory (or a scanned Tree) to a store; ``pull`` downloads a
+store prefix into a directory. Both move only files whose content differs (by xxh3
+digest), verify every byte, and return a ``Report``. The lower-level pieces for callers
+that plan themselves (luisy) are ``upload_paths`` / ``download_paths`` with a shared
+``Transfer``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+
+from luisy_sync.errors import ContainerNotFound, SyncError, SyncFailed, UnsafePathError
+from luisy_sync.manifest import DEFAULT_MANIFEST_NAME, update_manifest
+from luisy_sync.paths import safe_relpath
+from luisy_sync.plan import Plan, plan_pull, plan_push
+from luisy_sync.progress import ProgressCallback, make_progress
+from luisy_sync.report import Report
+from luisy_sync.retry import RetryPolicy, call_with_retry
+from luisy_sync.scan import PathFilter, remote_tree, scan, tree_from_paths
+from luisy_sync.statcache import NullStatCache, StatCache, open_default_cache
+from luisy_sync.stores.base import ObjectInfo, Store
+from luisy_sync.transfer import (DEFAULT_BLOCK_SIZE, DEFAULT_CONCURRENCY, Transfer, TransferResult,
+                                 download_paths, object_name, upload_paths)
+from luisy_sync.tree import Tree
+
+__all__ = ["push", "pull", "upload_paths", "download_paths", "Transfer", "TransferResult"]
+
+StoreArg = Store | str | None
+CacheArg = StatCache | NullStatCache | bool | None
+
+
+@contextlib.asynccontextmanager
+async def _resolved_store(store: StoreArg) -> AsyncIterator[Store]:
+    """The store to use; one opened here (from None or a URL) is closed on exit."""
+    if store is not None and not isinstance(store, str):
+        yield store
+        return
+    from luisy_sync.stores import open_store, store_from_env
+
+    opened = store_from_env() if store is None else open_store(store)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@contextlib.contextmanager
+def _resolved_cache(cache: CacheArg) -> Any:
+    """None/True: the default stat cache (closed on exit); False: none; else as given."""
+    if cache is None or cache is True:
+        opened = open_default_cache()
+        try:
+            yield opened
+        finally:
+            opened.close()
+    elif cache is False:
+        yield NullStatCache()
+    else:
+        yield cache
+
+
+def _list_dir(prefix: str) -> str:
+    prefix = prefix.strip("/")
+    return prefix + "/" if prefix else ""
+
+
+async def _listing(store: Store, prefix: str, policy: RetryPolicy | None) -> list[ObjectInfo] | None:
+    """The objects below ``prefix``; None when the container does not exist."""
+    try:
+        return await call_with_retry(store.list, _list_dir(prefix), policy=policy,
+                                     describe=f"list {store.url}")
+    except ContainerNotFound:
+        return None
+
+
+def _without(tree: Tree, names: Iterable[str | None]) -> Tree:
+    drop = {n for n in names if n}
+    if not drop.intersection(tree):
+        return tree
+    return Tree(((p, e) for p, e in tree.items() if p not in drop), root=tree.root)
+
+
+def _raise_refused(plan: Plan, where: str) -> None:
+    """Refuse the whole operation (before anything is written) when the plan refused names."""
+    if not plan.refused:
+        return
+    path, reason = plan.refused[0]
+    unsafe = False
+    try:
+        safe_relpath(path)
+    except UnsafePathError:
+        unsafe = True
+    cls = UnsafePathError if unsafe else SyncError
+    raise cls(f"{len(plan.refused)} name(s) refused, nothing was {where}; first: {reason}")
+
+
+def _finish(report: Report, raise_on_failure: bool) -> Report:
+    if report.failed and raise_on_failure:
+        path, reason = report.failed[0]
+        total = len(report.failed) + len(report.moved)
+        raise SyncFailed(f"{len(report.failed)} of {total} files failed; first: {path}: {reason}",
+                         report, path=path, cause=reason)
+    return report
+
+
+async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = None, *, prefix: str = "",
+               include: Sequence[str] | str | None = None, exclude: Sequence[str] | str | None = None,
+               paths: Iterable[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+               block_size: int = DEFAULT_BLOCK_SIZE, progress: bool | ProgressCallback | None = None,
+               dry_run: bool = False, manifest: str | None = DEFAULT_MANIFEST_NAME,
+               manifest_extra: Mapping[str, Mapping[str, Any]] | None = None, cache: CacheArg = None,
+               raise_on_failure: bool = True, policy: RetryPolicy | None = None) -> Report:
+    """Upload the files of a directory (or a scanned Tree) that the store lacks or holds differently.
+
+    ``store``: a Store, a URL, or None for ``store_from_env()``. ``prefix``: the store
+    directory to push into. ``paths``: only these files (or directories). ``dry_run``:
+    plan only, write nothing. ``manifest``: the name (below ``prefix``) of the JSON
+    manifest listing what was pushed, None for no manifest; ``manifest_extra`` adds
+    fields per path. Raises SyncFailed (carrying ``.report``) when files failed and
+    ``raise_on_failure``.
+    """
+    started = time.monotonic()
+    paths = None if paths is None else list(paths)
+    local = await _local_tree(tree_or_dir, include, exclude, paths, cache)
+    local = _without(local, [manifest])
+    if local.root is None:
+        raise SyncError("push needs a Tree with a root directory (Tree.root); scan the directory first")
+    async with _resolved_store(store) as target:
+        listing = await _listing(target, prefix, policy)
+        remote = _without(remote_tree(listing or [], prefix), [manifest])
+        plan = plan_push(local, remote, paths)
+        _raise_refused(plan, "uploaded")
+        if dry_run:
+            return _dry_report(plan, started)
+        if listing is None:
+            await target.ensure_container(create=True)
+        transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
+                            progress=make_progress(progress))
+        result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
+                                    transfer=transfer)
+        if manifest:
+            present = sorted([*result.done, *plan.skip])
+            extra = manifest_extra or {}
+            updates = {p: {"digest": local[p].digest, "size": local[p].size, **extra.get(p, {})}
+                       for p in present}
+            if updates:
+                await update_manifest(target, object_name(prefix, manifest), updates, policy=policy)
+    report = _report("push", plan, result, started)
+    return _finish(report, raise_on_failure)
+
+
+async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, prefix: str = "",
+               paths: Iterable[str] | None = None, include: Sequence[str] | str | None = None,
+               exclude: Sequence[str] | str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+               block_size: int = DEFAULT_BLOCK_SIZE, progress: bool | ProgressCallback | None = None,
+               dry_run: bool = False, manifest: str | None = DEFAULT_MANIFEST_NAME,
+               cache: CacheArg = None, raise_on_failure: bool = True, fsync: bool = False,
+               policy: RetryPolicy | None = None) -> Report:
+    """Download the objects below ``prefix`` that ``dest`` lacks or holds differently.
+
+    Only local files named in the store are looked at. Names that are unsafe (``..``,
+    absolute, backslashes) make the pull refuse everything with UnsafePathError before
+    anything is written. ``manifest`` names the push manifest to leave out.
+    """
+    started = time.monotonic()
+    paths = None if paths is None else list(paths)
+    dest = os.path.abspath(os.fspath(dest))
+    async with _resolved_store(store) as source:
+        listing = await _listing(source, prefix, policy)
+        if listing is None:
+            raise ContainerNotFound(f"cannot pull from {source.url}: the container does not exist; "
+                                    f"check the store URL or container name")
+        remote = _without(remote_tree(listing, prefix), [manifest])
+        if include is not None or exclude is not None:
+            keep = PathFilter(include, exclude)
+            remote = Tree(((p, e) for p, e in remote.items() if keep.wants(p)))
+        everything = plan_pull(remote, Tree(), paths)
+        _raise_refused(everything, "downloaded")
+        local = await _local_subset(dest, everything.download, cache)
+        plan = plan_pull(remote, local, paths)
+        _raise_refused(plan, "downloaded")
+        if dry_run:
+            return _dry_report(plan, started)
+        transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
+                            progress=make_progress(progress), fsync=fsync)
+        result = await download_paths(source, dest, plan.download, remote, prefix=prefix,
+                                      transfer=transfer)
+    report = _report("pull", plan, result, started)
+    return _finish(report, raise_on_failure)
+
+
+async def _local_tree(tree_or_dir: Tree | str | os.PathLike[str], include: Any, exclude: Any,
+                      paths: list[str] | None, cache: CacheArg) -> Tree:
+    if isinstance(tree_or_dir, Tree):
+        return tree_or_dir
+    root = os.fspath(tree_or_dir)
+    with _resolved_cache(cache) as stat_cache:
+        if paths is None:
+            return await scan(root, include=include, exclude=exclude, cache=stat_cache)
+        tree = await tree_from_paths(root, paths, cache=stat_cache)
+    if include is not None or exclude is not None:
+        keep = PathFilter(include, exclude)
+        tree = Tree(((p, e) for p, e in tree.items() if keep.wants(p)), root=tree.root)
+    return tree
+
+
+async def _local_subset(dest: str, names: Sequence[str], cache: CacheArg) -> Tree:
+    """The local files of ``dest`` among ``names`` (missing ones left out)."""
+    if not names or not os.path.isdir(dest):
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise SyncError(f"cannot pull into {dest}: it is a file, not a directory")
+        return Tree(root=dest)
+    with _resolved_cache(cache) as stat_cache:
+        return await tree_from_paths(dest, names, cache=stat_cache, missing="skip")
+
+
+def _dry_report(plan: Plan, started: float) -> Report:
+    return Report(plan.direction, skipped=plan.skip,
+                  failed=tuple((p, "not found") for p in plan.missing),
+                  seconds=time.monotonic() - started, files_planned=plan.files_to_transfer,
+                  bytes_planned=plan.bytes_to_transfer, dry_run=True)
+
+
+def _report(direction: str, plan: Plan, result: TransferResult, started: float) -> Report:
+    where = "locally" if direction == "push" else "in the store"
+    missing = [(p, f"not found {where}") for p in plan.missing]
+    moved = tuple(result.done)
+    return Report(direction,
+                  uploaded=moved if direction == "push" else (),
+                  downloaded=moved if direction == "pull" else (),
+                  skipped=plan.skip, failed=tuple(sorted([*result.failed, *missing])),
+                  bytes_transferred=result.bytes_transferred, seconds=time.monotonic() - started,
+                  files_planned=plan.files_to_transfer, bytes_planned=plan.bytes_to_transfer)
