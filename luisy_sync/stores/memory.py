@@ -83,7 +83,13 @@ class MemoryStore:
     async def put_block(self, name: str, block_id: str, data: bytes) -> None:
         """Stage one block; invisible until commit_blocks."""
         name = self._check(name)
-        self._staged.setdefault(name, {})[block_id] = bytes(data)
+        staged = self._staged.setdefault(name, {})
+        other = next(iter(staged), None)
+        if len(block_id.encode("utf-8")) > 64 or (
+                other is not None and len(other.encode("utf-8")) != len(block_id.encode("utf-8"))):
+            raise StoreError(f"stage block {block_id!r} of {name!r}: block ids of one object must "
+                             "all have the same length (at most 64 bytes)", status=400)
+        staged[block_id] = bytes(data)
 
     async def commit_blocks(self, name: str, block_ids: list[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
