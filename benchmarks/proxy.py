@@ -306,8 +306,8 @@ class FaultProxy:
                 break
             left -= len(data)
         await asyncio.sleep(2 * self.delay)
-        writer.write(status_response(status, self.faults.retry_after))
         self.stats.faults[str(status)] += 1
+        writer.write(status_response(status, self.faults.retry_after))
         with contextlib.suppress(OSError):
             await writer.drain()
         writer.close()
