@@ -111,9 +111,8 @@ class StatCache:
         """Record a digest just computed for this stat (written at the next flush)."""
         row = (size, mtime_ns, _signed(inode), digest, time.time_ns())
         with self._lock:
+            self._load()[path] = row
             self._pending[path] = row
-            if self._rows is not None:
-                self._rows[path] = row
             if len(self._pending) >= _FLUSH_EVERY:
                 self.flush()
 

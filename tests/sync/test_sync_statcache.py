@@ -1,0 +1,115 @@
+"""statcache: persistent (path, size, mtime_ns, inode) -> digest."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from luisy_sync.statcache import (CACHE_ENV, RACY_WINDOW_NS, NullStatCache, StatCache,
+                                  default_cache_path, open_default_cache)
+
+D = "d" * 32
+OLD = time.time_ns() - 10 * RACY_WINDOW_NS
+
+
+def test_rows_persist_across_instances(tmp_path) -> None:
+    path = tmp_path / "c" / "cache.sqlite"
+    with StatCache(path) as cache:
+        cache.put("/x", 3, OLD, 42, D)
+        assert cache.get("/x", 3, OLD, 42) == D  # visible before flushing
+    with StatCache(path) as cache:
+        assert cache.get("/x", 3, OLD, 42) == D
+        assert len(cache) == 1
+
+
+@pytest.mark.parametrize(("size", "mtime", "inode"), [(4, OLD, 42), (3, OLD + 1, 42), (3, OLD, 43)],
+                         ids=["size", "mtime", "inode"])
+def test_any_stat_change_is_a_miss(tmp_path, size: int, mtime: int, inode: int) -> None:
+    with StatCache(tmp_path / "c.sqlite") as cache:
+        cache.put("/x", 3, OLD, 42, D)
+        assert cache.get("/x", size, mtime, inode) is None
+        assert cache.get("/other", 3, OLD, 42) is None
+
+
+def test_racy_entries_are_not_trusted(tmp_path) -> None:
+    fresh = time.time_ns()
+    with StatCache(tmp_path / "c.sqlite") as cache:
+        cache.put("/x", 3, fresh, 1, D)
+        assert cache.get("/x", 3, fresh, 1) is None
+
+
+def test_huge_inode_numbers_fit(tmp_path) -> None:
+    inode = (1 << 64) - 5
+    with StatCache(tmp_path / "c.sqlite") as cache:
+        cache.put("/x", 1, OLD, inode, D)
+    with StatCache(tmp_path / "c.sqlite") as cache:
+        assert cache.get("/x", 1, OLD, inode) == D
+
+
+def test_corrupt_cache_is_rebuilt_with_a_warning(tmp_path, caplog) -> None:
+    path = tmp_path / "c.sqlite"
+    path.write_bytes(b"this is not sqlite" * 500)
+    with StatCache(path) as cache:
+        assert cache.get("/x", 1, OLD, 1) is None
+        cache.put("/x", 1, OLD, 1, D)
+    assert "rebuilding" in caplog.text
+    with StatCache(path) as cache:
+        assert cache.get("/x", 1, OLD, 1) == D
+
+
+def test_unusable_location_degrades_to_no_cache(tmp_path, caplog) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with StatCache(blocker / "sub" / "c.sqlite") as cache:
+        cache.put("/x", 1, OLD, 1, D)
+        cache.flush()
+        assert cache.get("/x", 1, OLD, 1) == D  # still answers from memory
+    assert "without a stat cache" in caplog.text
+
+
+def test_null_cache_remembers_nothing() -> None:
+    with NullStatCache() as cache:
+        cache.put("/x", 1, OLD, 1, D)
+        cache.flush()
+        assert cache.get("/x", 1, OLD, 1) is None
+
+
+def test_default_cache_path(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_path() == tmp_path / "luisy_sync" / "statcache.sqlite"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_path() == tmp_path / "home" / ".cache" / "luisy_sync" / "statcache.sqlite"
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine.sqlite"))
+    assert default_cache_path() == tmp_path / "mine.sqlite"
+    assert isinstance(open_default_cache(), StatCache)
+    monkeypatch.setenv(CACHE_ENV, "off")
+    assert isinstance(open_default_cache(), NullStatCache)
+
+
+WRITER = """
+import sys
+from luisy_sync.statcache import StatCache
+path, tag = sys.argv[1], sys.argv[2]
+with StatCache(path) as cache:
+    for rnd in range(20):
+        for i in range(50):
+            cache.put(f"/{tag}/{rnd}/{i}", i, 1, i, "%032d" % i)
+        cache.flush()
+"""
+
+
+def test_several_processes_write_one_cache(tmp_path) -> None:
+    path = tmp_path / "shared.sqlite"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"p{n}"],
+                              stderr=subprocess.PIPE) for n in range(4)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+        assert b"Warning" not in err and b"warning" not in err
+    with StatCache(path) as cache:
+        assert len(cache) == 4 * 20 * 50
