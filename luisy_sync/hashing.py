@@ -15,6 +15,7 @@ import xxhash
 
 CHUNK_SIZE = 4 * 1024 * 1024
 """Default read size for hashing (4 MiB)."""
+_MIN_BUFFER = 64 * 1024
 
 
 def hash_bytes(data: bytes | bytearray | memoryview) -> str:
@@ -30,13 +31,19 @@ def new_hasher() -> "xxhash.xxh3_128":
 def hash_file(path: str | os.PathLike[str], chunk_size: int = CHUNK_SIZE) -> str:
     """The xxh3-128 hex digest of the file at ``path``, read in ``chunk_size`` chunks."""
     with open(path, "rb", buffering=0) as fh:
-        return hash_fileobj(fh, chunk_size)
+        return hash_fileobj(fh, chunk_size, size_hint=os.fstat(fh.fileno()).st_size)
 
 
-def hash_fileobj(fh: BinaryIO, chunk_size: int = CHUNK_SIZE) -> str:
-    """The xxh3-128 hex digest of the rest of the open binary file ``fh``."""
+def hash_fileobj(fh: BinaryIO, chunk_size: int = CHUNK_SIZE, *, size_hint: int | None = None) -> str:
+    """The xxh3-128 hex digest of the rest of the open binary file ``fh``.
+
+    ``size_hint`` (the expected remaining size) only sizes the read buffer, so small
+    files do not pay for allocating a whole chunk; the file is read to its end anyway.
+    """
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if size_hint is not None:
+        chunk_size = min(chunk_size, max(size_hint + 1, _MIN_BUFFER))
     hasher = xxhash.xxh3_128()
     buf = bytearray(chunk_size)
     view = memoryview(buf)

@@ -215,7 +215,7 @@ def _hash_stable(rel: str, path: str) -> tuple[os.stat_result, str] | None:
         try:
             with open(path, "rb", buffering=0) as fh:
                 before = os.fstat(fh.fileno())
-                digest = hash_fileobj(fh)
+                digest = hash_fileobj(fh, size_hint=before.st_size)
                 after = os.fstat(fh.fileno())
         except FileNotFoundError:
             return None

@@ -71,3 +71,9 @@ def test_hash_file_memory_stays_near_one_chunk(tmp_path) -> None:
 def test_missing_file_raises_file_not_found(tmp_path) -> None:
     with pytest.raises(FileNotFoundError):
         hash_file(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("hint", [0, 10, CHUNK * 100], ids=["zero", "too-small", "large"])
+def test_size_hint_only_sizes_the_buffer(hint: int) -> None:
+    data = os.urandom(5 * CHUNK + 3)
+    assert hash_fileobj(io.BytesIO(data), chunk_size=CHUNK, size_hint=hint) == hash_bytes(data)

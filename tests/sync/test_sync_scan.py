@@ -201,7 +201,7 @@ async def test_file_vanishing_before_hashing_is_left_out(tmp_path, monkeypatch) 
 async def test_file_that_keeps_changing_is_reported(tmp_path, monkeypatch) -> None:
     make(tmp_path, {"busy": b"1"})
 
-    def hash_and_touch(fh, *a):
+    def hash_and_touch(fh, *a, **k):
         os.utime(fh.fileno(), ns=(1, time.time_ns()))
         return "0" * 32
 
