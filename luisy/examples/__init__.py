@@ -1,0 +1,1 @@
+"""Runnable example pipelines (they generate their own synthetic raw data)."""

@@ -1,0 +1,92 @@
+"""The task graph of a run and where each task's output lives.
+
+:func:`output_ref` is the one place that maps a task to its output key (the 1.4.7
+``.luisy.hash`` key, e.g. ``/project/interim/Task.pkl``) and absolute path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import luigi
+from luigi.task import flatten
+
+from luisy.config import Config, remove_working_dir
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """Where one task's output lives.
+
+    key: path relative to the working dir with a leading ``/`` (``.luisy.hash`` key).
+    path: absolute local path. project: owner of the ``.luisy.hash`` the key goes to.
+    is_dir: the output is a directory (parquet dir, directory output).
+    """
+
+    key: str
+    path: str
+    project: str
+    is_dir: bool
+
+
+def output_ref(task: luigi.Task) -> OutputRef | None:
+    """The output of a luisy task, or ``None`` when it has no local output
+    (wrapper tasks, plain luigi tasks, Spark tables)."""
+    from luisy.tasks import Task
+
+    if not isinstance(task, Task) or isinstance(task, luigi.WrapperTask):
+        return None
+    target = task.output()
+    if not hasattr(target, "is_directory"):
+        return None
+    path = target.path
+    try:
+        key = remove_working_dir(path)
+    except ValueError:
+        return None
+    return OutputRef(key=key, path=path, project=task.project_name, is_dir=target.is_directory)
+
+
+@dataclass(frozen=True)
+class TaskGraph:
+    """All tasks reachable from ``roots`` (dependencies first), their edges and outputs."""
+
+    roots: tuple[luigi.Task, ...]
+    tasks: tuple[luigi.Task, ...]
+    deps: Mapping[luigi.Task, tuple[luigi.Task, ...]]
+    outputs: Mapping[luigi.Task, OutputRef | None]
+
+    def keys(self) -> dict[str, luigi.Task]:
+        """Output key -> task, for tasks that have a local output."""
+        return {ref.key: t for t, ref in self.outputs.items() if ref is not None}
+
+    def is_external(self, task: luigi.Task) -> bool:
+        return isinstance(task, luigi.ExternalTask)
+
+    def projects(self) -> set[str]:
+        return {ref.project for ref in self.outputs.values() if ref is not None}
+
+
+def build_graph(roots: luigi.Task | Iterable[luigi.Task]) -> TaskGraph:
+    """Walk ``requires()`` from the roots (iteratively, so deep graphs are fine)."""
+    if isinstance(roots, luigi.Task):
+        roots = [roots]
+    roots = tuple(roots)
+    Config().working_dir  # fail early with a clear message when it is not set
+    deps: dict[luigi.Task, tuple[luigi.Task, ...]] = {}
+    order: list[luigi.Task] = []
+    stack: list[tuple[luigi.Task, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        task, expanded = stack.pop()
+        if expanded:
+            order.append(task)
+            continue
+        if task in deps:
+            continue
+        children = tuple(dict.fromkeys(flatten(task.requires())))
+        deps[task] = children
+        stack.append((task, True))
+        stack.extend((c, False) for c in reversed(children) if c not in deps)
+    outputs = {t: output_ref(t) for t in order}
+    return TaskGraph(roots=roots, tasks=tuple(order), deps=deps, outputs=outputs)

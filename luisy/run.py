@@ -1,0 +1,224 @@
+"""One luisy run: hash, plan, confirm, delete outdated outputs, run luigi, record hashes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import luigi
+from luigi.execution_summary import LuigiStatusCode, _summary_dict
+
+from luisy.config import Config, add_working_dir
+from luisy.graph import TaskGraph, build_graph
+from luisy.hashfile import hash_file_path, read_projects, write_hash_file
+from luisy.runplan import PlanTask, RunPlan, hashes_to_record, plan_hash_update, plan_run
+
+logger = logging.getLogger(__name__)
+
+_OK = (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY)
+
+
+@dataclass
+class PreparedRun:
+    """Everything known before luigi runs: graph, hashes, stored hashes, existing outputs."""
+
+    graph: TaskGraph
+    current: dict[str, str]
+    stored_by_project: dict[str, dict[str, str]]
+    existing: set[str]
+
+    @property
+    def stored(self) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for hashes in self.stored_by_project.values():
+            merged.update(hashes)
+        return merged
+
+    def plan_tasks(self) -> list[PlanTask]:
+        g = self.graph
+        return [
+            PlanTask(
+                name=t.task_id,
+                key=g.outputs[t].key if g.outputs[t] else None,
+                deps=tuple(d.task_id for d in g.deps[t]),
+                external=g.is_external(t),
+            )
+            for t in g.tasks
+        ]
+
+    def plan(self, cloud: Any = None, download: bool = False, upload: bool = False) -> RunPlan:
+        return plan_run(self.plan_tasks(), [r.task_id for r in self.graph.roots], self.current,
+                        self.stored, self.existing, cloud, download=download, upload=upload)
+
+
+def compute_hashes(graph: TaskGraph) -> dict[str, str]:
+    """Current code hash per output key."""
+    from luisy.codehash import compute_task_hashes
+
+    by_task = compute_task_hashes(graph.tasks)
+    return {ref.key: by_task[t] for t, ref in graph.outputs.items() if ref is not None}
+
+
+def prepare(roots: luigi.Task | Iterable[luigi.Task]) -> PreparedRun:
+    """Build the graph of ``roots`` and gather hashes and existing outputs."""
+    graph = build_graph(roots)
+    current = compute_hashes(graph)
+    stored = read_projects(Config().working_dir, graph.projects())
+    existing = {ref.key for ref in graph.outputs.values() if ref and os.path.exists(ref.path)}
+    return PreparedRun(graph, current, stored, existing)
+
+
+@dataclass
+class BuildResult:
+    """Outcome of :func:`execute` / :func:`luisy.build`."""
+
+    success: bool
+    exit_code: int
+    plan: RunPlan | None = None
+    status: LuigiStatusCode | None = None
+    summary: dict[str, set[luigi.Task]] = field(default_factory=dict)
+    summary_text: str = ""
+    deleted: tuple[str, ...] = ()
+    recorded: dict[str, str] = field(default_factory=dict)
+
+
+def format_plan(prepared: PreparedRun, plan: RunPlan) -> str:
+    """Human-readable plan: outdated outputs, tasks to run, missing data, transfers."""
+    g = prepared.graph
+    by_id = {t.task_id: t for t in g.tasks}
+    lines = [f"luisy plan for {', '.join(str(r) for r in g.roots)}"]
+
+    def section(title: str, items: Iterable[str]) -> None:
+        items = list(items)
+        if items:
+            lines.append(f"  {title} ({len(items)}):")
+            lines.extend(f"    {item}" for item in items)
+
+    section("outdated outputs to delete (code changed)", plan.outdated_to_delete)
+    section("tasks to run", (_describe(by_id[n], g) for n in plan.to_run))
+    section("missing external data", (_describe(by_id[n], g) for n in plan.missing_external))
+    section("downloads", plan.to_download)
+    section("uploads", plan.to_upload)
+    if not plan.changes_anything and not plan.missing_external:
+        lines.append(f"  nothing to run: {len(plan.up_to_date)} output(s) up to date")
+    return "\n".join(lines)
+
+
+def _describe(task: luigi.Task, graph: TaskGraph) -> str:
+    ref = graph.outputs.get(task)
+    return f"{task} -> {ref.key}" if ref else str(task)
+
+
+def confirm(question: str, no_ask: bool, stdin: TextIO | None = None) -> bool:
+    """Ask ``question`` on a terminal; yes without asking when ``no_ask`` or no TTY."""
+    stdin = stdin or sys.stdin
+    if no_ask or not stdin.isatty():
+        return True
+    print(f"{question} [y/N] ", end="", flush=True)
+    return stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _write_project_hashes(prepared: PreparedRun, updates: dict[str, str]) -> None:
+    """Apply ``updates`` to each project's hash file, dropping entries whose output is gone."""
+    wd = Config().working_dir
+    project_of = {ref.key: ref.project for ref in prepared.graph.outputs.values() if ref}
+    for project, stored in prepared.stored_by_project.items():
+        mine = {k: v for k, v in updates.items() if project_of.get(k) == project}
+        merged = {**stored, **mine}
+        merged = {k: v for k, v in merged.items() if os.path.exists(add_working_dir(k))}
+        if merged != stored:
+            write_hash_file(hash_file_path(wd, project), merged)
+
+
+def execute(
+    roots: luigi.Task | Iterable[luigi.Task],
+    run_luigi: Callable[[], Any],
+    *,
+    dry_run: bool = False,
+    no_ask: bool = True,
+    hash_update_mode: bool = False,
+    out: Callable[[str], None] = print,
+) -> BuildResult:
+    """Run the luisy cycle around ``run_luigi`` (which returns a ``LuigiRunResult``)."""
+    prepared = prepare(roots)
+    if hash_update_mode:
+        return _hash_update(prepared, dry_run, no_ask, out)
+    plan = prepared.plan()
+    out(format_plan(prepared, plan))
+    if dry_run:
+        out("dry run: nothing changed")
+        return BuildResult(success=True, exit_code=0, plan=plan)
+    if plan.changes_anything and not confirm("Proceed?", no_ask):
+        out("aborted: nothing changed")
+        return BuildResult(success=False, exit_code=0, plan=plan)
+    keyed = prepared.graph.keys()
+    for key in plan.outdated_to_delete:
+        logger.info("deleting outdated output %s", key)
+        keyed[key].output().remove()
+    result = run_luigi()
+    summary = _summary_dict(result.worker)
+    failed_keys = {
+        ref.key for t in summary.get("failed", ())
+        if (ref := prepared.graph.outputs.get(t)) is not None
+    }
+    existing_after = {
+        ref.key for ref in prepared.graph.outputs.values() if ref and os.path.exists(ref.path)
+    }
+    recorded = hashes_to_record(prepared.current, existing_after, failed_keys)
+    recorded = {k: v for k, v in recorded.items() if prepared.stored.get(k) != v}
+    _write_project_hashes(prepared, recorded)
+    ok = result.status in _OK
+    return BuildResult(
+        success=ok, exit_code=0 if ok else 1, plan=plan, status=result.status,
+        summary=summary, summary_text=result.summary_text,
+        deleted=plan.outdated_to_delete, recorded=recorded,
+    )
+
+
+def _hash_update(prepared: PreparedRun, dry_run: bool, no_ask: bool,
+                 out: Callable[[str], None]) -> BuildResult:
+    updates = plan_hash_update(prepared.current, prepared.stored, prepared.existing)
+    lines = ["luisy hash-update mode: no task runs; stored hashes are refreshed"]
+    lines += [f"  {k}" for k in updates] or ["  all stored hashes are current"]
+    out("\n".join(lines))
+    if dry_run or not updates:
+        if dry_run:
+            out("dry run: nothing changed")
+        return BuildResult(success=True, exit_code=0)
+    if not confirm(f"Update {len(updates)} stored hash(es)?", no_ask):
+        out("aborted: nothing changed")
+        return BuildResult(success=False, exit_code=0)
+    _write_project_hashes(prepared, updates)
+    return BuildResult(success=True, exit_code=0, recorded=updates)
+
+
+def build(
+    tasks: luigi.Task | Iterable[luigi.Task],
+    workers: int = 1,
+    local_scheduler: bool = True,
+    *,
+    dry_run: bool = False,
+    hash_update_mode: bool = False,
+    no_ask: bool = True,
+    working_dir: str | None = None,
+    **luigi_params: Any,
+) -> BuildResult:
+    """Run ``tasks`` with luisy's rerun detection (like :func:`luigi.build`).
+
+    Extra keyword arguments go to :func:`luigi.build` (e.g. ``no_lock=False``).
+    """
+    if working_dir is not None:
+        Config().set_param("working_dir", os.fspath(working_dir))
+    task_list = [tasks] if isinstance(tasks, luigi.Task) else list(tasks)
+    luigi_params.setdefault("no_configure_logging", True)
+
+    def run_luigi() -> Any:
+        return luigi.build(task_list, detailed_summary=True, workers=workers,
+                           local_scheduler=local_scheduler, **luigi_params)
+
+    return execute(task_list, run_luigi, dry_run=dry_run, no_ask=no_ask,
+                   hash_update_mode=hash_update_mode, out=logger.info)

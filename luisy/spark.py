@@ -1,0 +1,148 @@
+"""Spark/Delta outputs and inputs; usable only where ``pyspark`` is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from luisy.tasks import Task
+
+T = TypeVar("T", bound=type)
+
+
+def _require_pyspark(feature: str) -> None:
+    if importlib.util.find_spec("pyspark") is None:
+        raise ImportError(f"{feature} needs pyspark: pip install pyspark (and delta-spark)")
+
+
+def _session() -> Any:
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.getOrCreate()
+
+
+class DeltaTableTarget:
+    """A Delta table ``catalog.schema.table``; ``path`` is only its hash-file identifier."""
+
+    def __init__(self, outdir: str, catalog: str | None, schema: str | None,
+                 table_name: str | None) -> None:
+        self.table_uri = ".".join(p for p in (catalog, schema, table_name) if p)
+        self.path = os.path.join(outdir, f"{self.table_uri}.DeltaTable")
+
+    def exists(self) -> bool:
+        try:
+            _session().sql(f"SELECT 1 FROM {self.table_uri} LIMIT 1")
+            return True
+        except Exception:  # pyspark raises AnalysisException subclasses here
+            return False
+
+    def read(self) -> Any:
+        return _session().table(self.table_uri)
+
+    def write(self, df: Any) -> None:
+        df.write.mode("overwrite").saveAsTable(self.table_uri)
+
+    def remove(self) -> None:
+        _session().sql(f"DROP TABLE IF EXISTS {self.table_uri}")
+
+
+class AzureBlobStorageTarget:
+    """Spark data in a blob-storage directory (``endpoint/directory``)."""
+
+    def __init__(self, outdir: str, endpoint: str, directory: str, file_format: str = "parquet",
+                 inferschema: bool = False) -> None:
+        self.blob_uri = f"{endpoint.rstrip('/')}/{directory.lstrip('/')}"
+        self.path = os.path.join(outdir, endpoint, directory)
+        self.file_format = file_format
+        self.inferschema = inferschema
+
+    def exists(self) -> bool:
+        try:
+            _session().read.format(self.file_format).load(self.blob_uri).limit(1).count()
+            return True
+        except Exception:  # any read failure means "not there"
+            return False
+
+    def read(self) -> Any:
+        return _session().read.format(self.file_format).load(
+            self.blob_uri, inferschema=self.inferschema)
+
+    def write(self, df: Any) -> None:
+        df.write.format(self.file_format).mode("overwrite").save(self.blob_uri)
+
+    def remove(self) -> None:
+        """Blob data is overwritten on write, never deleted."""
+
+
+class SparkTask(Task):
+    """A task that computes with Spark; ``self.spark`` is the active session."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _require_pyspark("SparkTask")
+        super().__init__(*args, **kwargs)
+
+    @property
+    def spark(self) -> Any:
+        return _session()
+
+    def output(self) -> Any:
+        factory = getattr(type(self), "spark_target", None)
+        return factory(self) if factory else super().output()
+
+    def write(self, df: Any) -> None:
+        if not getattr(type(self), "spark_target", None) and hasattr(df, "toPandas"):
+            df = df.toPandas()
+        super().write(df)
+
+
+def deltatable_output(catalog: str | None = None, schema: str | None = None,
+                      table_name: str | None = None) -> Callable[[T], T]:
+    """Store a SparkTask's output in a Delta table."""
+    _require_pyspark("deltatable_output")
+
+    def decorate(cls: T) -> T:
+        cls.spark_target = lambda task: DeltaTableTarget(
+            task.get_outdir(), catalog, schema, table_name)
+        return cls
+
+    return decorate
+
+
+def deltatable_input(catalog: str | None = None, schema: str | None = None,
+                     table_name: str | None = None) -> Callable[[T], T]:
+    """Make ``self.input()`` a Delta table instead of a required task."""
+    _require_pyspark("deltatable_input")
+
+    def decorate(cls: T) -> T:
+        cls.input = lambda task: DeltaTableTarget(task.get_outdir(), catalog, schema, table_name)
+        return cls
+
+    return decorate
+
+
+def azure_blob_storage_output(endpoint: str, directory: str, file_format: str = "parquet",
+                              inferschema: bool = False) -> Callable[[T], T]:
+    """Store a SparkTask's output in blob storage via Spark."""
+    _require_pyspark("azure_blob_storage_output")
+
+    def decorate(cls: T) -> T:
+        cls.spark_target = lambda task: AzureBlobStorageTarget(
+            task.get_outdir(), endpoint, directory, file_format, inferschema)
+        return cls
+
+    return decorate
+
+
+def azure_blob_storage_input(endpoint: str, directory: str, file_format: str = "parquet",
+                             inferschema: bool = False) -> Callable[[T], T]:
+    """Make ``self.input()`` a blob-storage directory read via Spark."""
+    _require_pyspark("azure_blob_storage_input")
+
+    def decorate(cls: T) -> T:
+        cls.input = lambda task: AzureBlobStorageTarget(
+            task.get_outdir(), endpoint, directory, file_format, inferschema)
+        return cls
+
+    return decorate
