@@ -155,14 +155,19 @@ async def test_missing_root_with_create_lists_nothing_and_creates_on_write(tmp_p
     assert (tmp_path / "lazy" / "x").read_bytes() == b"1"
 
 
-async def test_list_ten_thousand_objects(local_store: LocalStore) -> None:
+async def test_list_many_objects_mixed_with_sidecars(local_store: LocalStore) -> None:
     root = Path(local_store.root)
-    for d in range(20):
+    for d in range(10):
         (root / f"d{d}").mkdir()
-        for i in range(500):
-            (root / f"d{d}" / f"f{i}").write_bytes(b"x")
+        for i in range(100):
+            (root / f"d{d}" / f"f{i:03d}").write_bytes(b"x")
+    for i in range(50):
+        await local_store.put(f"d3/p{i:02d}", b"yy", metadata={DIGEST_KEY: f"{i:032x}"})
     listed = await local_store.list()
-    assert len(listed) == 10_000 and listed[0].name == "d0/f0"
+    assert len(listed) == 1050 and listed[0].name == "d0/f000"
+    assert [o.name for o in listed] == sorted(o.name for o in listed)
+    with_digest = {o.name: o.digest for o in listed if o.digest}
+    assert with_digest == {f"d3/p{i:02d}": f"{i:032x}" for i in range(50)}
 
 
 def _increment(root: str, count: int, errors: "multiprocessing.Queue[str]") -> None:
