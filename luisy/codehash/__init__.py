@@ -18,7 +18,7 @@ import xxhash
 from luigi.task import flatten
 
 from . import modules, versions
-from .collect import Closure, collect
+from .collect import FORCED_EXTERNAL, Closure, collect
 from .errors import CodeHashError, StarImportError
 from .modules import current_stamp, find_class, module_index
 
@@ -41,18 +41,22 @@ def clear_caches() -> None:
     versions.clear()
 
 
+def _findable(cls: type) -> bool:
+    index = module_index(cls.__module__)
+    return index is not None and find_class(index, cls.__qualname__) is not None
+
+
 def _source_class(cls: type) -> tuple[str, str]:
     """``(module, qualname)`` of the class definition as written in the source.
 
-    Decorators may return a generated subclass; the first class in the MRO that
-    is defined in the same module and found in its source is the one hashed.
+    A class generated without source (``type(...)`` in a decorator, say) is
+    hashed through the first class in its MRO written in project code.
     """
-    for candidate in cls.__mro__:
-        if candidate is not cls and candidate.__module__ != cls.__module__:
-            continue
-        index = module_index(candidate.__module__)
-        if index is not None and find_class(index, candidate.__qualname__) is not None:
-            return candidate.__module__, candidate.__qualname__
+    if _findable(cls):
+        return cls.__module__, cls.__qualname__
+    for base in cls.__mro__[1:]:
+        if base.__module__.partition(".")[0] not in FORCED_EXTERNAL and _findable(base):
+            return base.__module__, base.__qualname__
     raise CodeHashError(
         f"cannot find the source of task class {cls.__module__}.{cls.__qualname__}: "
         "luisy hashes task code from source files, so define it in an importable .py module"
