@@ -119,7 +119,8 @@ def run(argv: Sequence[str]) -> int:
         raise CliError("no working dir: pass --working-dir DIR or set WORKING_DIR")
     if os.path.exists(working_dir) and not os.path.isdir(working_dir):
         raise CliError(f"working dir {working_dir} is not a directory")
-    os.makedirs(working_dir, exist_ok=True)
+    if not args.dry_run:
+        os.makedirs(working_dir, exist_ok=True)
     Config().update({"working_dir": working_dir, "download": args.download,
                      "upload": args.upload, "remote": args.remote, "no_ask": args.no_ask,
                      "dry_run": args.dry_run, "hash_update_mode": args.hash_update_mode})

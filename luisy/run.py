@@ -214,7 +214,6 @@ def build(
     if working_dir is not None:
         Config().set_param("working_dir", os.fspath(working_dir))
     task_list = [tasks] if isinstance(tasks, luigi.Task) else list(tasks)
-    luigi_params.setdefault("no_configure_logging", True)
 
     def run_luigi() -> Any:
         return luigi.build(task_list, detailed_summary=True, workers=workers,

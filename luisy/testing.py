@@ -21,8 +21,7 @@ def debug_run(tasks: luigi.Task | Iterable[luigi.Task], return_summary: bool = T
     or, with ``return_summary=False``, the ``LuigiRunResult``.
     """
     task_list = [tasks] if isinstance(tasks, luigi.Task) else list(tasks)
-    result = luigi.build(task_list, detailed_summary=True, local_scheduler=True,
-                         no_configure_logging=True)
+    result = luigi.build(task_list, detailed_summary=True, local_scheduler=True)
     return _summary_dict(result.worker) if return_summary else result
 
 
