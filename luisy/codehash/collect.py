@@ -194,12 +194,15 @@ def collect(module: str, qualname: str) -> Closure:
     externals: set[str] = set()
     stamps: dict[str, Stamp] = {}
     root_digest = ""
+    indexes: dict[str, ModuleIndex | None] = {}  # one stat per module per walk
     while pending:
         ref = pending.pop()
         if ref[0] == "ext":
             externals.add(ref[1])
             continue
-        index = module_index(ref[1])
+        if ref[1] not in indexes:
+            indexes[ref[1]] = module_index(ref[1])
+        index = indexes[ref[1]]
         if index is None:
             if ref[0] == "cls":
                 raise CodeHashError(f"cannot read the source of module {module!r}")
