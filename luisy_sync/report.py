@@ -15,6 +15,10 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
 @dataclass(frozen=True)
 class Report:
     """The outcome of a push or pull.
@@ -54,10 +58,9 @@ class Report:
         """One human line, e.g. ``uploaded 3 files (1.5 MiB) in 0.2 s, 7.5 MiB/s; 0 skipped; 0 failed``."""
         verb = "uploaded" if self.direction == "push" else "downloaded"
         if self.dry_run:
-            return (f"dry run: would have {verb} {self.files_planned} files "
+            return (f"dry run: would have {verb} {_files(self.files_planned)} "
                     f"({format_bytes(self.bytes_planned)}); {len(self.skipped)} skipped")
-        count = len(self.moved)
-        return (f"{verb} {count} file{'s' if count != 1 else ''} ({format_bytes(self.bytes_transferred)}) "
+        return (f"{verb} {_files(len(self.moved))} ({format_bytes(self.bytes_transferred)}) "
                 f"in {self.seconds:.1f} s, {format_bytes(self.bytes_per_second)}/s; "
                 f"{len(self.skipped)} skipped; {len(self.failed)} failed")
 

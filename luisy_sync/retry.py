@@ -7,6 +7,7 @@ Stores never retry; every store request the engine makes goes through
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Awaitable, Callable, TypeVar
 import anyio
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER = 30.0
 """Longest wait honoured from a server's Retry-After hint (seconds)."""
@@ -87,6 +90,8 @@ async def call_with_retry(fn: Callable[..., Awaitable[T]], *args: object,
                 if describe:
                     exc.add_note(f"{describe}: gave up after {attempt + 1} attempt(s)")
                 raise
+            logger.info("%s failed (%s), retry %d in %.2f s", describe or "request",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__, attempt + 1, sleep)
             if on_retry is not None:
                 on_retry(attempt + 1, exc, sleep)
             attempt += 1

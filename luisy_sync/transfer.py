@@ -140,6 +140,8 @@ class Transfer:
             for path, entry in queue:
                 await one(path, entry)
 
+        if not todo:
+            return result
         callback.begin(direction, len(todo), sum(e.size for _, e in todo))
         try:
             async with anyio.create_task_group() as tg:
@@ -184,7 +186,8 @@ async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iter
     """Download ``paths`` from ``store`` into ``dest``, verifying each against ``expected``.
 
     Every file is written to a temp file next to its final name and renamed into place
-    only after its size and digest matched; unsafe names raise UnsafePathError per file.
+    only after its size and digest matched (an entry without a digest is checked by size
+    only); unsafe names fail with UnsafePathError per file.
     """
     transfer = transfer or Transfer()
     dest = os.fspath(dest)
