@@ -179,3 +179,18 @@ async def test_pull_into_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("I am a file")
     with pytest.raises(SyncError, match="it is a file"):
         await pull(store, tmp_path / "file", cache=False)
+
+
+def test_report_summary_and_json() -> None:
+    import json
+
+    report = Report("push", uploaded=tuple(f"f{i}" for i in range(1000)), skipped=("s",),
+                    bytes_transferred=int(62.5 * 2 ** 20), seconds=2.1, files_planned=1000,
+                    bytes_planned=int(62.5 * 2 ** 20))
+    assert report.summary_line() == "uploaded 1000 files (62.5 MiB) in 2.1 s, 29.8 MiB/s; 1 skipped; 0 failed"
+    one = Report("pull", downloaded=("a",), failed=(("b", "IntegrityError: bad"),), bytes_transferred=3,
+                 seconds=1.0)
+    assert one.summary_line() == "downloaded 1 file (3 B) in 1.0 s, 3 B/s; 0 skipped; 1 failed"
+    data = json.loads(json.dumps(one.to_dict(paths=True)))
+    assert data["failed"] == [{"path": "b", "reason": "IntegrityError: bad"}]
+    assert data["paths"]["downloaded"] == ["a"] and data["downloaded"] == 1
