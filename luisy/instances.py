@@ -53,5 +53,18 @@ def related_instances(cls: type, regex_placeholder: str = r"[\S]*") -> list[Any]
     for path in sorted(candidates):
         m = compiled.match(path)
         if m:
-            found.append(cls.from_str_params(m.groupdict()))
+            found.append(cls(**_parse_values(cls, m.groupdict())))
     return found
+
+
+def _parse_values(cls: type, texts: dict[str, str]) -> dict[str, Any]:
+    """Parameter values from their file-name text; text that does not parse is kept as is
+    (file names are lossy for lists, e.g. ``A_B``)."""
+    params = dict(cls.get_params())
+    values: dict[str, Any] = {}
+    for name, text in texts.items():
+        try:
+            values[name] = params[name].parse(text)
+        except Exception:  # luigi parsers raise many types; fall back to the raw text
+            values[name] = text
+    return values
