@@ -98,7 +98,7 @@ def format_plan(prepared: PreparedRun, plan: RunPlan) -> str:
             lines.append(f"  {title} ({len(items)}):")
             lines.extend(f"    {item}" for item in items)
 
-    section("outdated outputs to delete (code changed)", plan.outdated_to_delete)
+    section("outdated outputs to delete", plan.outdated_to_delete)
     section("tasks to run", (_describe(by_id[n], g) for n in plan.to_run))
     section("missing external data", (_describe(by_id[n], g) for n in plan.missing_external))
     section("downloads", plan.to_download)
