@@ -1,0 +1,207 @@
+"""The benchmark run: Azurite + proxies + workloads + clients + figures -> results dict."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from benchmarks import figures, workloads
+from benchmarks.azurite import start_azurite
+from benchmarks.clients import BASELINE, CLIENT_MODULES, OURS
+from benchmarks.processes import ProxyProcess, Worker, remove_tree
+from benchmarks.report import add_ratios, evaluate_targets, row
+
+SECTIONS = ("W1", "W2", "W3", "hash", "recheck", "noop", "codehash")
+
+
+@dataclass
+class Options:
+    quick: bool = False
+    reps: int = 3
+    only: set[str] | None = None  # sections (SECTIONS) to run; None: all
+    clients: list[str] = field(default_factory=lambda: list(CLIENT_MODULES))
+    rtts: tuple[int, ...] = (0, 20)
+    concurrency: int = 32
+    out_dir: str = os.path.join(os.path.dirname(__file__), "results")
+    command: str = "python -m benchmarks"
+
+    def wants(self, section: str) -> bool:
+        return self.only is None or section in self.only
+
+    @property
+    def size(self) -> str:
+        return "quick" if self.quick else "full"
+
+    @property
+    def job_timeout(self) -> float:
+        return 180.0 if self.quick else 3600.0
+
+
+def _role(client: str) -> str:
+    return "ours" if client == OURS else "baseline" if client == BASELINE else "peer"
+
+
+def _drop_container(endpoint: str, container: str) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    from benchmarks.clients import Target
+
+    try:
+        with BlobServiceClient.from_connection_string(Target(endpoint, container).connection_string) as svc:
+            svc.delete_container(container)
+    except Exception:  # noqa: BLE001 - cleanup; Azurite's data dir is removed at the end
+        pass
+
+
+class TransferBench:
+    """Runs the W1/W2/W3 upload and download figures for every client."""
+
+    def __init__(self, opts: Options, direct_endpoint: str, endpoints: dict[int, str], tmp: str,
+                 log) -> None:
+        self.opts, self.direct, self.endpoints, self.tmp, self.log = opts, direct_endpoint, endpoints, tmp, log
+        self.workers: dict[str, Worker] = {}
+
+    def _worker(self, client: str, fresh: bool) -> Worker:
+        if fresh:
+            return Worker()
+        if client not in self.workers or self.workers[client].proc.poll() is not None:
+            self.workers[client] = Worker()
+        return self.workers[client]
+
+    def close(self) -> None:
+        for w in self.workers.values():
+            w.close()
+
+    def run_workload(self, wl: workloads.Workload, src: str) -> list[dict]:
+        fresh = wl.name == "W3"  # each W3 job in its own process: its peak RSS is its own
+        rows = []
+        for rtt, endpoint in self.endpoints.items():
+            stats = {(c, op): {"times": [], "error": None, "rss": 0}
+                     for c in self.opts.clients for op in ("upload", "download")}
+            for rep in range(self.opts.reps):
+                for client in self.opts.clients:
+                    self._one(client, wl, src, endpoint, fresh, stats)
+                self.log(f"  {wl.name} @{rtt} ms rep {rep + 1}/{self.opts.reps} done")
+            for (client, op), st in stats.items():
+                rows.append(row("transfer", f"{wl.name} {op} @{rtt} ms", client,
+                                min(st["times"]) if st["times"] and not st["error"] else None,
+                                st["times"], st["error"], role=_role(client), nbytes=wl.total_bytes,
+                                files=wl.count, rtt_ms=rtt, workload=wl.name, op=op,
+                                peak_rss_mb=st["rss"] / 1e6 if fresh and st["rss"] else None))
+        return rows
+
+    def _one(self, client: str, wl: workloads.Workload, src: str, endpoint: str, fresh: bool,
+             stats: dict) -> None:
+        up, down = stats[(client, "upload")], stats[(client, "download")]
+        if up["error"]:
+            return  # failed before: do not spend the time again
+        container = "b" + uuid.uuid4().hex[:22]
+        dest = os.path.join(self.tmp, "dl", container)
+        timeout = self.opts.job_timeout
+        job = {"client": client, "endpoint": endpoint, "container": container,
+               "concurrency": self.opts.concurrency}
+        try:
+            worker = self._worker(client, fresh)
+            res = worker.run({**job, "op": "upload", "dir": src}, timeout)
+            if fresh:
+                worker.close()
+            self._record(up, res)
+            if not res["ok"]:
+                down["error"] = down["error"] or "skipped: the upload failed"
+                return
+            worker = self._worker(client, fresh)
+            res = worker.run({**job, "op": "download", "dir": dest, "verify": src}, timeout)
+            if fresh:
+                worker.close()
+            self._record(down, res)
+        finally:
+            _drop_container(self.direct, container)
+            remove_tree(dest)
+
+    @staticmethod
+    def _record(st: dict, res: dict) -> None:
+        if res["ok"]:
+            st["times"].append(res["seconds"])
+            st["rss"] = max(st["rss"], (res.get("peak_rss_kib") or 0) * 1024)
+        else:
+            st["error"] = res["error"]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    mem = ""
+    try:
+        mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
+    except (ValueError, OSError):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, Azurite (azurite-blob) on loopback")
+
+
+def run(opts: Options, log=print) -> dict:
+    """Run the selected figures and return ``{"meta", "rows", "targets"}``."""
+    started = time.monotonic()
+    notes: list[str] = []
+    rows: list[dict] = []
+    tmp = tempfile.mkdtemp(prefix="luisy-bench-")
+    azurite = start_azurite()
+    proxies: dict[int, ProxyProcess] = {}
+    bench = None
+    try:
+        for rtt in opts.rtts:
+            proxies[rtt] = ProxyProcess(azurite.port, delay_ms=rtt / 2)
+        endpoints = {rtt: p.endpoint for rtt, p in proxies.items()}
+        bench = TransferBench(opts, azurite.endpoint, endpoints, tmp, log)
+        for name, wl in workloads.workloads(opts.quick).items():
+            if opts.wants(name):
+                log(f"{name}: {wl.label}, clients: {', '.join(opts.clients)}")
+                src = workloads.generate(tmp, wl)
+                rows += bench.run_workload(wl, src)
+                remove_tree(src)
+        if opts.wants("hash"):
+            log("hash: file hashing throughput")
+            count, size = workloads.HASH_SET[opts.size]
+            paths = workloads.generate_hash_set(tmp, count, size)
+            rows += figures.hashing(paths, opts.reps)
+            remove_tree(os.path.dirname(paths[0]))
+        if opts.wants("recheck") or opts.wants("noop"):
+            small = workloads.generate_small(tmp, workloads.SMALL_FILES[opts.size])
+            if opts.wants("recheck"):
+                log("recheck: scan of unchanged files with a warm stat cache")
+                rows += figures.recheck(small, opts.reps)
+            if opts.wants("noop"):
+                log("noop: push of up-to-date files")
+                rows += figures.noop_sync(small, endpoints, opts.reps)
+        if opts.wants("codehash"):
+            log("codehash: code hashing of generated pipelines")
+            rows += figures.codehash(workloads.PIPELINE_SIZES[opts.size], opts.reps)
+    finally:
+        if bench:
+            bench.close()
+        for rtt, proxy in proxies.items():
+            stats = proxy.stop()
+            if stats:
+                notes.append(f"proxy @{rtt} ms RTT: {stats.get('connections', 0)} connections, "
+                             f"{stats.get('bytes_up', 0) / 1e6:.0f} MB up, "
+                             f"{stats.get('bytes_down', 0) / 1e6:.0f} MB down")
+        azurite.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    add_ratios(rows)
+    judged_rtt = max(opts.rtts)
+    meta = {"quick": opts.quick, "reps": opts.reps, "command": opts.command, "machine": machine(),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "elapsed_s": time.monotonic() - started, "rtts_ms": list(opts.rtts),
+            "concurrency": opts.concurrency, "python": sys.version.split()[0], "notes": notes}
+    return {"meta": meta, "rows": rows, "targets": evaluate_targets(rows, opts.quick, judged_rtt)}
