@@ -138,7 +138,8 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
         if dry_run:
             return _dry_report(plan, started)
         if listing is None:
-            await target.ensure_container(create=True)
+            await call_with_retry(target.ensure_container, True, policy=policy,
+                                  describe=f"create {target.url}")
         transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
                             progress=make_progress(progress))
         result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
