@@ -109,9 +109,11 @@ def run(argv: Sequence[str]) -> int:
     args, rest = parser.parse_known_args(list(argv))
     if args.help:
         parser.print_help()
-        print("\nluigi options:")
+        print("\nluigi options (and the task's parameters):")
+        if args.module:
+            _import_module(args.module)
         with contextlib.suppress(SystemExit):
-            with CmdlineParser.global_instance(["--help"]):
+            with CmdlineParser.global_instance(_luigi_argv(args, rest) + ["--help"]):
                 pass
         return 0
     working_dir = args.working_dir or os.environ.get("WORKING_DIR")

@@ -237,3 +237,35 @@ def test_external_tasks_are_never_deleted(make_package, working_dir, run_log) ->
     assert (raw / "data.json").exists()
     assert f"/{pkg.name}/raw/data.json" not in result.deleted
     assert run_log() == ["Use", "Use"]
+
+
+class FakeTerminal:
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.asked = 0
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self) -> str:
+        self.asked += 1
+        return self.answer + "\n"
+
+
+def test_confirmation_on_a_terminal(pipeline, working_dir, monkeypatch) -> None:
+    from luisy.run import confirm
+
+    assert confirm("?", no_ask=True, stdin=FakeTerminal("n"))
+    term = FakeTerminal("n")
+    assert not confirm("?", no_ask=False, stdin=term) and term.asked == 1
+    assert confirm("?", no_ask=False, stdin=FakeTerminal("y"))
+
+    pkg, run = pipeline
+    pkg.edit("tasks.py", "[scale(x) for x", "[scale(x) * 5 for x")
+    before = snapshot(working_dir)
+    monkeypatch.setattr("sys.stdin", FakeTerminal("no"))
+    result, runs = run(no_ask=False)
+    assert runs == [] and not result.success and snapshot(working_dir) == before
+    monkeypatch.setattr("sys.stdin", FakeTerminal("y"))
+    result, runs = run(no_ask=False)
+    assert result.success and runs == ["Final", "Scaled"]
