@@ -14,6 +14,9 @@ import os
 import time
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
+import anyio
+
+from luisy_sync.download import remove_stale_temps
 from luisy_sync.errors import ContainerNotFound, SyncError, SyncFailed, UnsafePathError
 from luisy_sync.manifest import DEFAULT_MANIFEST_NAME, update_manifest
 from luisy_sync.paths import safe_relpath
@@ -187,6 +190,7 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
         _raise_refused(plan, "downloaded")
         if dry_run:
             return _dry_report(plan, started)
+        await anyio.to_thread.run_sync(remove_stale_temps, dest, plan.download, time.time())
         transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
                             progress=make_progress(progress), fsync=fsync)
         result = await download_paths(source, dest, plan.download, remote, prefix=prefix,

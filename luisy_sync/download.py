@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import anyio
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from luisy_sync.transfer import Transfer
 
 TEMP_MARKER = ".luisy-tmp-"
+_TEMP_NAME = re.compile(r"^\.(.+)\.luisy-tmp-[0-9a-f]{32}$")
 WHOLE_FILE_ATTEMPTS = 2
 """Whole-file tries on a digest mismatch (the second read tells corruption in flight from at rest)."""
 
@@ -35,6 +38,34 @@ def temp_path_for(final: str) -> str:
     if len(base.encode("utf-8")) > 200:  # keep below NAME_MAX with the suffix added
         base = base.encode("utf-8")[:200].decode("utf-8", "ignore")
     return os.path.join(directory, f".{base}{TEMP_MARKER}{uuid.uuid4().hex}")
+
+
+def remove_stale_temps(dest: str, paths: Iterable[str], older_than: float) -> int:
+    """Remove temp files an interrupted pull left beside the final names of ``paths``.
+
+    Only hidden ``.<name>.luisy-tmp-<32 hex>`` files of those names whose mtime is
+    before ``older_than`` (a wall-clock time) go; returns how many were removed.
+    """
+    wanted: dict[str, set[str]] = {}
+    for path in paths:
+        directory, base = os.path.split(join_under(dest, path))
+        wanted.setdefault(directory, set()).add(base)
+    removed = 0
+    for directory, bases in wanted.items():
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            match = _TEMP_NAME.match(entry.name)
+            if match is None or not any(b.startswith(match.group(1)) for b in bases):
+                continue
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < older_than:
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def _remove(path: str) -> None:

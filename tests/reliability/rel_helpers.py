@@ -138,3 +138,31 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 45) -> subpro
     """``python -m luisy_sync ARGS`` with captured text output."""
     return subprocess.run([sys.executable, "-m", "luisy_sync", *args], env=env, capture_output=True,
                           text=True, timeout=timeout, cwd=str(REPO))
+
+
+def start_worker(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """``rel_worker.py ARGS`` in a subprocess (stdout piped, stderr captured)."""
+    return subprocess.Popen([sys.executable, str(WORKER), *args], env=env, cwd=str(REPO),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_ready(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Block until the worker printed ``ready`` (it is about to call the API)."""
+    import select
+
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, "worker did not get ready in time"
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", f"worker said {line!r}: {proc.stderr.read() if proc.poll() is not None else ''}"
+
+
+def run_worker(args: list[str], env: dict[str, str], timeout: float = 40) -> dict[str, Any]:
+    """Run the worker to completion; returns its report dict (asserts success and no traceback)."""
+    import json
+
+    proc = subprocess.run([sys.executable, str(WORKER), *args], env=env, cwd=str(REPO),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "ready"
+    return json.loads(lines[-1])
