@@ -4,6 +4,10 @@ One ContainerClient per event loop, one aiohttp session with a pool sized for th
 engine's concurrency, SDK retries off (the transfer engine owns the retry policy).
 The xxh3 digest travels as blob metadata ``xxh3``. Errors are translated in
 ``azure_errors``; no message carries a key, SAS token or connection string.
+
+With an account key the hot calls (put, put_block, commit_blocks, get_range, head,
+list) take the Shared Key fast path of ``azure_sharedkey`` on the same session; the
+SDK does the rest. ``fast_path=False`` or ``LUISY_SYNC_AZURE_FASTPATH=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import os
 from typing import Any, AsyncIterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +30,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from luisy_sync.errors import ConfigError, StoreError, TransientError
 from luisy_sync.paths import safe_relpath
 from luisy_sync.stores.azure_errors import translate
+from luisy_sync.stores.azure_sharedkey import SharedKeyBlobClient
 from luisy_sync.stores.base import ObjectInfo
 
 DEFAULT_ENDPOINT = "https://{account}.blob.core.windows.net"
@@ -58,13 +64,15 @@ class AzureBlobStore:
     Credentials: ``connection_string``; or ``account_url`` with ``credential`` (an account
     key string, an ``AzureNamedKeyCredential``, a SAS string or an async TokenCredential);
     or a ``sas_url``; with ``account_url`` alone, ``DefaultAzureCredential`` from
-    azure-identity is used.
+    azure-identity is used. ``fast_path`` (default: on unless LUISY_SYNC_AZURE_FASTPATH=0)
+    sends the hot calls Shared Key signed without the SDK when an account key is known.
     """
 
     def __init__(self, container: str | None, prefix: str = "", *, account_url: str | None = None,
                  credential: Any = None, connection_string: str | None = None,
                  sas_url: str | None = None, max_connections: int = 64,
-                 connection_timeout: float = 20.0, read_timeout: float = 120.0):
+                 connection_timeout: float = 20.0, read_timeout: float = 120.0,
+                 fast_path: bool | None = None):
         self._secrets: list[str] = []
         self._owned_credential: Any = None
         self._sas_container_url: str | None = None
@@ -123,6 +131,14 @@ class AzureBlobStore:
         self._session: aiohttp.ClientSession | None = None
         self._service: BlobServiceClient | None = None
         self._client: ContainerClient | None = None
+        self._rest: SharedKeyBlobClient | None = None
+        if fast_path is None:
+            fast_path = os.environ.get("LUISY_SYNC_AZURE_FASTPATH", "1").strip() not in ("0", "false", "no")
+        if fast_path and isinstance(credential, AzureNamedKeyCredential) and credential.named_key.name:
+            self._rest = SharedKeyBlobClient(
+                self.account_url, credential.named_key.name, base64.b64decode(credential.named_key.key),
+                container, secrets=self._secrets, **self._timeouts)
+        self.fast_path = self._rest is not None
 
     # -- constructors ----------------------------------------------------------------
 
@@ -164,6 +180,12 @@ class AzureBlobStore:
             self._loop = loop
         return self._client
 
+    def _http(self) -> aiohttp.ClientSession:
+        """The aiohttp session of the running loop (shared with the SDK clients)."""
+        self._container()
+        assert self._session is not None
+        return self._session
+
     def _full(self, name: str) -> str:
         safe_relpath(name)
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -182,6 +204,8 @@ class AzureBlobStore:
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose name (relative to the store prefix) starts with ``prefix``."""
         head = f"{self.prefix}/" if self.prefix else ""
+        if self._rest is not None:
+            return await self._rest.list(self._http(), head + prefix, head, f"list {self.url}")
         out: list[ObjectInfo] = []
         try:
             blobs: AsyncIterator[Any] = self._container().list_blobs(
@@ -194,6 +218,8 @@ class AzureBlobStore:
 
     async def head(self, name: str) -> ObjectInfo:
         """Info for one object; raises NotFoundError."""
+        if self._rest is not None:
+            return await self._rest.head(self._http(), self._full(name), name)
         try:
             props = await self._container().get_blob_client(self._full(name)).get_blob_properties()
         except Exception as exc:
@@ -206,6 +232,8 @@ class AzureBlobStore:
             raise StoreError(f"invalid range start={start} length={length} for {name!r}")
         if length == 0:
             return b""
+        if self._rest is not None:
+            return await self._rest.get_range(self._http(), self._full(name), name, start, length)
         try:
             blob = self._container().get_blob_client(self._full(name))
             offset = None if start == 0 and length is None else start
@@ -225,6 +253,8 @@ class AzureBlobStore:
     async def put(self, name: str, data: bytes, *,
                   metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """One Put Blob request (overwrite) with metadata."""
+        if self._rest is not None:
+            return await self._rest.put(self._http(), self._full(name), name, data, metadata)
         try:
             blob = self._container().get_blob_client(self._full(name))
             result = await blob.upload_blob(data, overwrite=True, metadata=dict(metadata or {}),
@@ -234,7 +264,9 @@ class AzureBlobStore:
         return ObjectInfo(name, len(data), result.get("etag"), dict(metadata or {}))
 
     async def put_block(self, name: str, block_id: str, data: bytes) -> None:
-        """Put Block (the SDK base64-encodes ``block_id``)."""
+        """Put Block (``block_id`` travels base64-encoded)."""
+        if self._rest is not None:
+            return await self._rest.put_block(self._http(), self._full(name), name, block_id, data)
         try:
             blob = self._container().get_blob_client(self._full(name))
             await blob.stage_block(block_id, data, length=len(data))
@@ -244,6 +276,9 @@ class AzureBlobStore:
     async def commit_blocks(self, name: str, block_ids: list[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Put Block List with metadata, then read back the committed size."""
+        if self._rest is not None:
+            return await self._rest.commit_blocks(self._http(), self._full(name), name, block_ids,
+                                                  metadata)
         try:
             blob = self._container().get_blob_client(self._full(name))
             await blob.commit_block_list([BlobBlock(block_id=b) for b in block_ids],

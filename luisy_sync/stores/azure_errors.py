@@ -10,7 +10,7 @@ import asyncio
 import email.utils
 import re
 import time
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import aiohttp
 from azure.core import exceptions as az
@@ -71,6 +71,9 @@ def translate(exc: BaseException, what: str, account_url: str,
     """
     if isinstance(exc, StoreError):
         return exc
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransientError(f"{what}: the response from {account_url} was cut short "
+                              f"({scrub(str(exc), secrets)}); the operation can be retried")
     if isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError, az.IncompleteReadError,
                         aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)):
         detail = scrub(str(exc) or type(exc).__name__, secrets)
@@ -84,12 +87,19 @@ def translate(exc: BaseException, what: str, account_url: str,
             return StoreError(f"{what}: {scrub(str(exc), secrets)}")
         return exc
     status, headers = _status_and_headers(exc)
-    raw = getattr(exc, "error_code", None) or headers.get("x-ms-error-code") or ""
-    code = str(getattr(raw, "value", raw))
-    tag = f"HTTP {status}" + (f" {code}" if code else "")
     if status is None:  # the response broke off before a status was usable (e.g. short body)
         return TransientError(f"{what}: the response from {account_url} was cut short "
                               f"({scrub(str(exc), secrets)}); the operation can be retried")
+    raw = getattr(exc, "error_code", None) or headers.get("x-ms-error-code") or ""
+    return translate_status(status, str(getattr(raw, "value", raw)), headers, what, account_url,
+                            secrets, exc.reason or str(exc))
+
+
+def translate_status(status: int, code: str, headers: Mapping[str, str], what: str,
+                     account_url: str, secrets: Iterable[str] = (), detail: str = "") -> StoreError:
+    """The luisy_sync error for an HTTP error answer: ``status``, its ``x-ms-error-code``
+    (``code``, may be empty) and headers (lower-case keys or case-insensitive; Retry-After)."""
+    tag = f"HTTP {status}" + (f" {code}" if code else "")
     if status in TRANSIENT_STATUS:
         retry_after = parse_retry_after(headers.get("retry-after"))
         return TransientError(f"{what}: {account_url} answered {tag}; the operation can be retried",
@@ -111,5 +121,5 @@ def translate(exc: BaseException, what: str, account_url: str,
     if code == "InvalidBlobOrBlock":
         return StoreError(f"{what}: the block was refused ({tag}); block ids of one object must "
                           "all have the same length (at most 64 bytes)", status=status)
-    return StoreError(f"{what}: {account_url} answered {tag}: {scrub(exc.reason or str(exc), secrets)}",
+    return StoreError(f"{what}: {account_url} answered {tag}: {scrub(detail or tag, secrets)}",
                       status=status)

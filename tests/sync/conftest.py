@@ -1,7 +1,7 @@
 """Store fixtures: fresh, empty, open stores of every backend (reusable by any sync test).
 
-``any_store`` is parametrised over memory, local and azurite; ``local_store`` and
-``azure_store`` give one backend each.
+``any_store`` is parametrised over memory, local, azurite-sdk and azurite-fast;
+``local_store``, ``azure_store`` (fast path) and ``azure_sdk_store`` give one backend each.
 """
 
 from __future__ import annotations
@@ -34,17 +34,34 @@ async def local_store(tmp_path: Path) -> AsyncIterator[LocalStore]:
     await store.close()
 
 
+async def _open_azure(azurite: Azurite, container: str, fast_path: bool) -> AzureBlobStore:
+    store = AzureBlobStore.from_account_key(ACCOUNT, KEY, container, endpoint=azurite.endpoint,
+                                            fast_path=fast_path)
+    assert store.fast_path is fast_path
+    await store.ensure_container()
+    return store
+
+
 @pytest.fixture
 async def azure_store(azurite: Azurite, container_name: str) -> AsyncIterator[AzureBlobStore]:
-    """An AzureBlobStore on a fresh Azurite container."""
-    store = AzureBlobStore.from_account_key(ACCOUNT, KEY, container_name, endpoint=azurite.endpoint)
-    await store.ensure_container()
+    """An AzureBlobStore on a fresh Azurite container (Shared Key fast path, the default)."""
+    store = await _open_azure(azurite, container_name, True)
     yield store
     await store.close()
 
 
-@pytest.fixture(params=["memory", "local", pytest.param("azurite", marks=pytest.mark.azurite)])
+@pytest.fixture
+async def azure_sdk_store(azurite: Azurite, container_name: str) -> AsyncIterator[AzureBlobStore]:
+    """An AzureBlobStore on a fresh Azurite container using the SDK for every call."""
+    store = await _open_azure(azurite, container_name, False)
+    yield store
+    await store.close()
+
+
+@pytest.fixture(params=["memory", "local", pytest.param("azurite-sdk", marks=pytest.mark.azurite),
+                        pytest.param("azurite-fast", marks=pytest.mark.azurite)])
 def any_store(request: pytest.FixtureRequest):
-    """Each backend in turn: a fresh, empty, open store."""
-    name = {"memory": "memory_store", "local": "local_store", "azurite": "azure_store"}[request.param]
+    """Each backend in turn: a fresh, empty, open store (Azure: SDK path and fast path)."""
+    name = {"memory": "memory_store", "local": "local_store", "azurite-sdk": "azure_sdk_store",
+            "azurite-fast": "azure_store"}[request.param]
     return request.getfixturevalue(name)

@@ -1,0 +1,241 @@
+"""The fast data path of AzureBlobStore: Blob REST calls signed with Shared Key.
+
+When an account key is known, the hot operations (Put Blob, Put Block, Put Block
+List, Get Blob, Get Blob Properties, List Blobs) go straight through the store's
+aiohttp session, signed here with ``Authorization: SharedKey account:signature``,
+without the SDK's per-request policy chain. Everything that can be is computed once
+(the HMAC key schedule, the canonical resource prefix, the date of the current second).
+
+Path-style endpoints (Azurite: ``http://127.0.0.1:PORT/devstoreaccount1``) and
+host-style endpoints (``https://account.blob.core.windows.net``) are handled alike:
+requests go to ``<account_url>/<container>/<blob>`` and the signed resource is
+``/<account>`` followed by that URL's encoded path. Errors are translated in
+``azure_errors``; nothing here retries and no message carries the key or signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+import xml.etree.ElementTree as ET
+from email.utils import formatdate
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote, unquote, urlsplit
+
+import aiohttp
+from yarl import URL
+
+from luisy_sync.errors import TransientError
+from luisy_sync.stores.azure_errors import translate, translate_status
+from luisy_sync.stores.base import ObjectInfo
+
+API_VERSION = "2021-08-06"
+LIST_PAGE_SIZE = 5000
+_META = "x-ms-meta-"
+_PLAIN_META_NAME = re.compile(r"[a-z0-9]+")
+_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+_MESSAGE = re.compile(rb"<Message>([^<\r\n]{1,300})")
+
+Query = tuple[tuple[str, str], ...]
+
+
+def _plain_sort(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return sorted(headers)
+
+
+def _header_sort(meta_names: Iterable[str]) -> Any:
+    """The x-ms-* header order the service uses: a plain sort unless an odd metadata name
+    (underscores, capitals) needs the service's collation, which the SDK implements."""
+    if all(_PLAIN_META_NAME.fullmatch(n) for n in meta_names):
+        return _plain_sort
+    from azure.storage.blob._shared.authentication import _storage_header_sort
+
+    return _storage_header_sort
+
+
+def block_id_b64(block_id: str) -> str:
+    """The wire form of a block id (base64 of its UTF-8 bytes), as the SDK sends it."""
+    return base64.b64encode(block_id.encode("utf-8")).decode("ascii")
+
+
+def _etag(value: str | None) -> str | None:
+    if value and not value.startswith('"'):  # listings report ETags unquoted
+        return f'"{value}"'
+    return value
+
+
+class SharedKeyBlobClient:
+    """Shared Key signed Blob REST calls on one container; callers pass the aiohttp session
+    of the running loop, the full blob name and the store-relative name (for results)."""
+
+    def __init__(self, account_url: str, account: str, key: bytes, container: str, *,
+                 connection_timeout: float = 20.0, read_timeout: float = 120.0,
+                 secrets: Iterable[str] = (), list_page_size: int = LIST_PAGE_SIZE):
+        parts = urlsplit(account_url)
+        self.account_url = account_url.rstrip("/")
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._container_path = f"{parts.path.rstrip('/')}/{quote(container, safe='')}"
+        self._resource_prefix = f"/{account}"
+        self._auth_prefix = f"SharedKey {account}:"
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._secrets = list(secrets)
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connection_timeout,
+                                              sock_read=read_timeout)
+        self._page_size = list_page_size
+        self._second = -1
+        self._date = ""
+
+    # -- signing ---------------------------------------------------------------------
+
+    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        now = int(time.time())
+        if now != self._second:
+            self._date, self._second = formatdate(now, usegmt=True), now
+        headers = {"x-ms-date": self._date, "x-ms-version": API_VERSION}
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _sign(self, verb: str, path: str, query: Query, headers: dict[str, str],
+              length: int = 0, content_type: str = "", sort: Any = _plain_sort) -> None:
+        """Add the Authorization header (Shared Key, Blob service, version 2015-02-21+)."""
+        xms = sort([(k.lower(), v.strip()) for k, v in headers.items() if k[:5].lower() == "x-ms-"])
+        canonical = "".join(f"{k}:{v}\n" for k, v in xms)
+        resource = self._resource_prefix + path + "".join(f"\n{k}:{v}" for k, v in sorted(query))
+        to_sign = (f"{verb}\n\n\n{length or ''}\n\n{content_type}\n\n\n\n\n\n\n"
+                   f"{canonical}{resource}")
+        mac = self._mac.copy()
+        mac.update(to_sign.encode("utf-8"))
+        headers["Authorization"] = self._auth_prefix + base64.b64encode(mac.digest()).decode("ascii")
+
+    def _path(self, full: str) -> str:
+        return f"{self._container_path}/{quote(full, safe='/~')}"
+
+    async def _call(self, session: aiohttp.ClientSession, verb: str, path: str, query: Query,
+                    headers: dict[str, str], what: str, body: bytes | None = None,
+                    content_type: str = "", sort: Any = _plain_sort,
+                    allow: int = 0) -> tuple[int, Any, bytes]:
+        """One signed request: (status, headers, body); error answers raise translated."""
+        length = len(body) if body is not None else 0
+        if content_type:
+            headers["Content-Type"] = content_type
+        self._sign(verb, path, query, headers, length, content_type, sort)
+        url = self._origin + path
+        if query:
+            url += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query)
+        try:
+            async with session.request(verb, URL(url, encoded=True), headers=headers, data=body,
+                                       timeout=self._timeout, allow_redirects=False) as resp:
+                data = await resp.read()
+                status, rheaders = resp.status, resp.headers
+        except Exception as exc:
+            raise translate(exc, what, self.account_url, self._secrets) from None
+        if status >= 300 and status != allow:
+            code = rheaders.get("x-ms-error-code", "")
+            match = _CODE.search(data) if not code else None
+            if match:
+                code = match.group(1).decode("utf-8", "replace")
+            message = _MESSAGE.search(data)
+            detail = message.group(1).decode("utf-8", "replace") if message else resp.reason or ""
+            raise translate_status(status, code, rheaders, what, self.account_url, self._secrets,
+                                   detail)
+        return status, rheaders, data
+
+    # -- operations ------------------------------------------------------------------
+
+    async def put(self, session: aiohttp.ClientSession, full: str, name: str, data: bytes,
+                  metadata: Mapping[str, str] | None) -> ObjectInfo:
+        """Put Blob (a block blob, overwritten) with metadata."""
+        meta = dict(metadata or {})
+        headers = self._headers({"x-ms-blob-type": "BlockBlob"})
+        for k, v in meta.items():
+            headers[_META + k] = v
+        _, rheaders, _ = await self._call(session, "PUT", self._path(full), (), headers,
+                                          f"put {name!r}", data, "application/octet-stream",
+                                          _header_sort(meta) if meta else _plain_sort)
+        return ObjectInfo(name, len(data), rheaders.get("ETag"), meta)
+
+    async def put_block(self, session: aiohttp.ClientSession, full: str, name: str,
+                        block_id: str, data: bytes) -> None:
+        """Put Block with the base64 form of ``block_id``."""
+        query = (("comp", "block"), ("blockid", block_id_b64(block_id)))
+        await self._call(session, "PUT", self._path(full), query, self._headers(),
+                         f"stage block {block_id!r} of {name!r}", data, "application/octet-stream")
+
+    async def commit_blocks(self, session: aiohttp.ClientSession, full: str, name: str,
+                            block_ids: list[str], metadata: Mapping[str, str] | None) -> ObjectInfo:
+        """Put Block List (all ids as Latest) with metadata, then read back the size."""
+        meta = dict(metadata or {})
+        body = ('<?xml version="1.0" encoding="utf-8"?><BlockList>'
+                + "".join(f"<Latest>{block_id_b64(b)}</Latest>" for b in block_ids)
+                + "</BlockList>").encode("utf-8")
+        headers = self._headers({_META + k: v for k, v in meta.items()})
+        await self._call(session, "PUT", self._path(full), (("comp", "blocklist"),), headers,
+                         f"commit {name!r}", body, "application/xml",
+                         _header_sort(meta) if meta else _plain_sort)
+        return await self.head(session, full, name, f"commit {name!r}")
+
+    async def head(self, session: aiohttp.ClientSession, full: str, name: str,
+                   what: str = "") -> ObjectInfo:
+        """Get Blob Properties: size, ETag and the x-ms-meta-* metadata."""
+        _, rheaders, _ = await self._call(session, "HEAD", self._path(full), (), self._headers(),
+                                          what or f"head {name!r}")
+        meta = {k[len(_META):]: v for k, v in rheaders.items() if k[:len(_META)].lower() == _META}
+        return ObjectInfo(name, int(rheaders.get("Content-Length") or 0), rheaders.get("ETag"), meta)
+
+    async def get_range(self, session: aiohttp.ClientSession, full: str, name: str,
+                        start: int, length: int | None) -> bytes:
+        """Get Blob (``x-ms-range`` unless the whole blob); a short body is TransientError."""
+        headers = self._headers()
+        if start or length is not None:
+            end = "" if length is None else str(start + length - 1)
+            headers["x-ms-range"] = f"bytes={start}-{end}"
+        status, rheaders, data = await self._call(session, "GET", self._path(full), (), headers,
+                                                  f"read {name!r}", allow=416)
+        if status == 416:  # start at or beyond the end: nothing there
+            return b""
+        expected = rheaders.get("Content-Length")
+        if expected is None or len(data) != int(expected) or (length is not None and len(data) > length):
+            raise TransientError(f"read {name!r}: received {len(data)} of {expected or '?'} bytes; "
+                                 "the connection was cut, the read can be retried")
+        return data
+
+    async def list(self, session: aiohttp.ClientSession, full_prefix: str, head: str,
+                   what: str) -> list[ObjectInfo]:
+        """List Blobs with metadata below ``full_prefix`` (every page); names lose ``head``."""
+        out: list[ObjectInfo] = []
+        marker = ""
+        base: Query = (("restype", "container"), ("comp", "list"), ("include", "metadata"),
+                       ("maxresults", str(self._page_size)))
+        if full_prefix:
+            base += (("prefix", full_prefix),)
+        while True:
+            query = base + ((("marker", marker),) if marker else ())
+            _, _, body = await self._call(session, "GET", self._container_path, query,
+                                          self._headers(), what)
+            try:
+                root = ET.fromstring(body)
+            except ET.ParseError:
+                raise TransientError(f"{what}: the listing answer could not be parsed (cut short?); "
+                                     "the listing can be retried") from None
+            for blob in root.iterfind("Blobs/Blob"):
+                out.append(_listed(blob, len(head)))
+            marker = root.findtext("NextMarker") or ""
+            if not marker:
+                return out
+
+
+def _listed(blob: ET.Element, cut: int) -> ObjectInfo:
+    """An ObjectInfo from one <Blob> element of a listing."""
+    node = blob.find("Name")
+    name = (node.text or "") if node is not None else ""
+    if node is not None and node.get("Encoded") == "true":
+        name = unquote(name)
+    size = int(blob.findtext("Properties/Content-Length") or 0)
+    etag = _etag(blob.findtext("Properties/Etag"))
+    meta_node = blob.find("Metadata")
+    meta = {m.tag: m.text or "" for m in meta_node} if meta_node is not None else {}
+    return ObjectInfo(name[cut:], size, etag, meta)

@@ -1,0 +1,168 @@
+"""The Shared Key fast path of AzureBlobStore: wire compatibility with the SDK path,
+awkward names, listing pages, selection and opt-out, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import aiohttp
+import pytest
+
+from benchmarks.azurite import ACCOUNT, KEY, Azurite
+from luisy_sync.errors import AuthError, NotFoundError, StoreError, TransientError
+from luisy_sync.stores.azure import AzureBlobStore
+from luisy_sync.stores.azure_errors import translate_status
+from luisy_sync.stores.azure_sharedkey import SharedKeyBlobClient, block_id_b64
+
+WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3Jvbmc="
+AWKWARD = ["100%/a b.txt", "hash#tag", "what?.csv", "amp&eq=plus+tilde~", "quote'n\"dq",
+           "ünïcødé/日本語 ファイル", "semi;colon,comma", "percent%2Fencoded", "brackets[1]{2}(3)"]
+
+
+def _store(azurite: Azurite, container: str, fast: bool, **kw) -> AzureBlobStore:
+    return AzureBlobStore.from_account_key(ACCOUNT, KEY, container, endpoint=azurite.endpoint,
+                                           fast_path=fast, **kw)
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize("writer_fast", [True, False])
+async def test_awkward_names_and_metadata_cross_paths(azurite: Azurite, container_name: str,
+                                                      writer_fast: bool) -> None:
+    async with _store(azurite, container_name, writer_fast, prefix="pre fix") as writer, \
+            _store(azurite, container_name, not writer_fast, prefix="pre fix") as reader:
+        await writer.ensure_container()
+        written = {}
+        for i, name in enumerate(AWKWARD):
+            data = name.encode() * (i + 1)
+            info = await writer.put(name, data, metadata={"xxh3": f"{i:032x}", "Odd_Name": "v v"})
+            written[name] = (data, info.etag)
+        listed = {o.name: o for o in await reader.list()}
+        assert sorted(listed) == sorted(AWKWARD)
+        for name, (data, etag) in written.items():
+            head = await reader.head(name)
+            assert (head.size, head.etag, listed[name].etag) == (len(data), etag, etag)
+            assert head.digest == listed[name].digest == f"{AWKWARD.index(name):032x}"
+            assert {k.lower(): v for k, v in head.metadata.items()}["odd_name"] == "v v"
+            assert await reader.get_range(name) == data
+            assert await reader.get_range(name, 2, 3) == data[2:5]
+        assert [o.name for o in await reader.list("100%/")] == ["100%/a b.txt"]
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize("stager_fast", [True, False])
+async def test_blocks_staged_by_one_path_commit_with_the_other(azurite: Azurite, container_name: str,
+                                                               stager_fast: bool) -> None:
+    async with _store(azurite, container_name, stager_fast) as stager, \
+            _store(azurite, container_name, not stager_fast) as committer:
+        await stager.ensure_container()
+        blocks = [(f"blk-{i:04d}", bytes([i]) * 1000) for i in range(5)]
+        for block_id, data in blocks:
+            await stager.put_block("big #1", block_id, data)
+        info = await committer.commit_blocks("big #1", [b for b, _ in blocks], metadata={"xxh3": "a" * 32})
+        assert (info.size, info.digest) == (5000, "a" * 32)
+        assert await stager.get_range("big #1") == b"".join(d for _, d in blocks)
+
+
+@pytest.mark.azurite
+async def test_listing_follows_next_marker(azurite: Azurite, container_name: str) -> None:
+    async with _store(azurite, container_name, True) as store:
+        await store.ensure_container()
+        names = [f"p/{i:02d}" for i in range(11)] + ["q"]
+        for name in names:
+            await store.put(name, name.encode(), metadata={"xxh3": "0" * 32})
+    client = SharedKeyBlobClient(azurite.endpoint, ACCOUNT, base64.b64decode(KEY), container_name,
+                                 list_page_size=3)
+    async with aiohttp.ClientSession() as session:
+        listed = await client.list(session, "", "", "list")
+        assert [o.name for o in listed] == names and all(o.digest == "0" * 32 for o in listed)
+        below = await client.list(session, "p/", "p/", "list")
+        assert [o.name for o in below] == [n[2:] for n in names[:-1]]
+        assert all(o.etag and o.etag.startswith('"') for o in below)
+
+
+@pytest.mark.azurite
+async def test_range_edges_and_missing(azurite: Azurite, container_name: str) -> None:
+    async with _store(azurite, container_name, True) as store:
+        await store.ensure_container()
+        await store.put("f", b"0123456789")
+        assert await store.get_range("f", 10) == b""
+        assert await store.get_range("f", 12, 5) == b""
+        assert await store.get_range("f", 8, 100) == b"89"
+        with pytest.raises(NotFoundError):
+            await store.head("nope")
+        with pytest.raises(NotFoundError):
+            await store.get_range("nope")
+
+
+def test_fast_path_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    cs = f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint=http://127.0.0.1:1/{ACCOUNT}"
+    monkeypatch.delenv("LUISY_SYNC_AZURE_FASTPATH", raising=False)
+    assert AzureBlobStore.from_connection_string(cs, "c").fast_path
+    assert AzureBlobStore.from_account_key(ACCOUNT, KEY, "c").fast_path
+    assert AzureBlobStore("c", account_url="https://a.blob.core.windows.net", credential=KEY).fast_path
+    assert not AzureBlobStore.from_account_key(ACCOUNT, KEY, "c", fast_path=False).fast_path
+    assert not AzureBlobStore.from_sas_url("https://a.blob.core.windows.net/c?sv=1&sig=x").fast_path
+    monkeypatch.setenv("LUISY_SYNC_AZURE_FASTPATH", "0")
+    assert not AzureBlobStore.from_connection_string(cs, "c").fast_path
+    assert AzureBlobStore.from_connection_string(cs, "c", fast_path=True).fast_path
+
+
+@pytest.mark.azurite
+async def test_wrong_key_message_has_no_key_or_signature(azurite: Azurite, container_name: str) -> None:
+    async with _store(azurite, container_name, True) as good:
+        await good.ensure_container()
+        await good.put("x", b"1")
+    async with AzureBlobStore.from_account_key(ACCOUNT, WRONG_KEY, container_name,
+                                               endpoint=azurite.endpoint) as store:
+        for op in (store.head("x"), store.get_range("x"), store.put_block("x", "b1", b"1"),
+                   store.commit_blocks("x", ["b1"]), store.list()):
+            with pytest.raises(AuthError) as err:
+                await op
+            text = str(err.value)
+            assert WRONG_KEY[:16] not in text and "SharedKey" not in text and "\n" not in text
+
+
+async def _serve(reply: bytes) -> tuple[asyncio.AbstractServer, int]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_error_answers_on_both_paths(fast: bool) -> None:
+    cut = (b"HTTP/1.1 206 Partial Content\r\nContent-Length: 100\r\nContent-Range: bytes 0-99/100\r\n"
+           b"x-ms-blob-type: BlockBlob\r\n"
+           b"ETag: \"0x1\"\r\n\r\n" + b"x" * 40)
+    busy = (b"HTTP/1.1 503 Server Busy\r\nRetry-After: 4\r\nx-ms-error-code: ServerBusy\r\n"
+            b"Content-Length: 0\r\n\r\n")
+    xml = b'<?xml version="1.0"?><Error><Code>InvalidBlockList</Code><Message>no</Message></Error>'
+    code_in_body = (b"HTTP/1.1 400 Bad\r\nContent-Type: application/xml\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(xml), xml))
+    for reply, call, kind in ((cut, "get", TransientError), (busy, "put", TransientError),
+                              (code_in_body, "commit", StoreError)):
+        server, port = await _serve(reply)
+        async with server, AzureBlobStore.from_account_key(
+                ACCOUNT, KEY, "c", endpoint=f"http://127.0.0.1:{port}/{ACCOUNT}", fast_path=fast) as store:
+            op = {"get": lambda: store.get_range("x"), "put": lambda: store.put("x", b"1"),
+                  "commit": lambda: store.commit_blocks("x", ["a"])}[call]
+            with pytest.raises(kind) as err:
+                await asyncio.wait_for(op(), 20)
+        assert type(err.value) is kind and KEY not in str(err.value)
+        if reply is busy:
+            assert (err.value.status, err.value.retry_after) == (503, 4.0)
+        if reply is code_in_body:
+            assert "never staged" in str(err.value)
+
+
+def test_translate_status_and_block_ids() -> None:
+    err = translate_status(429, "", {"retry-after": "2"}, "put 'x'", "https://a", [KEY], f"key {KEY}")
+    assert isinstance(err, TransientError) and err.retry_after == 2.0
+    err = translate_status(409, "LeaseIdMissing", {}, "put 'x'", "https://a", [KEY], f"key {KEY}")
+    assert type(err) is StoreError and KEY not in str(err) and "LeaseIdMissing" in str(err)
+    assert block_id_b64("blk-0001") == base64.b64encode(b"blk-0001").decode()
