@@ -19,6 +19,8 @@ from luigi.cmdline_parser import CmdlineParser
 from luigi.parameter import ParameterException
 from luigi.task_register import TaskClassException
 
+from luisy.cloud.cloudrun import CloudOptions
+from luisy.cloud.remote import CloudError
 from luisy.codehash import CodeHashError
 from luisy.config import Config
 from luisy.hashfile import HashFileError
@@ -65,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                    action="store_true", help="refresh stored hashes without running tasks")
     p.add_argument("--download", action="store_true", help="fetch outputs from the cloud")
     p.add_argument("--upload", action="store_true", help="push outputs to the cloud")
-    p.add_argument("--remote", help="cloud location (URL) for --download/--upload")
+    p.add_argument("--remote", help="cloud location for --download/--upload: az://container[/prefix], "
+                   "file:///dir or a SAS URL (default: $LUISY_REMOTE, the Azure variables, "
+                   "else a local directory)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="write a JSON report of the run to FILE (stdout without FILE)")
+    p.add_argument("--transfer-concurrency", dest="transfer_concurrency", type=int, default=32,
+                   metavar="N", help="store requests in flight during downloads/uploads (default 32)")
     return p
 
 
@@ -130,17 +138,22 @@ def run(argv: Sequence[str]) -> int:
         _import_module(args.module)
     luigi_argv = _luigi_argv(args, rest)
     root = _root_task(luigi_argv)
-    if args.download or args.upload:
-        print("luisy: note: cloud sync is not configured yet; --download/--upload are ignored")
+    if args.transfer_concurrency < 1:
+        raise CliError("--transfer-concurrency must be at least 1")
+    cloud = CloudOptions(download=args.download, upload=args.upload, remote=args.remote,
+                         concurrency=args.transfer_concurrency, progress=True, json_path=args.json)
 
     def run_luigi() -> luigi.execution_summary.LuigiRunResult:
         return luigi.interface._run(cmdline_args=luigi_argv, detailed_summary=True)
 
     try:
         result = execute(root, run_luigi, dry_run=args.dry_run, no_ask=args.no_ask,
-                         hash_update_mode=args.hash_update_mode)
+                         hash_update_mode=args.hash_update_mode, cloud=cloud)
     except (HashFileError, CodeHashError) as exc:
         raise CliError(str(exc)) from None
+    except CloudError as exc:
+        print(f"luisy: error: {exc}", file=sys.stderr)
+        return 1
     return result.exit_code
 
 

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import luigi
 from luigi.execution_summary import LuigiStatusCode, _summary_dict
 
+from luisy.cloud.cloudrun import CloudOptions, CloudRun
 from luisy.config import Config, add_working_dir
 from luisy.graph import TaskGraph, build_graph
 from luisy.hashfile import hash_file_path, read_projects, write_hash_file
@@ -86,8 +87,9 @@ class BuildResult:
     recorded: dict[str, str] = field(default_factory=dict)
 
 
-def format_plan(prepared: PreparedRun, plan: RunPlan) -> str:
-    """Human-readable plan: outdated outputs, tasks to run, missing data, transfers."""
+def format_plan(prepared: PreparedRun, plan: RunPlan, transfer_lines: list[str] | None = None) -> str:
+    """Human-readable plan: outdated outputs, tasks to run, missing data, transfers
+    (``transfer_lines`` replace the plain download/upload lists when given)."""
     g = prepared.graph
     by_id = {t.task_id: t for t in g.tasks}
     lines = [f"luisy plan for {', '.join(str(r) for r in g.roots)}"]
@@ -101,9 +103,12 @@ def format_plan(prepared: PreparedRun, plan: RunPlan) -> str:
     section("outdated outputs to delete", plan.outdated_to_delete)
     section("tasks to run", (_describe(by_id[n], g) for n in plan.to_run))
     section("missing external data", (_describe(by_id[n], g) for n in plan.missing_external))
-    section("downloads", plan.to_download)
-    section("uploads", plan.to_upload)
-    if not plan.changes_anything and not plan.missing_external:
+    if transfer_lines is None:
+        section("downloads", plan.to_download)
+        section("uploads", plan.to_upload)
+    else:
+        lines.extend(transfer_lines)
+    if not plan.changes_anything and not plan.missing_external and not transfer_lines:
         lines.append(f"  nothing to run: {len(plan.up_to_date)} output(s) up to date")
     return "\n".join(lines)
 
@@ -142,23 +147,35 @@ def execute(
     no_ask: bool = True,
     hash_update_mode: bool = False,
     out: Callable[[str], None] = print,
+    cloud: CloudOptions | None = None,
 ) -> BuildResult:
-    """Run the luisy cycle around ``run_luigi`` (which returns a ``LuigiRunResult``)."""
+    """Run the luisy cycle around ``run_luigi`` (which returns a ``LuigiRunResult``).
+
+    With ``cloud`` (``--download``/``--upload``) the remote is checked before anything
+    changes, downloads run before luigi and uploads after it, all in this process.
+    """
     prepared = prepare(roots)
+    sync = CloudRun.start(prepared, cloud, out) if cloud is not None and cloud.active else None
     if hash_update_mode:
-        return _hash_update(prepared, dry_run, no_ask, out)
-    plan = prepared.plan()
-    out(format_plan(prepared, plan))
+        return _hash_update(prepared, dry_run, no_ask, out, sync)
+    download = bool(cloud and cloud.download)
+    upload = bool(cloud and cloud.upload)
+    plan = prepared.plan(sync.plan_entries() if sync else None, download=download, upload=upload)
+    out(format_plan(prepared, plan, sync.plan_lines(plan) if sync else None))
     if dry_run:
         out("dry run: nothing changed")
+        if sync:
+            sync.write_report(sync.report(plan, {}, 0, dry_run=True))
         return BuildResult(success=True, exit_code=0, plan=plan)
-    if plan.changes_anything and not confirm("Proceed?", no_ask):
+    if (plan.changes_anything or (sync and sync.predicted_uploads)) and not confirm("Proceed?", no_ask):
         out("aborted: nothing changed")
         return BuildResult(success=False, exit_code=0, plan=plan)
     keyed = prepared.graph.keys()
     for key in plan.outdated_to_delete:
         logger.info("deleting outdated output %s", key)
         keyed[key].output().remove()
+    if sync:
+        sync.download(plan)
     result = run_luigi()
     summary = _summary_dict(result.worker)
     failed_keys = {
@@ -172,27 +189,38 @@ def execute(
     recorded = {k: v for k, v in recorded.items() if prepared.stored.get(k) != v}
     _write_project_hashes(prepared, recorded)
     ok = result.status in _OK
+    if sync and upload:
+        stored_after = {**prepared.stored, **recorded}
+        ok = sync.upload(stored_after).ok and ok
+    exit_code = 0 if ok else 1
+    if sync:
+        sync.write_report(sync.report(plan, summary, exit_code, dry_run=False))
     return BuildResult(
-        success=ok, exit_code=0 if ok else 1, plan=plan, status=result.status,
+        success=ok, exit_code=exit_code, plan=plan, status=result.status,
         summary=summary, summary_text=result.summary_text,
         deleted=plan.outdated_to_delete, recorded=recorded,
     )
 
 
 def _hash_update(prepared: PreparedRun, dry_run: bool, no_ask: bool,
-                 out: Callable[[str], None]) -> BuildResult:
+                 out: Callable[[str], None], sync: CloudRun | None = None) -> BuildResult:
     updates = plan_hash_update(prepared.current, prepared.stored, prepared.existing)
     lines = ["luisy hash-update mode: no task runs; stored hashes are refreshed"]
     lines += [f"  {k}" for k in updates] or ["  all stored hashes are current"]
     out("\n".join(lines))
-    if dry_run or not updates:
+    refresh_cloud = sync is not None and sync.options.upload
+    if dry_run or not (updates or refresh_cloud):
         if dry_run:
+            if refresh_cloud:
+                sync.refresh(dry_run=True)
             out("dry run: nothing changed")
         return BuildResult(success=True, exit_code=0)
     if not confirm(f"Update {len(updates)} stored hash(es)?", no_ask):
         out("aborted: nothing changed")
         return BuildResult(success=False, exit_code=0)
     _write_project_hashes(prepared, updates)
+    if refresh_cloud:
+        sync.refresh(dry_run=False)
     return BuildResult(success=True, exit_code=0, recorded=updates)
 
 
@@ -205,11 +233,15 @@ def build(
     hash_update_mode: bool = False,
     no_ask: bool = True,
     working_dir: str | None = None,
+    download: bool = False,
+    upload: bool = False,
+    remote: str | None = None,
     **luigi_params: Any,
 ) -> BuildResult:
     """Run ``tasks`` with luisy's rerun detection (like :func:`luigi.build`).
 
-    Extra keyword arguments go to :func:`luigi.build` (e.g. ``no_lock=False``).
+    ``download``/``upload`` sync with the cloud remote (``remote`` URL or the
+    environment's). Extra keyword arguments go to :func:`luigi.build` (e.g. ``no_lock=False``).
     """
     if working_dir is not None:
         Config().set_param("working_dir", os.fspath(working_dir))
@@ -219,5 +251,6 @@ def build(
         return luigi.build(task_list, detailed_summary=True, workers=workers,
                            local_scheduler=local_scheduler, **luigi_params)
 
+    cloud = CloudOptions(download=download, upload=upload, remote=remote, progress=False)
     return execute(task_list, run_luigi, dry_run=dry_run, no_ask=no_ask,
-                   hash_update_mode=hash_update_mode, out=logger.info)
+                   hash_update_mode=hash_update_mode, out=logger.info, cloud=cloud)

@@ -214,7 +214,9 @@ def test_console_script_and_cloud_flags_accepted(project, tmp_path) -> None:
     proc = subprocess.run(
         [str(exe), "--module", "luisy.examples.pipeline", "FinalTask", "--n-rows", "20",
          "--working-dir", str(tmp_path / "w"), "--no-ask", "--upload", "--download",
-         "--remote", "az://c/p"], capture_output=True, text=True, env=env, timeout=120)
+         "--remote", (tmp_path / "remote").as_uri()], capture_output=True, text=True, env=env,
+        timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "cloud sync is not configured yet" in proc.stdout
+    assert "luisy: upload: 7 output(s)" in proc.stdout
+    assert (tmp_path / "remote" / "luisy_example" / ".luisy.hash").is_file()
     assert (tmp_path / "w" / "luisy_example" / "final").is_dir()

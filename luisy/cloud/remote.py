@@ -1,0 +1,175 @@
+"""Where the cloud is: resolving the remote store and a process-wide cloud session.
+
+The remote is picked by ``--remote URL`` / ``Config remote``, else by the environment
+(``LUISY_REMOTE``, the Azure variables, the embedded local default), through
+``luisy_sync.stores``. Stores are made on the bridge loop (``bridge.resource``), so a
+forked luigi worker gets a fresh store on first use and never a parent's connections.
+
+Layout in the store: one folder per project. Output key ``/proj/interim/X.pkl`` is the
+object ``proj/interim/X.pkl``; the project's cloud hash file is ``proj/.luisy.hash``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from luisy_sync.bridge import SyncBridge, get_bridge
+from luisy_sync.errors import AuthError, ContainerNotFound, StoreError, SyncError
+from luisy_sync.retry import RetryPolicy, call_with_retry
+from luisy_sync.stores.base import Store
+
+T = TypeVar("T")
+
+HASH_OBJECT_NAME = ".luisy.hash"
+CHECK_POLICY = RetryPolicy(max_attempts=3, base=0.2, cap=1.0, deadline=8.0)
+"""Short, bounded retries for the early store check (a dead endpoint fails fast)."""
+
+_ENV_VARS = (
+    "LUISY_REMOTE", "AZURE_STORAGE_CONNECTION_STRING", "LUISY_AZURE_ACCOUNT_NAME",
+    "LUISY_AZURE_STORAGE_KEY", "LUISY_AZURE_ENDPOINT", "LUISY_AZURE_CONTAINER_NAME",
+    "LUISY_AZURE_SAS_URL", "AZURE_STORAGE_SAS_URL", "LUISY_LOCAL_REMOTE", "XDG_DATA_HOME",
+)
+
+
+class CloudError(Exception):
+    """A cloud problem reported to the user as one line (no secrets in the message)."""
+
+
+def object_name(key: str) -> str:
+    """Output key ``/proj/interim/X.pkl`` -> store object ``proj/interim/X.pkl``."""
+    return key.strip("/")
+
+
+def hash_object(project: str) -> str:
+    """The store object holding ``project``'s cloud hash file."""
+    return f"{project}/{HASH_OBJECT_NAME}"
+
+
+def project_of(key: str) -> str:
+    """The project folder of an output key."""
+    return object_name(key).split("/", 1)[0]
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message (its type name when it has none)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _env_fingerprint() -> str:
+    """A digest of the settings that select the store (so a changed setting means a new store)."""
+    h = hashlib.sha256()
+    for var in _ENV_VARS:
+        h.update(f"{var}={os.environ.get(var, '')}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def _describe_and_factory(remote: str | None) -> tuple[str, Callable[[], Store]]:
+    from luisy_sync.stores.url import describe_store_source, open_store, store_from_env
+
+    try:
+        if remote:
+            return f"{remote.split('?', 1)[0]} (from --remote)", lambda: open_store(remote)
+        return describe_store_source(), store_from_env
+    except SyncError as exc:
+        raise CloudError(f"cloud remote misconfigured: {one_line(exc)}") from None
+
+
+@dataclass
+class CloudSession:
+    """The remote store of this process, the bridge that drives it, and known code hashes.
+
+    ``store()`` returns the store made on the current bridge loop (fresh after a fork).
+    ``current_hashes`` (output key -> code hash) is filled by a luisy run so that later
+    uploads (e.g. per task) know which hash to record without hashing code again.
+    """
+
+    remote: str | None
+    description: str
+    factory: Callable[[], Store]
+    bridge: SyncBridge = field(default_factory=get_bridge)
+    current_hashes: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def store(self) -> Store:
+        """The store for this session on the bridge loop."""
+        bridge = get_bridge()  # a forked child has a new process-wide bridge
+        self.bridge = bridge
+        key = ("luisy.cloud.store", self.remote, self.fingerprint)
+        try:
+            return bridge.resource(key, self.factory)
+        except SyncError as exc:
+            raise CloudError(f"cannot open the cloud remote: {one_line(exc)}") from None
+
+    def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run the coroutine function ``fn`` on the bridge loop and wait for it."""
+        return get_bridge().run(fn, *args, **kwargs)
+
+    def check(self, create: bool = False) -> bool:
+        """Fail early with a CloudError when the store is unusable.
+
+        Returns False when the container does not exist (and ``create`` is off), True
+        otherwise. Bad credentials, a missing account or an unreachable endpoint raise.
+        """
+        store = self.store()
+
+        async def probe() -> bool:
+            try:
+                await call_with_retry(store.ensure_container, create, policy=CHECK_POLICY,
+                                      describe=f"check {store.url}")
+            except ContainerNotFound:
+                return False
+            return True
+
+        try:
+            return self.run(probe)
+        except AuthError as exc:
+            raise CloudError(f"the cloud remote rejected the credentials ({self.description}): "
+                             f"{one_line(exc)}; check the account key, SAS or login") from None
+        except StoreError as exc:
+            raise CloudError(f"cannot reach the cloud remote ({self.description}): "
+                             f"{one_line(exc)}; check the endpoint and network") from None
+        except SyncError as exc:
+            raise CloudError(f"cloud remote unusable ({self.description}): {one_line(exc)}") from None
+        except OSError as exc:
+            raise CloudError(f"cannot reach the cloud remote ({self.description}): "
+                             f"{type(exc).__name__}: {one_line(exc)}") from None
+
+
+_lock = threading.Lock()
+_sessions: dict[tuple[str | None, str], CloudSession] = {}
+_current: CloudSession | None = None
+
+
+def open_session(remote: str | None = None) -> CloudSession:
+    """The session for ``remote`` (None: the environment's remote), made current.
+
+    Sessions are cached per remote and environment; a changed environment gives a new one.
+    """
+    global _current
+    if remote is None:
+        from luisy.config import Config
+
+        remote = Config().get_param("remote") or None
+    fingerprint = _env_fingerprint()
+    with _lock:
+        session = _sessions.get((remote, fingerprint))
+        if session is None:
+            description, factory = _describe_and_factory(remote)
+            session = CloudSession(remote, description, factory, fingerprint=fingerprint)
+            _sessions[(remote, fingerprint)] = session
+        _current = session
+    return session
+
+
+def current_session() -> CloudSession:
+    """The session the last run (or ``open_session``) used; opens the default one if none."""
+    session = _current
+    if session is None or session.fingerprint != _env_fingerprint():
+        return open_session()
+    return session
