@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import luigi
+import luigi.configuration
 from luigi.execution_summary import LuigiStatusCode, _summary_dict
 
 from luisy.cloud.cloudrun import CloudOptions, CloudRun
@@ -224,6 +227,25 @@ def _hash_update(prepared: PreparedRun, dry_run: bool, no_ask: bool,
     return BuildResult(success=True, exit_code=0, recorded=updates)
 
 
+@contextlib.contextmanager
+def _shutdown_handler_off_outside_main_thread() -> Iterator[None]:
+    """luigi's worker installs a signal handler, which only the main thread may do."""
+    if threading.current_thread() is threading.main_thread():
+        yield
+        return
+    cfg = luigi.configuration.get_config()
+    had = cfg.has_option("worker", "no_install_shutdown_handler")
+    old = cfg.get("worker", "no_install_shutdown_handler") if had else None
+    cfg.set("worker", "no_install_shutdown_handler", "true")
+    try:
+        yield
+    finally:
+        if had:
+            cfg.set("worker", "no_install_shutdown_handler", old)
+        else:
+            cfg.remove_option("worker", "no_install_shutdown_handler")
+
+
 def build(
     tasks: luigi.Task | Iterable[luigi.Task],
     workers: int = 1,
@@ -248,8 +270,9 @@ def build(
     task_list = [tasks] if isinstance(tasks, luigi.Task) else list(tasks)
 
     def run_luigi() -> Any:
-        return luigi.build(task_list, detailed_summary=True, workers=workers,
-                           local_scheduler=local_scheduler, **luigi_params)
+        with _shutdown_handler_off_outside_main_thread():
+            return luigi.build(task_list, detailed_summary=True, workers=workers,
+                               local_scheduler=local_scheduler, **luigi_params)
 
     cloud = CloudOptions(download=download, upload=upload, remote=remote, progress=False)
     return execute(task_list, run_luigi, dry_run=dry_run, no_ask=no_ask,

@@ -77,7 +77,15 @@ class Task(luigi.Task):
         return self.target_cls(path=self.get_outfile(), **self.target_kwargs)
 
     def read(self) -> Any:
-        """The task's output, read from disk; the task must have run before."""
+        """The task's output, read from disk; the task must have run before.
+
+        After :func:`luisy.activate_download`, a missing output whose cloud hash is
+        current is downloaded (verified) first.
+        """
+        if not self.complete() and Config().download:
+            from luisy.cloud.lazy import fetch_output
+
+            fetch_output(self)
         if not self.complete():
             raise ValueError(
                 f"{self} needs to be executed first; try "

@@ -25,7 +25,7 @@ from luisy.config import Config, add_working_dir
 from luisy.hashfile import hash_file_path, read_hash_file, write_hash_file
 from luisy_sync.errors import SyncError
 from luisy_sync.progress import ProgressCallback
-from luisy_sync.transfer import DEFAULT_CONCURRENCY
+from luisy_sync.transfer import DEFAULT_CONCURRENCY, first_error
 
 Progress = bool | ProgressCallback | None
 
@@ -34,10 +34,13 @@ def bridge_call(session: CloudSession, fn: Callable[..., Any], *args: Any, **kwa
     """Run ``fn`` on the bridge; engine errors become one-line CloudErrors."""
     try:
         return session.run(fn, *args, **kwargs)
-    except CloudError:
+    except BaseException as raised:
+        exc = first_error(raised) if isinstance(raised, BaseExceptionGroup) else raised
+        if isinstance(exc, CloudError):
+            raise exc from None
+        if isinstance(exc, (SyncError, OSError)):
+            raise CloudError(f"cloud sync failed ({session.description}): {one_line(exc)}") from None
         raise
-    except (SyncError, OSError) as exc:
-        raise CloudError(f"cloud sync failed ({session.description}): {one_line(exc)}") from None
 
 
 def read_state(projects: Iterable[str], *, session: CloudSession | None = None) -> CloudState:
