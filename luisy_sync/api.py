@@ -153,7 +153,13 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
             updates = {p: {"digest": local[p].digest, "size": local[p].size, **extra.get(p, {})}
                        for p in present}
             if updates:
-                await update_manifest(target, object_name(prefix, manifest), updates, policy=policy)
+                async def stored() -> Tree:  # re-listed per manifest attempt: concurrent pushes
+                    objects = await call_with_retry(target.list, _list_dir(prefix), policy=policy,
+                                                    describe=f"list {target.url}")
+                    return remote_tree(objects, prefix)
+
+                await update_manifest(target, object_name(prefix, manifest), updates, policy=policy,
+                                      stored=stored)
     report = _report("push", plan, result, started)
     return _finish(report, raise_on_failure)
 

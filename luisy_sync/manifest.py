@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import random
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import anyio
 
@@ -58,17 +58,22 @@ def encode_json(doc: Mapping[str, Any]) -> bytes:
 async def update_json_object(store: Store, name: str,
                              mutate: Callable[[dict[str, Any] | None], dict[str, Any]], *,
                              attempts: int = 20, policy: RetryPolicy | None = None,
-                             rng: random.Random | None = None) -> dict[str, Any]:
+                             rng: random.Random | None = None,
+                             refresh: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
     """Read ``name``, apply ``mutate(current or None)``, write it back conditionally.
 
     When another writer got in between (PreconditionFailed), re-read and apply
     ``mutate`` again after a short jittered pause, up to ``attempts`` times. ``mutate``
     must therefore be a pure function of its argument. When it returns the document
-    unchanged nothing is written. Returns the resulting document.
+    unchanged nothing is written. ``refresh``, when given, is awaited after every read
+    (before ``mutate``) to re-read whatever else ``mutate`` depends on. Returns the
+    resulting document.
     """
     rng = rng or random.Random()
     for attempt in range(attempts):
         current, etag = await read_json_object(store, name, policy=policy)
+        if refresh is not None:
+            await refresh()
         doc = mutate(None if current is None else json.loads(json.dumps(current)))
         if not isinstance(doc, dict):
             raise TypeError(f"mutate must return a dict, got {type(doc).__name__}")
@@ -111,22 +116,48 @@ async def read_manifest(store: Store, name: str = DEFAULT_MANIFEST_NAME, *,
 
 async def update_manifest(store: Store, name: str,
                           updates: Mapping[str, Mapping[str, Any] | None], *,
-                          attempts: int = 20, policy: RetryPolicy | None = None) -> dict[str, dict[str, Any]]:
+                          attempts: int = 20, policy: RetryPolicy | None = None,
+                          stored: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
+                          ) -> dict[str, dict[str, Any]]:
     """Merge ``updates`` into the manifest ``name`` (a None value removes that path).
 
-    Returns the manifest's entries as written.
+    ``stored``, when given, returns what the store holds now (path -> an entry with
+    ``.digest`` and ``.size``, e.g. a Tree from ``remote_tree``); it is re-read after
+    every read of the manifest, and an update whose digest/size differs from the stored
+    object (a concurrent push replaced it) becomes a plain entry for the stored object
+    (or is dropped when the object is gone), so the manifest never names content the
+    store does not have. Returns the manifest's entries as written.
     """
     where = f"{store.url}/{name}"
     frozen = {path: (None if entry is None else dict(entry)) for path, entry in updates.items()}
+    holds: dict[str, Any] = {}
+
+    async def refresh() -> None:
+        assert stored is not None
+        holds.clear()
+        holds.update(await stored())
+
+    def agreed(path: str, entry: dict[str, Any], files: dict[str, Any]) -> dict[str, Any] | None:
+        have = holds.get(path)
+        if have is None or have.digest is None:
+            return None
+        if (entry.get("digest"), entry.get("size")) == (have.digest, have.size):
+            return dict(entry)
+        old = files.get(path)
+        if old is not None and (old.get("digest"), old.get("size")) == (have.digest, have.size):
+            return old  # the other writer's entry already describes the stored object
+        return {"digest": have.digest, "size": have.size}
 
     def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
         files = manifest_entries(doc, where=where)
         for path, entry in frozen.items():
-            if entry is None:
+            value = entry if entry is None or stored is None else agreed(path, entry, files)
+            if value is None:
                 files.pop(path, None)
             else:
-                files[path] = dict(entry)
+                files[path] = dict(value)
         return {"format": MANIFEST_FORMAT, "files": files}
 
-    doc = await update_json_object(store, name, merge, attempts=attempts, policy=policy)
+    doc = await update_json_object(store, name, merge, attempts=attempts, policy=policy,
+                                   refresh=None if stored is None else refresh)
     return doc["files"]

@@ -9,13 +9,14 @@ so a failed or cancelled large upload never leaves a partial object behind.
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
 
-from luisy_sync.errors import IntegrityError
+from luisy_sync.errors import IntegrityError, StoreError
 from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
 from luisy_sync.stores.base import DIGEST_KEY, Store
@@ -23,6 +24,9 @@ from luisy_sync.tree import FileEntry
 
 if TYPE_CHECKING:
     from luisy_sync.transfer import Transfer
+
+BLOCK_UPLOAD_ATTEMPTS = 3
+"""Whole-file tries of a block upload whose staged blocks a concurrent commit dropped."""
 
 
 def _changed(path: str, what: str) -> IntegrityError:
@@ -42,14 +46,35 @@ def _read_whole(full: str, path: str, entry: FileEntry) -> tuple[bytes, str]:
     return data, digest
 
 
+class _BlocksLost(Exception):
+    """The commit refused our block list: another writer's commit of the same name dropped it."""
+
+    def __init__(self, error: StoreError):
+        super().__init__(str(error))
+        self.error = error
+
+
 async def upload_file(transfer: "Transfer", store: Store, root: str, path: str, entry: FileEntry,
                       name: str) -> None:
-    """Upload ``root/path`` to object ``name`` with its digest in the metadata."""
+    """Upload ``root/path`` to object ``name`` with its digest in the metadata.
+
+    A block upload whose staged blocks vanished before the commit (a concurrent push of
+    the same name committed first, which discards other uncommitted blocks) starts over
+    with fresh blocks, up to ``BLOCK_UPLOAD_ATTEMPTS`` times.
+    """
     full = join_under(root, path)
     if entry.size <= transfer.block_size:
         await _upload_small(transfer, store, full, path, entry, name)
-    else:
-        await _upload_blocks(transfer, store, full, path, entry, name)
+        return
+    for attempt in range(1, BLOCK_UPLOAD_ATTEMPTS + 1):
+        try:
+            await _upload_blocks(transfer, store, full, path, entry, name)
+            return
+        except _BlocksLost as lost:
+            if attempt == BLOCK_UPLOAD_ATTEMPTS:
+                raise lost.error from None
+            transfer.tracker.retried(path, attempt, str(lost).splitlines()[0], restart=True)
+            await anyio.sleep(random.uniform(0.0, 0.05 * attempt))
 
 
 async def _upload_small(transfer: "Transfer", store: Store, full: str, path: str, entry: FileEntry,
@@ -105,5 +130,10 @@ async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: st
     digest = hasher.hexdigest()
     if extra or (entry.digest is not None and digest != entry.digest):
         raise _changed(path, "size grew" if extra else "digest differs from the scan")
-    await transfer.request(path, partial(store.commit_blocks, name, block_ids, metadata={DIGEST_KEY: digest}),
-                           describe=f"commit {len(block_ids)} blocks of {name}")
+    try:
+        await transfer.request(path, partial(store.commit_blocks, name, block_ids, metadata={DIGEST_KEY: digest}),
+                               describe=f"commit {len(block_ids)} blocks of {name}")
+    except StoreError as exc:
+        if type(exc) is StoreError:  # the block list was refused (not auth, not missing, not transient)
+            raise _BlocksLost(exc) from None
+        raise

@@ -40,6 +40,7 @@ T = TypeVar("T")
 BOOKKEEPING_DIR = ".luisy-store"
 _COPY_CHUNK = 1 << 20
 _LOCK_TIMEOUT = 60.0
+_OBJECT_LOCK_STRIPES = 64
 _STALE_BLOCKS_SECONDS = 7 * 24 * 3600  # like Azure: uncommitted blocks expire after a week
 
 
@@ -121,14 +122,29 @@ class LocalStore:
         self._root_missing()
         meta = dict(metadata or {})
         info: list[ObjectInfo] = []
+        # Sidecar write + rename under a (striped) lock: concurrent writers of one name
+        # must not leave one writer's content with the other's sidecar.
+        lock_dir = os.path.join(self._book, "locks")
+        os.makedirs(lock_dir, exist_ok=True)
+        stripe = int(_hash_name(name)[:8], 16) % _OBJECT_LOCK_STRIPES
+        lock = filelock.FileLock(os.path.join(lock_dir, f"objects-{stripe:02d}.lock"))
 
         def record(st: os.stat_result, etag: str) -> None:
+            try:
+                lock.acquire(timeout=_LOCK_TIMEOUT)
+            except filelock.Timeout:
+                raise TransientError(f"timed out waiting for the lock on {name!r} in local store "
+                                     f"{self.root}; another process holds it") from None
             doc = {"stat": _stat_key(st), "etag": etag, "metadata": meta}
             side = self._meta_path(name)
             write_atomic(side, [json.dumps(doc).encode("utf-8")], fsync=self._fsync)
             info.append(ObjectInfo(name, st.st_size, etag, meta))
 
-        write_atomic(path, chunks, fsync=self._fsync, before_replace=record)
+        try:
+            write_atomic(path, chunks, fsync=self._fsync, before_replace=record)
+        finally:
+            if lock.is_locked:
+                lock.release()
         return info[0]
 
     def _read_meta(self, name: str, st: os.stat_result) -> tuple[str, dict[str, str]]:

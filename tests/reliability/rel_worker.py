@@ -4,7 +4,8 @@
     python rel_worker.py pull STORE DEST PREFIX [...]
 
 STORE is ``local:/abs/dir`` or ``azure:<port>:<container>`` (Azurite's public dev account).
-The worker prints ``ready`` just before it calls the API (the tests kill it at seeded
+With ``--barrier FILE`` it prints ``waiting`` and waits for FILE to exist. The
+worker prints ``ready`` just before it calls the API (the tests kill it at seeded
 moments after that line) and one JSON line with the report's counts at the end.
 """
 
@@ -43,6 +44,7 @@ async def main(args: argparse.Namespace) -> dict:
     common = dict(prefix=args.prefix, block_size=args.block_size, concurrency=args.concurrency,
                   cache=False, raise_on_failure=False, policy=policy)
     if args.barrier:
+        print("waiting", flush=True)
         while not os.path.exists(args.barrier):
             time.sleep(0.002)
     print("ready", flush=True)
