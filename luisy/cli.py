@@ -144,7 +144,10 @@ def run(argv: Sequence[str]) -> int:
                          concurrency=args.transfer_concurrency, progress=True, json_path=args.json)
 
     def run_luigi() -> luigi.execution_summary.LuigiRunResult:
-        return luigi.interface._run(cmdline_args=luigi_argv, detailed_summary=True)
+        from luisy.cloud.distributed import factory_for  # luigid + cloud: scale-out workers
+
+        return luigi.interface._run(cmdline_args=luigi_argv, detailed_summary=True,
+                                    worker_scheduler_factory=factory_for(luigi_argv, cloud))
 
     try:
         result = execute(root, run_luigi, dry_run=args.dry_run, no_ask=args.no_ask,
@@ -162,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname).1s %(name)s %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
     try:
         with _argparse_raises():
             code = run(argv)

@@ -129,15 +129,13 @@ class CloudSession:
         try:
             return self.run(probe)
         except AuthError as exc:
-            raise CloudError(f"the cloud remote rejected the credentials ({self.description}): "
-                             f"{one_line(exc)}; check the account key, SAS or login") from None
+            raise CloudError(f"the cloud remote rejected the credentials: {one_line(exc)}") from None
         except StoreError as exc:
-            raise CloudError(f"cannot reach the cloud remote ({self.description}): "
-                             f"{one_line(exc)}; check the endpoint and network") from None
+            raise CloudError(f"cannot reach the cloud remote: {one_line(exc)}") from None
         except SyncError as exc:
-            raise CloudError(f"cloud remote unusable ({self.description}): {one_line(exc)}") from None
+            raise CloudError(f"cloud remote unusable: {one_line(exc)}") from None
         except OSError as exc:
-            raise CloudError(f"cannot reach the cloud remote ({self.description}): "
+            raise CloudError(f"cannot reach the cloud remote {self.description}: "
                              f"{type(exc).__name__}: {one_line(exc)}") from None
 
 
