@@ -175,9 +175,12 @@ async def read_cloud_state(store: Store, projects: Iterable[str], *,
         except ContainerNotFound:
             state.container_exists = False
 
-    async with anyio.create_task_group() as tg:
-        for project in sorted(set(projects)):
-            tg.start_soon(one, project)
+    try:
+        async with anyio.create_task_group() as tg:
+            for project in sorted(set(projects)):
+                tg.start_soon(one, project)
+    except* CloudHashError as group:
+        raise group.exceptions[0] from None
     state.objects = remote_tree(listed)
     return state
 

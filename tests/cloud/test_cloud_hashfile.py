@@ -1,0 +1,135 @@
+"""The cloud .luisy.hash: parsing (1.4.7 and extended entries), what can be downloaded
+verified, what must be uploaded, and concurrent read -> merge -> conditional writes."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from luisy.cloud.cloudhash import (CloudHashError, CloudState, local_entry, parse_entries,
+                                   read_cloud_state, update_cloud_hash)
+from luisy.cloud.remote import hash_object, object_name, project_of
+from luisy.cloud.transfers import plan_uploads
+from luisy_sync.stores.memory import MemoryStore
+from luisy_sync.tree import FileEntry, Tree
+
+D1, D2 = "a" * 32, "b" * 32
+FILE = "/p/interim/X.pkl"
+DIR = "/p/interim/Dir"
+
+
+def test_key_object_and_project_names():
+    assert object_name(FILE) == "p/interim/X.pkl"
+    assert project_of(FILE) == "p"
+    assert hash_object("p") == "p/.luisy.hash"
+
+
+@pytest.mark.parametrize("doc, expected", [
+    (None, {}),
+    ({FILE: "h1"}, {FILE: {"hash": "h1"}}),
+    ({FILE: {"hash": "h1", "digest": D1, "size": 3}}, {FILE: {"hash": "h1", "digest": D1, "size": 3}}),
+    ({DIR: {"hash": "h", "files": {"a": {"digest": D1, "size": 1}}, "size": 1}},
+     {DIR: {"hash": "h", "files": {"a": {"digest": D1, "size": 1}}, "size": 1}}),
+])
+def test_parse_accepts_legacy_and_extended_entries(doc, expected):
+    assert parse_entries(doc, "x") == expected
+
+
+@pytest.mark.parametrize("doc", [
+    [1, 2], {FILE: 3}, {FILE: {"digest": D1, "size": 1}}, {FILE: {"hash": "h", "digest": 5, "size": 1}},
+    {DIR: {"hash": "h", "files": {"a": {"digest": D1}}}}, {DIR: {"hash": "h", "files": []}},
+])
+def test_parse_rejects_malformed_documents(doc):
+    with pytest.raises(CloudHashError, match="corrupt"):
+        parse_entries(doc, "x")
+
+
+def _state(entries, objects):
+    return CloudState(entries=entries, objects=Tree(objects))
+
+
+@pytest.mark.parametrize("entry, objects, is_dir, ok", [
+    ({"hash": "h", "digest": D1, "size": 3}, {"p/interim/X.pkl": FileEntry(3, D1)}, False, True),
+    ({"hash": "h", "digest": D1, "size": 3}, {"p/interim/X.pkl": FileEntry(3, None)}, False, True),
+    ({"hash": "h", "digest": D1, "size": 3}, {"p/interim/X.pkl": FileEntry(3, D2)}, False, False),
+    ({"hash": "h", "digest": D1, "size": 3}, {"p/interim/X.pkl": FileEntry(4, D1)}, False, False),
+    ({"hash": "h", "digest": D1, "size": 3}, {}, False, False),
+    ({"hash": "h"}, {"p/interim/X.pkl": FileEntry(3, D1)}, False, True),
+    ({"hash": "h"}, {"p/interim/X.pkl": FileEntry(3, None)}, False, False),
+    ({"hash": "h", "digest": D1, "size": 3}, {"p/interim/X.pkl": FileEntry(3, D1)}, True, False),
+])
+def test_expected_files_for_file_outputs(entry, objects, is_dir, ok):
+    files = _state({FILE: entry}, objects).expected_files(FILE, is_dir)
+    assert (files is not None) == ok
+    if ok:
+        assert files == {"p/interim/X.pkl": FileEntry(3, D1)}
+
+
+def test_expected_files_for_directory_outputs():
+    entry = {"hash": "h", "files": {"a.parquet": {"digest": D1, "size": 1},
+                                    "sub/b.parquet": {"digest": D2, "size": 2}}, "size": 3}
+    objects = {"p/interim/Dir/a.parquet": FileEntry(1, D1), "p/interim/Dir/sub/b.parquet": FileEntry(2, D2),
+               "p/interim/Dir/stale.parquet": FileEntry(9, D2)}
+    state = _state({DIR: entry}, objects)
+    assert state.expected_files(DIR, True) == {"p/interim/Dir/a.parquet": FileEntry(1, D1),
+                                               "p/interim/Dir/sub/b.parquet": FileEntry(2, D2)}
+    del objects["p/interim/Dir/sub/b.parquet"]
+    assert _state({DIR: entry}, objects).expected_files(DIR, True) is None
+    legacy = _state({DIR: {"hash": "h"}}, {"p/interim/Dir/a.parquet": FileEntry(1, D1)})
+    assert legacy.expected_files(DIR, True) == {"p/interim/Dir/a.parquet": FileEntry(1, D1)}
+    unsafe = {"hash": "h", "files": {"../../x": {"digest": D1, "size": 1}}, "size": 1}
+    assert _state({DIR: unsafe}, {"p/x": FileEntry(1, D1)}).expected_files(DIR, True) is None
+
+
+def test_local_entry_and_upload_plan():
+    local = Tree({"p/interim/X.pkl": FileEntry(3, D1), "p/interim/Dir/a": FileEntry(1, D2)}, root="/wd")
+    assert local_entry("h", FILE, False, local) == {"hash": "h", "digest": D1, "size": 3}
+    assert local_entry("h", DIR, True, local) == {"hash": "h", "files": {"a": {"digest": D2, "size": 1}},
+                                                  "size": 1}
+    outputs = {FILE: (False, "h"), DIR: (True, "h")}
+    # nothing in the cloud: both entries, both contents
+    plan = plan_uploads(outputs, local, _state({}, {}))
+    assert plan.keys == (DIR, FILE)
+    assert plan.content == {FILE: ["p/interim/X.pkl"], DIR: ["p/interim/Dir/a"]}
+    # content there, hash outdated: entry only; identical entry: nothing
+    state = _state({FILE: {"hash": "old", "digest": D1, "size": 3},
+                    DIR: {"hash": "h", "files": {"a": {"digest": D2, "size": 1}}, "size": 1}},
+                   {"p/interim/X.pkl": FileEntry(3, D1), "p/interim/Dir/a": FileEntry(1, D2)})
+    plan = plan_uploads(outputs, local, state)
+    assert plan.keys == (FILE,) and plan.content == {FILE: []}
+    assert plan.entries[FILE]["hash"] == "h"
+    # same hash, other content: content again
+    state.objects = Tree({"p/interim/X.pkl": FileEntry(3, D2), "p/interim/Dir/a": FileEntry(1, D2)})
+    state.entries[FILE] = {"hash": "h", "digest": D2, "size": 3}
+    plan = plan_uploads(outputs, local, state)
+    assert plan.content == {FILE: ["p/interim/X.pkl"]}
+
+
+async def test_concurrent_updates_keep_every_entry():
+    store = MemoryStore()
+    await store.write_small(hash_object("p"), json.dumps({"/p/raw/legacy.csv": "h0"}).encode())
+
+    async def writer(i: int) -> None:
+        await update_cloud_hash(store, "p", {f"/p/interim/T{i}.pkl": {"hash": f"h{i}", "digest": D1,
+                                                                      "size": i}})
+
+    async with anyio.create_task_group() as tg:
+        for i in range(12):
+            tg.start_soon(writer, i)
+    state = await read_cloud_state(store, ["p"])
+    assert len(state.entries) == 13
+    assert state.entries["/p/raw/legacy.csv"] == {"hash": "h0"}
+    raw = json.loads((await store.read_small(hash_object("p")))[0])
+    assert raw["/p/raw/legacy.csv"] == "h0"  # entries of others are kept as written
+
+
+async def test_corrupt_file_is_never_overwritten():
+    store = MemoryStore()
+    await store.write_small(hash_object("p"), b"{broken")
+    with pytest.raises(CloudHashError, match="corrupt"):
+        await update_cloud_hash(store, "p", {FILE: {"hash": "h", "digest": D1, "size": 1}})
+    with pytest.raises(CloudHashError, match="corrupt"):
+        await read_cloud_state(store, ["p"])
+    assert (await store.read_small(hash_object("p")))[0] == b"{broken"
