@@ -18,7 +18,7 @@ import anyio
 
 from luisy_sync.download import remove_stale_temps
 from luisy_sync.errors import ContainerNotFound, SyncError, SyncFailed, UnsafePathError
-from luisy_sync.manifest import DEFAULT_MANIFEST_NAME, update_manifest
+from luisy_sync.manifest import DEFAULT_MANIFEST_NAME, read_manifest, update_manifest
 from luisy_sync.paths import safe_relpath
 from luisy_sync.plan import Plan, plan_pull, plan_push
 from luisy_sync.progress import ProgressCallback, make_progress
@@ -143,6 +143,8 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
         if listing is None:
             await call_with_retry(target.ensure_container, True, policy=policy,
                                   describe=f"create {target.url}")
+        elif manifest and plan.upload:  # refuse a corrupt manifest before uploading anything
+            await read_manifest(target, object_name(prefix, manifest), policy=policy)
         transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
                             progress=make_progress(progress))
         result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
@@ -182,6 +184,12 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
     dest = os.path.abspath(os.fspath(dest))
     async with _resolved_store(store) as source:
         listing = await _listing(source, prefix, policy)
+        if not listing:  # an empty listing: is the container (or local store root) there at all?
+            try:
+                await call_with_retry(source.ensure_container, False, policy=policy,
+                                      describe=f"open {source.url}")
+            except ContainerNotFound:
+                listing = None
         if listing is None:
             raise ContainerNotFound(f"cannot pull from {source.url}: the container does not exist; "
                                     f"check the store URL or container name")
