@@ -1,0 +1,229 @@
+"""Scale-out on luigi's central scheduler: many machines, one cloud container.
+
+Active when a luisy run uses a central scheduler (``--scheduler-host``/``--scheduler-url``,
+i.e. ``luigid``) together with ``--upload`` or ``--download``. Every machine runs the
+same command with its own working directory; luigid hands out the tasks, the cloud
+container carries the outputs between machines.
+
+What luigi does on its own (luigi 3.x, measured in tests/cloud/test_distributed_*.py):
+a worker tells luigid a task is DONE or PENDING from its *local* ``complete()``. A
+machine that lacks an output another machine made reports it PENDING; luigid ignores
+that claim for ``stable_done_cooldown_secs`` (10 s) after the DONE, then resets the
+task to PENDING and it runs again. A machine handed a task whose inputs are on
+another disk fails with "Unfulfilled dependency at run time". And a worker with
+nothing runnable exits at once, even while tasks it waits for run elsewhere.
+
+What a distributed luisy worker (:class:`DistributedWorker`) does instead:
+
+- **Output in the cloud before DONE.** A task's process uploads its output through
+  the engine and merges its cloud ``.luisy.hash`` entry with a conditional write
+  right after ``run()`` returns, *before* luigi reports DONE; so whoever luigid gives
+  a downstream task to can fetch the input. A failed upload fails the task. With
+  ``--workers N > 1`` this happens in the forked task process, so luigi's worker
+  loop is never blocked; the bridge gives the child its own loop and store.
+- **Cloud counts as complete.** When scheduling, a task whose output is missing
+  locally but is in the cloud with the current code hash is reported DONE, so no
+  machine recomputes it. Lookups are served from a per-process cache of the cloud
+  hash file (positive answers are final, negative ones are revalidated after 0.5 s
+  by a HEAD + ETag compare). A task that is complete only locally is uploaded
+  first, so DONE always means "in the cloud".
+- **Inputs fetched before run.** Before a task runs, the outputs of its
+  requirements that are missing locally are downloaded together, verified against
+  their cloud digests and renamed into place (dynamic requirements too).
+- **Stay until done, then fetch the result.** The worker waits while tasks it needs
+  run on other machines, and at the end downloads the outputs it asked for that
+  another machine made. The end-of-run ``--upload`` re-reads the cloud first and
+  still pushes whatever differs.
+
+Guarantee: with every machine running the same code, each task runs once across
+the machines, as long as no two machines start a task that luigid considers done
+and the 0.5 s cache age stays below luigid's cooldown (it does by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import luigi
+import luigi.interface
+import luigi.worker
+from luigi.configuration import get_config
+
+from luisy.cloud.dist_index import CloudIndex, requirements, wanted_outputs
+from luisy.cloud.remote import current_session
+from luisy.graph import output_ref
+
+logger = logging.getLogger(__name__)
+
+SCHEDULER_FLAGS = ("--scheduler-host", "--scheduler-url")
+FAST_POLLING = {"wait_interval": 0.2, "wait_jitter": 0.3}
+"""Idle polling of a distributed worker unless [worker] in the luigi config says otherwise
+(luigi's default waits up to 6 s between polls)."""
+
+_active = False
+
+
+def uses_central_scheduler(luigi_argv: Sequence[str]) -> bool:
+    """Whether luigi's arguments point at a central scheduler (not ``--local-scheduler``)."""
+    names = {a.split("=", 1)[0] for a in luigi_argv}
+    return bool(names & set(SCHEDULER_FLAGS)) and "--local-scheduler" not in names
+
+
+def is_active() -> bool:
+    """True once this process created a distributed worker."""
+    return _active
+
+
+def factory_for(luigi_argv: Sequence[str], cloud: Any) -> "DistributedFactory | None":
+    """The worker factory for a CLI run: distributed when the run uses a central
+    scheduler and ``cloud`` (CloudOptions) syncs; None (luigi's default) otherwise."""
+    if cloud is None or not getattr(cloud, "active", False):
+        return None
+    return DistributedFactory() if uses_central_scheduler(luigi_argv) else None
+
+
+def refresh_after_run(sync: Any) -> None:
+    """Before the end-of-run upload of a distributed run: re-read the cloud hash files
+    (other machines and this machine's task processes changed them during the run)."""
+    if not _active or sync is None:
+        return
+    from luisy.cloud.api import read_state
+
+    sync.state = read_state(sync.prepared.graph.projects(), session=sync.session)
+
+
+def _traceback() -> luigi.worker.TracebackWrapper:
+    return luigi.worker.TracebackWrapper(traceback.format_exc())
+
+
+class DistributedTaskProcess(luigi.worker.ContextManagedTaskProcess):
+    """Runs one task: fetch missing inputs, run, upload the output before DONE."""
+
+    index: CloudIndex
+
+    def __init__(self, index: CloudIndex, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.index = index
+        self.check_complete = self._complete_or_fetch
+
+    def _complete_or_fetch(self, task: luigi.Task) -> bool:
+        """luigi's completeness check inside the task process: local, or fetched now."""
+        if luigi.worker.check_complete_cached(task, self.task_completion_cache):
+            return True
+        if output_ref(task) is None or self.index.current_entry(task, fresh=True) is None:
+            return False
+        self.index.fetch([task], wait=0.0)
+        return luigi.worker.check_complete_cached(task, self.task_completion_cache)
+
+    def run(self) -> None:
+        if not luigi.worker._is_external(self.task):
+            try:
+                self.index.fetch(requirements(self.task))
+            except Exception as exc:  # the dependency check in run() retries and reports it
+                logger.warning("fetching inputs of %s failed: %s", self.task, exc)
+        super().run()
+
+    def _run_get_new_deps(self) -> Any:
+        new_deps = super()._run_get_new_deps()
+        if not new_deps:
+            key = self.index.upload(self.task)
+            if key:
+                logger.info("uploaded %s (made by %s)", key, self.task)
+        return new_deps
+
+
+class DistributedWorker(luigi.worker.Worker):
+    """A luigi worker that shares outputs through the cloud (see the module docstring)."""
+
+    def __init__(self, *args: Any, index: CloudIndex | None = None, **kwargs: Any) -> None:
+        config = get_config()
+        for name, value in FAST_POLLING.items():
+            if name not in kwargs and not config.has_option("worker", name):
+                kwargs[name] = value
+        super().__init__(*args, **kwargs)
+        self.index = index or CloudIndex(current_session())
+        self._roots: list[luigi.Task] = []
+        self.fetched_roots: list[str] = []
+
+    def add(self, task: luigi.Task, *args: Any, **kwargs: Any) -> bool:
+        self._roots.append(task)
+        return super().add(task, *args, **kwargs)
+
+    def _add(self, task: luigi.Task, is_complete: Any) -> Any:
+        try:
+            if is_complete is True and output_ref(task) is not None:
+                if not self.index.in_cloud(task):
+                    self.index.upload(task)  # DONE must mean "in the cloud"
+            elif is_complete is False and self.index.in_cloud(task):
+                is_complete = True
+        except Exception:
+            is_complete = _traceback()
+        return super()._add(task, is_complete)
+
+    def _create_task_process(self, task: luigi.Task) -> DistributedTaskProcess:
+        base = super()._create_task_process(task)
+        return DistributedTaskProcess(
+            self.index, self._config.task_process_context, task, self._id,
+            self._task_result_queue, base.status_reporter,
+            use_multiprocessing=base.use_multiprocessing, worker_timeout=self._config.timeout,
+            check_unfulfilled_deps=self._config.check_unfulfilled_deps,
+            check_complete_on_run=self._config.check_complete_on_run,
+            task_completion_cache=self._task_completion_cache)
+
+    def _keep_alive(self, get_work_response: Any) -> bool:
+        """Also wait while tasks this worker needs run on other machines."""
+        return bool(get_work_response.running_tasks) or super()._keep_alive(get_work_response)
+
+    def run(self) -> bool:
+        ok = super().run()
+        self._settle_history()
+        try:
+            self.fetched_roots = self.index.fetch(wanted_outputs(self._roots),
+                                                  wait=10.0 if ok else 0.0)
+        except Exception as exc:
+            logger.error("could not fetch the requested outputs: %s", exc)
+            return False
+        if self.fetched_roots:
+            logger.info("fetched %d output(s) made on other machines: %s",
+                        len(self.fetched_roots), ", ".join(self.fetched_roots))
+        return ok
+
+    def _settle_history(self) -> None:
+        """Tasks this worker left PENDING that another machine completed (their output
+        is in the cloud with the current hash) count as complete, not as "not run", in
+        luigi's summary and status."""
+        last: dict[str, str] = {}
+        for task, status, _runnable in self._add_task_history:
+            last[task.task_id] = status
+        settled = set()
+        for task_id, status in last.items():
+            task = self._scheduled_tasks.get(task_id)
+            if status != luigi.worker.PENDING or task is None or output_ref(task) is None:
+                continue
+            try:
+                if self.index.current_entry(task, fresh=True) is not None:
+                    settled.add(task_id)
+            except Exception as exc:
+                logger.warning("could not look up %s in the cloud: %s", task, exc)
+        if not settled:
+            return
+        history = [h for h in self._add_task_history if h[0].task_id not in settled]
+        history += [(self._scheduled_tasks[t], luigi.worker.DONE, False) for t in sorted(settled)]
+        self._add_task_history[:] = history
+        for response in self._get_work_response_history:
+            running = response.get("running_tasks") or []
+            response["running_tasks"] = [r for r in running if r.get("task_id") not in settled]
+
+
+class DistributedFactory(luigi.interface._WorkerSchedulerFactory):
+    """luigi worker/scheduler factory making :class:`DistributedWorker` workers."""
+
+    def create_worker(self, scheduler: Any, worker_processes: int,
+                      assistant: bool = False) -> DistributedWorker:
+        global _active
+        _active = True
+        return DistributedWorker(scheduler=scheduler, worker_processes=worker_processes,
+                                 assistant=assistant)
