@@ -193,6 +193,9 @@ def execute(
     _write_project_hashes(prepared, recorded)
     ok = result.status in _OK
     if sync and upload:
+        from luisy.cloud.distributed import refresh_after_run
+
+        refresh_after_run(sync)  # distributed: other machines changed the cloud meanwhile
         stored_after = {**prepared.stored, **recorded}
         ok = sync.upload(stored_after).ok and ok
     exit_code = 0 if ok else 1
