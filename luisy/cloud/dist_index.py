@@ -229,22 +229,36 @@ class CloudIndex:
     def upload(self, task: luigi.Task) -> str | None:
         """Push ``task``'s output (if it has one and it exists) and record it in the cloud
         hash file with a conditional write. Returns the key uploaded, or None."""
-        ref = output_ref(task)
-        if ref is None or not os.path.exists(ref.path):
-            return None
-        code_hash = self.code_hash(task, ref)
-        if code_hash is None:
-            return None
-        known = self.entries(ref.project).get(ref.key)
-        state = CloudState(entries={ref.key: known} if known else {})
-        outcome = upload_keyed({ref.key: (ref.is_dir, code_hash)}, session=self.session,
-                               state=state, progress=False)
+        keys = self.upload_many([task])
+        return keys[0] if keys else None
+
+    def upload_many(self, tasks: Iterable[luigi.Task]) -> list[str]:
+        """Push the existing outputs of ``tasks`` in one batch (content the cloud lacks
+        goes up concurrently, then one conditional write per project). Returns the keys
+        whose entry is now in the cloud; CloudError if any failed."""
+        outputs: dict[str, tuple[bool, str]] = {}
+        for task in tasks:
+            ref = output_ref(task)
+            if ref is None or not os.path.exists(ref.path):
+                continue
+            code_hash = self.code_hash(task, ref)
+            if code_hash is not None:
+                outputs[ref.key] = (ref.is_dir, code_hash)
+        if not outputs:
+            return []
+        known: dict[str, Entry] = {}
+        for project in {project_of(k) for k in outputs}:
+            entries = self.entries(project)
+            known.update({k: entries[k] for k in outputs if k in entries})
+        state = CloudState(entries=known)
+        outcome = upload_keyed(outputs, session=self.session, state=state, progress=False)
         if not outcome.ok:
             key, reason = outcome.keys_failed[0]
             raise CloudError(f"upload of {key} failed: {reason}")
-        if ref.key in state.entries:
-            self.remember(ref.key, state.entries[ref.key])
-        return ref.key
+        done = sorted(k for k in outputs if k in state.entries)
+        for key in done:
+            self.remember(key, state.entries[key])
+        return done
 
 
 def requirements(task: luigi.Task) -> list[luigi.Task]:

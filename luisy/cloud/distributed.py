@@ -43,6 +43,7 @@ and the 0.5 s cache age stays below luigid's cooldown (it does by default).
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -127,6 +128,11 @@ class DistributedTaskProcess(luigi.worker.ContextManagedTaskProcess):
         super().run()
 
     def _run_get_new_deps(self) -> Any:
+        if self.index.current_entry(self.task) is not None:
+            # another machine published this output since luigid handed the task out
+            self.index.fetch([self.task], wait=0.0)
+            logger.info("%s was made on another machine meanwhile: fetched, not run", self.task)
+            return None
         new_deps = super()._run_get_new_deps()
         if not new_deps:
             key = self.index.upload(self.task)
@@ -146,6 +152,7 @@ class DistributedWorker(luigi.worker.Worker):
         super().__init__(*args, **kwargs)
         self.index = index or CloudIndex(current_session())
         self._roots: list[luigi.Task] = []
+        self._shared: set[str] = set()
         self.fetched_roots: list[str] = []
 
     def add(self, task: luigi.Task, *args: Any, **kwargs: Any) -> bool:
@@ -154,14 +161,33 @@ class DistributedWorker(luigi.worker.Worker):
 
     def _add(self, task: luigi.Task, is_complete: Any) -> Any:
         try:
-            if is_complete is True and output_ref(task) is not None:
-                if not self.index.in_cloud(task):
-                    self.index.upload(task)  # DONE must mean "in the cloud"
+            if is_complete is True:
+                self._share(task)  # DONE must mean "in the cloud"
             elif is_complete is False and self.index.in_cloud(task):
                 is_complete = True
         except Exception:
             is_complete = _traceback()
         return super()._add(task, is_complete)
+
+    def _share(self, task: luigi.Task) -> None:
+        """Upload, in one batch, the local outputs of ``task`` and of everything upstream
+        of it that the cloud lacks (luigi does not look upstream of a complete task, but
+        other machines may need those outputs)."""
+        stack, todo = [task], []
+        while stack:
+            current = stack.pop()
+            if current.task_id in self._shared:
+                continue
+            self._shared.add(current.task_id)
+            ref = output_ref(current)
+            if ref is not None and not os.path.exists(ref.path):
+                continue  # not here: nothing to share below it
+            if ref is not None and not self.index.in_cloud(current):
+                todo.append(current)
+            stack.extend(requirements(current))
+        if todo:
+            keys = self.index.upload_many(todo)
+            logger.info("shared %d output(s) this machine had before the run", len(keys))
 
     def _create_task_process(self, task: luigi.Task) -> DistributedTaskProcess:
         base = super()._create_task_process(task)
@@ -181,8 +207,9 @@ class DistributedWorker(luigi.worker.Worker):
         ok = super().run()
         self._settle_history()
         try:
-            self.fetched_roots = self.index.fetch(wanted_outputs(self._roots),
-                                                  wait=10.0 if ok else 0.0)
+            # The loop ends only when nothing this worker needs runs anywhere, and an
+            # output is in the cloud before its task is DONE: no need to wait for it.
+            self.fetched_roots = self.index.fetch(wanted_outputs(self._roots), wait=0.0)
         except Exception as exc:
             logger.error("could not fetch the requested outputs: %s", exc)
             return False

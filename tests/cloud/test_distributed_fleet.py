@@ -66,7 +66,7 @@ def log_tail(run) -> str:
                      for w in run.workers)
 
 
-def test_three_machines_run_each_task_once(azurite_env, tmp_path):
+def test_three_machines_run_each_task_once(no_cloud_env, azurite_env, tmp_path):
     with start_luigid(done_cooldown=3) as luigid:
         fleet = run_fleet(str(tmp_path / "fleet"), luigid.port, 3, workers=2, sleep=0.3)
         assert [w.returncode for w in fleet.workers] == [0, 0, 0], log_tail(fleet)
@@ -76,9 +76,11 @@ def test_three_machines_run_each_task_once(azurite_env, tmp_path):
         # more than one machine did work (the scheduler spread the tasks)
         ran_here = [w.output.count("uploaded /distdemo/") for w in fleet.workers]
         assert sum(ran_here) == N_TASKS and sum(1 for n in ran_here if n) >= 2, ran_here
-        # every machine asked for Total and has the correct result
+        # every machine asked for Total and has the correct result; outputs went up as
+        # their tasks finished, so the end-of-run upload found nothing left to push
         for w in fleet.workers:
             assert final_output(w.working_dir) == distpipe.expected_total()
+            assert "luisy: upload: 0 output(s)" in w.output, w.output[-2000:]
         # the cloud hash file names every output with its current hash and a true digest
         hashes = current_hashes(fleet.workers[0].working_dir)
         assert len(hashes) == N_TASKS
@@ -113,3 +115,37 @@ def test_luigid_alone_reruns_done_tasks_a_machine_lacks(tmp_path):
         assert second.workers[0].returncode == 0, log_tail(second)
         assert sum(first.counts.values()) == N_TASKS
         assert sum(second.counts.values()) == N_TASKS
+
+
+def test_outputs_made_before_the_fleet_are_shared_not_rerun(no_cloud_env, azurite_env, tmp_path):
+    """A machine with finished outputs that never went to the cloud joins: it uploads
+    them when it reports them DONE (upstream ones too), so later machines never rerun."""
+    base = str(tmp_path / "fleet")
+    alone = run_fleet(base, None, 1, workers=1, sleep=0.0, flags=())  # machine0, no cloud
+    assert alone.workers[0].returncode == 0, log_tail(alone)
+    assert sum(alone.counts.values()) == N_TASKS
+    with start_luigid() as luigid:
+        first = run_fleet(base, luigid.port, 1, workers=2, sleep=0.0, flags=("--upload",))
+        assert first.workers[0].returncode == 0, log_tail(first)
+        assert f"shared {N_TASKS} output(s) this machine had before the run" in first.workers[0].output
+        manifest, _ = read_cloud([])
+        assert len(manifest) == N_TASKS
+        fleet = run_fleet(base, luigid.port, 2, workers=2, sleep=0.0, flags=("--upload",),
+                          machine_offset=1)
+    assert [w.returncode for w in fleet.workers] == [0, 0], log_tail(fleet)
+    assert sum(fleet.counts.values()) == N_TASKS, fleet.counts  # nothing ran again
+    for w in fleet.workers:
+        assert final_output(w.working_dir) == distpipe.expected_total()
+
+
+def test_a_failing_task_ends_every_machine_with_an_error(no_cloud_env, azurite_env, tmp_path):
+    """No machine waits forever for work that cannot happen; nothing downstream runs."""
+    with start_luigid() as luigid:
+        fleet = run_fleet(str(tmp_path / "fleet"), luigid.port, 3, workers=2, sleep=0.1,
+                          env={"DIST_FAIL": "Half"}, timeout=90)
+    assert all(w.returncode != 0 for w in fleet.workers), log_tail(fleet)
+    assert set(fleet.counts.values()) == {1}, fleet.counts
+    assert fleet.counts["Total__99914b932b"] == 0
+    assert sum(1 for t in fleet.counts if t.startswith("Half_")) == 2
+    for w in fleet.workers:
+        assert not os.path.exists(os.path.join(w.working_dir, FINAL))

@@ -4,7 +4,8 @@
 
 Every ``run()`` appends one line ``<task id>`` to the file named by ``$DIST_COUNTER``
 (one ``O_APPEND`` write, so lines from many processes never interleave) and sleeps
-``$DIST_SLEEP`` seconds, so that parallelism shows in the wall time.
+``$DIST_SLEEP`` seconds, so that parallelism shows in the wall time. Tasks whose
+family is listed in ``$DIST_FAIL`` (comma-separated) raise after that.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ HALVES = 2
 N_NUMBERS = 4000
 
 
+class PlannedFailure(RuntimeError):
+    """Raised by tasks whose family is named in ``$DIST_FAIL``."""
+
+
 def count_run(task_id: str) -> None:
-    """Record one run of ``task_id`` and take the configured nap."""
+    """Record one run of ``task_id``, take the configured nap, fail when asked to."""
     path = os.environ.get("DIST_COUNTER")
     if path:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -30,6 +35,8 @@ def count_run(task_id: str) -> None:
         finally:
             os.close(fd)
     time.sleep(float(os.environ.get("DIST_SLEEP", "0")))
+    if task_id.split("_", 1)[0] in os.environ.get("DIST_FAIL", "").split(","):
+        raise PlannedFailure(f"{task_id} fails as asked by DIST_FAIL")
 
 
 def part_value(numbers: list[int], part: int) -> int:

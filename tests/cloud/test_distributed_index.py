@@ -1,0 +1,136 @@
+"""CloudIndex: cached cloud lookups, one-task uploads and verified input fetches
+(in-process, against a local directory remote); the scheduler-flag helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dist_pipeline"))
+
+import distpipe  # noqa: E402
+
+from luisy.cloud.dist_index import CloudIndex, is_current, wanted_outputs  # noqa: E402
+from luisy.cloud.distributed import DistributedFactory, factory_for, uses_central_scheduler  # noqa: E402
+from luisy.cloud.remote import CloudError, open_session  # noqa: E402
+from luisy.graph import output_ref  # noqa: E402
+from luisy.hashfile import read_hash_file  # noqa: E402
+
+
+@pytest.mark.parametrize("argv, central", [
+    (["--module", "m", "T", "--scheduler-host", "127.0.0.1"], True),
+    (["T", "--scheduler-url=http://127.0.0.1:8082"], True),
+    (["T", "--scheduler-host", "h", "--local-scheduler"], False),
+    (["T", "--local-scheduler"], False),
+    (["T", "--workers", "4"], False),
+])
+def test_central_scheduler_is_recognised(argv, central):
+    assert uses_central_scheduler(argv) is central
+
+
+@pytest.mark.parametrize("download, upload, argv, distributed", [
+    (True, True, ["T", "--scheduler-host", "h"], True),
+    (False, True, ["T", "--scheduler-host", "h"], True),
+    (False, False, ["T", "--scheduler-host", "h"], False),
+    (True, True, ["T", "--local-scheduler"], False),
+])
+def test_factory_only_for_central_scheduler_with_cloud(download, upload, argv, distributed):
+    cloud = SimpleNamespace(active=download or upload)
+    assert isinstance(factory_for(argv, cloud), DistributedFactory) is distributed
+    assert factory_for(argv, None) is None
+
+
+@pytest.mark.parametrize("entry, code_hash, external, expected", [
+    ({"hash": "h1", "digest": "d", "size": 1}, "h1", False, True),
+    ({"hash": "h1", "digest": "d", "size": 1}, "h2", False, False),
+    ({"hash": "h1", "files": {}, "size": 0}, "h1", False, True),
+    ({"hash": "h1"}, "h1", False, False),  # a 1.4.7 entry names no content to verify
+    ({"hash": "old", "digest": "d", "size": 1}, "h2", True, True),  # external data: any hash
+    (None, "h1", False, False),
+])
+def test_is_current(entry, code_hash, external, expected):
+    assert is_current(entry, code_hash, external) is expected
+
+
+def test_wanted_outputs_looks_through_wrappers(machines, local_remote):
+    machines("m")
+
+    class Both(distpipe.luisy.WrapperTask):
+        def requires(self):
+            return [distpipe.Half(half=0), distpipe.Total()]
+
+    got = wanted_outputs([Both()])
+    assert sorted(str(t) for t in got) == ["Half(half=0)", "Total()"]
+
+
+def test_lookups_are_cached_and_revalidated_by_etag(machines, local_remote):
+    machines("m1")
+    session = open_session()
+    writer = CloudIndex(session, ttl=60.0)
+    numbers, part0, part1 = distpipe.Numbers(), distpipe.Part(part=0), distpipe.Part(part=1)
+
+    assert not writer.in_cloud(numbers)
+    numbers.write(list(range(distpipe.N_NUMBERS)))
+    assert writer.upload(numbers) == "/distdemo/raw/Numbers.pkl"
+    before = (writer.stats.heads, writer.stats.reads)
+    assert writer.in_cloud(numbers)  # this process wrote it: no request
+    assert (writer.stats.heads, writer.stats.reads) == before
+
+    reader = CloudIndex(session, ttl=60.0)
+    assert reader.in_cloud(numbers)
+    assert (reader.stats.heads, reader.stats.reads) == (0, 1)
+    assert not reader.in_cloud(part0)  # negative, but younger than the TTL: from the cache
+    assert (reader.stats.heads, reader.stats.reads) == (0, 1)
+    reader.ttl = 0.0
+    assert not reader.in_cloud(part0)  # revalidated: HEAD, same ETag, no re-read
+    assert (reader.stats.heads, reader.stats.reads) == (1, 1)
+
+    part0.write(123)
+    writer.upload(part0)
+    assert reader.in_cloud(part0)  # HEAD saw a new ETag: read again
+    assert (reader.stats.heads, reader.stats.reads) == (2, 2)
+    assert reader.in_cloud(numbers) and not reader.in_cloud(part1)
+
+
+def test_fetch_downloads_verified_and_records_the_hash(machines, local_remote):
+    m1 = machines("m1")
+    session = open_session()
+    index = CloudIndex(session)
+    numbers = distpipe.Numbers()
+    numbers.write(list(range(distpipe.N_NUMBERS)))
+    index.upload(numbers)
+    numbers_ref = output_ref(numbers)
+    code_hash = index.code_hash(numbers, numbers_ref)
+    assert numbers_ref.key == "/distdemo/raw/Numbers.pkl"
+
+    m2 = machines("m2")
+    other = CloudIndex(open_session())
+    with pytest.raises(CloudError, match="neither local nor in the cloud"):
+        other.fetch([distpipe.Part(part=0)], wait=0.0)
+    assert not (m2 / "distdemo" / "interim").exists()
+
+    assert other.fetch([distpipe.Numbers()]) == ["/distdemo/raw/Numbers.pkl"]
+    assert distpipe.Numbers().output().read() == list(range(distpipe.N_NUMBERS))
+    assert read_hash_file(str(m2 / "distdemo" / ".luisy.hash")) == {numbers_ref.key: code_hash}
+    assert other.fetch([distpipe.Numbers()]) == []  # present now: nothing to do
+    assert (m1 / "distdemo" / "raw" / "Numbers.pkl").read_bytes() == \
+        (m2 / "distdemo" / "raw" / "Numbers.pkl").read_bytes()
+
+
+def test_fetch_refuses_content_that_does_not_match_its_digest(machines, local_remote):
+    machines("m1")
+    index = CloudIndex(open_session())
+    numbers = distpipe.Numbers()
+    numbers.write([1, 2, 3])
+    index.upload(numbers)
+    blob = local_remote / "distdemo" / "raw" / "Numbers.pkl"
+    blob.write_bytes(blob.read_bytes()[:-1] + b"X")  # same size, other bytes
+
+    m2 = machines("m2")
+    with pytest.raises(CloudError, match="download of input /distdemo/raw/Numbers.pkl failed") as err:
+        CloudIndex(open_session()).fetch([distpipe.Numbers()], wait=0.0)
+    assert "does not match its digest" in str(err.value)
+    assert not (m2 / "distdemo" / "raw" / "Numbers.pkl").exists()
