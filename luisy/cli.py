@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
 _SCHEDULER_FLAGS = ("--local-scheduler", "--scheduler-host", "--scheduler-url")
+_LOGGING_FLAGS = ("--log-level", "--logging-conf-file", "--no-configure-logging")
 
 
 class CliError(Exception):
@@ -108,6 +109,8 @@ def _luigi_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
         argv = ["--module", args.module] + argv
     if not any(a.split("=")[0] in _SCHEDULER_FLAGS for a in argv):
         argv.append("--local-scheduler")
+    if not any(a.split("=")[0] in _LOGGING_FLAGS for a in argv):
+        argv += ["--log-level", "INFO"]  # luigi's default is DEBUG: a line per completeness check
     return argv
 
 
@@ -160,12 +163,22 @@ def run(argv: Sequence[str]) -> int:
     return result.exit_code
 
 
+def _configure_logging() -> None:
+    """luisy's and luisy_sync's loggers print to stderr; luigi configures its own."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(name)s %(message)s"))
+    for name in ("luisy", "luisy_sync"):
+        log = logging.getLogger(name)
+        log.setLevel(logging.INFO)
+        log.addHandler(handler)
+        log.propagate = False
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname).1s %(name)s %(message)s")
-    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
+    _configure_logging()
     try:
         with _argparse_raises():
             code = run(argv)
