@@ -109,7 +109,8 @@ class _Gate:
         return info
 
     async def read_small(self, name: str) -> Any:
-        if self.hold is not None and name.endswith(MANIFEST):
+        uploaded = self.after_put is None or self.after_put.is_set()
+        if self.hold is not None and name.endswith(MANIFEST) and uploaded:  # the update, not the pre-check
             await self.hold.wait()
         return await self.inner.read_small(name)
 
