@@ -1,7 +1,7 @@
 """Downloading one file: into a temp file beside its final name, verified, then renamed.
 
 Small objects come in one ranged GET; large ones in parallel ``block_size`` ranges
-written at their offsets. The content must match the expected size and digest before
+written at their offsets and hashed in order as they arrive (no second read of the file). The content must match the expected size and digest before
 ``os.replace`` gives it its final name. On any failure or cancellation the temp file
 (``.<name>.luisy-tmp-<uuid>``) is removed, so nothing half-written is ever visible.
 """
@@ -12,13 +12,14 @@ import contextlib
 import os
 import re
 import stat
+import threading
 import uuid
 from typing import TYPE_CHECKING, Iterable
 
 import anyio
 
 from luisy_sync.errors import IntegrityError, ShortReadError
-from luisy_sync.hashing import hash_bytes, hash_file
+from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
 from luisy_sync.stores.base import Store
 from luisy_sync.tree import FileEntry
@@ -149,10 +150,46 @@ async def _download_small(transfer: "Transfer", store: Store, final: str, path: 
     async def get() -> bytes:
         return _check_size(path, name, await store.get_range(name), entry.size, ranged=False)
 
-    async with transfer.limiter:  # the slot also bounds the bytes held in memory
-        data = await transfer.retry(path, get, describe=f"get {name}")
+    async with transfer.budget.hold(entry.size):  # the request slot is free while writing
+        async with transfer.limiter:
+            data = await transfer.retry(path, get, describe=f"get {name}")
         transfer.tracker.advanced(path, len(data))
         await transfer.in_thread(_write_whole, final, path, name, data, entry.digest, transfer.fsync)
+
+
+class _OrderedHasher:
+    """Hashes a file's ranges in offset order as they are written (in worker threads).
+
+    A range that arrives in turn is hashed from memory; one that arrives early is
+    re-read from the file when its turn comes, so the file is never read twice whole.
+    """
+
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._hasher = new_hasher()
+        self._next = 0
+        self._early: dict[int, int] = {}  # offset -> length of ranges written ahead of turn
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes, offset: int) -> None:
+        """Write ``data`` at ``offset`` and hash what is now contiguous."""
+        _write_at(self._fd, data, offset)
+        with self._lock:
+            if offset != self._next:
+                self._early[offset] = len(data)
+                return
+            self._hasher.update(data)
+            self._next += len(data)
+            while self._next in self._early:
+                length = self._early.pop(self._next)
+                self._hasher.update(os.pread(self._fd, length, self._next))
+                self._next += length
+
+    def hexdigest(self, size: int) -> str:
+        """The digest of the first ``size`` bytes (all ranges must have been written)."""
+        if self._next != size:
+            raise RuntimeError(f"hashed {self._next} of {size} bytes: a range was not written")
+        return self._hasher.hexdigest()
 
 
 async def _download_ranges(transfer: "Transfer", store: Store, final: str, path: str, entry: FileEntry,
@@ -160,23 +197,31 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
     block = transfer.block_size_for(entry.size)
     tmp = temp_path_for(final)
     fd: int | None = None
+    budget = transfer.budget
 
-    async def fetch(offset: int, length: int) -> None:
+    async def fetch(held: int, hasher: _OrderedHasher, offset: int, length: int) -> None:
         async def get() -> bytes:
             return _check_size(path, name, await store.get_range(name, offset, length), length, ranged=True)
 
-        async with transfer.limiter:
-            data = await transfer.retry(path, get, describe=f"get {name} bytes {offset}+{length}")
-            await transfer.in_thread(_write_at, fd, data, offset)
+        try:
+            async with transfer.limiter:
+                data = await transfer.retry(path, get, describe=f"get {name} bytes {offset}+{length}")
+            await transfer.in_thread(hasher.write, data, offset)
+            del data
+        finally:
+            budget.release(held)
         transfer.tracker.advanced(path, length)
 
     try:
         fd = await transfer.in_thread(_open_sized, tmp, entry.size)
+        hasher = _OrderedHasher(fd)
         async with anyio.create_task_group() as tg:
-            for offset in range(0, entry.size, block):
-                tg.start_soon(fetch, offset, min(block, entry.size - offset))
+            for offset in range(0, entry.size, block):  # ranges start in order, memory permitting
+                length = min(block, entry.size - offset)
+                held = await budget.acquire(length)
+                tg.start_soon(fetch, held, hasher, offset, length)
         if entry.digest is not None:
-            got = await transfer.in_thread(hash_file, tmp)
+            got = hasher.hexdigest(entry.size)
             if got != entry.digest:
                 raise _mismatch(path, name, entry.digest, got)
         if transfer.fsync:

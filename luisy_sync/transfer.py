@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Iterable, TypeVar
 
 import anyio
 
+from luisy_sync.budget import ByteBudget
 from luisy_sync.download import download_file
 from luisy_sync.progress import FileTracker, ProgressCallback
 from luisy_sync.retry import RetryPolicy, call_with_retry
@@ -30,6 +31,8 @@ T = TypeVar("T")
 DEFAULT_CONCURRENCY = 32
 DEFAULT_BLOCK_SIZE = 8 * 2 ** 20
 DEFAULT_IO_THREADS = 16
+DEFAULT_MEMORY_LIMIT = 64 * 2 ** 20
+"""Bytes of file content a transfer holds at once by default (at least 4 blocks)."""
 MAX_BLOCKS = 50_000
 """Most blocks one object may have (Azure's limit); larger files get larger blocks."""
 
@@ -70,14 +73,16 @@ class Transfer:
 
     ``limiter`` may be passed in to share one request budget across several sessions
     (for example luisy moving outputs of many tasks); otherwise a limiter of
-    ``concurrency`` is made. Memory in flight stays below ``block_size`` times the
-    number of requests in flight.
+    ``concurrency`` is made. The bytes of file content held in memory at once (blocks
+    read but not yet sent, bodies received but not yet written) stay within
+    ``memory_limit`` (default: the larger of 64 MiB and 4 blocks), whatever the
+    concurrency.
     """
 
     def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, block_size: int = DEFAULT_BLOCK_SIZE,
                  policy: RetryPolicy | None = None, progress: ProgressCallback | None = None,
                  limiter: anyio.CapacityLimiter | None = None, io_threads: int = DEFAULT_IO_THREADS,
-                 fsync: bool = False):
+                 fsync: bool = False, memory_limit: int | None = None):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if block_size < 1:
@@ -85,6 +90,7 @@ class Transfer:
         self.limiter = limiter or anyio.CapacityLimiter(concurrency)
         self.io_limiter = anyio.CapacityLimiter(io_threads)
         self.block_size = block_size
+        self.budget = ByteBudget(memory_limit or max(DEFAULT_MEMORY_LIMIT, 4 * block_size))
         self.policy = policy or RetryPolicy()
         self.tracker = FileTracker(progress)
         self.fsync = fsync

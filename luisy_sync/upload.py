@@ -79,7 +79,7 @@ async def upload_file(transfer: "Transfer", store: Store, root: str, path: str, 
 
 async def _upload_small(transfer: "Transfer", store: Store, full: str, path: str, entry: FileEntry,
                         name: str) -> None:
-    async with transfer.limiter:  # the slot also bounds the bytes held in memory
+    async with transfer.budget.hold(entry.size), transfer.limiter:
         data, digest = await transfer.in_thread(_read_whole, full, path, entry)
         await transfer.retry(path, partial(store.put, name, data, metadata={DIGEST_KEY: digest}),
                              describe=f"put {name}")
@@ -92,7 +92,7 @@ async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: st
     attempt_id = uuid.uuid4().hex[:16]  # fresh per attempt: never reuse another attempt's blocks
     hasher = new_hasher()
     block_ids: list[str] = []
-    limiter = transfer.limiter
+    limiter, budget = transfer.limiter, transfer.budget
 
     def read_block(fd: int, offset: int, length: int) -> bytes:
         data = os.pread(fd, length, offset)
@@ -101,28 +101,36 @@ async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: st
         hasher.update(data)  # blocks are read in order, one at a time
         return data
 
-    async def stage(token: object, block_id: str, data: bytes) -> None:
+    async def stage(token: object, held: int, block_id: str, data: bytes) -> None:
         try:
             await transfer.retry(path, store.put_block, name, block_id, data,
                                  describe=f"put block {block_id} of {name}")
         finally:
             limiter.release_on_behalf_of(token)
+            budget.release(held)
         transfer.tracker.advanced(path, len(data))
 
     fd = await transfer.in_thread(os.open, full, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         async with anyio.create_task_group() as tg:
             for index, offset in enumerate(range(0, entry.size, block)):
+                length = min(block, entry.size - offset)
+                held = await budget.acquire(length)  # bytes in memory, then a request slot
                 token = object()
-                await limiter.acquire_on_behalf_of(token)  # bounds memory and requests
                 try:
-                    data = await transfer.in_thread(read_block, fd, offset, min(block, entry.size - offset))
+                    await limiter.acquire_on_behalf_of(token)
+                except BaseException:
+                    budget.release(held)
+                    raise
+                try:
+                    data = await transfer.in_thread(read_block, fd, offset, length)
                 except BaseException:
                     limiter.release_on_behalf_of(token)
+                    budget.release(held)
                     raise
                 block_id = f"{attempt_id}-{index:06d}"
                 block_ids.append(block_id)
-                tg.start_soon(stage, token, block_id, data)
+                tg.start_soon(stage, token, held, block_id, data)
                 del data
         extra = await transfer.in_thread(os.pread, fd, 1, entry.size)
     finally:

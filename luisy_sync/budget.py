@@ -1,0 +1,72 @@
+"""A byte budget: bounds the bytes a transfer holds in memory, independent of its request count.
+
+``ByteBudget(limit)`` hands out byte amounts first come, first served: ``async with
+budget.hold(n)`` waits until ``n`` more bytes fit below ``limit``. A single amount
+larger than the limit is clipped to it (it then waits until nothing else is held),
+so every request can proceed. Waiters are served in arrival order, so one large
+block is never starved by a stream of small ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from typing import AsyncIterator
+
+import anyio
+
+
+class ByteBudget:
+    """At most ``limit`` bytes held at once (see the module docstring)."""
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError(f"the byte budget must be positive, got {limit}")
+        self.limit = limit
+        self.held = 0
+        self.peak = 0
+        self._waiters: deque[tuple[int, anyio.Event]] = deque()
+
+    async def acquire(self, nbytes: int) -> int:
+        """Wait until ``nbytes`` (clipped to the limit) fit; returns the amount to release."""
+        amount = min(max(nbytes, 0), self.limit)
+        if not self._waiters and self.held + amount <= self.limit:
+            self._take(amount)
+            return amount
+        waiter = (amount, anyio.Event())
+        self._waiters.append(waiter)
+        try:
+            await waiter[1].wait()
+        except BaseException:
+            if waiter[1].is_set():  # granted just as we were cancelled: give it back
+                self.release(amount)
+            else:
+                self._waiters.remove(waiter)
+                self._wake()
+            raise
+        return amount
+
+    def release(self, amount: int) -> None:
+        """Give back an amount returned by ``acquire``."""
+        self.held -= amount
+        self._wake()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, nbytes: int) -> AsyncIterator[None]:
+        """Hold ``nbytes`` of the budget for the body of the ``async with``."""
+        amount = await self.acquire(nbytes)
+        try:
+            yield
+        finally:
+            self.release(amount)
+
+    def _take(self, amount: int) -> None:
+        self.held += amount
+        if self.held > self.peak:
+            self.peak = self.held
+
+    def _wake(self) -> None:
+        while self._waiters and self.held + self._waiters[0][0] <= self.limit:
+            amount, event = self._waiters.popleft()
+            self._take(amount)
+            event.set()
