@@ -206,39 +206,58 @@ class DistributedWorker(luigi.worker.Worker):
     def run(self) -> bool:
         ok = super().run()
         self._settle_history()
+        # The loop ends only when nothing this worker needs runs anywhere, and an output
+        # is in the cloud before its task is DONE: what is not there now will not come.
+        wanted = [t for t in wanted_outputs(self._roots) if not t.complete()]
+        missing = [t for t in wanted if self._cloud_entry(t) is None]
         try:
-            # The loop ends only when nothing this worker needs runs anywhere, and an
-            # output is in the cloud before its task is DONE: no need to wait for it.
-            self.fetched_roots = self.index.fetch(wanted_outputs(self._roots), wait=0.0)
+            self.fetched_roots = self.index.fetch([t for t in wanted if t not in missing])
         except Exception as exc:
             logger.error("could not fetch the requested outputs: %s", exc)
-            return False
+            missing = [t for t in wanted if not t.complete()]
         if self.fetched_roots:
             logger.info("fetched %d output(s) made on other machines: %s",
                         len(self.fetched_roots), ", ".join(self.fetched_roots))
-        return ok
+        failures = any(status == luigi.worker.FAILED for _t, status, _r in self._add_task_history)
+        for task in missing if not failures else ():  # the summary must not call it a success
+            self._add_task_history.append((task, luigi.worker.FAILED, False))
+        return ok and not missing
+
+    def _cloud_entry(self, task: luigi.Task) -> Any:
+        try:
+            return self.index.current_entry(task, fresh=True)
+        except Exception as exc:
+            logger.warning("could not look up %s in the cloud: %s", task, exc)
+            return None
+
+    def _failed_in_scheduler(self) -> set[str]:
+        try:
+            failed = self._scheduler.task_list(luigi.worker.FAILED, "")
+        except Exception as exc:
+            logger.warning("could not ask the scheduler for failed tasks: %s", exc)
+            return set()
+        return set(failed) if isinstance(failed, dict) and "num_tasks" not in failed else set()
 
     def _settle_history(self) -> None:
-        """Tasks this worker left PENDING that another machine completed (their output
-        is in the cloud with the current hash) count as complete, not as "not run", in
-        luigi's summary and status."""
+        """Tasks this worker left PENDING count as complete in luigi's summary and status
+        when another machine completed them (output in the cloud with the current hash),
+        as failed when they failed on another machine."""
         last: dict[str, str] = {}
         for task, status, _runnable in self._add_task_history:
             last[task.task_id] = status
-        settled = set()
-        for task_id, status in last.items():
-            task = self._scheduled_tasks.get(task_id)
-            if status != luigi.worker.PENDING or task is None or output_ref(task) is None:
-                continue
-            try:
-                if self.index.current_entry(task, fresh=True) is not None:
-                    settled.add(task_id)
-            except Exception as exc:
-                logger.warning("could not look up %s in the cloud: %s", task, exc)
+        pending = [t for t, status in last.items() if status == luigi.worker.PENDING
+                   and t in self._scheduled_tasks]
+        if not pending:
+            return
+        done = {t for t in pending if output_ref(self._scheduled_tasks[t]) is not None
+                and self._cloud_entry(self._scheduled_tasks[t]) is not None}
+        failed = (set(pending) - done) & self._failed_in_scheduler()
+        settled = done | failed
         if not settled:
             return
         history = [h for h in self._add_task_history if h[0].task_id not in settled]
-        history += [(self._scheduled_tasks[t], luigi.worker.DONE, False) for t in sorted(settled)]
+        history += [(self._scheduled_tasks[t], luigi.worker.DONE, False) for t in sorted(done)]
+        history += [(self._scheduled_tasks[t], luigi.worker.FAILED, False) for t in sorted(failed)]
         self._add_task_history[:] = history
         for response in self._get_work_response_history:
             running = response.get("running_tasks") or []
