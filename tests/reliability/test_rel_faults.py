@@ -53,6 +53,9 @@ async def test_push_and_pull_through_faults_complete_verified_with_bounded_retri
 
     # the faults really happened, on both legs
     faults = proxy.stats.faults
+    print(f"faults: push {after_push}, total {dict(faults)}, connections {proxy.stats.connections}, "
+          f"retries push {sum(pushed_progress.retries.values())} pull {sum(pulled_progress.retries.values())}, "
+          f"max attempt {max(pushed_progress.max_attempt, pulled_progress.max_attempt) + 1}")
     assert after_push.get("reset", 0) >= 5 and after_push.get("503", 0) >= 2 and after_push.get("429", 0) >= 2
     assert faults["truncate"] >= 3 and faults["reset"] > after_push["reset"]
     assert proxy.stats.connections >= 600  # one connection per request
