@@ -278,5 +278,9 @@ def build(
                                local_scheduler=local_scheduler, **luigi_params)
 
     cloud = CloudOptions(download=download, upload=upload, remote=remote, progress=False)
+    if not local_scheduler and cloud.active:  # luigid + cloud: scale-out workers
+        from luisy.cloud.distributed import DistributedFactory
+
+        luigi_params.setdefault("worker_scheduler_factory", DistributedFactory())
     return execute(task_list, run_luigi, dry_run=dry_run, no_ask=no_ask,
                    hash_update_mode=hash_update_mode, out=logger.info, cloud=cloud)

@@ -74,7 +74,7 @@ def uses_central_scheduler(luigi_argv: Sequence[str]) -> bool:
 
 
 def is_active() -> bool:
-    """True once this process created a distributed worker."""
+    """True from creating a distributed worker until the end-of-run refresh."""
     return _active
 
 
@@ -89,8 +89,10 @@ def factory_for(luigi_argv: Sequence[str], cloud: Any) -> "DistributedFactory | 
 def refresh_after_run(sync: Any) -> None:
     """Before the end-of-run upload of a distributed run: re-read the cloud hash files
     (other machines and this machine's task processes changed them during the run)."""
+    global _active
     if not _active or sync is None:
         return
+    _active = False  # one distributed run, one refresh
     from luisy.cloud.api import read_state
 
     sync.state = read_state(sync.prepared.graph.projects(), session=sync.session)

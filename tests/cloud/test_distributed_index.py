@@ -134,3 +134,32 @@ def test_fetch_refuses_content_that_does_not_match_its_digest(machines, local_re
         CloudIndex(open_session()).fetch([distpipe.Numbers()], wait=0.0)
     assert "does not match its digest" in str(err.value)
     assert not (m2 / "distdemo" / "raw" / "Numbers.pkl").exists()
+
+
+def test_build_against_luigid_shares_through_the_cloud(machines, local_remote, tmp_path,
+                                                       monkeypatch):
+    """``luisy.build(..., local_scheduler=False, upload=True)`` uses distributed workers
+    (forked task processes here); a second machine then runs nothing and gets Total."""
+    import luisy
+    from dist_harness import start_luigid
+
+    counter = tmp_path / "runs.txt"
+    monkeypatch.setenv("DIST_COUNTER", str(counter))
+    with start_luigid(done_cooldown=1) as luigid:
+        params = dict(local_scheduler=False, scheduler_host="127.0.0.1",
+                      scheduler_port=luigid.port, workers=2, upload=True)
+        machines("m1")
+        first = luisy.build(distpipe.Total(), **params)
+        assert first.success
+        assert len(counter.read_text().split()) == 20
+        entries = CloudIndex(open_session()).entries("distdemo", max_age=0.0)
+        assert len(entries) == 20
+
+        import time
+        time.sleep(1.5)  # past luigid's cooldown: luigi alone would rerun every task
+        m2 = machines("m2")
+        second = luisy.build(distpipe.Total(), **params)
+        assert second.success
+        assert len(counter.read_text().split()) == 20
+        assert distpipe.Total().output().read() == distpipe.expected_total()
+        assert not (m2 / "distdemo" / "interim").exists()  # only what was asked for
