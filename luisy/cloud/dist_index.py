@@ -185,7 +185,7 @@ class CloudIndex:
         return self.current_entry(task) is not None
 
     # -- transfers -----------------------------------------------------------------------
-    def fetch(self, tasks: Iterable[luigi.Task], *, wait: float = 10.0) -> list[str]:
+    def fetch(self, tasks: Iterable[luigi.Task], *, wait: float = 2.0) -> list[str]:
         """Download the outputs of ``tasks`` that are missing locally, verified.
 
         An output not (yet) in the cloud with the current hash is looked for again for

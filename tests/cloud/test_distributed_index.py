@@ -163,3 +163,64 @@ def test_build_against_luigid_shares_through_the_cloud(machines, local_remote, t
         assert len(counter.read_text().split()) == 20
         assert distpipe.Total().output().read() == distpipe.expected_total()
         assert not (m2 / "distdemo" / "interim").exists()  # only what was asked for
+
+
+def _run_task_process(task, index):
+    """Run ``task`` the way a distributed worker does, in this process; luigi's result."""
+    import queue
+
+    import luigi.worker
+    from luigi.scheduler import Scheduler
+
+    from luisy.cloud.distributed import DistributedTaskProcess
+
+    results: queue.Queue = queue.Queue()
+    reporter = luigi.worker.TaskStatusReporter(Scheduler(), task.task_id, "w", None)
+    DistributedTaskProcess(index, None, task, "w", results, reporter).run()
+    task_id, status, expl, _missing, _new = results.get_nowait()
+    assert task_id == task.task_id
+    return status, expl
+
+
+def test_task_process_fetches_inputs_runs_and_uploads_before_done(machines, local_remote,
+                                                                   tmp_path, monkeypatch):
+    counter = tmp_path / "runs.txt"
+    monkeypatch.setenv("DIST_COUNTER", str(counter))
+    machines("m1")
+    distpipe.Numbers().write(list(range(distpipe.N_NUMBERS)))
+    CloudIndex(open_session()).upload(distpipe.Numbers())
+
+    m2 = machines("m2")
+    index = CloudIndex(open_session())
+    status, expl = _run_task_process(distpipe.Part(part=2), index)
+    assert status == "DONE", expl
+    assert counter.read_text().split() == [distpipe.Part(part=2).task_id]
+    assert (m2 / "distdemo" / "raw" / "Numbers.pkl").exists()  # input fetched
+    entry = CloudIndex(open_session()).entries("distdemo", max_age=0.0)["/distdemo/interim/Part_part=2.pkl"]
+    assert entry["digest"] and entry["hash"] == index.code_hash(
+        distpipe.Part(part=2), output_ref(distpipe.Part(part=2)))
+
+
+def test_task_process_fails_when_an_input_is_nowhere(machines, local_remote, tmp_path, monkeypatch):
+    counter = tmp_path / "runs.txt"
+    monkeypatch.setenv("DIST_COUNTER", str(counter))
+    machines("m1")
+    status, expl = _run_task_process(distpipe.Part(part=2), CloudIndex(open_session()))
+    assert status == "FAILED"
+    assert "Unfulfilled dependency" in expl and "Numbers.pkl" in expl
+    assert not counter.exists()
+
+
+def test_task_published_meanwhile_is_fetched_not_run(machines, local_remote, tmp_path, monkeypatch):
+    counter = tmp_path / "runs.txt"
+    monkeypatch.setenv("DIST_COUNTER", str(counter))
+    machines("m1")
+    distpipe.Numbers().write(list(range(distpipe.N_NUMBERS)))
+    CloudIndex(open_session()).upload(distpipe.Numbers())
+
+    m2 = machines("m2")
+    status, expl = _run_task_process(distpipe.Numbers(), CloudIndex(open_session()))
+    assert status == "DONE", expl
+    assert not counter.exists()  # run() never called
+    assert distpipe.Numbers().output().read() == list(range(distpipe.N_NUMBERS))
+    assert (m2 / "distdemo" / "raw" / "Numbers.pkl").exists()
