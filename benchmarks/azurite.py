@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -78,6 +79,17 @@ class Azurite:
         self.stop()
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: SIGTERM the emulator when the process that started it dies (even by SIGKILL)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def azurite_binary() -> str | None:
     return shutil.which("azurite-blob")
 
@@ -92,7 +104,8 @@ def start_azurite(port: int | None = None, timeout: float = 30.0) -> Azurite:
     cmd = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", location,
            "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
