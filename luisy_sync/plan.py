@@ -196,11 +196,16 @@ def _refusals(selected: list[str], source: Tree, target: Tree) -> tuple[tuple[st
         else:
             safe.append(path)
     source_dirs = _parent_dirs(source)
+    # Target files standing where the source needs a directory; usually none, so the
+    # per-path search below is skipped.
+    blockers = {d for d in source_dirs if d in target and d not in source}
     for path in safe:
         if path in source_dirs:
             refused.append((path, f"refusing {path!r}: it is both a file and a directory in the source"))
             continue
-        blocker = next((d for d in _parents(path) if d in target and d not in source), None)
+        if not blockers:
+            continue
+        blocker = next((d for d in _parents(path) if d in blockers), None)
         if blocker is not None:
             refused.append((path, f"refusing {path!r}: {blocker!r} is a file on the target side; "
                                   "remove or rename it first"))
