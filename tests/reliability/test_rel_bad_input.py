@@ -291,11 +291,16 @@ def test_full_disk_on_pull_leaves_no_partial_file(small_tmpfs: Path, tmp_path: P
     proc = run_cli(["pull", store_dir.as_uri(), str(dest), "--block-size", "256KiB"], env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines == [lines[0]] and lines[0].startswith("luisy-sync: failed: big/huge.bin: ")
-    assert "No space left on device" in lines[0]
+    # Which small files still fit depends on timing (they race the big file's temp file for
+    # the last free bytes); what must hold: the big file fails, every failure is one line
+    # naming its file and the cause, and every file that is there is complete.
+    assert all(ln.startswith("luisy-sync: failed: ") and "No space left on device" in ln
+               for ln in lines), lines
+    failed = {ln.split(": ")[2] for ln in lines}
+    assert "big/huge.bin" in failed
     got = read_tree(dest)
-    assert "big/huge.bin" not in got and not any(".luisy-tmp-" in rel for rel in got)
-    assert got == {k: v for k, v in files.items() if k != "big/huge.bin"}
+    assert not any(".luisy-tmp-" in rel for rel in got)
+    assert got == {k: v for k, v in files.items() if k not in failed}
 
 
 @pytest.mark.timeout(30)
