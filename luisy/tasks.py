@@ -45,7 +45,8 @@ class Task(luigi.Task):
 
     def get_file_name(self) -> str:
         """Base name of the output file (without ending); set by ``auto_filename``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no file name: decorate it with "
+                                  "@luisy.auto_filename or define get_file_name()")
 
     def get_folder_name(self) -> str:
         """Name of a directory output below :meth:`get_outdir`; defaults to the file name."""
