@@ -155,12 +155,7 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
             updates = {p: {"digest": local[p].digest, "size": local[p].size, **extra.get(p, {})}
                        for p in present}
             if updates:
-                # Nothing was sent: the plan's listing, moments old, serves the first attempt.
-                planned = [] if plan.upload else [remote]
-
                 async def stored() -> Tree:  # re-listed per manifest attempt: concurrent pushes
-                    if planned:
-                        return planned.pop()
                     objects = await call_with_retry(target.list, _list_dir(prefix), policy=policy,
                                                     describe=f"list {target.url}")
                     return remote_tree(objects, prefix)
