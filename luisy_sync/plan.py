@@ -40,6 +40,8 @@ CHANGE_KINDS = (UPLOAD, DOWNLOAD, SKIP, REMOTE_ONLY, LOCAL_ONLY, MISSING, REFUSE
 PUSH = "push"
 PULL = "pull"
 
+_Paths = tuple[str, ...]
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -123,42 +125,40 @@ def same_content(a: FileEntry, b: FileEntry) -> bool:
 
 def plan_push(local: Tree, remote: Tree, paths: Iterable[str] | None = None) -> Plan:
     """Plan uploading ``local`` onto ``remote`` (optionally only ``paths``)."""
-    selected, missing = _select(local, paths)
-    refused = _refusals(selected, local, remote)
-    refused_names = {p for p, _ in refused}
-    upload: list[str] = []
-    skip: list[str] = []
-    for path in selected:
-        if path in refused_names:
-            continue
-        theirs = remote.get(path)
-        if theirs is not None and same_content(local[path], theirs):
-            skip.append(path)
-        else:
-            upload.append(path)
-    remote_only = () if paths is not None else tuple(p for p in remote if p not in local)
-    return Plan(PUSH, local, remote, upload=tuple(upload), skip=tuple(skip),
+    upload, skip, remote_only, missing, refused = _compare(local, remote, paths)
+    return Plan(PUSH, local, remote, upload=upload, skip=skip,
                 remote_only=remote_only, missing=missing, refused=refused)
 
 
 def plan_pull(remote: Tree, local: Tree, paths: Iterable[str] | None = None) -> Plan:
     """Plan downloading ``remote`` into ``local`` (optionally only ``paths``)."""
-    selected, missing = _select(remote, paths)
-    refused = _refusals(selected, remote, local)
+    download, skip, local_only, missing, refused = _compare(remote, local, paths)
+    return Plan(PULL, remote, local, download=download, skip=skip,
+                local_only=local_only, missing=missing, refused=refused)
+
+
+def _compare(source: Tree, target: Tree, paths: Iterable[str] | None
+             ) -> tuple[_Paths, _Paths, _Paths, _Paths, tuple[tuple[str, str], ...]]:
+    """Classify for copying ``source`` onto ``target``.
+
+    Returns (to move, unchanged, only on the target side, missing, refused); the
+    target-only bucket is empty when ``paths`` restricts the plan.
+    """
+    selected, missing = _select(source, paths)
+    refused = _refusals(selected, source, target)
     refused_names = {p for p, _ in refused}
-    download: list[str] = []
+    move: list[str] = []
     skip: list[str] = []
     for path in selected:
         if path in refused_names:
             continue
-        mine = local.get(path)
-        if mine is not None and same_content(remote[path], mine):
+        theirs = target.get(path)
+        if theirs is not None and same_content(source[path], theirs):
             skip.append(path)
         else:
-            download.append(path)
-    local_only = () if paths is not None else tuple(p for p in local if p not in remote)
-    return Plan(PULL, remote, local, download=tuple(download), skip=tuple(skip),
-                local_only=local_only, missing=missing, refused=refused)
+            move.append(path)
+    target_only = () if paths is not None else tuple(p for p in target if p not in source)
+    return tuple(move), tuple(skip), target_only, missing, refused
 
 
 def _select(source: Tree, paths: Iterable[str] | None) -> tuple[list[str], tuple[str, ...]]:
