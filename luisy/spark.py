@@ -97,52 +97,42 @@ class SparkTask(Task):
         super().write(df)
 
 
-def deltatable_output(catalog: str | None = None, schema: str | None = None,
-                      table_name: str | None = None) -> Callable[[T], T]:
-    """Store a SparkTask's output in a Delta table."""
-    _require_pyspark("deltatable_output")
+def _set_on_class(feature: str, attribute: str, make: Callable[[Any], Any]) -> Callable[[T], T]:
+    """A class decorator setting ``cls.<attribute>`` to ``make`` (called with the task)."""
+    _require_pyspark(feature)
 
     def decorate(cls: T) -> T:
-        cls.spark_target = lambda task: DeltaTableTarget(
-            task.get_outdir(), catalog, schema, table_name)
+        setattr(cls, attribute, make)
         return cls
 
     return decorate
+
+
+def deltatable_output(catalog: str | None = None, schema: str | None = None,
+                      table_name: str | None = None) -> Callable[[T], T]:
+    """Store a SparkTask's output in a Delta table."""
+    return _set_on_class("deltatable_output", "spark_target", lambda task: DeltaTableTarget(
+        task.get_outdir(), catalog, schema, table_name))
 
 
 def deltatable_input(catalog: str | None = None, schema: str | None = None,
                      table_name: str | None = None) -> Callable[[T], T]:
     """Make ``self.input()`` a Delta table instead of a required task."""
-    _require_pyspark("deltatable_input")
-
-    def decorate(cls: T) -> T:
-        cls.input = lambda task: DeltaTableTarget(task.get_outdir(), catalog, schema, table_name)
-        return cls
-
-    return decorate
+    return _set_on_class("deltatable_input", "input", lambda task: DeltaTableTarget(
+        task.get_outdir(), catalog, schema, table_name))
 
 
 def azure_blob_storage_output(endpoint: str, directory: str, file_format: str = "parquet",
                               inferschema: bool = False) -> Callable[[T], T]:
     """Store a SparkTask's output in blob storage via Spark."""
-    _require_pyspark("azure_blob_storage_output")
-
-    def decorate(cls: T) -> T:
-        cls.spark_target = lambda task: AzureBlobStorageTarget(
-            task.get_outdir(), endpoint, directory, file_format, inferschema)
-        return cls
-
-    return decorate
+    return _set_on_class("azure_blob_storage_output", "spark_target",
+                         lambda task: AzureBlobStorageTarget(
+                             task.get_outdir(), endpoint, directory, file_format, inferschema))
 
 
 def azure_blob_storage_input(endpoint: str, directory: str, file_format: str = "parquet",
                              inferschema: bool = False) -> Callable[[T], T]:
     """Make ``self.input()`` a blob-storage directory read via Spark."""
-    _require_pyspark("azure_blob_storage_input")
-
-    def decorate(cls: T) -> T:
-        cls.input = lambda task: AzureBlobStorageTarget(
-            task.get_outdir(), endpoint, directory, file_format, inferschema)
-        return cls
-
-    return decorate
+    return _set_on_class("azure_blob_storage_input", "input",
+                         lambda task: AzureBlobStorageTarget(
+                             task.get_outdir(), endpoint, directory, file_format, inferschema))
