@@ -70,17 +70,7 @@ def _statement_names(stmt: ast.stmt) -> list[str]:
 def _index_bindings(tree: ast.Module) -> tuple[dict[str, list[ast.stmt]], list[tuple[str, int]]]:
     bindings: dict[str, list[ast.stmt]] = {}
     stars: list[tuple[str, int]] = []
-    pending: list[ast.stmt] = list(reversed(tree.body))
-    while pending:
-        stmt = pending.pop()
-        if isinstance(stmt, _BLOCKS):
-            nested: list[ast.stmt] = []
-            for block in ("body", "orelse", "finalbody"):
-                nested.extend(getattr(stmt, block, []) or [])
-            for handler in getattr(stmt, "handlers", []) or []:
-                nested.extend(handler.body)
-            pending.extend(reversed(nested))
-            continue
+    for stmt in _flatten_blocks(tree.body):
         if isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names):
             stars.append(("." * stmt.level + (stmt.module or ""), stmt.lineno))
         for name in _statement_names(stmt):
@@ -126,11 +116,9 @@ def module_index(name: str) -> ModuleIndex | None:
     path = module_file(name)
     if path is None:
         return None
-    try:
-        status = os.stat(path)
-    except OSError:
+    stamp = current_stamp(path)
+    if stamp is None:
         return None
-    stamp = (status.st_mtime_ns, status.st_size)
     cached = _INDEXES.get(path)
     if cached is not None and cached.stamp == stamp and cached.name == name:
         return cached
@@ -164,8 +152,7 @@ def find_class(index: ModuleIndex, qualname: str) -> ast.ClassDef | None:
     """The class definition for ``qualname`` (handles nesting and ``<locals>``)."""
     scopes: list[list[ast.stmt]] = [index.tree.body]
     found: ast.AST | None = None
-    parts = qualname.split(".")
-    for position, part in enumerate(parts):
+    for part in qualname.split("."):
         if part == "<locals>":
             if found is None:
                 return None
