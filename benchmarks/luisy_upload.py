@@ -24,6 +24,7 @@ import uuid
 
 import luisy
 from benchmarks.azurite import ACCOUNT, KEY, connection_string_for, endpoint_for, start_azurite
+from benchmarks.clients.sequential import timed_upload
 from benchmarks.proxy import run_proxy_in_thread
 from luisy_sync.report import format_bytes
 
@@ -60,21 +61,6 @@ def _use(wd: str, container: str, endpoint: str) -> None:
                        "LUISY_AZURE_ENDPOINT": endpoint, "LUISY_AZURE_CONTAINER_NAME": container})
     luisy.Config().reset()
     luisy.set_working_dir(wd)
-
-
-def sdk_loop(paths: list[tuple[str, str]], connection_string: str, container: str) -> float:
-    from azure.storage.blob import BlobServiceClient
-
-    service = BlobServiceClient.from_connection_string(connection_string)
-    client = service.get_container_client(container)
-    client.create_container()
-    started = time.perf_counter()
-    for full, name in paths:
-        with open(full, "rb") as fh:
-            client.get_blob_client(name).upload_blob(fh, overwrite=True)
-    seconds = time.perf_counter() - started
-    service.close()
-    return seconds
 
 
 def example_second_machine(root: str, endpoint: str) -> tuple[int, int, int]:
@@ -125,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             outcome = upload_outputs(tasks)
             ours = time.perf_counter() - started
-            files = [(os.path.join(wd, *n.split("/")), n) for n in
+            files = [(n, os.path.join(wd, *n.split("/"))) for n in
                      (t.output().path[len(wd) + 1:].replace(os.sep, "/") for t in tasks)]
-            sdk = sdk_loop(files, connection_string_for(endpoint), "sdkloop" + uuid.uuid4().hex[:10])
+            sdk, _ = timed_upload(connection_string_for(endpoint), "sdkloop" + uuid.uuid4().hex[:10], files)
             ran_a, ran_b, downloaded = example_second_machine(root, endpoint)
     finally:
         azurite.stop()

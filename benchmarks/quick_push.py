@@ -24,6 +24,7 @@ import uuid
 import anyio
 
 from benchmarks.azurite import ACCOUNT, KEY, connection_string_for, endpoint_for, start_azurite
+from benchmarks.clients.sequential import timed_upload
 from benchmarks.proxy import run_proxy_in_thread
 from luisy_sync import push
 from luisy_sync.report import format_bytes
@@ -51,22 +52,6 @@ async def push_with_luisy_sync(root: str, endpoint: str, container: str, concurr
         await push(root, store, concurrency=concurrency, cache=False)
         seconds = time.perf_counter() - started
         count = len([o for o in await store.list() if not o.name.startswith(".")])
-    return seconds, count
-
-
-def push_with_sdk_loop(root: str, rels: list[str], connection_string: str, container: str) -> tuple[float, int]:
-    from azure.storage.blob import BlobServiceClient
-
-    service = BlobServiceClient.from_connection_string(connection_string)
-    client = service.get_container_client(container)
-    client.create_container()
-    started = time.perf_counter()
-    for rel in rels:
-        with open(os.path.join(root, rel), "rb") as fh:
-            client.get_blob_client(rel).upload_blob(fh, overwrite=True)
-    seconds = time.perf_counter() - started
-    count = sum(1 for _ in client.list_blobs())
-    service.close()
     return seconds, count
 
 
@@ -98,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"Azurite at {endpoint} (+{args.latency_ms:g} ms each way)", flush=True)
             ours, ours_count = anyio.run(push_with_luisy_sync, workdir, endpoint,
                                          "lsync" + uuid.uuid4().hex[:12], args.concurrency)
-            sdk, sdk_count = push_with_sdk_loop(workdir, rels, connection_string_for(endpoint),
-                                                "sdkloop" + uuid.uuid4().hex[:12])
+            sdk, sdk_count = timed_upload(connection_string_for(endpoint),
+                                          "sdkloop" + uuid.uuid4().hex[:12],
+                                          [(rel, os.path.join(workdir, rel)) for rel in rels])
     finally:
         azurite.stop()
         shutil.rmtree(workdir, ignore_errors=True)
