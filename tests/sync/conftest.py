@@ -2,12 +2,14 @@
 
 ``any_store`` is parametrised over memory, local, azurite-sdk and azurite-fast;
 ``local_store``, ``azure_store`` (fast path) and ``azure_sdk_store`` give one backend each.
+``canned_reply_server`` starts a 127.0.0.1 server that answers with fixed bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -65,3 +67,22 @@ def any_store(request: pytest.FixtureRequest):
     name = {"memory": "memory_store", "local": "local_store", "azurite-sdk": "azure_sdk_store",
             "azurite-fast": "azure_store"}[request.param]
     return request.getfixturevalue(name)
+
+
+async def _serve_canned_reply(reply: bytes) -> tuple[asyncio.AbstractServer, int]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.fixture
+def canned_reply_server() -> Callable[[bytes], Awaitable[tuple[asyncio.AbstractServer, int]]]:
+    """``await canned_reply_server(reply) -> (server, port)``: a 127.0.0.1 server sending
+    ``reply`` (raw HTTP bytes) to each request once its headers arrive, then closing;
+    use ``async with server`` to stop it."""
+    return _serve_canned_reply

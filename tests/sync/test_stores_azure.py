@@ -10,7 +10,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 from benchmarks.azurite import ACCOUNT, KEY, Azurite, free_port
-from luisy_sync.errors import (AuthError, ConfigError, ContainerNotFound, NotFoundError,
+from luisy_sync.errors import (AuthError, BlocksNotStaged, ConfigError, ContainerNotFound, NotFoundError,
                                PreconditionFailed, StoreError, TransientError)
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.azure_errors import parse_retry_after, scrub, translate
@@ -128,7 +128,7 @@ def _http_error(status: int, code: str = "", **headers: str) -> HttpResponseErro
     (502, "", TransientError), (503, "ServerBusy", TransientError), (504, "", TransientError),
     (401, "", AuthError), (403, "AuthorizationFailure", AuthError), (404, "BlobNotFound", NotFoundError),
     (404, "ContainerNotFound", ContainerNotFound), (412, "ConditionNotMet", PreconditionFailed),
-    (409, "BlobAlreadyExists", PreconditionFailed), (400, "InvalidBlockList", StoreError),
+    (409, "BlobAlreadyExists", PreconditionFailed), (400, "InvalidBlockList", BlocksNotStaged),
     (409, "LeaseIdMissing", StoreError),
 ])
 def test_status_translation(status: int, code: str, kind: type) -> None:
@@ -160,31 +160,20 @@ def test_scrub_removes_secrets() -> None:
     assert KEY not in scrub(f"AccountKey={KEY};", []) and "<redacted>" in scrub(f"key {KEY}", [KEY])
 
 
-async def _serve_once(reply: bytes) -> tuple[asyncio.AbstractServer, int]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(reply)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
-
-
-async def test_truncated_body_is_transient() -> None:
+async def test_truncated_body_is_transient(canned_reply_server) -> None:
     reply = (b"HTTP/1.1 206 Partial Content\r\nContent-Length: 100\r\nContent-Range: bytes 0-99/100\r\n"
              b"x-ms-blob-type: BlockBlob\r\nETag: \"0x1\"\r\n\r\n" + b"x" * 40)
-    server, port = await _serve_once(reply)
+    server, port = await canned_reply_server(reply)
     async with server, AzureBlobStore.from_account_key(
             ACCOUNT, KEY, "c", endpoint=f"http://127.0.0.1:{port}/{ACCOUNT}") as store:
         with pytest.raises(TransientError):
             await asyncio.wait_for(store.get_range("x", 0, 100), 20)
 
 
-async def test_busy_server_retry_after_end_to_end() -> None:
+async def test_busy_server_retry_after_end_to_end(canned_reply_server) -> None:
     reply = (b"HTTP/1.1 503 Server Busy\r\nRetry-After: 3\r\nx-ms-error-code: ServerBusy\r\n"
              b"Content-Length: 0\r\n\r\n")
-    server, port = await _serve_once(reply)
+    server, port = await canned_reply_server(reply)
     async with server, AzureBlobStore.from_account_key(
             ACCOUNT, KEY, "c", endpoint=f"http://127.0.0.1:{port}/{ACCOUNT}") as store:
         with pytest.raises(TransientError) as err:

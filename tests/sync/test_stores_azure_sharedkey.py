@@ -123,19 +123,8 @@ async def test_wrong_key_message_has_no_key_or_signature(azurite: Azurite, conta
             assert WRONG_KEY[:16] not in text and "SharedKey" not in text and "\n" not in text
 
 
-async def _serve(reply: bytes) -> tuple[asyncio.AbstractServer, int]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(reply)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
-
-
 @pytest.mark.parametrize("fast", [True, False])
-async def test_error_answers_on_both_paths(fast: bool) -> None:
+async def test_error_answers_on_both_paths(fast: bool, canned_reply_server) -> None:
     cut = (b"HTTP/1.1 206 Partial Content\r\nContent-Length: 100\r\nContent-Range: bytes 0-99/100\r\n"
            b"x-ms-blob-type: BlockBlob\r\n"
            b"ETag: \"0x1\"\r\n\r\n" + b"x" * 40)
@@ -146,7 +135,7 @@ async def test_error_answers_on_both_paths(fast: bool) -> None:
                     b"Content-Length: %d\r\n\r\n%s" % (len(xml), xml))
     for reply, call, kind in ((cut, "get", TransientError), (busy, "put", TransientError),
                               (code_in_body, "commit", StoreError)):
-        server, port = await _serve(reply)
+        server, port = await canned_reply_server(reply)
         async with server, AzureBlobStore.from_account_key(
                 ACCOUNT, KEY, "c", endpoint=f"http://127.0.0.1:{port}/{ACCOUNT}", fast_path=fast) as store:
             op = {"get": lambda: store.get_range("x"), "put": lambda: store.put("x", b"1"),
