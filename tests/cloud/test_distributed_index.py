@@ -136,22 +136,34 @@ def test_fetch_refuses_content_that_does_not_match_its_digest(machines, local_re
     assert not (m2 / "distdemo" / "raw" / "Numbers.pkl").exists()
 
 
-def test_build_against_luigid_shares_through_the_cloud(machines, local_remote, tmp_path,
-                                                       monkeypatch):
+@pytest.fixture
+def run_counter(tmp_path, monkeypatch):
+    """The file distpipe tasks append their id to on every ``run()`` (``$DIST_COUNTER``)."""
+    counter = tmp_path / "runs.txt"
+    monkeypatch.setenv("DIST_COUNTER", str(counter))
+    return counter
+
+
+def _publish_numbers_from(machines) -> None:
+    """Machine m1 makes Numbers and uploads it with its cloud hash entry."""
+    machines("m1")
+    distpipe.Numbers().write(list(range(distpipe.N_NUMBERS)))
+    CloudIndex(open_session()).upload(distpipe.Numbers())
+
+
+def test_build_against_luigid_shares_through_the_cloud(machines, local_remote, run_counter):
     """``luisy.build(..., local_scheduler=False, upload=True)`` uses distributed workers
     (forked task processes here); a second machine then runs nothing and gets Total."""
     import luisy
     from dist_harness import start_luigid
 
-    counter = tmp_path / "runs.txt"
-    monkeypatch.setenv("DIST_COUNTER", str(counter))
     with start_luigid(done_cooldown=1) as luigid:
         params = dict(local_scheduler=False, scheduler_host="127.0.0.1",
                       scheduler_port=luigid.port, workers=2, upload=True)
         machines("m1")
         first = luisy.build(distpipe.Total(), **params)
         assert first.success
-        assert len(counter.read_text().split()) == 20
+        assert len(run_counter.read_text().split()) == 20
         entries = CloudIndex(open_session()).entries("distdemo", max_age=0.0)
         assert len(entries) == 20
 
@@ -160,7 +172,7 @@ def test_build_against_luigid_shares_through_the_cloud(machines, local_remote, t
         m2 = machines("m2")
         second = luisy.build(distpipe.Total(), **params)
         assert second.success
-        assert len(counter.read_text().split()) == 20
+        assert len(run_counter.read_text().split()) == 20
         assert distpipe.Total().output().read() == distpipe.expected_total()
         assert not (m2 / "distdemo" / "interim").exists()  # only what was asked for
 
@@ -183,44 +195,34 @@ def _run_task_process(task, index):
 
 
 def test_task_process_fetches_inputs_runs_and_uploads_before_done(machines, local_remote,
-                                                                   tmp_path, monkeypatch):
-    counter = tmp_path / "runs.txt"
-    monkeypatch.setenv("DIST_COUNTER", str(counter))
-    machines("m1")
-    distpipe.Numbers().write(list(range(distpipe.N_NUMBERS)))
-    CloudIndex(open_session()).upload(distpipe.Numbers())
+                                                                   run_counter):
+    _publish_numbers_from(machines)
 
     m2 = machines("m2")
     index = CloudIndex(open_session())
     status, expl = _run_task_process(distpipe.Part(part=2), index)
     assert status == "DONE", expl
-    assert counter.read_text().split() == [distpipe.Part(part=2).task_id]
+    assert run_counter.read_text().split() == [distpipe.Part(part=2).task_id]
     assert (m2 / "distdemo" / "raw" / "Numbers.pkl").exists()  # input fetched
     entry = CloudIndex(open_session()).entries("distdemo", max_age=0.0)["/distdemo/interim/Part_part=2.pkl"]
     assert entry["digest"] and entry["hash"] == index.code_hash(
         distpipe.Part(part=2), output_ref(distpipe.Part(part=2)))
 
 
-def test_task_process_fails_when_an_input_is_nowhere(machines, local_remote, tmp_path, monkeypatch):
-    counter = tmp_path / "runs.txt"
-    monkeypatch.setenv("DIST_COUNTER", str(counter))
+def test_task_process_fails_when_an_input_is_nowhere(machines, local_remote, run_counter):
     machines("m1")
     status, expl = _run_task_process(distpipe.Part(part=2), CloudIndex(open_session()))
     assert status == "FAILED"
     assert "Unfulfilled dependency" in expl and "Numbers.pkl" in expl
-    assert not counter.exists()
+    assert not run_counter.exists()
 
 
-def test_task_published_meanwhile_is_fetched_not_run(machines, local_remote, tmp_path, monkeypatch):
-    counter = tmp_path / "runs.txt"
-    monkeypatch.setenv("DIST_COUNTER", str(counter))
-    machines("m1")
-    distpipe.Numbers().write(list(range(distpipe.N_NUMBERS)))
-    CloudIndex(open_session()).upload(distpipe.Numbers())
+def test_task_published_meanwhile_is_fetched_not_run(machines, local_remote, run_counter):
+    _publish_numbers_from(machines)
 
     m2 = machines("m2")
     status, expl = _run_task_process(distpipe.Numbers(), CloudIndex(open_session()))
     assert status == "DONE", expl
-    assert not counter.exists()  # run() never called
+    assert not run_counter.exists()  # run() never called
     assert distpipe.Numbers().output().read() == list(range(distpipe.N_NUMBERS))
     assert (m2 / "distdemo" / "raw" / "Numbers.pkl").exists()
