@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks.azurite import ACCOUNT
+from benchmarks.azurite import ACCOUNT, free_port
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -121,12 +120,6 @@ def test_default_remote_is_a_local_directory_and_the_run_says_where(no_cloud_env
     assert (where / "luisy_example" / ".luisy.hash").is_file()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("problem", ["bad key", "unreachable", "bad url", "corrupt hash file"])
 def test_remote_problems_are_one_line_and_no_task_runs(problem, no_cloud_env, azurite_env, monkeypatch,
                                                        tmp_path):
@@ -137,7 +130,7 @@ def test_remote_problems_are_one_line_and_no_task_runs(problem, no_cloud_env, az
     if problem == "bad key":
         monkeypatch.setenv("LUISY_AZURE_STORAGE_KEY", secret)
     elif problem == "unreachable":
-        monkeypatch.setenv("LUISY_AZURE_ENDPOINT", f"http://127.0.0.1:{_free_port()}/{ACCOUNT}")
+        monkeypatch.setenv("LUISY_AZURE_ENDPOINT", f"http://127.0.0.1:{free_port()}/{ACCOUNT}")
     elif problem == "bad url":
         args += ["--remote", "ftp://somewhere/else"]
     else:
