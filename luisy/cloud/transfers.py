@@ -25,7 +25,7 @@ from luisy.cloud.cloudhash import CloudState, Entry, entry_objects, local_entry,
 from luisy.cloud.remote import CloudError, object_name, one_line, project_of
 from luisy_sync.errors import SyncError
 from luisy_sync.progress import ProgressCallback, make_progress
-from luisy_sync.report import Report, format_bytes
+from luisy_sync.report import format_bytes
 from luisy_sync.scan import tree_from_paths
 from luisy_sync.statcache import open_default_cache
 from luisy_sync.stores.base import Store

@@ -348,7 +348,7 @@ class AzureBlobStore:
 
     async def close(self) -> None:
         """Close the HTTP session (and a credential this store created)."""
-        client, service, session = self._client, self._service, self._session
+        service, session = self._service, self._session
         self._client = self._service = self._session = None
         if service is not None:
             await service.close()

@@ -8,7 +8,6 @@ the upload phase is long enough to be hit at seeded random moments.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
 import signal

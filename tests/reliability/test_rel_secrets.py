@@ -13,7 +13,6 @@ import json
 import logging
 import traceback
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, quote
 
 import pytest
