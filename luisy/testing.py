@@ -13,6 +13,8 @@ from luigi.execution_summary import LuigiStatusCode, _summary_dict
 
 __all__ = ["LuisyTestCase", "debug_run", "MemoryTarget", "memory_outputs"]
 
+_SUCCEEDED = (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY)
+
 
 def debug_run(tasks: luigi.Task | Iterable[luigi.Task], return_summary: bool = True) -> Any:
     """Run ``tasks`` in-process with luigi's local scheduler (no hashing, no CLI).
@@ -97,7 +99,7 @@ class LuisyTestCase(unittest.TestCase):
                      return_store: bool = False) -> Any:
         """Run ``task``; return its output (or, with ``return_store``, all outputs by task)."""
         result, store = self._run_pipeline(task, existing_outputs)
-        if result.status not in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY):
+        if result.status not in _SUCCEEDED:
             self.fail(f"pipeline did not succeed: {_summary_dict(result.worker)}")
         return store if return_store else store[task]
 
@@ -107,15 +109,16 @@ class LuisyTestCase(unittest.TestCase):
         return _summary_dict(result.worker)
 
     def assertSuccess(self, task: luigi.Task, existing_outputs: Any = None) -> None:
+        """Run ``task`` in memory; fail the test unless the run succeeded."""
         result, _ = self._run_pipeline(task, existing_outputs)
-        self.assertIn(result.status,
-                      (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY))
+        self.assertIn(result.status, _SUCCEEDED)
 
     def assertFail(self, task: luigi.Task, existing_outputs: Any = None) -> None:
+        """Run ``task`` in memory; fail the test if the run succeeded."""
         result, _ = self._run_pipeline(task, existing_outputs)
-        self.assertNotIn(result.status,
-                         (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY))
+        self.assertNotIn(result.status, _SUCCEEDED)
 
     def assertMissing(self, task: luigi.Task, existing_outputs: Any = None) -> None:
+        """Run ``task`` in memory; fail the test unless an external input was missing."""
         result, _ = self._run_pipeline(task, existing_outputs)
         self.assertEqual(result.status, LuigiStatusCode.MISSING_EXT)
