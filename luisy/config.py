@@ -84,10 +84,12 @@ class Config:
 
     @property
     def download(self) -> bool:
+        """Whether this run fetches outputs from the cloud (``--download``)."""
         return bool(self._params.get("download"))
 
     @property
     def upload(self) -> bool:
+        """Whether this run pushes outputs to the cloud (``--upload``)."""
         return bool(self._params.get("upload"))
 
 

@@ -62,9 +62,11 @@ class TaskGraph:
         return {ref.key: t for t, ref in self.outputs.items() if ref is not None}
 
     def is_external(self, task: luigi.Task) -> bool:
+        """Whether ``task`` is a luigi ExternalTask (data made outside the pipeline)."""
         return isinstance(task, luigi.ExternalTask)
 
     def projects(self) -> set[str]:
+        """The project names of every task with a local output."""
         return {ref.project for ref in self.outputs.values() if ref is not None}
 
 

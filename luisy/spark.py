@@ -32,6 +32,7 @@ class DeltaTableTarget:
         self.path = os.path.join(outdir, f"{self.table_uri}.DeltaTable")
 
     def exists(self) -> bool:
+        """Whether the table can be queried."""
         try:
             _session().sql(f"SELECT 1 FROM {self.table_uri} LIMIT 1")
             return True
@@ -39,12 +40,15 @@ class DeltaTableTarget:
             return False
 
     def read(self) -> Any:
+        """The table as a Spark DataFrame."""
         return _session().table(self.table_uri)
 
     def write(self, df: Any) -> None:
+        """Replace the table with ``df``."""
         df.write.mode("overwrite").saveAsTable(self.table_uri)
 
     def remove(self) -> None:
+        """Drop the table if it exists."""
         _session().sql(f"DROP TABLE IF EXISTS {self.table_uri}")
 
 
@@ -59,6 +63,7 @@ class AzureBlobStorageTarget:
         self.inferschema = inferschema
 
     def exists(self) -> bool:
+        """Whether the directory can be read in ``file_format``."""
         try:
             _session().read.format(self.file_format).load(self.blob_uri).limit(1).count()
             return True
@@ -66,10 +71,12 @@ class AzureBlobStorageTarget:
             return False
 
     def read(self) -> Any:
+        """The directory as a Spark DataFrame."""
         return _session().read.format(self.file_format).load(
             self.blob_uri, inferschema=self.inferschema)
 
     def write(self, df: Any) -> None:
+        """Overwrite the directory with ``df`` in ``file_format``."""
         df.write.format(self.file_format).mode("overwrite").save(self.blob_uri)
 
     def remove(self) -> None:
@@ -85,13 +92,16 @@ class SparkTask(Task):
 
     @property
     def spark(self) -> Any:
+        """The active SparkSession."""
         return _session()
 
     def output(self) -> Any:
+        """The Spark target set by a decorator, else the usual local target."""
         factory = getattr(type(self), "spark_target", None)
         return factory(self) if factory else super().output()
 
     def write(self, df: Any) -> None:
+        """Write ``df``; without a Spark target a Spark DataFrame is stored via pandas."""
         if not getattr(type(self), "spark_target", None) and hasattr(df, "toPandas"):
             df = df.toPandas()
         super().write(df)

@@ -41,6 +41,7 @@ class LocalTarget(luigi.LocalTarget):
         self.kwargs = kwargs
 
     def exists(self) -> bool:
+        """Whether the output is there."""
         return os.path.exists(self.path)
 
     def is_folder(self) -> bool:
@@ -48,6 +49,7 @@ class LocalTarget(luigi.LocalTarget):
         return self.is_directory
 
     def make_dir(self, path: str) -> None:
+        """Create directory ``path`` (and its parents) if missing."""
         os.makedirs(path, exist_ok=True)
 
     def remove(self) -> None:
@@ -56,9 +58,11 @@ class LocalTarget(luigi.LocalTarget):
             logger.info("%s does not exist, nothing to remove", self.path)
 
     def read(self) -> Any:
+        """The stored object; each format subclass says how it is decoded."""
         raise NotImplementedError(f"{type(self).__name__} cannot be read")
 
     def write(self, obj: Any) -> None:
+        """Store ``obj`` atomically; each format subclass says how it is encoded."""
         raise NotImplementedError(f"{type(self).__name__} cannot be written")
 
 
