@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 
 Stamp = tuple[int, int]
 
-_BLOCKS = (ast.If, ast.Try, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While)
-if sys.version_info >= (3, 11):
-    _BLOCKS = _BLOCKS + (ast.TryStar,)
+_BLOCKS = (ast.If, ast.Try, ast.TryStar, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While)
 
 
 @dataclass(eq=False)
