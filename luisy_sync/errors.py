@@ -13,6 +13,7 @@
         ├── PreconditionFailed if-match / if-none-match condition not met
         ├── AuthError          credentials rejected (401/403)
         ├── ContainerNotFound  the container does not exist
+        ├── BlocksNotStaged    a commit named a block that is not (or no longer) staged
         └── TransientError     worth retrying (connection reset, 408/429/5xx)
 
 Every message is one line, says what was wrong and what to do, and never carries a
@@ -96,6 +97,11 @@ class AuthError(StoreError):
 
 class ContainerNotFound(StoreError):
     """The container (or local store root) does not exist."""
+
+
+class BlocksNotStaged(StoreError):
+    """A block commit named a block that is not staged: never staged, expired, or
+    discarded by another writer's commit of the same name. Stage the blocks again."""
 
 
 class TransientError(StoreError):

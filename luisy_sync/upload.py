@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from luisy_sync.errors import IntegrityError, StoreError
+from luisy_sync.errors import BlocksNotStaged, IntegrityError
 from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
 from luisy_sync.stores.base import DIGEST_KEY, Store
@@ -49,7 +49,7 @@ def _read_whole(full: str, path: str, entry: FileEntry) -> tuple[bytes, str]:
 class _BlocksLost(Exception):
     """The commit refused our block list: another writer's commit of the same name dropped it."""
 
-    def __init__(self, error: StoreError):
+    def __init__(self, error: BlocksNotStaged):
         super().__init__(str(error))
         self.error = error
 
@@ -141,7 +141,5 @@ async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: st
     try:
         await transfer.request(path, partial(store.commit_blocks, name, block_ids, metadata={DIGEST_KEY: digest}),
                                describe=f"commit {len(block_ids)} blocks of {name}")
-    except StoreError as exc:
-        if type(exc) is StoreError:  # the block list was refused (not auth, not missing, not transient)
-            raise _BlocksLost(exc) from None
-        raise
+    except BlocksNotStaged as exc:
+        raise _BlocksLost(exc) from None

@@ -15,8 +15,8 @@ from typing import Iterable, Mapping
 import aiohttp
 from azure.core import exceptions as az
 
-from luisy_sync.errors import (AuthError, ContainerNotFound, NotFoundError, PreconditionFailed,
-                               StoreError, TransientError)
+from luisy_sync.errors import (AuthError, BlocksNotStaged, ContainerNotFound, NotFoundError,
+                               PreconditionFailed, StoreError, TransientError)
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?'\"<>]*)\?[^\s'\"<>]*")
@@ -116,7 +116,7 @@ def translate_status(status: int, code: str, headers: Mapping[str, str], what: s
         return PreconditionFailed(f"{what}: the condition failed ({tag}): the object changed or "
                                   "already exists", status=status)
     if code == "InvalidBlockList":
-        return StoreError(f"{what}: a block in the list was never staged (or already committed) "
+        return BlocksNotStaged(f"{what}: a block in the list was never staged (or already committed) "
                           f"({tag}); upload the blocks again", status=status)
     if code == "InvalidBlobOrBlock":
         return StoreError(f"{what}: the block was refused ({tag}); block ids of one object must "

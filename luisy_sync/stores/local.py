@@ -7,7 +7,8 @@ the tree. Bookkeeping lives in ``root/.luisy-store/``:
   (size, mtime_ns, inode) of the content file it describes. A sidecar whose recorded
   stat does not match the file is ignored, so metadata never describes content that
   is not there (e.g. after someone replaced the file by hand).
-- ``blocks/<hash of name>/<hash of block id>``: staged blocks until commit.
+- ``blocks/``: staged blocks until their commit (see ``local_blocks``), which consumes
+  only its own blocks, so concurrent uploaders of one name coexist.
 - ``locks/<hash of name>.lock``: inter-process locks for conditional small writes.
 
 Every write goes to a hidden temp file in the target directory and is renamed into
@@ -17,11 +18,8 @@ place. Blocking filesystem calls run in worker threads under a limiter of their 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
-import shutil
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
@@ -29,27 +27,23 @@ import anyio
 import anyio.to_thread
 import filelock
 
-from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFailed, StoreError,
-                               TransientError, UnsafePathError)
+from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFailed,
+                               StoreError, TransientError, UnsafePathError)
 from luisy_sync.paths import join_under, safe_relpath
+from luisy_sync.stores import local_blocks
 from luisy_sync.stores.atomic import TEMP_NAME, content_etag, write_atomic
 from luisy_sync.stores.base import ObjectInfo
+from luisy_sync.stores.local_blocks import hash_name
 
 T = TypeVar("T")
 
 BOOKKEEPING_DIR = ".luisy-store"
-_COPY_CHUNK = 1 << 20
 _LOCK_TIMEOUT = 60.0
 _OBJECT_LOCK_STRIPES = 64
-_STALE_BLOCKS_SECONDS = 7 * 24 * 3600  # like Azure: uncommitted blocks expire after a week
 
 
 def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
-
-
-def _hash_name(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
 
 
 class LocalStore:
@@ -69,6 +63,7 @@ class LocalStore:
         self._max_threads = max_threads
         self._limiters: dict[int, anyio.CapacityLimiter] = {}
         self._book = os.path.join(self.root, BOOKKEEPING_DIR)
+        self._blocks = os.path.join(self._book, "blocks")
 
     def __repr__(self) -> str:
         return f"LocalStore({self.root!r})"
@@ -95,9 +90,6 @@ class LocalStore:
 
     def _meta_path(self, name: str) -> str:
         return os.path.join(self._book, "meta", *name.split("/")) + ".json"
-
-    def _blocks_dir(self, name: str) -> str:
-        return os.path.join(self._book, "blocks", _hash_name(name))
 
     def _root_missing(self) -> bool:
         if os.path.isdir(self.root):
@@ -126,7 +118,7 @@ class LocalStore:
         # must not leave one writer's content with the other's sidecar.
         lock_dir = os.path.join(self._book, "locks")
         os.makedirs(lock_dir, exist_ok=True)
-        stripe = int(_hash_name(name)[:8], 16) % _OBJECT_LOCK_STRIPES
+        stripe = int(hash_name(name)[:8], 16) % _OBJECT_LOCK_STRIPES
         lock = filelock.FileLock(os.path.join(lock_dir, f"objects-{stripe:02d}.lock"))
 
         def record(st: os.stat_result, etag: str) -> None:
@@ -234,43 +226,14 @@ class LocalStore:
     def _put_block(self, name: str, block_id: str, data: bytes) -> None:
         self._path(name)
         self._root_missing()
-        directory, size = self._blocks_dir(name), len(block_id.encode("utf-8"))
-        os.makedirs(directory, exist_ok=True)
-        try:  # like Azure: all block ids of one object have one length, at most 64 bytes
-            with open(os.path.join(directory, "idlen"), "x") as fh:
-                fh.write(str(size))
-            known = size
-        except FileExistsError:
-            with open(os.path.join(directory, "idlen")) as fh:
-                known = int(fh.read() or size)
-        if size > 64 or known != size:
-            raise StoreError(f"stage block {block_id!r} of {name!r}: block ids of one object must "
-                             "all have the same length (at most 64 bytes)", status=400)
-        write_atomic(os.path.join(directory, _hash_name(block_id)), [data], fsync=self._fsync)
+        local_blocks.stage(self._blocks, name, block_id, data, fsync=self._fsync)
 
     def _commit(self, name: str, block_ids: list[str], metadata: Mapping[str, str] | None) -> ObjectInfo:
         self._path(name)
         self._root_missing()
-        staged = self._blocks_dir(name)
-        files = [os.path.join(staged, _hash_name(b)) for b in block_ids]
-        for block_id, f in zip(block_ids, files):
-            if not os.path.isfile(f):
-                raise StoreError(f"cannot commit {name!r}: block {block_id!r} was never staged "
-                                 "(or was already committed); upload the blocks again")
-
-        def chunks() -> Iterator[bytes]:
-            for block_id, f in zip(block_ids, files):
-                try:
-                    fh = open(f, "rb")
-                except FileNotFoundError:
-                    raise StoreError(f"cannot commit {name!r}: staged block {block_id!r} "
-                                     "disappeared; upload the blocks again") from None
-                with fh:
-                    while chunk := fh.read(_COPY_CHUNK):
-                        yield chunk
-
-        info = self._write_object(name, chunks(), metadata)
-        shutil.rmtree(staged, ignore_errors=True)
+        content = local_blocks.staged_content(self._blocks, name, block_ids)
+        info = self._write_object(name, content, metadata)
+        local_blocks.consume(self._blocks, name, block_ids)
         return info
 
     def _delete(self, name: str) -> None:
@@ -295,7 +258,7 @@ class LocalStore:
         self._root_missing()
         lock_dir = os.path.join(self._book, "locks")
         os.makedirs(lock_dir, exist_ok=True)
-        lock = filelock.FileLock(os.path.join(lock_dir, _hash_name(name) + ".lock"))
+        lock = filelock.FileLock(os.path.join(lock_dir, hash_name(name) + ".lock"))
         try:
             with lock.acquire(timeout=_LOCK_TIMEOUT):
                 current: str | None
@@ -323,12 +286,7 @@ class LocalStore:
             if not create:
                 raise ContainerNotFound(f"local store {self.root} does not exist: create it or use create=True")
             os.makedirs(self.root, exist_ok=True)
-        blocks = os.path.join(self._book, "blocks")
-        if os.path.isdir(blocks):
-            cutoff = time.time() - _STALE_BLOCKS_SECONDS
-            for entry in os.scandir(blocks):
-                if entry.is_dir() and entry.stat().st_mtime < cutoff:
-                    shutil.rmtree(entry.path, ignore_errors=True)
+        local_blocks.drop_stale(self._blocks)
 
     async def _call(self, op: str, name: str, fn: Callable[..., T], *args: Any) -> T:
         try:

@@ -10,7 +10,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from luisy_sync.errors import ContainerNotFound, NotFoundError, PreconditionFailed, StoreError
+from luisy_sync.errors import (BlocksNotStaged, ContainerNotFound, NotFoundError, PreconditionFailed,
+                               StoreError)
 from luisy_sync.paths import safe_relpath
 from luisy_sync.stores.base import ObjectInfo
 
@@ -98,7 +99,7 @@ class MemoryStore:
         staged = self._staged.get(name, {})
         missing = [b for b in block_ids if b not in staged]
         if missing:
-            raise StoreError(f"cannot commit {name!r}: block {missing[0]!r} was never staged "
+            raise BlocksNotStaged(f"cannot commit {name!r}: block {missing[0]!r} was never staged "
                              f"({len(missing)} of {len(block_ids)} missing); upload the blocks again")
         data = b"".join(staged[b] for b in block_ids)
         self._staged.pop(name, None)

@@ -10,8 +10,8 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 from benchmarks.azurite import ACCOUNT, KEY, Azurite, free_port
-from luisy_sync.errors import (AuthError, BlocksNotStaged, ConfigError, ContainerNotFound, NotFoundError,
-                               PreconditionFailed, StoreError, TransientError)
+from luisy_sync.errors import (AuthError, BlocksNotStaged, ConfigError, ContainerNotFound,
+                               NotFoundError, PreconditionFailed, StoreError, TransientError)
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.azure_errors import parse_retry_after, scrub, translate
 

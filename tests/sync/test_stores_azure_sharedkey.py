@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from benchmarks.azurite import ACCOUNT, KEY, Azurite
-from luisy_sync.errors import AuthError, NotFoundError, StoreError, TransientError
+from luisy_sync.errors import AuthError, BlocksNotStaged, NotFoundError, StoreError, TransientError
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.azure_errors import translate_status
 from luisy_sync.stores.azure_sharedkey import SharedKeyBlobClient, block_id_b64
@@ -134,7 +134,7 @@ async def test_error_answers_on_both_paths(fast: bool, canned_reply_server) -> N
     code_in_body = (b"HTTP/1.1 400 Bad\r\nContent-Type: application/xml\r\n"
                     b"Content-Length: %d\r\n\r\n%s" % (len(xml), xml))
     for reply, call, kind in ((cut, "get", TransientError), (busy, "put", TransientError),
-                              (code_in_body, "commit", StoreError)):
+                              (code_in_body, "commit", BlocksNotStaged)):
         server, port = await canned_reply_server(reply)
         async with server, AzureBlobStore.from_account_key(
                 ACCOUNT, KEY, "c", endpoint=f"http://127.0.0.1:{port}/{ACCOUNT}", fast_path=fast) as store:
