@@ -92,7 +92,7 @@ def _root_task(luigi_argv: list[str]) -> luigi.Task:
         with CmdlineParser.global_instance(luigi_argv) as cp:
             return cp.get_task_obj()
     except TaskClassException as exc:
-        raise CliError(f"unknown task: {' '.join(str(exc).split())}") from None
+        raise CliError(_unknown_task(exc, "--module" in luigi_argv)) from None
     except ParameterException as exc:
         raise CliError(f"bad parameters: {exc}") from None
     except (ValueError, TypeError) as exc:
@@ -101,6 +101,25 @@ def _root_task(luigi_argv: list[str]) -> luigi.Task:
         if exc.code in (0, None):
             raise
         raise CliError(f"{exc.code}; name a task: luisy --module pkg.mod TaskName") from None
+
+
+def _is_pipeline_task(name: str) -> bool:
+    """Whether ``name`` is a task of the user's pipeline (not one of luigi's or luisy's own)."""
+    from luigi.task_register import Register
+
+    cls = Register._get_reg().get(name)
+    module = getattr(cls, "__module__", "") or ""
+    if module.startswith("luisy.examples."):
+        return True
+    return cls is not None and not module.startswith(("luigi", "luisy"))
+
+
+def _unknown_task(exc: TaskClassException, has_module: bool) -> str:
+    """luigi's message, with guesses limited to pipeline tasks and a hint for --module."""
+    head, _, guesses = " ".join(str(exc).split()).partition(" Did you mean: ")
+    names = [n for n in guesses.split() if _is_pipeline_task(n)]
+    message = f"unknown task: {head.rstrip('.')}" + (f"; did you mean {', '.join(names)}?" if names else "")
+    return message if has_module else f"{message}; name the module: luisy --module pkg.mod TaskName"
 
 
 def _luigi_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
@@ -152,9 +171,12 @@ def run(argv: Sequence[str]) -> int:
         return luigi.interface._run(cmdline_args=luigi_argv, detailed_summary=True,
                                     worker_scheduler_factory=factory_for(luigi_argv, cloud))
 
+    def say(text: str) -> None:  # with ``--json`` on stdout, the human lines go to stderr
+        print(text, file=sys.stderr if args.json == "-" else sys.stdout, flush=True)
+
     try:
         result = execute(root, run_luigi, dry_run=args.dry_run, no_ask=args.no_ask,
-                         hash_update_mode=args.hash_update_mode, cloud=cloud)
+                         hash_update_mode=args.hash_update_mode, cloud=cloud, out=say)
     except (HashFileError, CodeHashError) as exc:
         raise CliError(str(exc)) from None
     except CloudError as exc:

@@ -15,7 +15,7 @@ import luigi
 import luigi.configuration
 from luigi.execution_summary import LuigiStatusCode, _summary_dict
 
-from luisy.cloud.cloudrun import CloudOptions, CloudRun
+from luisy.cloud.cloudrun import CloudOptions, CloudRun, run_report, write_json_report
 from luisy.config import Config, add_working_dir
 from luisy.graph import TaskGraph, build_graph
 from luisy.hashfile import hash_file_path, read_projects, write_hash_file
@@ -167,8 +167,7 @@ def execute(
     out(format_plan(prepared, plan, sync.plan_lines(plan) if sync else None))
     if dry_run:
         out("dry run: nothing changed")
-        if sync:
-            sync.write_report(sync.report(plan, {}, 0, dry_run=True))
+        _write_report(prepared, cloud, sync, plan, {}, 0, dry_run=True)
         return BuildResult(success=True, exit_code=0, plan=plan)
     if (plan.changes_anything or (sync and sync.predicted_uploads)) and not confirm("Proceed?", no_ask):
         out("aborted: nothing changed")
@@ -199,13 +198,22 @@ def execute(
         stored_after = {**prepared.stored, **recorded}
         ok = sync.upload(stored_after).ok and ok
     exit_code = 0 if ok else 1
-    if sync:
-        sync.write_report(sync.report(plan, summary, exit_code, dry_run=False))
+    _write_report(prepared, cloud, sync, plan, summary, exit_code, dry_run=False)
     return BuildResult(
         success=ok, exit_code=exit_code, plan=plan, status=result.status,
         summary=summary, summary_text=result.summary_text,
         deleted=plan.outdated_to_delete, recorded=recorded,
     )
+
+
+def _write_report(prepared: PreparedRun, cloud: CloudOptions | None, sync: CloudRun | None,
+                  plan: RunPlan, summary: dict[str, Any], exit_code: int, dry_run: bool) -> None:
+    """``--json``: the report of the run, with the cloud part when syncing."""
+    if cloud is None or not cloud.json_path:
+        return
+    doc = (sync.report(plan, summary, exit_code, dry_run) if sync
+           else run_report(prepared, plan, summary, exit_code, dry_run))
+    write_json_report(cloud.json_path, doc)
 
 
 def _hash_update(prepared: PreparedRun, dry_run: bool, no_ask: bool,

@@ -115,6 +115,14 @@ class Task(luigi.Task):
         return text
 
 
+@Task.event_handler(luigi.Event.START)
+def _make_output_dir(task: Task) -> None:
+    """Create the output's directory just before ``run()``, so a task may place files
+    into :meth:`Task.get_outdir` itself (the documented multi-file pattern)."""
+    if task.luisy_layer and not isinstance(task, (luigi.ExternalTask, luigi.WrapperTask)):
+        os.makedirs(task.get_outdir(), exist_ok=True)
+
+
 class ExternalTask(Task, luigi.ExternalTask):
     """Data produced outside the pipeline; never run, rerun or deleted by luisy."""
 

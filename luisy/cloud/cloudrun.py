@@ -157,28 +157,41 @@ class CloudRun:
     def report(self, plan: "RunPlan | None", summary: Mapping[str, Any], exit_code: int,
                dry_run: bool) -> dict[str, Any]:
         """A JSON-ready report of the run."""
-        doc: dict[str, Any] = {"remote": self.session.description, "dry_run": dry_run,
-                               "exit_code": exit_code}
+        doc = run_report(self.prepared, plan, summary, exit_code, dry_run)
+        doc["remote"] = self.session.description
         if plan is not None:
-            doc["plan"] = {
-                "run": list(plan.to_run),
-                "download": [{"key": k, "bytes": self.download_size(k)} for k in plan.to_download],
-                "upload": [{"key": k, "bytes": s} for k, s in self.predicted_uploads.items()],
-                "delete": list(plan.outdated_to_delete),
-            }
-        doc["tasks"] = {state: sorted(str(t) for t in tasks) for state, tasks in summary.items()
-                        if tasks and state in ("completed", "already_done", "failed",
-                                               "upstream_failure", "scheduling_error")}
+            doc["plan"]["download"] = [{"key": k, "bytes": self.download_size(k)}
+                                       for k in plan.to_download]
+            doc["plan"]["upload"] = [{"key": k, "bytes": s} for k, s in self.predicted_uploads.items()]
         doc.update({d: o.to_dict() for d, o in self.outcomes.items()})
         return doc
 
     def write_report(self, doc: Mapping[str, Any]) -> None:
-        path = self.options.json_path
-        if not path:
-            return
-        text = json.dumps(doc, indent=1, sort_keys=True)
-        if path == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+        write_json_report(self.options.json_path, doc)
+
+
+def run_report(prepared: "PreparedRun", plan: "RunPlan | None", summary: Mapping[str, Any],
+               exit_code: int, dry_run: bool) -> dict[str, Any]:
+    """The cloud-independent part of a run's JSON report: plan and task outcomes."""
+    doc: dict[str, Any] = {"dry_run": dry_run, "exit_code": exit_code}
+    if plan is not None:
+        names = {t.task_id: str(t) for t in prepared.graph.tasks}
+        doc["plan"] = {"run": [names.get(n, n) for n in plan.to_run], "download": [],
+                       "upload": [], "delete": list(plan.outdated_to_delete)}
+    doc["tasks"] = {state: sorted(str(t) for t in tasks) for state, tasks in summary.items()
+                    if tasks and state in ("completed", "already_done", "failed",
+                                           "upstream_failure", "scheduling_error")}
+    return doc
+
+
+def write_json_report(path: str | None, doc: Mapping[str, Any]) -> None:
+    """Write ``doc`` as JSON to ``path`` (``-`` = stdout; nothing when ``path`` is empty)."""
+    if not path:
+        return
+    text = json.dumps(doc, indent=1, sort_keys=True)
+    if path == "-":
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    else:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")

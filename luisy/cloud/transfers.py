@@ -55,6 +55,9 @@ class SyncOutcome:
 
     def summary_line(self) -> str:
         """One line: outputs, files, bytes, seconds, MB/s (and failures)."""
+        if not (self.planned or self.keys_done or self.keys_failed):
+            where = "the cloud" if self.direction == "upload" else "the working dir"
+            return f"{self.direction}: nothing to {self.direction}, {where} is up to date"
         if self.dry_run:
             return (f"{self.direction}: dry run, would move {len(self.planned)} output(s), "
                     f"{format_bytes(self.planned_bytes)}")

@@ -147,3 +147,16 @@ def test_remote_problems_are_one_line_and_no_task_runs(problem, no_cloud_env, az
     expected = {"bad key": "rejected the credentials", "unreachable": "cannot reach",
                 "bad url": "unsupported store URL", "corrupt hash file": "corrupt"}[problem]
     assert expected in errors[0]
+
+
+def test_rerun_says_nothing_to_upload_and_json_on_stdout_is_pure_json(local_remote, tmp_path):
+    assert luisy_cmd([*EXAMPLE, "--upload", "--n-rows", "40"], tmp_path / "a").returncode == 0
+    again = luisy_cmd([*EXAMPLE, "--upload", "--n-rows", "40"], tmp_path / "a")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "luisy: upload: nothing to upload, the cloud is up to date" in again.stdout
+    assert "0 output(s)" not in again.stdout
+    piped = luisy_cmd([*EXAMPLE, "--upload", "--download", "--n-rows", "40", "--json"], tmp_path / "a")
+    assert piped.returncode == 0, piped.stderr[-2000:]
+    report = json.loads(piped.stdout)  # the plan and summary lines went to stderr
+    assert report["exit_code"] == 0 and report["upload"]["files"] == 0
+    assert "luisy plan for FinalTask" in piped.stderr

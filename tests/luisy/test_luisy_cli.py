@@ -184,6 +184,7 @@ ERRORS = [
     (["--module", "luisy.examples.pipeline", "FinalTask", "--no-such-flag", "1"],
      "unrecognized arguments"),
     (["--module", "luisy.examples.pipeline"], "No task specified"),
+    (["FinalTask"], "name the module: luisy --module"),
 ]
 
 
@@ -220,3 +221,48 @@ def test_console_script_and_cloud_flags_accepted(project, tmp_path) -> None:
     assert "luisy: upload: 7 output(s)" in proc.stdout
     assert (tmp_path / "remote" / "luisy_example" / ".luisy.hash").is_file()
     assert (tmp_path / "w" / "luisy_example" / "final").is_dir()
+
+
+def test_unknown_task_guesses_only_pipeline_tasks(project) -> None:
+    _, wd, luisy = project
+    proc, _ = luisy("--module", "example_project.tasks", "FinalFil", "--working-dir", str(wd))
+    assert proc.returncode == 2
+    assert "did you mean FinalFile?" in proc.stderr
+    assert "SparkTask" not in proc.stderr and "Config" not in proc.stderr
+
+
+def test_json_report_without_cloud_flags(project, tmp_path) -> None:
+    _, wd, luisy = project
+    args = ["--module", "example_project.tasks", "FinalFile", "--working-dir", str(wd), "--no-ask"]
+    proc, runs = luisy(*args, "--json", str(tmp_path / "r.json"))
+    assert proc.returncode == 0 and runs == ["FinalFile", "InterimFile"], proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["exit_code"] == 0
+    assert report["plan"]["run"] == ["InterimFile()", "FinalFile()"]
+    assert sorted(report["tasks"]["completed"]) == ["FinalFile()", "InterimFile()"]
+    proc, runs = luisy(*args, "--json")
+    assert proc.returncode == 0 and runs == []
+    assert json.loads(proc.stdout)["tasks"] == {"already_done": ["FinalFile()"]}
+    assert "nothing to run" in proc.stderr  # the plan goes to stderr when stdout holds JSON
+
+
+def test_task_may_put_files_into_its_output_dir(project) -> None:
+    tasks_py, wd, luisy = project
+    (tasks_py.parent / "multi.py").write_text(textwrap.dedent('''
+        import os
+
+        import luisy
+
+
+        @luisy.interim
+        class Parts(luisy.Task):
+            def run(self):
+                path = os.path.join(self.get_outdir(), "part_1.txt")
+                with open(path, "w") as fh:
+                    fh.write("one")
+                self.write([path])
+    '''))
+    proc, _ = luisy("--module", "example_project.multi", "Parts", "--working-dir", str(wd), "--no-ask")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (wd / "example_project" / "interim" / "part_1.txt").read_text() == "one"
+    assert (wd / "example_project" / "interim" / "Parts.pkl").exists()
