@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 async def _run(args: argparse.Namespace) -> Report:
     url = None if args.url in (None, "-") else args.url
     show = not (args.json or args.quiet)
+    if url is None and show:  # say where the environment sends the files
+        from luisy_sync.stores import describe_store_source
+
+        print(f"{PROG}: store: {describe_store_source()}", file=sys.stderr)
     common = dict(prefix=args.prefix, include=args.include, exclude=args.exclude,
                   concurrency=args.concurrency, block_size=args.block_size, dry_run=args.dry_run,
                   progress=show, raise_on_failure=False)

@@ -127,7 +127,7 @@ def _local_path_from(value: str, source: str) -> str:
 def _file_url_path(url: str, source: str) -> str:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-        raise ConfigError(f"invalid file URL in {source}: expected file:///absolute/path")
+        raise ConfigError(f"{_url_in(source)} is not a valid file URL: expected file:///absolute/path")
     return unquote(parts.path)
 
 
@@ -160,8 +160,13 @@ def _choose_url(url: str, prefix: str, opts: dict[str, Any], env: Mapping[str, s
         store = AzureBlobStore.from_sas_url(url, _join_prefix(prefix), **opts)
         return _Choice(lambda: store, f"Azure {store.account_url}, container {store.container!r} "
                                       f"(SAS URL from {source})")
-    raise ConfigError(f"unsupported store URL in {source}: use file:///absolute/dir, "
+    raise ConfigError(f"unsupported {_url_in(source)}: use file:///absolute/dir, "
                       "az://container/prefix or an Azure container SAS URL")
+
+
+def _url_in(source: str) -> str:
+    """``store URL '...'`` as is, or ``store URL in LUISY_REMOTE`` for a variable."""
+    return source if source.startswith("store URL") else f"store URL in {source}"
 
 
 def _describe_url(url: str) -> str:

@@ -62,6 +62,35 @@ def test_store_from_environment(tmp_path: Path) -> None:
     assert result.returncode == 0 and json.loads(result.stdout)["downloaded"] == 2
 
 
+def test_store_from_environment_is_named(tmp_path: Path) -> None:
+    src = make_src(tmp_path / "src")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LUISY_", "AZURE_"))}
+    env.update(LUISY_LOCAL_REMOTE=str(tmp_path / "remote"), LUISY_SYNC_CACHE="off")
+    result = subprocess.run([sys.executable, "-m", "luisy_sync", "push", str(src)], capture_output=True,
+                            text=True, timeout=TIMEOUT, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == f"luisy-sync: store: local directory {tmp_path / 'remote'} (from LUISY_LOCAL_REMOTE)\n"
+    assert (tmp_path / "remote" / "a.txt").read_text() == "alpha"
+    quiet = subprocess.run([sys.executable, "-m", "luisy_sync", "push", str(src), "-q"], capture_output=True,
+                           text=True, timeout=TIMEOUT, env=env)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+@pytest.mark.parametrize("url, env, message", [
+    ("s3://x/y", {}, "unsupported store URL 's3://x/y': use file:///"),
+    ("file://relative/dir", {}, "store URL 'file://relative/dir' is not a valid file URL"),
+    (None, {"LUISY_REMOTE": "ftp://x"}, "unsupported store URL in LUISY_REMOTE: use file:///"),
+])
+def test_bad_store_url_names_it_once(tmp_path: Path, url: str | None, env: dict[str, str],
+                                     message: str) -> None:
+    src = make_src(tmp_path / "src")
+    result = run("push", str(src), *([url] if url else []), env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"luisy-sync: error: {message}"), result.stderr
+    assert "URL in store URL" not in result.stderr
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["push", "{tmp}/missing", "{remote}"], "does not exist"),
     (["push", "{tmp}", "bogus://x"], "unsupported store URL"),
