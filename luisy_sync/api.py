@@ -17,8 +17,9 @@ from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 import anyio
 
 from luisy_sync.download import remove_stale_temps
-from luisy_sync.errors import ContainerNotFound, SyncError, SyncFailed, UnsafePathError
-from luisy_sync.manifest import DEFAULT_MANIFEST_NAME, read_manifest, update_manifest
+from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncFailed, UnsafePathError
+from luisy_sync.manifest import (DEFAULT_MANIFEST_NAME, manifest_entries, read_json_object,
+                                 update_manifest)
 from luisy_sync.paths import safe_relpath
 from luisy_sync.plan import Plan, plan_pull, plan_push
 from luisy_sync.progress import ProgressCallback, make_progress
@@ -134,17 +135,22 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
     if local.root is None:
         raise SyncError("push needs a Tree with a root directory (Tree.root); scan the directory first")
     async with _resolved_store(store) as target:
+        before: Any = None  # the manifest as read BEFORE the listing (see update_manifest)
+        if manifest and not dry_run:
+            before = await _manifest_before(target, object_name(prefix, manifest), policy)
         listing = await _listing(target, prefix, policy)
         remote = _without(remote_tree(listing or [], prefix), [manifest])
         plan = plan_push(local, remote, paths)
         _raise_refused(plan, "uploaded")
         if dry_run:
             return _dry_report(plan, started)
+        if isinstance(before, ManifestError):
+            if plan.upload:  # refuse a corrupt manifest before uploading anything
+                raise before
+            before = None
         if listing is None:
             await call_with_retry(target.ensure_container, True, policy=policy,
                                   describe=f"create {target.url}")
-        elif manifest and plan.upload:  # refuse a corrupt manifest before uploading anything
-            await read_manifest(target, object_name(prefix, manifest), policy=policy)
         transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
                             progress=make_progress(progress))
         result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
@@ -155,15 +161,33 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
             updates = {p: {"digest": local[p].digest, "size": local[p].size, **extra.get(p, {})}
                        for p in present}
             if updates:
-                async def stored() -> Tree:  # re-listed per manifest attempt: concurrent pushes
+                async def stored() -> Tree:  # re-listed per later manifest attempt
                     objects = await call_with_retry(target.list, _list_dir(prefix), policy=policy,
                                                     describe=f"list {target.url}")
                     return remote_tree(objects, prefix)
 
+                # First attempt: the manifest read before the listing, and the listing plus
+                # what this push committed since (a concurrent push that wrote the manifest
+                # in between makes the conditional write fail, and the retry re-reads both).
+                view = dict(remote.items())
+                view.update((p, local[p]) for p in result.done)
                 await update_manifest(target, object_name(prefix, manifest), updates, policy=policy,
-                                      stored=stored)
+                                      stored=stored, initial=before, first_stored=view)
     report = _report("push", plan, result, started)
     return _finish(report, raise_on_failure)
+
+
+async def _manifest_before(store: Store, name: str, policy: RetryPolicy | None
+                           ) -> tuple[dict[str, Any] | None, str | None] | ManifestError:
+    """``(doc, etag)`` of the push manifest (validated), or the ManifestError it deserves."""
+    try:
+        doc, etag = await read_json_object(store, name, policy=policy)
+        manifest_entries(doc, where=f"{store.url}/{name}")
+    except ContainerNotFound:
+        return None, None
+    except ManifestError as exc:
+        return exc
+    return doc, etag
 
 
 async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, prefix: str = "",

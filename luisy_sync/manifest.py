@@ -59,19 +59,26 @@ async def update_json_object(store: Store, name: str,
                              mutate: Callable[[dict[str, Any] | None], dict[str, Any]], *,
                              attempts: int = 20, policy: RetryPolicy | None = None,
                              rng: random.Random | None = None,
-                             refresh: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
+                             refresh: Callable[[], Awaitable[None]] | None = None,
+                             initial: tuple[dict[str, Any] | None, str | None] | None = None
+                             ) -> dict[str, Any]:
     """Read ``name``, apply ``mutate(current or None)``, write it back conditionally.
 
     When another writer got in between (PreconditionFailed), re-read and apply
     ``mutate`` again after a short jittered pause, up to ``attempts`` times. ``mutate``
     must therefore be a pure function of its argument. When it returns the document
     unchanged nothing is written. ``refresh``, when given, is awaited after every read
-    (before ``mutate``) to re-read whatever else ``mutate`` depends on. Returns the
+    (before ``mutate``) to re-read whatever else ``mutate`` depends on. ``initial``:
+    an ``(object, etag)`` read earlier (``read_json_object``) that the first attempt
+    uses instead of reading again; the conditional write still guards it. Returns the
     resulting document.
     """
     rng = rng or random.Random()
     for attempt in range(attempts):
-        current, etag = await read_json_object(store, name, policy=policy)
+        if attempt == 0 and initial is not None:
+            current, etag = initial
+        else:
+            current, etag = await read_json_object(store, name, policy=policy)
         if refresh is not None:
             await refresh()
         doc = mutate(None if current is None else json.loads(json.dumps(current)))
@@ -117,7 +124,9 @@ async def read_manifest(store: Store, name: str = DEFAULT_MANIFEST_NAME, *,
 async def update_manifest(store: Store, name: str,
                           updates: Mapping[str, Mapping[str, Any] | None], *,
                           attempts: int = 20, policy: RetryPolicy | None = None,
-                          stored: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
+                          stored: Callable[[], Awaitable[Mapping[str, Any]]] | None = None,
+                          initial: tuple[dict[str, Any] | None, str | None] | None = None,
+                          first_stored: Mapping[str, Any] | None = None
                           ) -> dict[str, dict[str, Any]]:
     """Merge ``updates`` into the manifest ``name`` (a None value removes that path).
 
@@ -127,15 +136,23 @@ async def update_manifest(store: Store, name: str,
     object (a concurrent push replaced it) becomes a plain entry for the stored object
     (or is dropped when the object is gone), so the manifest never names content the
     store does not have. Returns the manifest's entries as written.
+
+    ``initial`` (``(doc, etag)`` from ``read_json_object``) and ``first_stored`` let
+    the first attempt reuse a manifest read and a store view the caller already has.
+    Safe only when the manifest was read *before* ``first_stored`` was observed: a
+    concurrent push that changed the store and then the manifest in between changes
+    the ETag, so the conditional write fails and the next attempt reads both afresh.
     """
     where = f"{store.url}/{name}"
     frozen = {path: (None if entry is None else dict(entry)) for path, entry in updates.items()}
     holds: dict[str, Any] = {}
+    first = [first_stored]
 
     async def refresh() -> None:
         assert stored is not None
+        view, first[0] = first[0], None
         holds.clear()
-        holds.update(await stored())
+        holds.update(await stored() if view is None else view)
 
     def agreed(path: str, entry: dict[str, Any], files: dict[str, Any]) -> dict[str, Any] | None:
         have = holds.get(path)
@@ -159,5 +176,5 @@ async def update_manifest(store: Store, name: str,
         return {"format": MANIFEST_FORMAT, "files": files}
 
     doc = await update_json_object(store, name, merge, attempts=attempts, policy=policy,
-                                   refresh=None if stored is None else refresh)
+                                   refresh=None if stored is None else refresh, initial=initial)
     return doc["files"]

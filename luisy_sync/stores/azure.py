@@ -304,8 +304,8 @@ class AzureBlobStore:
         try:
             stream = await self._container().get_blob_client(self._full(name)).download_blob()
             data = await stream.readall()
-        except Exception as exc:
-            raise self._error(exc, f"read {name!r}") from None
+        except Exception as exc:  # often a push's first request: name the store in full
+            raise self._error(exc, f"read {self.url}/{name}") from None
         if len(data) != stream.size:
             raise TransientError(f"read {name!r}: received {len(data)} of {stream.size} bytes; "
                                  "the read can be retried")

@@ -80,7 +80,7 @@ async def test_permanently_failing_endpoint_ends_with_one_clear_error(
             await push(src, dead, cache=False, policy=policy)
         with pytest.raises(TransientError) as pulled:
             await pull(dead, tmp_path / "dest", cache=False, policy=policy)
-    for err, verb in ((pushed.value, "list"), (pulled.value, "list")):
+    for err, verb in ((pushed.value, "read"), (pulled.value, "list")):  # push reads its manifest first
         message = str(err)
         assert "\n" not in message
         assert message.startswith(f"{verb} az://{azure_store.container}")
@@ -104,7 +104,7 @@ async def test_closed_port_ends_with_one_clear_error(azure_store, tmp_path: Path
             await push(src, store, cache=False, policy=policy)
     message = str(caught.value)
     assert "\n" not in message and f"cannot reach http://127.0.0.1:{port}/x" in message
-    assert message.startswith("list az://nowhere")
+    assert message.startswith("read az://nowhere/.luisy-sync.json")
 
 
 @pytest.mark.parametrize("seed", [8, 63])  # connection 1 (creating the container): a 503 / a reset
