@@ -5,6 +5,7 @@ Used by the test suite (a session fixture) and by the benchmark runner.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -27,6 +28,16 @@ def free_port() -> int:
 
 def endpoint_for(port: int, host: str = "127.0.0.1") -> str:
     return f"http://{host}:{port}/{ACCOUNT}"
+
+
+def endpoint_with_latency(stack: contextlib.ExitStack, port: int, latency_ms: float) -> str:
+    """The endpoint of the emulator on ``port``, behind a latency proxy (``latency_ms`` each
+    way, closed with ``stack``) when ``latency_ms`` > 0."""
+    if latency_ms > 0:
+        from benchmarks.proxy import run_proxy_in_thread
+
+        port = stack.enter_context(run_proxy_in_thread("127.0.0.1", port, delay_ms=latency_ms)).port
+    return endpoint_for(port)
 
 
 def connection_string_for(endpoint: str) -> str:

@@ -23,9 +23,9 @@ import time
 import uuid
 
 import luisy
-from benchmarks.azurite import ACCOUNT, KEY, connection_string_for, endpoint_for, start_azurite
+from benchmarks.azurite import (ACCOUNT, KEY, connection_string_for, endpoint_with_latency,
+                                start_azurite)
 from benchmarks.clients.sequential import timed_upload
-from benchmarks.proxy import run_proxy_in_thread
 from luisy_sync.report import format_bytes
 
 SIZE = int(os.environ.get("LUISY_BENCH_SIZE", "65536"))
@@ -92,11 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     azurite = start_azurite()
     try:
         with contextlib.ExitStack() as stack:
-            port = azurite.port
-            if args.latency_ms > 0:
-                port = stack.enter_context(run_proxy_in_thread("127.0.0.1", azurite.port,
-                                                               delay_ms=args.latency_ms)).port
-            endpoint = endpoint_for(port)
+            endpoint = endpoint_with_latency(stack, azurite.port, args.latency_ms)
             wd = os.path.join(root, "wd")
             _use(wd, "engine" + uuid.uuid4().hex[:10], endpoint)
             task = AllParts(n=args.tasks)

@@ -23,9 +23,9 @@ import uuid
 
 import anyio
 
-from benchmarks.azurite import ACCOUNT, KEY, connection_string_for, endpoint_for, start_azurite
+from benchmarks.azurite import (ACCOUNT, KEY, connection_string_for, endpoint_with_latency,
+                                start_azurite)
 from benchmarks.clients.sequential import timed_upload
-from benchmarks.proxy import run_proxy_in_thread
 from luisy_sync import push
 from luisy_sync.report import format_bytes
 from luisy_sync.stores.azure import AzureBlobStore
@@ -74,11 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         rels = make_files(workdir, args.files, args.size)
         total = args.files * args.size
         with contextlib.ExitStack() as stack:
-            port = azurite.port
-            if args.latency_ms > 0:
-                port = stack.enter_context(run_proxy_in_thread("127.0.0.1", azurite.port,
-                                                               delay_ms=args.latency_ms)).port
-            endpoint = endpoint_for(port)
+            endpoint = endpoint_with_latency(stack, azurite.port, args.latency_ms)
             print(f"{args.files} files x {format_bytes(args.size)} = {format_bytes(total)}; "
                   f"Azurite at {endpoint} (+{args.latency_ms:g} ms each way)", flush=True)
             ours, ours_count = anyio.run(push_with_luisy_sync, workdir, endpoint,
