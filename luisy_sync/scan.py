@@ -36,7 +36,7 @@ from luisy_sync.errors import SyncError, UnsafePathError
 from luisy_sync.hashing import hash_fileobj
 from luisy_sync.paths import join_under, safe_relpath
 from luisy_sync.stores.base import ObjectInfo
-from luisy_sync.statcache import NullStatCache, StatCache
+from luisy_sync.statcache import NullStatCache, StatCache, stat_key
 from luisy_sync.tree import FileEntry, Tree
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def _split_hits(candidates: list[_Candidate], cache: Cache) -> tuple[dict[str, F
     misses: list[_Candidate] = []
     get = cache.get
     for rel, path, st in candidates:
-        digest = get(path, st.st_size, st.st_mtime_ns, st.st_ino)
+        digest = get(path, stat_key(st))
         if digest is None:
             misses.append((rel, path, st))
         else:
@@ -221,7 +221,7 @@ def _hash_stable(rel: str, path: str) -> tuple[os.stat_result, str] | None:
             return None
         except OSError as exc:
             raise SyncError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
+        if stat_key(before) == stat_key(after):
             return after, digest
     raise SyncError(f"{rel} kept changing while it was hashed; retry once it is complete")
 
@@ -234,7 +234,7 @@ def _hash_batch(batch: list[_Candidate], cache: Cache) -> dict[str, FileEntry | 
             out[rel] = None
             continue
         st, digest = result
-        cache.put(path, st.st_size, st.st_mtime_ns, st.st_ino, digest)
+        cache.put(path, stat_key(st), digest)
         out[rel] = FileEntry(st.st_size, digest, st.st_mtime_ns)
     return out
 

@@ -1,13 +1,19 @@
-"""A persistent stat cache: (path, size, mtime_ns, inode) -> content digest.
+"""A persistent stat cache: (path, size, mtime_ns, ctime_ns, inode, dev) -> content digest.
 
-A file whose size, modification time and inode are unchanged since it was hashed is
-not read again. The cache is one SQLite file (WAL mode, busy timeout), shared safely by
+A file whose size, modification time, status-change time, inode and device are all
+unchanged since it was hashed is not read again. ctime is part of the key because a file
+rewritten in place with its old size and mtime restored (``cp -p``, ``touch -r``,
+``rsync -t --inplace``, tar) keeps size, mtime and inode but not ctime, which no user
+tool can set back. The cache is one SQLite file (WAL mode, busy timeout), shared safely by
 several processes; each process loads all rows into a dict on first use and writes new
 rows back in one transaction per ``flush()``.
 
-Racy entries are not trusted: a digest is only reused when the file's mtime is older
-than the moment it was hashed by at least ``RACY_WINDOW_NS``, so a file rewritten with
-the same size within one timestamp tick of being hashed is hashed again.
+Racy entries are not trusted: a digest is only reused when the file's mtime is older than
+the moment it was hashed by at least ``RACY_WINDOW_NS`` and its ctime by at least
+``CTIME_RACY_WINDOW_NS``, so a file rewritten with the same size (and its mtime put back)
+within one timestamp tick of being hashed is hashed again.
+
+The cache file is created 0600 (its directory 0700): it lists the paths of your files.
 
 A cache file that cannot be opened or read (corrupt, unwritable) never breaks a sync:
 a warning is logged, the file is rebuilt or the cache degrades to a no-op.
@@ -30,9 +36,15 @@ CACHE_ENV = "LUISY_SYNC_CACHE"
 RACY_WINDOW_NS = 2_000_000_000
 """Entries whose file mtime is this close to (or after) the hashing time are re-hashed."""
 
-_SCHEMA_VERSION = "1"
+CTIME_RACY_WINDOW_NS = 100_000_000
+"""The same for ctime: longer than any file system's ctime tick (ctime cannot be set back,
+so a file copied with ``cp -p`` becomes trustworthy this long after it was written)."""
+
+_SCHEMA_VERSION = "2"
 _FLUSH_EVERY = 20_000
-_Row = tuple[int, int, int, str, int]  # size, mtime_ns, inode, digest, hashed_ns
+StatKey = tuple[int, int, int, int, int]
+"""What identifies one version of a file: (size, mtime_ns, ctime_ns, inode, dev)."""
+_Row = tuple[int, int, int, int, int, str, int]  # StatKey (signed), digest, hashed_ns
 
 
 def default_cache_path() -> Path:
@@ -53,19 +65,24 @@ def open_default_cache() -> "StatCache | NullStatCache":
     return StatCache(default_cache_path())
 
 
-def _signed(inode: int) -> int:
-    """Fold a 64-bit unsigned inode number into SQLite's signed INTEGER range."""
-    return inode - (1 << 64) if inode >= (1 << 63) else inode
+def _signed(number: int) -> int:
+    """Fold a 64-bit unsigned inode or device number into SQLite's signed INTEGER range."""
+    return number - (1 << 64) if number >= (1 << 63) else number
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """The cache key of a file's stat: (size, mtime_ns, ctime_ns, inode, dev)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, _signed(st.st_ino), _signed(st.st_dev))
 
 
 class NullStatCache:
     """A cache that remembers nothing (same interface as StatCache)."""
 
-    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+    def get(self, path: str, key: StatKey) -> str | None:
         """Always None."""
         return None
 
-    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
+    def put(self, path: str, key: StatKey, digest: str) -> None:
         """Ignored."""
 
     def flush(self) -> None:
@@ -94,22 +111,20 @@ class StatCache:
         self._disabled = False
 
     # -- public API -----------------------------------------------------------------
-    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
-        """The digest recorded for this exact (path, size, mtime_ns, inode), else None."""
+    def get(self, path: str, key: StatKey) -> str | None:
+        """The digest recorded for ``path`` at exactly this ``stat_key``, else None."""
         rows = self._rows if self._rows is not None and self._pid == os.getpid() else self._load()
         row = rows.get(path)
-        if row is None:
+        if row is None or row[:5] != key:
             return None
-        r_size, r_mtime, r_inode, digest, hashed_ns = row
-        if r_size != size or r_mtime != mtime_ns or r_inode != _signed(inode):
+        hashed_ns = row[6]
+        if key[1] > hashed_ns - RACY_WINDOW_NS or key[2] > hashed_ns - CTIME_RACY_WINDOW_NS:
             return None
-        if mtime_ns > hashed_ns - RACY_WINDOW_NS:
-            return None
-        return digest
+        return row[5]
 
-    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
-        """Record a digest just computed for this stat (written at the next flush)."""
-        row = (size, mtime_ns, _signed(inode), digest, time.time_ns())
+    def put(self, path: str, key: StatKey, digest: str) -> None:
+        """Record a digest just computed for the file at ``stat_key`` (written at the next flush)."""
+        row = (*key, digest, time.time_ns())
         with self._lock:
             self._load()[path] = row
             self._pending[path] = row
@@ -128,8 +143,8 @@ class StatCache:
             try:
                 with conn:
                     conn.executemany(
-                        "INSERT OR REPLACE INTO files(path, size, mtime_ns, inode, digest, hashed_ns)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO files(path, size, mtime_ns, ctime_ns, inode, dev,"
+                        " digest, hashed_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [(p, *row) for p, row in pending.items()])
             except sqlite3.Error as exc:
                 self._give_up(f"could not write to the stat cache {self.path} ({exc})")
@@ -161,7 +176,8 @@ class StatCache:
             conn = self._connect()
             if conn is not None:
                 try:
-                    cur = conn.execute("SELECT path, size, mtime_ns, inode, digest, hashed_ns FROM files")
+                    cur = conn.execute("SELECT path, size, mtime_ns, ctime_ns, inode, dev,"
+                                       " digest, hashed_ns FROM files")
                     rows = {r[0]: r[1:] for r in cur}
                 except sqlite3.DatabaseError as exc:
                     rows = {}
@@ -187,7 +203,8 @@ class StatCache:
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # private before SQLite
         conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False,
                                isolation_level="DEFERRED")
         try:
@@ -203,7 +220,8 @@ class StatCache:
                              (_SCHEMA_VERSION,))
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, size INTEGER NOT NULL,"
-                    " mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL,"
+                    " mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,"
+                    " dev INTEGER NOT NULL, digest TEXT NOT NULL,"
                     " hashed_ns INTEGER NOT NULL) WITHOUT ROWID")
         except BaseException:
             conn.close()

@@ -12,7 +12,7 @@ import pytest
 from luisy_sync.errors import SyncError, UnsafePathError
 from luisy_sync.hashing import hash_bytes
 from luisy_sync.scan import (PathFilter, glob_to_regex, remote_tree, scan, tree_from_paths)
-from luisy_sync.statcache import StatCache
+from luisy_sync.statcache import CTIME_RACY_WINDOW_NS, StatCache
 from luisy_sync.stores.base import ObjectInfo
 from luisy_sync.tree import FileEntry
 
@@ -27,10 +27,13 @@ def make(root, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
 
 
-def age(path, seconds: float = 10) -> None:
-    """Move a file's mtime into the past so the stat cache trusts it."""
-    st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
+def age(*paths, seconds: float = 10) -> None:
+    """Move files' mtimes into the past and wait out the ctime window, so the stat cache
+    trusts them."""
+    for path in paths:
+        st = os.stat(path)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
+    time.sleep(CTIME_RACY_WINDOW_NS / 1e9)
 
 
 async def test_scan_lists_files_with_sizes_and_digests(tmp_path) -> None:
@@ -141,8 +144,7 @@ async def test_dangling_symlinks_and_loops_are_skipped(tmp_path, caplog) -> None
 
 async def test_warm_cache_avoids_reading_files(tmp_path, monkeypatch) -> None:
     make(tmp_path, {f"f{i}": bytes([i]) * 100 for i in range(20)})
-    for i in range(20):
-        age(tmp_path / f"f{i}")
+    age(*(tmp_path / f"f{i}" for i in range(20)))
     cache = StatCache(tmp_path.parent / f"{tmp_path.name}.sqlite")
     first = await scan(tmp_path, cache=cache)
     cache.close()

@@ -1,7 +1,9 @@
-"""statcache: persistent (path, size, mtime_ns, inode) -> digest."""
+"""statcache: persistent (path, size, mtime_ns, ctime_ns, inode, dev) -> digest."""
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -9,7 +11,7 @@ import time
 import pytest
 
 from luisy_sync.statcache import (CACHE_ENV, RACY_WINDOW_NS, NullStatCache, StatCache,
-                                  default_cache_path, open_default_cache)
+                                  default_cache_path, open_default_cache, stat_key)
 
 D = "d" * 32
 OLD = time.time_ns() - 10 * RACY_WINDOW_NS
@@ -18,63 +20,82 @@ OLD = time.time_ns() - 10 * RACY_WINDOW_NS
 def test_rows_persist_across_instances(tmp_path) -> None:
     path = tmp_path / "c" / "cache.sqlite"
     with StatCache(path) as cache:
-        cache.put("/x", 3, OLD, 42, D)
-        assert cache.get("/x", 3, OLD, 42) == D  # visible before flushing
+        cache.put("/x", (3, OLD, OLD, 42, 7), D)
+        assert cache.get("/x", (3, OLD, OLD, 42, 7)) == D  # visible before flushing
     with StatCache(path) as cache:
-        assert cache.get("/x", 3, OLD, 42) == D
+        assert cache.get("/x", (3, OLD, OLD, 42, 7)) == D
         assert len(cache) == 1
 
 
-@pytest.mark.parametrize(("size", "mtime", "inode"), [(4, OLD, 42), (3, OLD + 1, 42), (3, OLD, 43)],
-                         ids=["size", "mtime", "inode"])
-def test_any_stat_change_is_a_miss(tmp_path, size: int, mtime: int, inode: int) -> None:
+KEY = (3, OLD, OLD, 42, 7)
+
+
+@pytest.mark.parametrize("changed", range(5), ids=["size", "mtime", "ctime", "inode", "dev"])
+def test_any_stat_change_is_a_miss(tmp_path, changed: int) -> None:
+    other = tuple(v + 1 if i == changed else v for i, v in enumerate(KEY))
     with StatCache(tmp_path / "c.sqlite") as cache:
-        cache.put("/x", 3, OLD, 42, D)
-        assert cache.get("/x", size, mtime, inode) is None
-        assert cache.get("/other", 3, OLD, 42) is None
+        cache.put("/x", KEY, D)
+        assert cache.get("/x", other) is None
+        assert cache.get("/other", KEY) is None
+        assert cache.get("/x", KEY) == D
+
+
+def test_recent_ctime_is_not_trusted(tmp_path) -> None:
+    with StatCache(tmp_path / "c.sqlite") as cache:
+        cache.put("/x", (3, OLD, time.time_ns(), 1, 7), D)
+        assert cache.get("/x", (3, OLD, time.time_ns(), 1, 7)) is None
 
 
 def test_racy_entries_are_not_trusted(tmp_path) -> None:
     fresh = time.time_ns()
     with StatCache(tmp_path / "c.sqlite") as cache:
-        cache.put("/x", 3, fresh, 1, D)
-        assert cache.get("/x", 3, fresh, 1) is None
+        cache.put("/x", (3, fresh, fresh, 1, 7), D)
+        assert cache.get("/x", (3, fresh, fresh, 1, 7)) is None
 
 
-def test_huge_inode_numbers_fit(tmp_path) -> None:
-    inode = (1 << 64) - 5
+def test_huge_inode_and_device_numbers_fit(tmp_path) -> None:
+    st = os.stat_result((0o100600, (1 << 64) - 5, (1 << 64) - 9, 1, 0, 0, 1, 0, 0, 0,
+                         0.0, 0.0, 0.0, OLD, OLD, OLD))
     with StatCache(tmp_path / "c.sqlite") as cache:
-        cache.put("/x", 1, OLD, inode, D)
+        cache.put("/x", stat_key(st), D)
     with StatCache(tmp_path / "c.sqlite") as cache:
-        assert cache.get("/x", 1, OLD, inode) == D
+        assert cache.get("/x", stat_key(st)) == D
+
+
+def test_cache_file_is_private(tmp_path) -> None:
+    path = tmp_path / "new" / "c.sqlite"
+    with StatCache(path) as cache:
+        cache.put("/x", KEY, D)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
 def test_corrupt_cache_is_rebuilt_with_a_warning(tmp_path, caplog) -> None:
     path = tmp_path / "c.sqlite"
     path.write_bytes(b"this is not sqlite" * 500)
     with StatCache(path) as cache:
-        assert cache.get("/x", 1, OLD, 1) is None
-        cache.put("/x", 1, OLD, 1, D)
+        assert cache.get("/x", (1, OLD, OLD, 1, 7)) is None
+        cache.put("/x", (1, OLD, OLD, 1, 7), D)
     assert "rebuilding" in caplog.text
     with StatCache(path) as cache:
-        assert cache.get("/x", 1, OLD, 1) == D
+        assert cache.get("/x", (1, OLD, OLD, 1, 7)) == D
 
 
 def test_unusable_location_degrades_to_no_cache(tmp_path, caplog) -> None:
     blocker = tmp_path / "file"
     blocker.write_bytes(b"")
     with StatCache(blocker / "sub" / "c.sqlite") as cache:
-        cache.put("/x", 1, OLD, 1, D)
+        cache.put("/x", (1, OLD, OLD, 1, 7), D)
         cache.flush()
-        assert cache.get("/x", 1, OLD, 1) == D  # still answers from memory
+        assert cache.get("/x", (1, OLD, OLD, 1, 7)) == D  # still answers from memory
     assert "without a stat cache" in caplog.text
 
 
 def test_null_cache_remembers_nothing() -> None:
     with NullStatCache() as cache:
-        cache.put("/x", 1, OLD, 1, D)
+        cache.put("/x", (1, OLD, OLD, 1, 7), D)
         cache.flush()
-        assert cache.get("/x", 1, OLD, 1) is None
+        assert cache.get("/x", (1, OLD, OLD, 1, 7)) is None
 
 
 def test_default_cache_path(monkeypatch, tmp_path) -> None:
@@ -98,7 +119,7 @@ path, tag = sys.argv[1], sys.argv[2]
 with StatCache(path) as cache:
     for rnd in range(20):
         for i in range(50):
-            cache.put(f"/{tag}/{rnd}/{i}", i, 1, i, "%032d" % i)
+            cache.put(f"/{tag}/{rnd}/{i}", (i, 1, 1, i, 7), "%032d" % i)
         cache.flush()
 """
 
