@@ -93,7 +93,24 @@ def test_parse_args_splits_luisy_and_luigi() -> None:
     assert rest == ["--module", "shop147.tasks", "FinalTask", "--a", "3", "--workers", "2"]
 
 
-def test_luisy_run_exits_with_the_run_code(wd) -> None:
+@pytest.fixture
+def cli_logging():
+    """luisy_run configures the luisy/luisy_sync/luigi loggers for a process: undo it after."""
+    import logging
+
+    names = ("luisy", "luisy_sync", "azure", "luigi-interface")
+    saved = {n: (lg.level, list(lg.handlers), lg.propagate, list(lg.filters))
+             for n in names for lg in [logging.getLogger(n)]}
+    yield
+    for name, (level, handlers, propagate, filters) in saved.items():
+        lg = logging.getLogger(name)
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+        lg.propagate = propagate
+        lg.filters[:] = filters
+
+
+def test_luisy_run_exits_with_the_run_code(wd, cli_logging) -> None:
     with pytest.raises(SystemExit) as ok:
         luisy.cli.luisy_run(["--module", "shop147.tasks", "AsFeather", "--working-dir", str(wd),
                              "--no-ask"])
