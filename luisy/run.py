@@ -184,6 +184,7 @@ def execute(
         ref.key for t in summary.get("failed", ())
         if (ref := prepared.graph.outputs.get(t)) is not None
     }
+    _remove_untrusted_outputs(prepared, failed_keys, out)
     existing_after = {
         ref.key for ref in prepared.graph.outputs.values() if ref and os.path.exists(ref.path)
     }
@@ -204,6 +205,19 @@ def execute(
         summary=summary, summary_text=result.summary_text,
         deleted=plan.outdated_to_delete, recorded=recorded,
     )
+
+
+def _remove_untrusted_outputs(prepared: PreparedRun, failed_keys: set[str],
+                              out: Callable[[str], None]) -> None:
+    """Delete what failed tasks left under their output names: a task that raised after
+    writing its output may have written anything, so nothing may adopt that file (not the
+    next run, not a downstream task, not an upload); the next run runs the task again."""
+    for task, ref in prepared.graph.outputs.items():
+        if ref is None or ref.key not in failed_keys or not os.path.lexists(ref.path):
+            continue
+        task.output().remove()
+        out(f"luisy: removed {ref.path}: its task failed after writing it, so it is not "
+            "trusted; the next run runs the task again")
 
 
 def _write_report(prepared: PreparedRun, cloud: CloudOptions | None, sync: CloudRun | None,

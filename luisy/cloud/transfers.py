@@ -155,19 +155,23 @@ class UploadPlan:
 
 def plan_uploads(outputs: Mapping[str, tuple[bool, str]], local: Tree, state: CloudState) -> UploadPlan:
     """Pure: for outputs ``key -> (is_dir, code hash)`` scanned into ``local``, the entries
-    that differ from the cloud and the objects the store lacks (or holds differently)."""
+    that differ from the cloud and the objects the store lacks (or holds differently).
+
+    An output whose cloud entry already equals the local one is still planned when an
+    object of it is missing from the listing or listed with another digest or size: the
+    upload repairs the store (a missing or differing object counts as "differs")."""
     entries: dict[str, Entry] = {}
     content: dict[str, list[str]] = {}
     for key, (is_dir, code_hash) in sorted(outputs.items()):
         entry = local_entry(code_hash, key, is_dir, local)
         if entry is None:  # the caller passes existing outputs; a vanished file is skipped
             continue
-        if state.entries.get(key) == entry:
-            continue
         objects = entry_objects(key, entry)
-        present = set(state.content_matches(objects))
+        lacking = sorted(set(objects) - set(state.content_matches(objects)))
+        if state.entries.get(key) == entry and not lacking:
+            continue
         entries[key] = entry
-        content[key] = sorted(set(objects) - present)
+        content[key] = lacking
     return UploadPlan(entries, content)
 
 
@@ -197,7 +201,11 @@ async def upload_planned(store: Store, working_dir: str, plan: UploadPlan, local
             ok.setdefault(project_of(key), {})[key] = plan.entries[key]
 
     async def name(project: str, updates: dict[str, Entry]) -> None:
-        await update_cloud_hash(store, project, updates, policy=transfer.policy)
+        doc = await update_cloud_hash(store, project, updates, policy=transfer.policy)
+        for key in [k for k, entry in updates.items() if doc.get(k) != entry]:
+            del updates[key]  # a concurrent upload replaced the content: the cloud keeps that
+            failed.append((key, "another upload replaced it at the same time; the cloud keeps "
+                                "that copy and its entry"))
 
     try:
         async with anyio.create_task_group() as tg:
@@ -212,7 +220,7 @@ async def upload_planned(store: Store, working_dir: str, plan: UploadPlan, local
     for updates in ok.values():
         state.entries.update(updates)
     done = tuple(sorted(k for updates in ok.values() for k in updates))
-    return SyncOutcome("upload", done, tuple(failed), files=len(result.done),
+    return SyncOutcome("upload", done, tuple(sorted(failed)), files=len(result.done),
                        bytes=result.bytes_transferred, seconds=time.monotonic() - started,
                        planned=plan.keys, planned_bytes=planned_bytes)
 
