@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,11 +27,10 @@ from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.report import format_bytes
 from luisy_sync.scan import tree_from_paths
 from luisy_sync.statcache import open_default_cache
+from luisy_sync.tempnames import temp_name
 from luisy_sync.stores.base import Store
 from luisy_sync.transfer import DEFAULT_CONCURRENCY, Transfer, download_paths, upload_paths
 from luisy_sync.tree import FileEntry, Tree
-
-STAGING_PREFIX = ".luisy-download-"
 
 
 @dataclass(frozen=True)
@@ -103,7 +101,7 @@ async def download_outputs(store: Store, working_dir: str,
     """Download outputs ``key -> (is_dir, {object: expected entry})`` into ``working_dir``."""
     started = time.monotonic()
     expected = Tree({obj: fe for _, files in wanted.values() for obj, fe in files.items()})
-    staging = os.path.join(working_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
+    staging = os.path.join(working_dir, temp_name("luisy-download"))
     transfer = Transfer(concurrency=concurrency, progress=_progress(progress))
     done: list[str] = []
     failed: list[tuple[str, str]] = []

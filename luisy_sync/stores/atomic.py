@@ -7,14 +7,13 @@ no temp file behind.
 from __future__ import annotations
 
 import os
-import re
-import uuid
 from typing import Callable, Iterable
 
 import xxhash
 
-TEMP_NAME = re.compile(r"^\..*\.luisy-tmp-[0-9a-f]{32}$")
-"""Names of in-flight temp files (never listed as objects)."""
+from luisy_sync.tempnames import TEMP_NAME, temp_path
+
+__all__ = ["TEMP_NAME", "content_etag", "write_atomic"]  # TEMP_NAME: for LocalStore
 
 
 def content_etag(data: bytes) -> str:
@@ -29,8 +28,8 @@ def write_atomic(final: str, chunks: Iterable[bytes], *, fsync: bool = False,
     ``before_replace(stat, etag)`` runs once the data is written (``etag`` as in
     ``content_etag``), just before the rename; if it raises, nothing is renamed.
     """
-    directory, base = os.path.split(final)
-    tmp = os.path.join(directory, f".{base[:100]}.luisy-tmp-{uuid.uuid4().hex}")
+    directory = os.path.dirname(final)
+    tmp = temp_path(final)
     for attempt in range(3):  # a concurrent delete may prune the directory just made
         os.makedirs(directory, exist_ok=True)
         try:
