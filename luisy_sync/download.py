@@ -160,8 +160,8 @@ async def download_file(transfer: "Transfer", store: Store, dest: str, path: str
 async def _replaced_meanwhile(transfer: "Transfer", store: Store, path: str, entry: FileEntry,
                               name: str) -> IntegrityError | None:
     """The error to report when object ``name`` no longer is what was listed (a push
-    replaced or deleted it during the download), None when it still claims ``entry``
-    (then the stored content itself is damaged)."""
+    replaced or deleted it during the download), None when it still claims ``entry`` or
+    no digest at all (then the stored content itself is damaged)."""
     async def head() -> ObjectInfo | None:
         try:
             return await store.head(name)
@@ -172,8 +172,8 @@ async def _replaced_meanwhile(transfer: "Transfer", store: Store, path: str, ent
         info = await transfer.request(path, head, describe=f"head {name}")
     except SyncError:
         return None
-    if info is not None and (info.size, info.digest) == (entry.size, entry.digest):
-        return None
+    if info is not None and (info.digest is None or (info.size, info.digest) == (entry.size, entry.digest)):
+        return None  # it still claims what was listed (or nothing): the content is damaged
     what = "deleted" if info is None else "replaced"
     return IntegrityError(f"{path}: {name} was {what} in the store while it was downloaded "
                           f"(another writer changed it); nothing was written, pull again")

@@ -47,6 +47,25 @@ class Producer(luisy.Task):
 class Consumer(luisy.Task):
     def run(self):
         self.write({"total": sum(self.input().read()["rows"])})
+
+
+@luisy.project_name("safety")
+@luisy.interim
+class Named(luisy.Task):
+    label = luisy.Parameter()
+
+    def run(self):
+        self.write(self.label)
+
+
+@luisy.project_name("safety")
+@luisy.final
+class Collide(luisy.Task):
+    def requires(self):
+        return [Named(label="a b"), Named(label="a/b")]
+
+    def run(self):
+        self.write([target.read() for target in self.input()])
 '''
 
 
@@ -224,3 +243,54 @@ async def test_concurrent_uploads_of_different_content_leave_a_truthful_cloud_ha
     assert await shared_store.get_range(PRODUCER) == (b / PRODUCER).read_bytes()
     assert outcomes["b"].keys_done == (KEY,)
     assert outcomes["a"].keys_failed and "another upload replaced it" in outcomes["a"].keys_failed[0][1]
+
+
+# -- item 5: an output changed without a code change never silently replaces the cloud copy -----
+
+@pytest.mark.timeout(120)
+def test_a_locally_changed_output_does_not_replace_a_good_cloud_copy(machine, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    ok(machine("a", "Consumer", "--upload"))
+    good = (remote / PRODUCER).read_bytes()
+    (tmp_path / "a" / PRODUCER).write_bytes(good[: len(good) // 2])  # truncated by accident
+
+    plan = ok(machine("a", "Consumer", "--upload", "--dry-run"))
+    assert "not uploaded: changed without a code change (1)" in plan, plan[-2000:]
+    text = ok(machine("a", "Consumer", "--upload"))
+    assert f"warning: not uploading {KEY}: its content differs from the cloud copy" in text, text[-2000:]
+    assert (remote / PRODUCER).read_bytes() == good
+    assert_cloud_truthful(remote)
+
+    (tmp_path / "a" / PRODUCER).unlink()  # the documented way to replace it: rerun the task
+    rerun = ok(machine("a", "Producer", "--upload", SAFETY_ROWS="60"))
+    assert "warning" not in rerun
+    assert (remote / PRODUCER).read_bytes() == (tmp_path / "a" / PRODUCER).read_bytes() != good
+    assert_cloud_truthful(remote)
+
+
+# -- item 9: output collisions, bad remote and report paths are found before any task runs ------
+
+def _one_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("luisy: error:")]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+@pytest.mark.timeout(60)
+def test_distinct_tasks_sharing_an_output_file_are_refused_before_the_run(machine, tmp_path: Path) -> None:
+    proc = machine("a", "Collide")
+    _one_error(proc, "would both write /safety/interim/Named_label=a_b.pkl", "nothing was run")
+    assert not (tmp_path / "a" / PROJECT).exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_bad_local_remote_or_report_path_fails_before_any_task(machine, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    proc = machine("a", "Consumer", "--upload", LUISY_REMOTE="", LUISY_LOCAL_REMOTE=str(tmp_path / "a-file" / "remote"))
+    _one_error(proc, "cannot be created", "a-file is a file", "nothing was run")
+    assert not (tmp_path / "a" / PROJECT).exists()
+    proc = machine("a", "Consumer", "--json", str(tmp_path / "missing" / "report.json"))
+    _one_error(proc, "--json", "does not exist")
+    assert not (tmp_path / "a" / PROJECT).exists()
