@@ -20,6 +20,7 @@ import anyio
 from luisy_sync.errors import IntegrityError, NotFoundError, ShortReadError, SyncError
 from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
+from luisy_sync.retry import is_retryable
 from luisy_sync.stores.base import ObjectInfo, Store
 from luisy_sync.tempnames import TEMP_NAME, temp_path, writer_alive
 from luisy_sync.tree import FileEntry
@@ -119,6 +120,63 @@ def _write_whole(final: str, path: str, name: str, data: bytes, digest: str | No
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _write_many(dest: str, batch: list[tuple[str, FileEntry, str]], datas: list[bytes | BaseException],
+                fsync: bool) -> list[BaseException | None]:
+    """Check and write every fetched file of a batch in one thread call (per-file errors)."""
+    out: list[BaseException | None] = []
+    for (path, entry, name), data in zip(batch, datas):
+        if isinstance(data, BaseException):
+            out.append(data)
+            continue
+        try:
+            _check_size(path, name, data, entry.size, ranged=False)
+            _write_whole(join_under(dest, path), path, name, data, entry.digest, fsync)
+        except Exception as exc:
+            out.append(exc)
+        else:
+            out.append(None)
+    return out
+
+
+async def download_batch(transfer: "Transfer", store: Store, dest: str,
+                         batch: list[tuple[str, FileEntry, str]]) -> list[BaseException | None]:
+    """Download many small objects (``(path, entry, name)``): one ``get_many`` call (stores
+    that have it) or one get per object, concurrently, then one thread call checks and
+    writes them all. A file whose bytes did not verify, or whose read failed with a
+    retryable error, is fetched again on its own (``download_file``). Returns one error
+    (or None) per file."""
+    datas: list[bytes | BaseException] = [b""] * len(batch)
+    async with transfer.budget.hold(sum(entry.size for _, entry, _ in batch)):
+        get_many = getattr(store, "get_many", None)
+        if get_many is not None:
+            async with transfer.limiter:
+                datas = list(await get_many([name for _, _, name in batch]))
+        else:
+            async def get_one(i: int) -> None:
+                path, _, name = batch[i]
+                try:
+                    datas[i] = await transfer.request(path, store.get_range, name, describe=f"get {name}")
+                except Exception as exc:
+                    datas[i] = exc
+
+            async with anyio.create_task_group() as tg:
+                for i in range(len(batch)):
+                    tg.start_soon(get_one, i)
+        errors = await transfer.in_thread(_write_many, dest, batch, datas, transfer.fsync)
+    for i, error in enumerate(errors):
+        path, entry, name = batch[i]
+        if error is None:
+            transfer.tracker.advanced(path, entry.size)
+        elif isinstance(error, IntegrityError) or (get_many is not None and is_retryable(error)):
+            transfer.tracker.retried(path, 1, str(error).splitlines()[0], restart=True)
+            try:
+                await download_file(transfer, store, dest, path, entry, name)
+                errors[i] = None
+            except Exception as exc:
+                errors[i] = exc
+    return errors
 
 
 def _open_sized(tmp: str, size: int) -> int:

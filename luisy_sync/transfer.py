@@ -19,12 +19,12 @@ from typing import Awaitable, Callable, Iterable, TypeVar
 import anyio
 
 from luisy_sync.budget import ByteBudget
-from luisy_sync.download import download_file
+from luisy_sync.download import download_batch, download_file
 from luisy_sync.progress import FileTracker, ProgressCallback
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.stores.base import Store
 from luisy_sync.tree import FileEntry, Tree
-from luisy_sync.upload import upload_file
+from luisy_sync.upload import upload_batch, upload_file
 
 T = TypeVar("T")
 
@@ -35,6 +35,13 @@ DEFAULT_MEMORY_LIMIT = 64 * 2 ** 20
 """Bytes of file content a transfer holds at once by default (at least 4 blocks)."""
 MAX_BLOCKS = 50_000
 """Most blocks one object may have (Azure's limit); larger files get larger blocks."""
+BATCH_FILE_MAX = 1 * 2 ** 20
+"""Files up to this size move in batches: one thread call reads (or writes) many of them."""
+BATCH_BYTES = 4 * 2 ** 20
+BATCH_FILES = 64
+
+Item = tuple[str, FileEntry]
+BatchMove = Callable[[list[Item]], Awaitable[list[BaseException | None]]]
 
 
 def object_name(prefix: str, path: str) -> str:
@@ -119,40 +126,87 @@ class Transfer:
         """Run blocking file IO or hashing in a worker thread under the IO limiter."""
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.io_limiter)
 
-    async def run_files(self, direction: str, items: Iterable[tuple[str, FileEntry]],
-                        move: Callable[[str, FileEntry], Awaitable[None]]) -> TransferResult:
-        """Apply ``move`` to every file, ``self.workers`` at a time, largest first."""
+    def batches(self, small: list[Item], batch_store: bool) -> list[list[Item]]:
+        """Group small files: up to BATCH_FILES / BATCH_BYTES per batch; for stores
+        without batch calls, at most half the request slots per batch so that several
+        batches (reads, requests and writes) overlap."""
+        most = BATCH_FILES if batch_store else max(1, min(BATCH_FILES, self.workers // 2))
+        cap = min(BATCH_BYTES, max(1, self.budget.limit // 4))
+        out: list[list[Item]] = []
+        current: list[Item] = []
+        held = 0
+        for item in small:
+            if current and (len(current) >= most or held + item[1].size > cap):
+                out.append(current)
+                current, held = [], 0
+            current.append(item)
+            held += item[1].size
+        if current:
+            out.append(current)
+        return out
+
+    async def run_files(self, direction: str, items: Iterable[Item],
+                        move: Callable[[str, FileEntry], Awaitable[None]],
+                        move_batch: BatchMove | None = None, batch_store: bool = False) -> TransferResult:
+        """Apply ``move`` to every file, ``self.workers`` at a time, largest first.
+
+        With ``move_batch``, files up to BATCH_FILE_MAX go in batches to it instead
+        (it returns one error or None per file), a few batches at a time.
+        """
         todo = sorted(items, key=lambda item: (-item[1].size, item[0]))
         result = TransferResult()
         tracker = self.tracker
         callback = tracker.callback
         started = time.monotonic()
         before = tracker.bytes_done
-        queue = iter(todo)
+        limit = -1 if move_batch is None else min(BATCH_FILE_MAX, self.block_size)
+        large = [i for i in todo if i[1].size > limit]
+        small = [i for i in todo if i[1].size <= limit]
+        singles = iter(large)
+        groups = iter(self.batches(small, batch_store))
 
-        async def one(path: str, entry: FileEntry) -> None:
-            tracker.started(path, entry.size)
-            try:
-                await move(path, entry)
-            except Exception as exc:  # one file failed for good: record it, go on
-                reason = one_line(first_error(exc))
-                result.failed.append((path, reason))
-                tracker.failed(path, reason)
-            else:
+        def outcome(path: str, error: BaseException | None) -> None:
+            if error is None:
                 result.done.append(path)
                 tracker.finished(path)
+            else:  # one file failed for good: record it, go on
+                reason = one_line(first_error(error))
+                result.failed.append((path, reason))
+                tracker.failed(path, reason)
 
-        async def worker() -> None:
-            for path, entry in queue:
-                await one(path, entry)
+        async def single_worker() -> None:
+            for path, entry in singles:
+                tracker.started(path, entry.size)
+                try:
+                    await move(path, entry)
+                except Exception as exc:
+                    outcome(path, exc)
+                else:
+                    outcome(path, None)
+
+        async def batch_worker() -> None:
+            assert move_batch is not None
+            for group in groups:
+                for path, entry in group:
+                    tracker.started(path, entry.size)
+                try:
+                    errors = await move_batch(group)
+                except Exception as exc:
+                    errors = [exc] * len(group)
+                for (path, _), error in zip(group, errors):
+                    outcome(path, error)
 
         if not todo:
             return result
         callback.begin(direction, len(todo), sum(e.size for _, e in todo))
         try:
             async with anyio.create_task_group() as tg:
-                for _ in range(min(self.workers, len(todo))):
-                    tg.start_soon(worker)
+                for _ in range(min(self.workers, len(large))):
+                    tg.start_soon(single_worker)
+                if small:
+                    per_batch = BATCH_FILES if batch_store else max(1, self.workers // 2)
+                    for _ in range(min(4, max(2, -(-self.workers // per_batch) + 1))):
+                        tg.start_soon(batch_worker)
         finally:
             callback.end()
         result.done.sort()
@@ -184,7 +238,11 @@ async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterab
     async def move(path: str, entry: FileEntry) -> None:
         await upload_file(transfer, store, root, path, entry, object_name(prefix, path))
 
-    return await transfer.run_files("push", _entries(tree, paths), move)
+    async def move_batch(batch: list[Item]) -> list[BaseException | None]:
+        return await upload_batch(transfer, store, root, [(p, e, object_name(prefix, p)) for p, e in batch])
+
+    return await transfer.run_files("push", _entries(tree, paths), move, move_batch,
+                                    batch_store=hasattr(store, "put_many"))
 
 
 async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iterable[str], expected: Tree, *,
@@ -201,4 +259,8 @@ async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iter
     async def move(path: str, entry: FileEntry) -> None:
         await download_file(transfer, store, dest, path, entry, object_name(prefix, path))
 
-    return await transfer.run_files("pull", _entries(expected, paths), move)
+    async def move_batch(batch: list[Item]) -> list[BaseException | None]:
+        return await download_batch(transfer, store, dest, [(p, e, object_name(prefix, p)) for p, e in batch])
+
+    return await transfer.run_files("pull", _entries(expected, paths), move, move_batch,
+                                    batch_store=hasattr(store, "get_many"))

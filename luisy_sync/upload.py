@@ -19,6 +19,7 @@ import anyio
 from luisy_sync.errors import BlocksNotStaged, IntegrityError
 from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
+from luisy_sync.retry import is_retryable
 from luisy_sync.stores.base import DIGEST_KEY, Store
 from luisy_sync.tree import FileEntry
 
@@ -44,6 +45,63 @@ def _read_whole(full: str, path: str, entry: FileEntry) -> tuple[bytes, str]:
     if entry.digest is not None and digest != entry.digest:
         raise _changed(path, "digest differs from the scan")
     return data, digest
+
+
+def _read_many(root: str, batch: list[tuple[str, FileEntry, str]]) -> list[tuple[bytes, str] | Exception]:
+    """``_read_whole`` of every file of a batch in one thread call (per-file errors)."""
+    out: list[tuple[bytes, str] | Exception] = []
+    for path, entry, _ in batch:
+        try:
+            out.append(_read_whole(join_under(root, path), path, entry))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+async def upload_batch(transfer: "Transfer", store: Store, root: str,
+                       batch: list[tuple[str, FileEntry, str]]) -> list[BaseException | None]:
+    """Upload many small files (``(path, entry, name)``): one thread call reads them all,
+    then one ``put_many`` call (stores that have it) or one put per file, concurrently.
+    Returns one error (or None) per file; a retryable error of ``put_many`` is retried
+    file by file under the retry policy."""
+    errors: list[BaseException | None] = [None] * len(batch)
+    async with transfer.budget.hold(sum(entry.size for _, entry, _ in batch)):
+        read = await transfer.in_thread(_read_many, root, batch)
+        todo = []
+        for i, got in enumerate(read):
+            if isinstance(got, Exception):
+                errors[i] = got
+            else:
+                todo.append((i, got))
+        put_many = getattr(store, "put_many", None)
+        if put_many is not None and todo:
+            items = [(batch[i][2], data, {DIGEST_KEY: digest}) for i, (data, digest) in todo]
+            async with transfer.limiter:
+                results = await put_many(items)
+            retry = []
+            for (i, got), res in zip(todo, results):
+                if not isinstance(res, Exception):
+                    transfer.tracker.advanced(batch[i][0], len(got[0]))
+                elif is_retryable(res):
+                    retry.append((i, got))
+                else:
+                    errors[i] = res
+            todo = retry
+
+        async def put_one(i: int, data: bytes, digest: str) -> None:
+            path, _, name = batch[i]
+            try:
+                await transfer.request(path, partial(store.put, name, data, metadata={DIGEST_KEY: digest}),
+                                       describe=f"put {name}")
+            except Exception as exc:
+                errors[i] = exc
+            else:
+                transfer.tracker.advanced(path, len(data))
+
+        async with anyio.create_task_group() as tg:
+            for i, (data, digest) in todo:
+                tg.start_soon(put_one, i, data, digest)
+    return errors
 
 
 class _BlocksLost(Exception):

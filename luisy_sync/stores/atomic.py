@@ -7,13 +7,13 @@ no temp file behind.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+from typing import Iterable
 
 import xxhash
 
 from luisy_sync.tempnames import TEMP_NAME, temp_path
 
-__all__ = ["TEMP_NAME", "content_etag", "write_atomic"]  # TEMP_NAME: for LocalStore
+__all__ = ["TEMP_NAME", "content_etag", "remove_quietly", "write_atomic", "write_temp"]
 
 
 def content_etag(data: bytes) -> str:
@@ -21,39 +21,55 @@ def content_etag(data: bytes) -> str:
     return f'"{xxhash.xxh3_64_hexdigest(data)}"'
 
 
-def write_atomic(final: str, chunks: Iterable[bytes], *, fsync: bool = False,
-                 before_replace: Callable[[os.stat_result, str], None] | None = None) -> None:
-    """Write ``chunks`` to a temp file beside ``final`` and rename it into place.
+def remove_quietly(path: str) -> None:
+    """Unlink ``path``; a file that is already gone is fine."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
-    ``before_replace(stat, etag)`` runs once the data is written (``etag`` as in
-    ``content_etag``), just before the rename; if it raises, nothing is renamed.
+
+def write_temp(final: str, chunks: Iterable[bytes], *, fsync: bool = False
+               ) -> tuple[str, os.stat_result, str]:
+    """Write ``chunks`` to a fresh temp file beside ``final`` (its directory is made).
+
+    Returns ``(temp path, its stat, content ETag as in content_etag)``; the caller
+    renames it into place or removes it. On failure nothing is left behind.
     """
     directory = os.path.dirname(final)
     tmp = temp_path(final)
     for attempt in range(3):  # a concurrent delete may prune the directory just made
-        os.makedirs(directory, exist_ok=True)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             break
         except FileNotFoundError:
             if attempt == 2:
                 raise
+            os.makedirs(directory, exist_ok=True)
     try:
-        hasher = xxhash.xxh3_64()
-        with os.fdopen(fd, "wb") as fh:
+        try:
+            hasher = xxhash.xxh3_64()
             for chunk in chunks:
-                fh.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
                 hasher.update(chunk)
-            fh.flush()
             if fsync:
-                os.fsync(fh.fileno())
-            st = os.fstat(fh.fileno())
-        if before_replace is not None:
-            before_replace(st, f'"{hasher.hexdigest()}"')
+                os.fsync(fd)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    return tmp, st, f'"{hasher.hexdigest()}"'
+
+
+def write_atomic(final: str, chunks: Iterable[bytes], *, fsync: bool = False) -> None:
+    """Write ``chunks`` to a temp file beside ``final`` and rename it into place."""
+    tmp, _, _ = write_temp(final, chunks, fsync=fsync)
+    try:
         os.replace(tmp, final)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        remove_quietly(tmp)
         raise

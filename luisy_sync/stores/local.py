@@ -3,16 +3,18 @@
 Objects are ordinary files at ``root/<name>``, so a person browsing the directory sees
 the tree. Bookkeeping lives in ``root/.luisy-store/``:
 
-- ``meta/<name>.json``: the object's metadata (digest) and ETag together with the
-  (size, mtime_ns, inode) of the content file it describes. A sidecar whose recorded
-  stat does not match the file is ignored, so metadata never describes content that
-  is not there (e.g. after someone replaced the file by hand).
+- ``index.db``: one sqlite database (see ``local_index``) with every object's metadata (digest) and ETag,
+  keyed to the stat of the content file it describes (see ``local_index``): no
+  sidecar file per object, no lock files.
 - ``blocks/``: staged blocks until their commit (see ``local_blocks``), which consumes
   only its own blocks, so concurrent uploaders of one name coexist.
-- ``locks/<hash of name>.lock``: inter-process locks for conditional small writes.
 
-Every write goes to a hidden temp file in the target directory and is renamed into
-place. Blocking filesystem calls run in worker threads under a limiter of their own.
+Every write goes to a hidden temp file in the target directory; the rename into place
+and the index row are committed together (one transaction for all writes that are
+ready at the same moment). Symlinks inside the root are refused on every path: reads,
+writes, listings and deletes. Blocking filesystem calls run in worker threads under a
+limiter of their own; ``put_many`` / ``get_many`` move many small objects per thread
+call.
 """
 
 from __future__ import annotations
@@ -20,30 +22,40 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat as stat_mod
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import anyio
 import anyio.to_thread
-import filelock
 
 from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFailed,
-                               StoreError, TransientError, UnsafePathError)
+                               StoreError, UnsafePathError)
 from luisy_sync.paths import join_under, safe_relpath
 from luisy_sync.stores import local_blocks
-from luisy_sync.stores.atomic import TEMP_NAME, content_etag, write_atomic
-from luisy_sync.stores.base import ObjectInfo
-from luisy_sync.stores.local_blocks import hash_name
+from luisy_sync.stores.atomic import TEMP_NAME, remove_quietly, write_temp
+from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo
+from luisy_sync.stores.local_index import Change, Lookup, ObjectIndex, Row, row_for
 
 T = TypeVar("T")
 
 BOOKKEEPING_DIR = ".luisy-store"
-_LOCK_TIMEOUT = 60.0
-_OBJECT_LOCK_STRIPES = 64
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
-def _stat_key(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+def stat_etag(st: os.stat_result) -> str:
+    """The ETag of a file the index has no valid row for (put there by hand)."""
+    return f'"s{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"'
+
+
+def _info(name: str, st: os.stat_result, row: Row | None) -> ObjectInfo:
+    """The ObjectInfo of a file, from its index row (None: a file put there by hand)."""
+    if row is None:
+        return ObjectInfo(name, st.st_size, stat_etag(st), {})
+    meta: dict[str, str] = json.loads(row[5]) if row[5] else {}
+    if row[4] is not None:
+        meta[DIGEST_KEY] = row[4]
+    return ObjectInfo(name, st.st_size, row[3], meta)
 
 
 class LocalStore:
@@ -64,6 +76,7 @@ class LocalStore:
         self._limiters: dict[int, anyio.CapacityLimiter] = {}
         self._book = os.path.join(self.root, BOOKKEEPING_DIR)
         self._blocks = os.path.join(self._book, "blocks")
+        self._index = ObjectIndex(self._book, fsync=fsync)
 
     def __repr__(self) -> str:
         return f"LocalStore({self.root!r})"
@@ -78,18 +91,45 @@ class LocalStore:
             limiter = self._limiters[loop] = anyio.CapacityLimiter(self._max_threads)
         return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
-    def _path(self, name: str) -> str:
-        """The content path of a valid, non-reserved object name."""
+    def _path(self, name: str, checked: set[str] | None = None) -> str:
+        """The content path of a valid, non-reserved object name whose existing parent
+        directories are no symlinks (``checked``: directories already found fine)."""
         safe_relpath(name)
         parts = name.split("/")
         if parts[0] == BOOKKEEPING_DIR:
             raise UnsafePathError(f"refusing object name {name!r}: {BOOKKEEPING_DIR}/ is reserved")
         if TEMP_NAME.match(parts[-1]):
             raise UnsafePathError(f"refusing object name {name!r}: it looks like a temp file")
-        return join_under(self.root, name)
+        path = join_under(self.root, name)
+        directory = self.root
+        for part in parts[:-1]:
+            directory = os.path.join(directory, part)
+            if checked is not None and directory in checked:
+                continue
+            try:
+                st = os.lstat(directory)
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            if stat_mod.S_ISLNK(st.st_mode):
+                raise self._link_error(name, directory)
+            if checked is not None:
+                checked.add(directory)
+        return path
 
-    def _meta_path(self, name: str) -> str:
-        return os.path.join(self._book, "meta", *name.split("/")) + ".json"
+    def _link_error(self, name: str, link: str) -> UnsafePathError:
+        rel = os.path.relpath(link, self.root).replace(os.sep, "/")
+        return UnsafePathError(f"refusing {name!r} in local store {self.root}: {rel!r} is a symlink; "
+                               "symlinks inside a store are refused, replace it with a real file or directory")
+
+    def _lstat_object(self, name: str, path: str) -> os.stat_result | None:
+        """The stat of an object's file; None when missing; refuses a symlink."""
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat_mod.S_ISLNK(st.st_mode):
+            raise self._link_error(name, path)
+        return st
 
     def _root_missing(self) -> bool:
         if os.path.isdir(self.root):
@@ -97,6 +137,9 @@ class LocalStore:
         if self._create:
             return True
         raise ContainerNotFound(f"local store {self.root} does not exist: create it or use create=True")
+
+    def _not_found(self, name: str) -> NotFoundError:
+        return NotFoundError(f"{name!r} not found in local store {self.root}", status=404)
 
     def _oserror(self, op: str, name: str, exc: OSError) -> StoreError:
         where = f"{op} {name!r} in local store {self.root}"
@@ -107,70 +150,59 @@ class LocalStore:
             return StoreError(f"{where}: permission denied; check the directory permissions")
         return StoreError(f"{where} failed: {exc.strerror or exc}")
 
-    def _write_object(self, name: str, chunks: Iterator[bytes] | list[bytes],
-                      metadata: Mapping[str, str] | None) -> ObjectInfo:
-        """Write content and its sidecar; returns the new ObjectInfo."""
-        path = self._path(name)
-        self._root_missing()
-        meta = dict(metadata or {})
-        info: list[ObjectInfo] = []
-        # Sidecar write + rename under a (striped) lock: concurrent writers of one name
-        # must not leave one writer's content with the other's sidecar.
-        lock_dir = os.path.join(self._book, "locks")
-        os.makedirs(lock_dir, exist_ok=True)
-        stripe = int(hash_name(name)[:8], 16) % _OBJECT_LOCK_STRIPES
-        lock = filelock.FileLock(os.path.join(lock_dir, f"objects-{stripe:02d}.lock"))
+    # -- writes ----------------------------------------------------------------------
 
-        def record(st: os.stat_result, etag: str) -> None:
+    def _current(self, name: str, path: str) -> os.stat_result | None:
+        """The stat of the file a write will replace (None: none); refuses a directory."""
+        st = self._lstat_object(name, path)
+        if st is not None and stat_mod.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        return st
+
+    def _write_many(self, items: Sequence[tuple[str, Iterable[bytes], Mapping[str, str] | None]],
+                    op: str = "write") -> list[ObjectInfo | Exception]:
+        """Write objects: temp files, one index commit for all their rows, then the renames."""
+        out: list[ObjectInfo | Exception] = []
+        ready: list[tuple[int, Change, str, str]] = []
+        checked: set[str] = set()
+        root_checked = False
+        for name, chunks, metadata in items:
             try:
-                lock.acquire(timeout=_LOCK_TIMEOUT)
-            except filelock.Timeout:
-                raise TransientError(f"timed out waiting for the lock on {name!r} in local store "
-                                     f"{self.root}; another process holds it") from None
-            doc = {"stat": _stat_key(st), "etag": etag, "metadata": meta}
-            side = self._meta_path(name)
-            write_atomic(side, [json.dumps(doc).encode("utf-8")], fsync=self._fsync)
-            info.append(ObjectInfo(name, st.st_size, etag, meta))
-
-        try:
-            write_atomic(path, chunks, fsync=self._fsync, before_replace=record)
-        finally:
-            if lock.is_locked:
-                lock.release()
-        return info[0]
-
-    def _read_meta(self, name: str, st: os.stat_result) -> tuple[str, dict[str, str]]:
-        """(etag, metadata) from the sidecar if it describes this exact file."""
-        try:
-            with open(self._meta_path(name), "rb") as fh:
-                doc = json.loads(fh.read())
-            if doc["stat"] == _stat_key(st):
-                return str(doc["etag"]), dict(doc["metadata"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        return f'"s{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"', {}
-
-    def _stat_object(self, name: str) -> tuple[str, os.stat_result]:
-        path = self._path(name)
-        if self._root_missing():
-            raise NotFoundError(f"{name!r} not found in local store {self.root}", status=404)
-        try:
-            st = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            st = None
-        if st is None or not os.path.isfile(path):
-            raise NotFoundError(f"{name!r} not found in local store {self.root}", status=404)
-        return path, st
-
-    def _prune_dirs(self, path: str, stop: str) -> None:
-        """Remove empty parent directories of ``path`` up to (excluding) ``stop``."""
-        directory = os.path.dirname(path)
-        while len(directory) > len(stop) and directory.startswith(stop):
+                path = self._path(name, checked)
+                if not root_checked:
+                    self._root_missing()
+                    root_checked = True
+                current = self._current(name, path)
+                tmp, st, etag = write_temp(path, chunks, fsync=self._fsync)
+            except OSError as exc:
+                out.append(self._oserror(op, name, exc))
+                continue
+            except Exception as exc:  # unsafe name, missing root, a staged block gone
+                out.append(exc)
+                continue
+            extra = dict(metadata or {})
+            digest = extra.pop(DIGEST_KEY, None)
+            change = Change(name, row=row_for(st, etag, digest, extra),
+                            keep=None if current is None else current.st_ino)
+            ready.append((len(out), change, tmp, path))
+            out.append(ObjectInfo(name, st.st_size, etag, dict(metadata or {})))
+        self._index.apply([c for _, c, _, _ in ready])
+        for position, change, tmp, path in ready:
             try:
-                os.rmdir(directory)
-            except OSError:
-                return
-            directory = os.path.dirname(directory)
+                if change.error is not None:
+                    raise change.error
+                os.replace(tmp, path)
+            except Exception as exc:
+                remove_quietly(tmp)
+                out[position] = self._oserror(op, change.name, exc) if isinstance(exc, OSError) else exc
+        return out
+
+    def _write_one(self, name: str, chunks: Iterable[bytes], metadata: Mapping[str, str] | None,
+                   op: str = "write") -> ObjectInfo:
+        [result] = self._write_many([(name, chunks, metadata)], op)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     # -- sync implementations (run in threads) --------------------------------------
 
@@ -178,8 +210,10 @@ class LocalStore:
         if self._root_missing():
             return []
         base = prefix.rpartition("/")[0]
+        if base:
+            self._path(base + "/x")  # refuse a symlink among the directories listed
         start = join_under(self.root, base) if base else self.root
-        out: list[ObjectInfo] = []
+        found: list[tuple[str, os.stat_result]] = []
         stack = [(start, base + "/" if base else "")]
         while stack:
             directory, rel = stack.pop()
@@ -191,6 +225,10 @@ class LocalStore:
                 name = rel + entry.name
                 if not rel and entry.name == BOOKKEEPING_DIR:
                     continue
+                if entry.is_symlink():
+                    if name.startswith(prefix) or prefix.startswith(name + "/"):
+                        raise self._link_error(name, entry.path)
+                    continue
                 if entry.is_dir(follow_symlinks=False):
                     if name.startswith(prefix) or prefix.startswith(name + "/"):
                         stack.append((entry.path, name + "/"))
@@ -199,29 +237,60 @@ class LocalStore:
                         or TEMP_NAME.match(entry.name)):
                     continue
                 try:
-                    st = entry.stat(follow_symlinks=False)
+                    found.append((name, entry.stat(follow_symlinks=False)))
                 except FileNotFoundError:
                     continue
-                etag, meta = self._read_meta(name, st)
-                out.append(ObjectInfo(name, st.st_size, etag, meta))
+        rows = self._index.rows(base + "/" if base else "")
+        lookup = self._index.lookup
+        out = [_info(name, st, lookup(rows, name, st)) for name, st in found]
         out.sort(key=lambda i: i.name)
         return out
 
     def _head(self, name: str) -> ObjectInfo:
-        _, st = self._stat_object(name)
-        etag, meta = self._read_meta(name, st)
-        return ObjectInfo(name, st.st_size, etag, meta)
+        path = self._path(name)
+        st = None if self._root_missing() else self._lstat_object(name, path)
+        if st is None or not stat_mod.S_ISREG(st.st_mode):
+            raise self._not_found(name)
+        return _info(name, st, self._index.get(name, st))
+
+    def _open(self, name: str) -> int:
+        path = self._path(name)
+        if self._root_missing():
+            raise self._not_found(name)
+        try:
+            fd = os.open(path, _O_READ)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise self._not_found(name) from None
+        except OSError as exc:
+            if os.path.islink(path):
+                raise self._link_error(name, path) from None
+            raise
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise self._not_found(name)
+        return fd
 
     def _get_range(self, name: str, start: int, length: int | None) -> bytes:
         if start < 0 or (length is not None and length < 0):
             raise StoreError(f"invalid range start={start} length={length} for {name!r}")
-        path, _ = self._stat_object(name)
+        fd = self._open(name)
         try:
-            with open(path, "rb") as fh:
-                fh.seek(start)
-                return fh.read() if length is None else fh.read(length)
-        except FileNotFoundError:
-            raise NotFoundError(f"{name!r} not found in local store {self.root}", status=404) from None
+            if length is None:
+                length = max(0, os.fstat(fd).st_size - start)
+            return os.pread(fd, length, start)
+        finally:
+            os.close(fd)
+
+    def _get_many(self, names: Sequence[str]) -> list[bytes | Exception]:
+        out: list[bytes | Exception] = []
+        for name in names:
+            try:
+                out.append(self._get_range(name, 0, None))
+            except OSError as exc:
+                out.append(self._oserror("read", name, exc))
+            except Exception as exc:  # not found, unsafe
+                out.append(exc)
+        return out
 
     def _put_block(self, name: str, block_id: str, data: bytes) -> None:
         self._path(name)
@@ -232,7 +301,7 @@ class LocalStore:
         self._path(name)
         self._root_missing()
         content = local_blocks.staged_content(self._blocks, name, block_ids)
-        info = self._write_object(name, content, metadata)
+        info = self._write_one(name, content, metadata, "commit")
         local_blocks.consume(self._blocks, name, block_ids)
         return info
 
@@ -240,44 +309,58 @@ class LocalStore:
         path = self._path(name)
         if not os.path.isdir(self.root):
             return
-        for target, stop in ((path, self.root), (self._meta_path(name), os.path.join(self._book, "meta"))):
+        st = self._lstat_object(name, path)
+        if st is None or stat_mod.S_ISDIR(st.st_mode):
+            return  # missing, or a "directory", which is not an object
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        directory = os.path.dirname(path)
+        while len(directory) > len(self.root):  # prune emptied parents
             try:
-                os.unlink(target)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except IsADirectoryError:
-                return  # a "directory" is not an object
-            self._prune_dirs(target, stop)
+                os.rmdir(directory)
+            except OSError:
+                break
+            directory = os.path.dirname(directory)
+        change = Change(name, drop=st.st_ino)
+        self._index.apply([change])
+        if change.error is not None:
+            raise change.error
 
     def _read_small(self, name: str) -> tuple[bytes, str]:
-        data = self._get_range(name, 0, None)
-        return data, content_etag(data)
+        fd = self._open(name)
+        try:
+            st = os.fstat(fd)
+            data = os.pread(fd, st.st_size, 0)
+        finally:
+            os.close(fd)
+        return data, _info(name, st, self._index.get(name, st)).etag
 
     def _write_small(self, name: str, data: bytes, if_match: str | None, if_none_match: bool) -> str:
-        self._path(name)
+        path = self._path(name)
         self._root_missing()
-        lock_dir = os.path.join(self._book, "locks")
-        os.makedirs(lock_dir, exist_ok=True)
-        lock = filelock.FileLock(os.path.join(lock_dir, hash_name(name) + ".lock"))
+        self._current(name, path)
+        tmp, st, etag = write_temp(path, [data], fsync=self._fsync)
+
+        def compare_and_replace(lookup: Lookup, record: Callable[[Change], None]) -> None:
+            current = self._current(name, path)
+            found = None if current is None else _info(name, current, lookup(name, current)).etag
+            if if_none_match and found is not None:
+                raise PreconditionFailed(f"{name!r} already exists in local store {self.root}", status=412)
+            if if_match is not None and found != if_match:
+                raise PreconditionFailed(f"{name!r} changed since it was read (local store {self.root})",
+                                         status=412)
+            record(Change(name, row=row_for(st, etag, None, {}),
+                          keep=None if current is None else current.st_ino))
+            os.replace(tmp, path)
+
         try:
-            with lock.acquire(timeout=_LOCK_TIMEOUT):
-                current: str | None
-                try:
-                    current = self._read_small(name)[1]
-                except NotFoundError:
-                    current = None
-                if if_none_match and current is not None:
-                    raise PreconditionFailed(f"{name!r} already exists in local store {self.root}",
-                                             status=412)
-                if if_match is not None and current != if_match:
-                    raise PreconditionFailed(f"{name!r} changed since it was read "
-                                             f"(local store {self.root})", status=412)
-                etag = self._write_object(name, [data], None).etag
-                assert etag is not None
-                return etag
-        except filelock.Timeout:
-            raise TransientError(f"timed out waiting for the lock on {name!r} in local store "
-                                 f"{self.root}; another process holds it") from None
+            self._index.exclusive(compare_and_replace)
+        except BaseException:
+            remove_quietly(tmp)
+            raise
+        return etag
 
     def _ensure(self, create: bool) -> None:
         if not os.path.isdir(self.root):
@@ -308,14 +391,24 @@ class LocalStore:
         """Up to ``length`` bytes from ``start`` (to the end when None)."""
         return await self._call("read", name, self._get_range, name, start, length)
 
+    async def get_many(self, names: Sequence[str]) -> list[bytes | Exception]:
+        """Whole contents of many (small) objects in one thread call; per-name errors."""
+        return await self._call("read", names[0] if names else "", self._get_many, list(names))
+
     async def put(self, name: str, data: bytes, *,
                   metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Write a whole object atomically (overwrite)."""
-        return await self._call("write", name, self._write_object, name, [bytes(data)], metadata)
+        return await self._call("write", name, self._write_one, name, [data], metadata)
+
+    async def put_many(self, items: Sequence[tuple[str, bytes, Mapping[str, str] | None]]
+                       ) -> list[ObjectInfo | Exception]:
+        """Write many whole objects in one thread call (one index commit); per-item errors."""
+        batch = [(name, [data], metadata) for name, data, metadata in items]
+        return await self._call("write", items[0][0] if items else "", self._write_many, batch)
 
     async def put_block(self, name: str, block_id: str, data: bytes) -> None:
         """Stage one block under the bookkeeping directory."""
-        await self._call("stage a block of", name, self._put_block, name, block_id, bytes(data))
+        await self._call("stage a block of", name, self._put_block, name, block_id, data)
 
     async def commit_blocks(self, name: str, block_ids: list[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
@@ -323,16 +416,16 @@ class LocalStore:
         return await self._call("commit", name, self._commit, name, list(block_ids), metadata)
 
     async def delete(self, name: str) -> None:
-        """Remove an object and its metadata; missing is fine."""
+        """Remove an object and its index row; missing is fine."""
         await self._call("delete", name, self._delete, name)
 
     async def read_small(self, name: str) -> tuple[bytes, str]:
-        """Bytes and content-based ETag of an object."""
+        """Bytes and ETag of an object (the same ETag ``head`` and ``list`` report)."""
         return await self._call("read", name, self._read_small, name)
 
     async def write_small(self, name: str, data: bytes, *, if_match: str | None = None,
                           if_none_match: bool = False) -> str:
-        """Conditional write, safe across processes (file lock around compare-and-replace)."""
+        """Conditional write, safe across processes (checked inside the index transaction)."""
         return await self._call("write", name, self._write_small, name, bytes(data),
                                 if_match, if_none_match)
 
@@ -341,7 +434,8 @@ class LocalStore:
         await self._call("open", "", self._ensure, create)
 
     async def close(self) -> None:
-        """Nothing to release."""
+        """Close the index connections of this process."""
+        self._index.close()
 
     async def __aenter__(self) -> "LocalStore":
         return self

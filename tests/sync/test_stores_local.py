@@ -1,4 +1,4 @@
-"""LocalStore specifics: plain files, sidecar metadata, atomicity, inter-process locking."""
+"""LocalStore specifics: plain files, the sqlite object index, atomicity, inter-process conditional writes."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ async def test_missing_root_with_create_lists_nothing_and_creates_on_write(tmp_p
     assert (tmp_path / "lazy" / "x").read_bytes() == b"1"
 
 
-async def test_list_many_objects_mixed_with_sidecars(local_store: LocalStore) -> None:
+async def test_list_many_objects_mixed_with_hand_made_files(local_store: LocalStore) -> None:
     root = Path(local_store.root)
     for d in range(10):
         (root / f"d{d}").mkdir()
