@@ -5,15 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
+
+from luisy_sync.tempnames import temp_path
 
 
 def _temp_sibling(path: str) -> str:
-    """A hidden, unique name next to ``path`` that keeps its extension."""
-    parent, name = os.path.split(os.path.abspath(path))
-    _, ext = os.path.splitext(name)
-    return os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}{ext}")
+    """A hidden, unique name next to ``path`` that keeps its extension (luisy_sync's
+    temp-name scheme, so a push never mistakes it for data)."""
+    return temp_path(os.path.abspath(path), keep_ext=True)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from luisy.cloud.remote import CloudError
 from luisy.codehash import CodeHashError
 from luisy.config import Config
 from luisy.hashfile import HashFileError
-from luisy.run import execute
+from luisy.run import OutputCollisionError, execute
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +133,19 @@ def _luigi_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
     return argv
 
 
+def _check_report_path(path: str | None) -> None:
+    """``--json FILE``: fail before any task runs when FILE cannot be written."""
+    if not path or path == "-":
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CliError(f"--json {path}: it is a directory; name a file")
+    if not os.path.isdir(folder):
+        raise CliError(f"--json {path}: the directory {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise CliError(f"--json {path}: the directory {folder} is not writable")
+
+
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and run; returns the exit code (errors raise :class:`CliError`)."""
     parser = build_parser()
@@ -151,6 +164,7 @@ def run(argv: Sequence[str]) -> int:
         raise CliError("no working dir: pass --working-dir DIR or set WORKING_DIR")
     if os.path.exists(working_dir) and not os.path.isdir(working_dir):
         raise CliError(f"working dir {working_dir} is not a directory")
+    _check_report_path(args.json)
     if not args.dry_run:
         os.makedirs(working_dir, exist_ok=True)
     Config().update({"working_dir": working_dir, "download": args.download,
@@ -177,7 +191,7 @@ def run(argv: Sequence[str]) -> int:
     try:
         result = execute(root, run_luigi, dry_run=args.dry_run, no_ask=args.no_ask,
                          hash_update_mode=args.hash_update_mode, cloud=cloud, out=say)
-    except (HashFileError, CodeHashError) as exc:
+    except (HashFileError, CodeHashError, OutputCollisionError) as exc:
         raise CliError(str(exc)) from None
     except CloudError as exc:
         print(f"luisy: error: {exc}", file=sys.stderr)

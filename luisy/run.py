@@ -67,9 +67,29 @@ def compute_hashes(graph: TaskGraph) -> dict[str, str]:
     return {ref.key: by_task[t] for t, ref in graph.outputs.items() if ref is not None}
 
 
+class OutputCollisionError(ValueError):
+    """Two distinct tasks of one graph would write the same output file."""
+
+
+def check_output_collisions(graph: TaskGraph) -> None:
+    """Raise OutputCollisionError (one line) when distinct tasks share an output path,
+    e.g. ``name="a b"``, ``"a_b"`` and ``"a/b"``, which all become ``T_name=a_b.pkl``."""
+    owner: dict[str, luigi.Task] = {}
+    for task, ref in graph.outputs.items():
+        if ref is None:
+            continue
+        first = owner.setdefault(ref.path, task)
+        if first.task_id != task.task_id:
+            raise OutputCollisionError(
+                f"{first} and {task} would both write {ref.key}; nothing was run: give them "
+                "distinct file names (parameter values that differ after spaces and slashes "
+                "become '_', or a get_file_name of their own)")
+
+
 def prepare(roots: luigi.Task | Iterable[luigi.Task]) -> PreparedRun:
     """Build the graph of ``roots`` and gather hashes and existing outputs."""
     graph = build_graph(roots)
+    check_output_collisions(graph)
     current = compute_hashes(graph)
     stored = read_projects(Config().working_dir, graph.projects())
     existing = {ref.key for ref in graph.outputs.values() if ref and os.path.exists(ref.path)}
@@ -184,6 +204,7 @@ def execute(
         ref.key for t in summary.get("failed", ())
         if (ref := prepared.graph.outputs.get(t)) is not None
     }
+    _remove_untrusted_outputs(prepared, failed_keys, out)
     existing_after = {
         ref.key for ref in prepared.graph.outputs.values() if ref and os.path.exists(ref.path)
     }
@@ -196,7 +217,9 @@ def execute(
 
         refresh_after_run(sync)  # distributed: other machines changed the cloud meanwhile
         stored_after = {**prepared.stored, **recorded}
-        ok = sync.upload(stored_after).ok and ok
+        made = {ref.key for t in summary.get("completed", ())
+                if (ref := prepared.graph.outputs.get(t)) is not None}
+        ok = sync.upload(stored_after, made).ok and ok
     exit_code = 0 if ok else 1
     _write_report(prepared, cloud, sync, plan, summary, exit_code, dry_run=False)
     return BuildResult(
@@ -204,6 +227,19 @@ def execute(
         summary=summary, summary_text=result.summary_text,
         deleted=plan.outdated_to_delete, recorded=recorded,
     )
+
+
+def _remove_untrusted_outputs(prepared: PreparedRun, failed_keys: set[str],
+                              out: Callable[[str], None]) -> None:
+    """Delete what failed tasks left under their output names: a task that raised after
+    writing its output may have written anything, so nothing may adopt that file (not the
+    next run, not a downstream task, not an upload); the next run runs the task again."""
+    for task, ref in prepared.graph.outputs.items():
+        if ref is None or ref.key not in failed_keys or not os.path.lexists(ref.path):
+            continue
+        task.output().remove()
+        out(f"luisy: removed {ref.path}: its task failed after writing it, so it is not "
+            "trusted; the next run runs the task again")
 
 
 def _write_report(prepared: PreparedRun, cloud: CloudOptions | None, sync: CloudRun | None,

@@ -10,6 +10,7 @@ that plan themselves (luisy) are ``upload_paths`` / ``download_paths`` with a sh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
@@ -21,8 +22,9 @@ from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncF
 from luisy_sync.manifest import (DEFAULT_MANIFEST_NAME, manifest_entries, read_json_object,
                                  update_manifest)
 from luisy_sync.paths import safe_relpath
-from luisy_sync.plan import Plan, plan_pull, plan_push
+from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts
 from luisy_sync.progress import ProgressCallback, make_progress
+from luisy_sync.pullrecord import read_pull_record, update_pull_record
 from luisy_sync.report import Report
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.scan import PathFilter, remote_tree, scan, tree_from_paths
@@ -109,6 +111,11 @@ def _finish(report: Report, raise_on_failure: bool) -> Report:
         total = len(report.failed) + len(report.moved)
         raise SyncFailed(f"{len(report.failed)} of {total} files failed; first: {path}: {reason}",
                          report, path=path, cause=reason)
+    if report.conflicts and raise_on_failure:
+        path, what = report.conflicts[0]
+        raise SyncFailed(f"{len(report.conflicts)} local file(s) kept instead of overwritten; "
+                         f"first: {path}: {what}; pass force=True to overwrite them",
+                         report, path=path, cause=what)
     return report
 
 
@@ -130,7 +137,10 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
     """
     started = time.monotonic()
     paths = None if paths is None else list(paths)
-    local = await _local_tree(tree_or_dir, include, exclude, paths, cache)
+    left_out: list[str] = []
+    local = await _local_tree(tree_or_dir, include, exclude, paths, cache, left_out)
+    if manifest and manifest in local:
+        left_out.append(manifest)
     local = _without(local, [manifest])
     if local.root is None:
         raise SyncError("push needs a Tree with a root directory (Tree.root); scan the directory first")
@@ -143,7 +153,7 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
         plan = plan_push(local, remote, paths)
         _raise_refused(plan, "uploaded")
         if dry_run:
-            return _dry_report(plan, started)
+            return dataclasses.replace(_dry_report(plan, started), left_out=tuple(sorted(left_out)))
         if isinstance(before, ManifestError):
             if plan.upload:  # refuse a corrupt manifest before uploading anything
                 raise before
@@ -173,7 +183,8 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                 view.update((p, local[p]) for p in result.done)
                 await update_manifest(target, object_name(prefix, manifest), updates, policy=policy,
                                       stored=stored, initial=before, first_stored=view)
-    report = _report("push", plan, result, started)
+    report = dataclasses.replace(_report("push", plan, result, started),
+                                 left_out=tuple(sorted(left_out)))
     return _finish(report, raise_on_failure)
 
 
@@ -196,12 +207,17 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
                block_size: int = DEFAULT_BLOCK_SIZE, progress: bool | ProgressCallback | None = None,
                dry_run: bool = False, manifest: str | None = DEFAULT_MANIFEST_NAME,
                cache: CacheArg = None, raise_on_failure: bool = True, fsync: bool = False,
-               policy: RetryPolicy | None = None) -> Report:
+               force: bool = False, policy: RetryPolicy | None = None) -> Report:
     """Download the objects below ``prefix`` that ``dest`` lacks or holds differently.
 
     Only local files named in the store are looked at. Names that are unsafe (``..``,
     absolute, backslashes) make the pull refuse everything with UnsafePathError before
     anything is written. ``manifest`` names the push manifest to leave out.
+
+    A local file is only replaced when it is what an earlier pull wrote there (see
+    ``luisy_sync.pullrecord``); one edited since, or never pulled, is kept and listed in
+    ``report.conflicts`` (SyncFailed after everything else moved, when
+    ``raise_on_failure``). ``force=True`` overwrites those too.
     """
     started = time.monotonic()
     paths = None if paths is None else list(paths)
@@ -226,25 +242,35 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
         local = await _local_subset(dest, everything.download, cache)
         plan = plan_pull(remote, local, paths)
         _raise_refused(plan, "downloaded")
+        pulled = await anyio.to_thread.run_sync(read_pull_record, dest)
+        conflicts = {} if force else pull_conflicts(plan, pulled)
+        if conflicts:
+            plan = dataclasses.replace(plan, download=tuple(p for p in plan.download
+                                                            if p not in conflicts))
+        kept = tuple(sorted(conflicts.items()))
         if dry_run:
-            return _dry_report(plan, started)
+            return dataclasses.replace(_dry_report(plan, started), conflicts=kept)
         await anyio.to_thread.run_sync(remove_stale_temps, dest, plan.download, time.time())
         transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
                             progress=make_progress(progress), fsync=fsync)
         result = await download_paths(source, dest, plan.download, remote, prefix=prefix,
                                       transfer=transfer)
-    report = _report("pull", plan, result, started)
+        written = {p: remote[p].digest for p in [*result.done, *plan.skip]}
+        written = {p: d for p, d in written.items() if d is not None and pulled.get(p) != d}
+        await anyio.to_thread.run_sync(update_pull_record, dest, written)
+    report = dataclasses.replace(_report("pull", plan, result, started), conflicts=kept)
     return _finish(report, raise_on_failure)
 
 
 async def _local_tree(tree_or_dir: Tree | str | os.PathLike[str], include: Any, exclude: Any,
-                      paths: list[str] | None, cache: CacheArg) -> Tree:
+                      paths: list[str] | None, cache: CacheArg, left_out: list[str]) -> Tree:
     if isinstance(tree_or_dir, Tree):
         return tree_or_dir
     root = os.fspath(tree_or_dir)
     with _resolved_cache(cache) as stat_cache:
         if paths is None:
-            return await scan(root, include=include, exclude=exclude, cache=stat_cache)
+            return await scan(root, include=include, exclude=exclude, cache=stat_cache,
+                              left_out=left_out)
         tree = await tree_from_paths(root, paths, cache=stat_cache)
     if include is not None or exclude is not None:
         keep = PathFilter(include, exclude)

@@ -1,6 +1,7 @@
 """The ``luisy-sync`` command line: ``push DIR [URL]`` and ``pull [URL] DIR``.
 
-Exit status: 0 when everything moved, 1 when some files failed (the report says which),
+Exit status: 0 when everything moved, 1 when some files failed or a pull kept local files
+that changed since the last pull (the report and one stderr line each say which),
 2 for bad input or a configuration/store error (one line on stderr, no traceback),
 130 when interrupted.
 """
@@ -18,6 +19,7 @@ import anyio
 from luisy_sync.api import pull, push
 from luisy_sync.errors import SyncError, SyncFailed
 from luisy_sync.report import Report
+from luisy_sync.scan import glob_to_regex
 
 PROG = "luisy-sync"
 
@@ -58,17 +60,27 @@ def _size(text: str) -> int:
     return value
 
 
+def _glob(text: str) -> str:
+    try:
+        glob_to_regex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a glob pattern such as '*.csv', got {text!r}") from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``luisy-sync``."""
-    parser = _Parser(prog=PROG, description="Sync a directory with an object store, verified by xxh3 digests.")
+    parser = _Parser(prog=PROG,
+                     description="Sync a directory with an object store, verified by xxh3 digests.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     common = _Parser(add_help=False)
     common.add_argument("--prefix", default="", help="directory inside the store (default: its root)")
     common.add_argument("--concurrency", type=_positive, default=32, help="store requests in flight (32)")
     common.add_argument("--block-size", type=_size, default=8 * 2 ** 20,
                         help="block/range size for large files (8MiB)")
-    common.add_argument("--include", action="append", help="glob of files to sync (repeatable)")
-    common.add_argument("--exclude", action="append", help="glob of files to leave out (repeatable)")
+    common.add_argument("--include", action="append", type=_glob, help="glob of files to sync (repeatable)")
+    common.add_argument("--exclude", action="append", type=_glob,
+                        help="glob of files to leave out (repeatable)")
     common.add_argument("--dry-run", action="store_true", help="plan only: write nothing")
     out = common.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -84,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("url", help="store URL, or '-' for the store the environment configures")
     q.add_argument("dir", help="local directory to download into")
     q.add_argument("--fsync", action="store_true", help="flush each file to disk before renaming it")
+    q.add_argument("--force", action="store_true",
+                   help="overwrite local files changed since the last pull (default: keep them)")
     return parser
 
 
@@ -99,7 +113,7 @@ async def _run(args: argparse.Namespace) -> Report:
                   progress=show, raise_on_failure=False)
     if args.command == "push":
         return await push(args.dir, url, manifest=None if args.no_manifest else ".luisy-sync.json", **common)
-    return await pull(url, args.dir, fsync=args.fsync, **common)
+    return await pull(url, args.dir, fsync=args.fsync, force=args.force, **common)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,7 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report.summary_line())
     for path, reason in report.failed:
         print(f"{PROG}: failed: {path}: {reason}", file=sys.stderr)
-    return 1 if report.failed else 0
+    for path, what in report.conflicts:
+        kept = "would keep" if report.dry_run else "kept"
+        print(f"{PROG}: conflict: {path}: {what}; {kept} the local file (--force overwrites it)",
+              file=sys.stderr)
+    for path in report.left_out:
+        print(f"{PROG}: left out: {path}: a name luisy-sync reserves for its own files", file=sys.stderr)
+    return 1 if report.failed or report.conflicts else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

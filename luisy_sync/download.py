@@ -3,50 +3,45 @@
 Small objects come in one ranged GET; large ones in parallel ``block_size`` ranges
 written at their offsets and hashed in order as they arrive (no second read of the file). The content must match the expected size and digest before
 ``os.replace`` gives it its final name. On any failure or cancellation the temp file
-(``.<name>.luisy-tmp-<uuid>``) is removed, so nothing half-written is ever visible.
+(named by ``luisy_sync.tempnames``) is removed, so nothing half-written is ever visible.
+A replaced file keeps its permission bits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 import threading
-import uuid
 from typing import TYPE_CHECKING, Iterable
 
 import anyio
 
-from luisy_sync.errors import IntegrityError, ShortReadError
+from luisy_sync.errors import IntegrityError, NotFoundError, ShortReadError, SyncError
 from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
 from luisy_sync.retry import is_retryable
-from luisy_sync.stores.base import Store
+from luisy_sync.stores.base import ObjectInfo, Store
+from luisy_sync.tempnames import TEMP_NAME, temp_path, writer_alive
 from luisy_sync.tree import FileEntry
 
 if TYPE_CHECKING:
     from luisy_sync.transfer import Transfer
 
-TEMP_MARKER = ".luisy-tmp-"
-_TEMP_NAME = re.compile(r"^\.(.+)\.luisy-tmp-[0-9a-f]{32}$")
 WHOLE_FILE_ATTEMPTS = 2
 """Whole-file tries on a digest mismatch (the second read tells corruption in flight from at rest)."""
-
-
-def temp_path_for(final: str) -> str:
-    """A fresh hidden temp name in the directory of ``final``."""
-    directory, base = os.path.split(final)
-    if len(base.encode("utf-8")) > 200:  # keep below NAME_MAX with the suffix added
-        base = base.encode("utf-8")[:200].decode("utf-8", "ignore")
-    return os.path.join(directory, f".{base}{TEMP_MARKER}{uuid.uuid4().hex}")
+FOREIGN_TEMP_AGE = 24 * 3600.0
+"""Temp files written from another host (whose process cannot be checked) are removed
+only when they have not changed for this long."""
 
 
 def remove_stale_temps(dest: str, paths: Iterable[str], older_than: float) -> int:
     """Remove temp files an interrupted pull left beside the final names of ``paths``.
 
-    Only hidden ``.<name>.luisy-tmp-<32 hex>`` files of those names whose mtime is
-    before ``older_than`` (a wall-clock time) go; returns how many were removed.
+    A temp file goes when the process writing it is gone; one written on another host
+    when it is older than ``FOREIGN_TEMP_AGE``, and one of the old pid-less form when
+    its mtime is before ``older_than`` (a wall-clock time). A live pull's temp files are
+    never touched. Returns how many were removed.
     """
     wanted: dict[str, set[str]] = {}
     for path in paths:
@@ -59,15 +54,32 @@ def remove_stale_temps(dest: str, paths: Iterable[str], older_than: float) -> in
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
-            match = _TEMP_NAME.match(entry.name)
-            if match is None or not any(b.startswith(match.group(1)) for b in bases):
+            match = TEMP_NAME.match(entry.name)
+            if match is None or not any(b.startswith(match.group("base")) for b in bases):
                 continue
+            alive = writer_alive(entry.name)
+            if alive:
+                continue
+            if alive is False:
+                cutoff = float("inf")
+            elif match.group("pid") is None:
+                cutoff = older_than
+            else:
+                cutoff = older_than - FOREIGN_TEMP_AGE
             with contextlib.suppress(OSError):
                 st = entry.stat(follow_symlinks=False)
-                if stat.S_ISREG(st.st_mode) and st.st_mtime < older_than:
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
                     os.unlink(entry.path)
                     removed += 1
     return removed
+
+
+def _publish(tmp: str, final: str) -> None:
+    """Rename a complete temp file onto ``final``, keeping the permission bits of the
+    file it replaces (a new file keeps the umask's)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(tmp, stat.S_IMODE(os.stat(final).st_mode))
+    os.replace(tmp, final)
 
 
 def _remove(path: str) -> None:
@@ -97,14 +109,14 @@ def _write_whole(final: str, path: str, name: str, data: bytes, digest: str | No
         if got != digest:
             raise _mismatch(path, name, digest, got)
     os.makedirs(os.path.dirname(final), exist_ok=True)
-    tmp = temp_path_for(final)
+    tmp = temp_path(final)
     try:
         with open(tmp, "xb") as fh:
             fh.write(data)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        _publish(tmp, final)
     except BaseException:
         _remove(tmp)
         raise
@@ -199,8 +211,30 @@ async def download_file(transfer: "Transfer", store: Store, dest: str, path: str
             return
         except IntegrityError as exc:
             if isinstance(exc, ShortReadError) or attempt == WHOLE_FILE_ATTEMPTS:
-                raise
+                raise await _replaced_meanwhile(transfer, store, path, entry, name) or exc
             transfer.tracker.retried(path, attempt, str(exc).splitlines()[0], restart=True)
+
+
+async def _replaced_meanwhile(transfer: "Transfer", store: Store, path: str, entry: FileEntry,
+                              name: str) -> IntegrityError | None:
+    """The error to report when object ``name`` no longer is what was listed (a push
+    replaced or deleted it during the download), None when it still claims ``entry`` or
+    no digest at all (then the stored content itself is damaged)."""
+    async def head() -> ObjectInfo | None:
+        try:
+            return await store.head(name)
+        except NotFoundError:
+            return None
+
+    try:
+        info = await transfer.request(path, head, describe=f"head {name}")
+    except SyncError:
+        return None
+    if info is not None and (info.digest is None or (info.size, info.digest) == (entry.size, entry.digest)):
+        return None  # it still claims what was listed (or nothing): the content is damaged
+    what = "deleted" if info is None else "replaced"
+    return IntegrityError(f"{path}: {name} was {what} in the store while it was downloaded "
+                          f"(another writer changed it); nothing was written, pull again")
 
 
 async def _download_small(transfer: "Transfer", store: Store, final: str, path: str, entry: FileEntry,
@@ -253,7 +287,7 @@ class _OrderedHasher:
 async def _download_ranges(transfer: "Transfer", store: Store, final: str, path: str, entry: FileEntry,
                            name: str) -> None:
     block = transfer.block_size_for(entry.size)
-    tmp = temp_path_for(final)
+    tmp = temp_path(final)
     fd: int | None = None
     budget = transfer.budget
 
@@ -286,7 +320,7 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
             await transfer.in_thread(os.fsync, fd)
         os.close(fd)
         fd = None
-        await transfer.in_thread(os.replace, tmp, final)
+        await transfer.in_thread(_publish, tmp, final)
     except BaseException:
         if fd is not None:
             os.close(fd)

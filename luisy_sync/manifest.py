@@ -135,7 +135,9 @@ async def update_manifest(store: Store, name: str,
     every read of the manifest, and an update whose digest/size differs from the stored
     object (a concurrent push replaced it) becomes a plain entry for the stored object
     (or is dropped when the object is gone), so the manifest never names content the
-    store does not have. Returns the manifest's entries as written.
+    store does not have; entries of other paths whose object is gone are dropped too
+    (``stored`` must then list everything the manifest covers). Returns the manifest's
+    entries as written.
 
     ``initial`` (``(doc, etag)`` from ``read_json_object``) and ``first_stored`` let
     the first attempt reuse a manifest read and a store view the caller already has.
@@ -167,6 +169,8 @@ async def update_manifest(store: Store, name: str,
 
     def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
         files = manifest_entries(doc, where=where)
+        if stored is not None:  # entries of objects deleted from the store go
+            files = {p: e for p, e in files.items() if p in holds}
         for path, entry in frozen.items():
             value = entry if entry is None or stored is None else agreed(path, entry, files)
             if value is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ntpath
 import os
 
 from luisy_sync.errors import UnsafePathError
@@ -10,18 +11,20 @@ from luisy_sync.errors import UnsafePathError
 def safe_relpath(name: str) -> str:
     """Return ``name`` if it is a safe POSIX relative path, else raise UnsafePathError.
 
-    Refused: empty names, absolute paths, drive letters, backslashes, NUL bytes, and
-    ``.``/``..``/empty segments.
+    Refused: empty names, absolute paths, backslashes, NUL bytes, ``.``/``..``/empty
+    segments, and on Windows names starting with a drive (``C:``). A colon is an
+    ordinary character elsewhere (``a:b`` is a relative name on POSIX).
     """
     if not name:
         raise UnsafePathError("refusing an empty object name")
     if "\\" in name or "\x00" in name:
         raise UnsafePathError(f"refusing object name {name!r}: backslashes and NUL bytes are not allowed")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+    if name.startswith("/") or (os.name == "nt" and ntpath.splitdrive(name)[0]):
         raise UnsafePathError(f"refusing object name {name!r}: absolute paths are not allowed")
     for part in name.split("/"):
         if part in ("", ".", ".."):
-            raise UnsafePathError(f"refusing object name {name!r}: '..', '.' and empty path segments are not allowed")
+            raise UnsafePathError(f"refusing object name {name!r}: '..', '.' and empty path "
+                                  "segments are not allowed")
     return name
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from luisy_sync.errors import UnsafePathError
 from luisy_sync.paths import safe_relpath
@@ -224,3 +224,27 @@ def _parent_dirs(tree: Tree) -> set[str]:
     for path in tree:
         dirs.update(_parents(path))
     return dirs
+
+
+def pull_conflicts(plan: Plan, pulled: Mapping[str, str]) -> dict[str, str]:
+    """Local files a pull ``plan`` would overwrite although they are not what the last
+    pull wrote there, path -> what changed (on which side).
+
+    ``pulled`` maps a path to the digest a pull last wrote there. A local file whose
+    digest is still that one is safe to replace; any other existing local file the plan
+    downloads onto is a conflict: edited since the last pull (locally, or on both
+    sides), or never written by a pull at all.
+    """
+    conflicts: dict[str, str] = {}
+    for path in plan.download:
+        mine = plan.target.get(path)
+        if mine is None:
+            continue
+        base = pulled.get(path)
+        if base is None:
+            conflicts[path] = "exists locally and differs from the store; no pull wrote it"
+        elif mine.digest != base:
+            theirs = plan.source[path].digest
+            side = "locally" if theirs == base else "locally and in the store"
+            conflicts[path] = f"changed {side} since the last pull"
+    return conflicts

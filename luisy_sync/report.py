@@ -25,7 +25,10 @@ class Report:
 
     ``uploaded``/``downloaded``/``skipped`` are the relative paths in each state,
     ``failed`` holds ``(path, one-line reason)`` pairs. ``files_planned`` and
-    ``bytes_planned`` count what the plan asked to move.
+    ``bytes_planned`` count what the plan asked to move. ``left_out``: local names a
+    push did not upload because luisy_sync reserves them (its temp files, a root
+    ``.luisy-store/``, the push manifest). ``conflicts``: ``(path, what changed)`` for
+    local files a pull kept instead of overwriting (see ``pull(force=...)``).
     """
 
     direction: str
@@ -38,6 +41,8 @@ class Report:
     files_planned: int = 0
     bytes_planned: int = 0
     dry_run: bool = False
+    left_out: tuple[str, ...] = ()
+    conflicts: tuple[tuple[str, str], ...] = ()
 
     @property
     def moved(self) -> tuple[str, ...]:
@@ -58,11 +63,21 @@ class Report:
         """One human line, e.g. ``uploaded 3 files (1.5 MiB) in 0.2 s, 7.5 MiB/s; 0 skipped; 0 failed``."""
         verb = "uploaded" if self.direction == "push" else "downloaded"
         if self.dry_run:
-            return (f"dry run: would have {verb} {_files(self.files_planned)} "
+            line = (f"dry run: would have {verb} {_files(self.files_planned)} "
                     f"({format_bytes(self.bytes_planned)}); {len(self.skipped)} skipped")
-        return (f"{verb} {_files(len(self.moved))} ({format_bytes(self.bytes_transferred)}) "
-                f"in {self.seconds:.1f} s, {format_bytes(self.bytes_per_second)}/s; "
-                f"{len(self.skipped)} skipped; {len(self.failed)} failed")
+        else:
+            line = (f"{verb} {_files(len(self.moved))} ({format_bytes(self.bytes_transferred)}) "
+                    f"in {self.seconds:.1f} s, {format_bytes(self.bytes_per_second)}/s; "
+                    f"{len(self.skipped)} skipped; {len(self.failed)} failed")
+        if self.conflicts:
+            path, what = self.conflicts[0]
+            kept = "would keep" if self.dry_run else "kept"
+            line += (f"; {len(self.conflicts)} conflict(s) {kept} locally, first {path} ({what}); "
+                     f"--force overwrites them")
+        if self.left_out:
+            line += (f"; {len(self.left_out)} left out (reserved names), "
+                     f"first {self.left_out[0]}")
+        return line
 
     def to_dict(self, *, paths: bool = False) -> dict[str, Any]:
         """A JSON-ready dict of counts (and every path when ``paths``); failures always listed."""
@@ -77,6 +92,8 @@ class Report:
             "seconds": round(self.seconds, 6),
             "files_planned": self.files_planned,
             "bytes_planned": self.bytes_planned,
+            "left_out": list(self.left_out),
+            "conflicts": [{"path": p, "what": w} for p, w in self.conflicts],
         }
         if paths:
             out["paths"] = {"uploaded": list(self.uploaded), "downloaded": list(self.downloaded),

@@ -16,10 +16,12 @@ the root, gitignore-style:
 - a file is kept when it matches some include pattern (or none are given) and no
   exclude pattern.
 
-Always skipped: luisy_sync's own temporary files (names containing ``.luisy-tmp-``) and
-``.luisy-store`` bookkeeping directories. Symlinks are followed when they resolve inside
-the root; one resolving outside the root raises UnsafePathError unless
-``follow_symlinks=True``. Dangling symlinks and symlink loops are skipped with a warning.
+Always skipped, and reported through ``left_out``: luisy_sync's own temporary files (names
+matching ``luisy_sync.tempnames.TEMP_NAME`` exactly) and a ``.luisy-store`` bookkeeping
+directory at the root (a LocalStore's; one deeper down is ordinary data).
+
+Symlinks are followed when they resolve inside the root; one resolving outside the root
+raises UnsafePathError unless ``follow_symlinks=True``. Dangling symlinks and symlink loops are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -37,14 +39,13 @@ from luisy_sync.hashing import hash_fileobj
 from luisy_sync.paths import join_under, safe_relpath
 from luisy_sync.stores.base import ObjectInfo
 from luisy_sync.statcache import NullStatCache, StatCache, stat_key
+from luisy_sync.tempnames import is_temp_name
 from luisy_sync.tree import FileEntry, Tree
 
 log = logging.getLogger(__name__)
 
-TEMP_MARKER = ".luisy-tmp-"
-"""Files whose name contains this are luisy_sync's own partial downloads; never synced."""
 STORE_DIR = ".luisy-store"
-"""Bookkeeping directory (manifests) of a store; never synced as content."""
+"""Bookkeeping directory of a LocalStore at its root; never synced as content."""
 
 _BATCH_BYTES = 16 * 1024 * 1024
 _BATCH_FILES = 256
@@ -143,9 +144,11 @@ def _is_under(path: str, root: str) -> bool:
 
 
 def _walk(root: str, real_root: str, start_rel: str, start_abs: str, pfilter: PathFilter,
-          follow_symlinks: bool) -> list[_Candidate]:
-    """All regular files below ``start_abs`` that pass ``pfilter`` (runs in a thread)."""
+          follow_symlinks: bool, left_out: list[str] | None = None) -> list[_Candidate]:
+    """All regular files below ``start_abs`` that pass ``pfilter`` (runs in a thread);
+    the reserved names skipped are appended to ``left_out``."""
     found: list[_Candidate] = []
+    skipped = left_out if left_out is not None else []
     stack = [(start_rel, start_abs)]
     while stack:
         rel_dir, abs_dir = stack.pop()
@@ -156,9 +159,10 @@ def _walk(root: str, real_root: str, start_rel: str, start_abs: str, pfilter: Pa
         with it:
             for entry in it:
                 name = entry.name
-                if TEMP_MARKER in name:
-                    continue
                 rel = f"{rel_dir}/{name}" if rel_dir else name
+                if is_temp_name(name):
+                    skipped.append(rel)
+                    continue
                 if entry.is_symlink():
                     st = _follow_link(entry.path, rel, root, real_root, abs_dir, follow_symlinks)
                     if st is None:
@@ -169,7 +173,9 @@ def _walk(root: str, real_root: str, start_rel: str, start_abs: str, pfilter: Pa
                     is_file = not is_dir and entry.is_file(follow_symlinks=False)
                     st = entry.stat(follow_symlinks=False) if is_file else None
                 if is_dir:
-                    if name != STORE_DIR and not pfilter.excludes_dir(rel):
+                    if rel == STORE_DIR:
+                        skipped.append(rel + "/")
+                    elif not pfilter.excludes_dir(rel):
                         stack.append((rel, entry.path))
                 elif is_file and pfilter.wants(rel):
                     found.append((rel, entry.path, st))
@@ -255,10 +261,10 @@ def _batches(misses: list[_Candidate]) -> list[list[_Candidate]]:
     return batches
 
 
-async def _digest_all(candidates: list[_Candidate], cache: Cache | None,
+async def _digest_all(candidates: list[_Candidate], cache: Cache | Literal[False] | None,
                       limiter: anyio.CapacityLimiter | None) -> dict[str, FileEntry | None]:
     """FileEntry per candidate (None for files that vanished meanwhile)."""
-    cache = cache if cache is not None else NullStatCache()
+    cache = cache if cache is not None and cache is not False else NullStatCache()
     limiter = limiter if limiter is not None else default_hash_limiter()
     hits, misses = await anyio.to_thread.run_sync(_split_hits, candidates, cache, limiter=limiter)
     results: dict[str, FileEntry | None] = dict(hits)
@@ -292,20 +298,23 @@ def _real_root(root: str | os.PathLike[str]) -> tuple[str, str]:
 
 
 async def scan(root: str | os.PathLike[str], *, include: Sequence[str] | str | None = None,
-               exclude: Sequence[str] | str | None = None, cache: Cache | None = None,
+               exclude: Sequence[str] | str | None = None, cache: Cache | Literal[False] | None = None,
                hash_limiter: anyio.CapacityLimiter | None = None,
-               follow_symlinks: bool = False) -> Tree:
-    """The Tree of every file below ``root`` that passes ``include``/``exclude``."""
+               follow_symlinks: bool = False, left_out: list[str] | None = None) -> Tree:
+    """The Tree of every file below ``root`` that passes ``include``/``exclude``.
+
+    ``cache``: a stat cache, or None/False for none. ``left_out``: a list that receives
+    the reserved names skipped (temp files, a root ``.luisy-store/``)."""
     abs_root, real_root = _real_root(root)
     pfilter = PathFilter(include, exclude)
     candidates = await anyio.to_thread.run_sync(
-        _walk, abs_root, real_root, "", abs_root, pfilter, follow_symlinks)
+        _walk, abs_root, real_root, "", abs_root, pfilter, follow_symlinks, left_out)
     entries = await _digest_all(candidates, cache, hash_limiter)
     return Tree({p: e for p, e in entries.items() if e is not None}, root=abs_root)
 
 
 async def tree_from_paths(root: str | os.PathLike[str], paths: Iterable[str], *,
-                          cache: Cache | None = None,
+                          cache: Cache | Literal[False] | None = None,
                           hash_limiter: anyio.CapacityLimiter | None = None,
                           missing: Literal["error", "skip"] = "error") -> Tree:
     """The Tree of the named relative ``paths`` below ``root`` (a directory name stands for
@@ -359,7 +368,7 @@ def remote_tree(objects: Iterable[ObjectInfo], prefix: str = "") -> Tree:
             if not name.startswith(head):
                 continue
             name = name[len(head):]
-        if not name or name.endswith("/") or TEMP_MARKER in name:
+        if not name or name.endswith("/") or is_temp_name(name.rsplit("/", 1)[-1]):
             continue
         if name == STORE_DIR or name.startswith(STORE_DIR + "/"):
             continue

@@ -12,7 +12,7 @@ from any thread, from a forked luigi worker, or from a thread running an asyncio
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any, Callable
 
 import luigi
@@ -167,9 +167,12 @@ def _outputs_of(items: Iterable[luigi.Task | str], session: CloudSession,
 
 def upload_keyed(outputs: Mapping[str, tuple[bool, str]], *, session: CloudSession | None = None,
                  state: CloudState | None = None, progress: Progress = None, dry_run: bool = False,
-                 concurrency: int = DEFAULT_CONCURRENCY) -> SyncOutcome:
+                 concurrency: int = DEFAULT_CONCURRENCY,
+                 replace: Container[str] | None = None) -> SyncOutcome:
     """Upload outputs ``key -> (is_dir, code hash)`` whose hash or content differs from
-    the cloud, then update each project's cloud hash file once."""
+    the cloud, then update each project's cloud hash file once. ``replace``: the keys
+    that may replace an intact cloud copy of the same code hash (None: all; see
+    ``plan_uploads``)."""
     session = session or current_session()
     if state is None:
         state = read_state({project_of(k) for k in outputs}, session=session)
@@ -178,7 +181,7 @@ def upload_keyed(outputs: Mapping[str, tuple[bool, str]], *, session: CloudSessi
 
     async def go() -> SyncOutcome:
         local = await scan_outputs(wd, sorted(outputs))
-        plan = plan_uploads(outputs, local, state)
+        plan = plan_uploads(outputs, local, state, replace=replace)
         return await upload_planned(store, wd, plan, local, state, concurrency=concurrency,
                                     progress=progress, dry_run=dry_run)
 

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 
 from luisy.cloud.remote import CloudError, hash_object, object_name, one_line
-from luisy_sync.errors import ContainerNotFound, ManifestError, UnsafePathError
+from luisy_sync.errors import ContainerNotFound, ManifestError, NotFoundError, UnsafePathError
 from luisy_sync.manifest import read_json_object, update_json_object
 from luisy_sync.paths import safe_relpath
 from luisy_sync.retry import RetryPolicy, call_with_retry
@@ -185,19 +185,70 @@ async def read_cloud_state(store: Store, projects: Iterable[str], *,
     return state
 
 
+async def _stored_objects(store: Store, project: str, names: list[str],
+                          policy: RetryPolicy | None) -> dict[str, FileEntry]:
+    """What the store holds now under ``names`` (missing ones left out): a HEAD each when
+    they are few, else one listing of the project folder."""
+    if len(names) > _HEAD_AT_MOST:
+        listed = await call_with_retry(store.list, project + "/", policy=policy,
+                                       describe=f"list {project}/")
+        wanted = set(names)
+        return {n: fe for n, fe in remote_tree(listed).items() if n in wanted}
+    found: dict[str, FileEntry] = {}
+
+    async def head(name: str) -> None:
+        try:
+            info = await call_with_retry(store.head, name, policy=policy, describe=f"head {name}")
+        except NotFoundError:
+            return
+        found[name] = FileEntry(info.size, info.digest)
+
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            tg.start_soon(head, name)
+    return found
+
+
+_HEAD_AT_MOST = 16
+
+
+def _describes(key: str, entry: Mapping[str, Any], stored: Mapping[str, FileEntry]) -> bool:
+    """Whether every object ``entry`` names is stored with exactly that digest and size."""
+    return all((have := stored.get(obj)) is not None and have.digest == fe.digest
+               and have.size == fe.size for obj, fe in entry_objects(key, entry).items())
+
+
 async def update_cloud_hash(store: Store, project: str, updates: Mapping[str, Entry], *,
                             policy: RetryPolicy | None = None) -> dict[str, Any]:
-    """Merge ``updates`` into ``project``'s cloud hash file (read -> merge -> if-match write)."""
+    """Merge ``updates`` into ``project``'s cloud hash file (read -> merge -> if-match write).
+
+    After every read of the file the objects the updates name are looked up again, and an
+    update is only written when the store holds exactly the content it names. When a
+    concurrent writer replaced an object, its own entry is kept if it describes the
+    stored object, and an entry describing neither is removed: the file never names a
+    digest the store does not hold.
+    """
     where = f"{store.url}/{hash_object(project)}"
     frozen = {k: dict(v) for k, v in updates.items()}
+    names = sorted({obj for k, v in frozen.items() for obj in entry_objects(k, v)})
+    stored: dict[str, FileEntry] = {}
+
+    async def refresh() -> None:
+        stored.clear()
+        stored.update(await _stored_objects(store, project, names, policy))
 
     def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
-        parse_entries(doc, where)  # never overwrite a file we cannot read
+        current = parse_entries(doc, where)  # never overwrite a file we cannot read
         merged = dict(doc or {})
-        merged.update(frozen)
+        for key, entry in frozen.items():
+            if _describes(key, entry, stored):
+                merged[key] = entry
+            elif key in current and not _describes(key, current[key], stored):
+                del merged[key]  # names content that is gone; the other writer's entry follows
         return merged
 
     try:
-        return await update_json_object(store, hash_object(project), merge, policy=policy)
+        return await update_json_object(store, hash_object(project), merge, policy=policy,
+                                        refresh=refresh if names else None)
     except ManifestError as exc:
         raise _bad(where, _reason(exc)) from None

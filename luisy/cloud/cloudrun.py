@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from luisy.cloud.api import bridge_call, download_refs, read_state, refresh_hashes, upload_keyed
 from luisy.cloud.cloudhash import CloudState
-from luisy.cloud.remote import CloudSession, open_session
+from luisy.cloud.remote import CloudError, CloudSession, open_session
 from luisy.cloud.transfers import SyncOutcome, plan_uploads, scan_outputs
 from luisy.config import Config
 from luisy_sync.report import format_bytes
@@ -57,6 +57,7 @@ class CloudRun:
     out: Callable[[str], None] = print
     outcomes: dict[str, SyncOutcome] = field(default_factory=dict)
     predicted_uploads: dict[str, int | None] = field(default_factory=dict)
+    predicted_held: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def start(cls, prepared: "PreparedRun", options: CloudOptions,
@@ -65,6 +66,10 @@ class CloudRun:
         session = open_session(options.remote)
         out(f"luisy: cloud remote: {session.description}")
         exists = session.check(create=False)
+        if not exists:
+            problem = _uncreatable_local_root(session.store())
+            if problem:
+                raise CloudError(f"{problem}; nothing was run: fix LUISY_LOCAL_REMOTE / --remote")
         session.current_hashes.update(prepared.current)
         projects = prepared.graph.projects()
         state = read_state(projects, session=session) if exists else CloudState(container_exists=False)
@@ -93,7 +98,8 @@ class CloudRun:
                    if k in self.prepared.current and k in self.is_dir}
         wd = Config().working_dir
         local = bridge_call(self.session, scan_outputs, wd, sorted(present))
-        up = plan_uploads(present, local, self.state)
+        up = plan_uploads(present, local, self.state, replace=())  # these are not recomputed
+        self.predicted_held = up.held
         sizes: dict[str, int | None] = {
             k: sum(local[p].size for p in up.content[k]) for k in up.keys}
         for key in plan.to_upload:
@@ -114,6 +120,9 @@ class CloudRun:
             lines.append(f"  uploads ({len(uploads)}, {format_bytes(known)} known before the run):")
             lines += [f"    {k} ({format_bytes(s) if s is not None else 'made by this run'})"
                       for k, s in uploads.items()]
+        if self.predicted_held:
+            lines.append(f"  not uploaded: changed without a code change ({len(self.predicted_held)}):")
+            lines += [f"    {k}" for k in self.predicted_held]
         return lines
 
     def download(self, plan: "RunPlan") -> SyncOutcome | None:
@@ -129,8 +138,10 @@ class CloudRun:
             self.out(f"luisy: download of {key} failed ({reason}); the task will run instead")
         return outcome
 
-    def upload(self, stored_after: Mapping[str, str]) -> SyncOutcome:
-        """Push every output of the graph that exists with its current hash and differs from the cloud."""
+    def upload(self, stored_after: Mapping[str, str], made: Collection[str] = ()) -> SyncOutcome:
+        """Push every output of the graph that exists with its current hash and differs from
+        the cloud; only the outputs this run ``made`` may replace a cloud copy of the same
+        code hash (any other is held back with a warning)."""
         current = self.prepared.current
         outputs = {}
         for ref in self.prepared.graph.outputs.values():
@@ -139,9 +150,12 @@ class CloudRun:
             if os.path.exists(ref.path):
                 outputs[ref.key] = (ref.is_dir, current[ref.key])
         outcome = upload_keyed(outputs, session=self.session, state=self.state,
-                               progress=self.options.progress, concurrency=self.options.concurrency)
+                               progress=self.options.progress, concurrency=self.options.concurrency,
+                               replace=set(made))
         self.outcomes["upload"] = outcome
         self.out(f"luisy: {outcome.summary_line()}")
+        for key, reason in outcome.held:
+            self.out(f"luisy: warning: not uploading {key}: {reason}")
         return outcome
 
     def refresh(self, dry_run: bool) -> list[str]:
@@ -168,6 +182,23 @@ class CloudRun:
 
     def write_report(self, doc: Mapping[str, Any]) -> None:
         write_json_report(self.options.json_path, doc)
+
+
+def _uncreatable_local_root(store: Any) -> str | None:
+    """Why the missing root of a local remote could not be created, None if it can (or
+    the store is not a LocalStore): found before any task runs, not after the last."""
+    from luisy_sync.stores.local import LocalStore
+
+    if not isinstance(store, LocalStore):
+        return None
+    path = store.root
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        return f"the local remote {store.root} cannot be created: {path} is a file"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"the local remote {store.root} cannot be created: {path} is not writable"
+    return None
 
 
 def run_report(prepared: "PreparedRun", plan: "RunPlan | None", summary: Mapping[str, Any],

@@ -15,9 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Container, Mapping
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -28,11 +27,10 @@ from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.report import format_bytes
 from luisy_sync.scan import tree_from_paths
 from luisy_sync.statcache import open_default_cache
+from luisy_sync.tempnames import temp_name
 from luisy_sync.stores.base import Store
 from luisy_sync.transfer import DEFAULT_CONCURRENCY, Transfer, download_paths, upload_paths
 from luisy_sync.tree import FileEntry, Tree
-
-STAGING_PREFIX = ".luisy-download-"
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,7 @@ class SyncOutcome:
     planned: tuple[str, ...] = ()
     planned_bytes: int = 0
     dry_run: bool = False
+    held: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -57,6 +56,8 @@ class SyncOutcome:
         """One line: outputs, files, bytes, seconds, MB/s (and failures)."""
         if not (self.planned or self.keys_done or self.keys_failed):
             where = "the cloud" if self.direction == "upload" else "the working dir"
+            if self.held:
+                return f"{self.direction}: nothing to {self.direction}; {len(self.held)} held back"
             return f"{self.direction}: nothing to {self.direction}, {where} is up to date"
         if self.dry_run:
             return (f"{self.direction}: dry run, would move {len(self.planned)} output(s), "
@@ -74,7 +75,8 @@ class SyncOutcome:
                 "failed": [{"key": k, "reason": r} for k, r in self.keys_failed],
                 "files": self.files, "bytes": self.bytes, "seconds": round(self.seconds, 4),
                 "dry_run": self.dry_run, "planned": list(self.planned),
-                "planned_bytes": self.planned_bytes}
+                "planned_bytes": self.planned_bytes,
+                "held": [{"key": k, "reason": r} for k, r in self.held]}
 
 
 def _progress(progress: bool | ProgressCallback | None) -> ProgressCallback:
@@ -103,7 +105,7 @@ async def download_outputs(store: Store, working_dir: str,
     """Download outputs ``key -> (is_dir, {object: expected entry})`` into ``working_dir``."""
     started = time.monotonic()
     expected = Tree({obj: fe for _, files in wanted.values() for obj, fe in files.items()})
-    staging = os.path.join(working_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
+    staging = os.path.join(working_dir, temp_name("luisy-download"))
     transfer = Transfer(concurrency=concurrency, progress=_progress(progress))
     done: list[str] = []
     failed: list[tuple[str, str]] = []
@@ -141,34 +143,59 @@ async def scan_outputs(working_dir: str, keys: list[str]) -> Tree:
         cache.close()
 
 
+HELD_REASON = ("its content differs from the cloud copy made by the same code; kept the cloud "
+               "copy (rerun the task to replace it, or delete the local file and --download)")
+
+
 @dataclass(frozen=True)
 class UploadPlan:
-    """Entries to write per key and the objects whose content must go up first."""
+    """Entries to write per key and the objects whose content must go up first.
+
+    ``held``: outputs not uploaded although they differ, key -> why (see plan_uploads)."""
 
     entries: dict[str, Entry]
     content: dict[str, list[str]]
+    held: dict[str, str] = field(default_factory=dict)
 
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(sorted(self.entries))
 
 
-def plan_uploads(outputs: Mapping[str, tuple[bool, str]], local: Tree, state: CloudState) -> UploadPlan:
+def plan_uploads(outputs: Mapping[str, tuple[bool, str]], local: Tree, state: CloudState, *,
+                 replace: Container[str] | None = None) -> UploadPlan:
     """Pure: for outputs ``key -> (is_dir, code hash)`` scanned into ``local``, the entries
-    that differ from the cloud and the objects the store lacks (or holds differently)."""
+    that differ from the cloud and the objects the store lacks (or holds differently).
+
+    An output whose cloud entry already equals the local one is still planned when an
+    object of it is missing from the listing or listed with another digest or size: the
+    upload repairs the store (a missing or differing object counts as "differs").
+
+    An output whose content differs from an intact cloud copy with the same code hash is
+    only planned when its key is in ``replace`` (None: every key), e.g. because this run
+    computed it; otherwise it is ``held``: a local file changed without a code change
+    (truncated, edited by hand) never silently replaces a good cloud copy."""
     entries: dict[str, Entry] = {}
     content: dict[str, list[str]] = {}
+    held: dict[str, str] = {}
     for key, (is_dir, code_hash) in sorted(outputs.items()):
         entry = local_entry(code_hash, key, is_dir, local)
         if entry is None:  # the caller passes existing outputs; a vanished file is skipped
             continue
-        if state.entries.get(key) == entry:
-            continue
         objects = entry_objects(key, entry)
-        present = set(state.content_matches(objects))
+        lacking = sorted(set(objects) - set(state.content_matches(objects)))
+        cloud = state.entries.get(key)
+        if cloud == entry and not lacking:
+            continue
+        if cloud is not None and cloud.get("hash") == code_hash and (replace is not None
+                                                                     and key not in replace):
+            theirs = entry_objects(key, cloud)
+            if theirs and len(state.content_matches(theirs)) == len(theirs):
+                held[key] = HELD_REASON
+                continue
         entries[key] = entry
-        content[key] = sorted(set(objects) - present)
-    return UploadPlan(entries, content)
+        content[key] = lacking
+    return UploadPlan(entries, content, held)
 
 
 async def upload_planned(store: Store, working_dir: str, plan: UploadPlan, local: Tree,
@@ -179,9 +206,10 @@ async def upload_planned(store: Store, working_dir: str, plan: UploadPlan, local
     started = time.monotonic()
     paths = sorted({p for objs in plan.content.values() for p in objs})
     planned_bytes = sum(local[p].size for p in paths)
+    held = tuple(sorted(plan.held.items()))
     if dry_run or not plan.entries:
         return SyncOutcome("upload", planned=plan.keys, planned_bytes=planned_bytes, dry_run=dry_run,
-                           seconds=time.monotonic() - started)
+                           seconds=time.monotonic() - started, held=held)
     transfer = Transfer(concurrency=concurrency, progress=_progress(progress))
     if paths:
         await store.ensure_container(True)
@@ -197,7 +225,11 @@ async def upload_planned(store: Store, working_dir: str, plan: UploadPlan, local
             ok.setdefault(project_of(key), {})[key] = plan.entries[key]
 
     async def name(project: str, updates: dict[str, Entry]) -> None:
-        await update_cloud_hash(store, project, updates, policy=transfer.policy)
+        doc = await update_cloud_hash(store, project, updates, policy=transfer.policy)
+        for key in [k for k, entry in updates.items() if doc.get(k) != entry]:
+            del updates[key]  # a concurrent upload replaced the content: the cloud keeps that
+            failed.append((key, "another upload replaced it at the same time; the cloud keeps "
+                                "that copy and its entry"))
 
     try:
         async with anyio.create_task_group() as tg:
@@ -212,9 +244,9 @@ async def upload_planned(store: Store, working_dir: str, plan: UploadPlan, local
     for updates in ok.values():
         state.entries.update(updates)
     done = tuple(sorted(k for updates in ok.values() for k in updates))
-    return SyncOutcome("upload", done, tuple(failed), files=len(result.done),
+    return SyncOutcome("upload", done, tuple(sorted(failed)), files=len(result.done),
                        bytes=result.bytes_transferred, seconds=time.monotonic() - started,
-                       planned=plan.keys, planned_bytes=planned_bytes)
+                       planned=plan.keys, planned_bytes=planned_bytes, held=held)
 
 
 async def refresh_cloud_hashes(store: Store, outputs: Mapping[str, tuple[bool, str]],

@@ -7,14 +7,13 @@ no temp file behind.
 from __future__ import annotations
 
 import os
-import re
-import uuid
 from typing import Iterable
 
 import xxhash
 
-TEMP_NAME = re.compile(r"^\..*\.luisy-tmp-[0-9a-f]{32}$")
-"""Names of in-flight temp files (never listed as objects)."""
+from luisy_sync.tempnames import TEMP_NAME, temp_path
+
+__all__ = ["TEMP_NAME", "content_etag", "remove_quietly", "write_atomic", "write_temp"]
 
 
 def content_etag(data: bytes) -> str:
@@ -37,8 +36,8 @@ def write_temp(final: str, chunks: Iterable[bytes], *, fsync: bool = False
     Returns ``(temp path, its stat, content ETag as in content_etag)``; the caller
     renames it into place or removes it. On failure nothing is left behind.
     """
-    directory, base = os.path.split(final)
-    tmp = os.path.join(directory, f".{base[:100]}.luisy-tmp-{uuid.uuid4().hex}")
+    directory = os.path.dirname(final)
+    tmp = temp_path(final)
     for attempt in range(3):  # a concurrent delete may prune the directory just made
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -204,8 +204,32 @@ def _choose_env(container: str | None, prefix: str, default_local: str | os.Path
     except UnsafePathError as exc:
         raise ConfigError(f"invalid container name for the local remote: {exc}") from None
     data_home = env.get("XDG_DATA_HOME", "").strip() or os.path.join(Path.home(), ".local", "share")
-    return _local_choice(os.path.join(data_home, "luisy", "remote", name), prefix,
-                         "default: no Azure settings found", opts)
+    choice = _local_choice(os.path.join(data_home, "luisy", "remote", name), prefix,
+                           "default: no Azure settings found", opts)
+
+    def build() -> Store:
+        _private_dirs(data_home, "luisy", "remote")
+        return choice.build()
+
+    return _Choice(build, choice.description)
+
+
+def _private_dirs(base: str, *names: str) -> None:
+    """Create the missing directories ``base/names[0]/...`` as 0700 (the default local
+    remote holds your pipeline's data: it is not for other users to read). A directory
+    that cannot be made is left to the store to report when it is used."""
+    path = base
+    for name in names:
+        path = os.path.join(path, name)
+        if os.path.isdir(path):
+            continue
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        except OSError:
+            return
 
 
 def store_from_env(container: str | None = None, prefix: str = "", *,

@@ -12,6 +12,7 @@ from luisy.cloud.cloudhash import (CloudHashError, CloudState, local_entry, pars
                                    read_cloud_state, update_cloud_hash)
 from luisy.cloud.remote import hash_object, object_name, project_of
 from luisy.cloud.transfers import plan_uploads
+from luisy_sync.stores.base import DIGEST_KEY
 from luisy_sync.stores.memory import MemoryStore
 from luisy_sync.tree import FileEntry, Tree
 
@@ -112,6 +113,7 @@ async def test_concurrent_updates_keep_every_entry():
     await store.write_small(hash_object("p"), json.dumps({"/p/raw/legacy.csv": "h0"}).encode())
 
     async def writer(i: int) -> None:
+        await store.put(f"p/interim/T{i}.pkl", b"x" * i, metadata={DIGEST_KEY: D1})
         await update_cloud_hash(store, "p", {f"/p/interim/T{i}.pkl": {"hash": f"h{i}", "digest": D1,
                                                                       "size": i}})
 
@@ -133,3 +135,14 @@ async def test_corrupt_file_is_never_overwritten():
     with pytest.raises(CloudHashError, match="corrupt"):
         await read_cloud_state(store, ["p"])
     assert (await store.read_small(hash_object("p")))[0] == b"{broken"
+
+
+async def test_an_update_naming_content_the_store_lacks_is_not_written():
+    store = MemoryStore()
+    await store.put("p/interim/X.pkl", b"abc", metadata={DIGEST_KEY: D2})  # another writer won
+    await update_cloud_hash(store, "p", {FILE: {"hash": "h", "digest": D1, "size": 3}})
+    assert (await read_cloud_state(store, ["p"])).entries == {}
+    await update_cloud_hash(store, "p", {FILE: {"hash": "h", "digest": D2, "size": 3}})
+    await store.put("p/interim/X.pkl", b"abcd", metadata={DIGEST_KEY: D1})  # replaced again
+    await update_cloud_hash(store, "p", {FILE: {"hash": "h", "digest": D2, "size": 3}})
+    assert (await read_cloud_state(store, ["p"])).entries == {}  # the stale entry was removed

@@ -15,7 +15,6 @@ Known places for temp files after a SIGKILL (nothing can clean up after it):
 from __future__ import annotations
 
 import random
-import re
 import signal
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from benchmarks.azurite import ACCOUNT, KEY
 from luisy_sync import push
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.local import LocalStore
+from luisy_sync.tempnames import TEMP_NAME
 from rel_helpers import (MANIFEST, TEMP_MARKER, assert_manifest_truthful, assert_no_partial_files,
                          make_files, read_tree, run_worker, start_worker, store_contents, wait_ready,
                          worker_env)
@@ -34,7 +34,6 @@ from rel_helpers import (MANIFEST, TEMP_MARKER, assert_manifest_truthful, assert
 TRIALS = 6
 BLOCK = 256 * 1024
 BIG = {"big/a.bin": 3 * 2 ** 20 + 1000, "big/b.bin": 2 * 2 ** 20 + 7}
-TEMP_NAME = re.compile(r"^\..+\.luisy-tmp-[0-9a-f]{32}$")
 
 
 class Backend:
@@ -115,7 +114,7 @@ def temp_beside_final_names(dest: Path, files: dict[str, bytes]) -> None:
         directory, _, base = rel.rpartition("/")
         if TEMP_MARKER in base:
             assert TEMP_NAME.match(base), f"unexpected temp name {rel}"
-            final = base[1:base.index(TEMP_MARKER)]
+            final = TEMP_NAME.match(base).group("base")
             assert (f"{directory}/{final}" if directory else final) in files, f"stray temp file {rel}"
 
 

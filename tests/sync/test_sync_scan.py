@@ -14,6 +14,7 @@ from luisy_sync.hashing import hash_bytes
 from luisy_sync.scan import (PathFilter, glob_to_regex, remote_tree, scan, tree_from_paths)
 from luisy_sync.statcache import CTIME_RACY_WINDOW_NS, StatCache
 from luisy_sync.stores.base import ObjectInfo
+from luisy_sync.tempnames import temp_name
 from luisy_sync.tree import FileEntry
 
 # the package re-exports the function ``scan``, which shadows the submodule attribute
@@ -47,10 +48,19 @@ async def test_scan_lists_files_with_sizes_and_digests(tmp_path) -> None:
     assert tree["a.txt"].mtime_ns == os.stat(tmp_path / "a.txt").st_mtime_ns
 
 
-async def test_scan_skips_temp_files_and_store_bookkeeping(tmp_path) -> None:
+async def test_scan_skips_temp_files_and_store_bookkeeping_and_says_so(tmp_path) -> None:
+    ours = temp_name("f.csv")
     make(tmp_path, {"keep": b"1", "x.luisy-tmp-123": b"2", ".luisy-store/manifest.json": b"{}",
-                    "sub/.luisy-store/m": b"3", "sub/ok": b"4"})
-    assert list(await scan(tmp_path)) == ["keep", "sub/ok"]
+                    "sub/.luisy-store/m": b"3", "sub/ok": b"4", f"sub/{ours}": b"5"})
+    left_out: list[str] = []
+    tree = await scan(tmp_path, left_out=left_out)
+    assert list(tree) == ["keep", "sub/.luisy-store/m", "sub/ok", "x.luisy-tmp-123"]
+    assert sorted(left_out) == [".luisy-store/", f"sub/{ours}"]
+
+
+async def test_scan_without_a_cache(tmp_path) -> None:
+    make(tmp_path, {"a": b"1"})
+    assert (await scan(tmp_path, cache=False))["a"].digest == hash_bytes(b"1")
 
 
 async def test_scan_of_empty_directory_is_empty(tmp_path) -> None:
@@ -250,8 +260,8 @@ REMOTE_CASES = [
     ("no-prefix", "", ["a", "p/b"], ["a", "p/b"]),
     ("prefix", "p", ["a", "p/b", "p/c/d", "pq/x", "p"], ["b", "c/d"]),
     ("prefix-trailing-slash", "p/", ["p/b"], ["b"]),
-    ("bookkeeping-and-markers", "", [".luisy-store/manifest.json", "dir/", "x.luisy-tmp-1", "ok"],
-     ["ok"]),
+    ("bookkeeping-and-markers", "", [".luisy-store/manifest.json", "dir/", "x.luisy-tmp-1", "ok",
+                                     f"d/{temp_name('f')}"], ["ok", "x.luisy-tmp-1"]),
     ("unsafe-names-kept-for-the-planner", "", ["../evil", "ok"], ["../evil", "ok"]),
 ]
 
