@@ -1,6 +1,9 @@
 """The ``luisy`` command: luisy's own flags, everything else goes to luigi.
 
     luisy --module pkg.tasks FinalTask --a 3 --workers 4 --working-dir /data --no-ask
+
+From Python (the luisy 1.4.7 names): ``build(task, workers=1, **luisy_args)``,
+``parse_args(argv)``, ``luisy_run(argv)``.
 """
 
 from __future__ import annotations
@@ -22,15 +25,22 @@ from luigi.task_register import TaskClassException
 from luisy.cloud.cloudrun import CloudOptions
 from luisy.cloud.remote import CloudError
 from luisy.codehash import CodeHashError
-from luisy.config import Config
+from luisy.config import DEFAULT_PARAMS, Config, azure_settings_problem, cloud_environment
 from luisy.hashfile import HashFileError
-from luisy.run import OutputCollisionError, execute
+from luisy.run import BuildResult, OutputCollisionError, execute
+from luisy.run import build as run_build
 
 logger = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
 _SCHEDULER_FLAGS = ("--local-scheduler", "--scheduler-host", "--scheduler-url")
 _LOGGING_FLAGS = ("--log-level", "--logging-conf-file", "--no-configure-logging")
+_SUMMARY_BANNER = "===== Luigi Execution Summary ====="
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False}
+#: 1.4.7 flags that set a luisy setting (argparse dest = Config parameter).
+_SETTING_FLAGS = ("requirements_path", "azure_storage_key", "azure_account_name",
+                  "azure_container_name")
 
 
 class CliError(Exception):
@@ -75,7 +85,66 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a JSON report of the run to FILE (stdout without FILE)")
     p.add_argument("--transfer-concurrency", dest="transfer_concurrency", type=int, default=32,
                    metavar="N", help="store requests in flight during downloads/uploads (default 32)")
+    p.add_argument("--requirements-path", "--requirements_path", dest="requirements_path",
+                   metavar="FILE", help="pinned requirements for the code hashes "
+                   "(default: $LUISY_REQUIREMENTS_PATH)")
+    p.add_argument("--azure-account-name", "--azure_account_name", dest="azure_account_name",
+                   metavar="NAME", help="Azure storage account (default: $LUISY_AZURE_ACCOUNT_NAME)")
+    p.add_argument("--azure-storage-key", "--azure_storage_key", dest="azure_storage_key",
+                   metavar="KEY", help="Azure account key (default: $LUISY_AZURE_STORAGE_KEY; "
+                   "prefer the variable: a flag is visible to other users in ps)")
+    p.add_argument("--azure-container-name", "--azure_container_name", dest="azure_container_name",
+                   metavar="NAME", help="Azure container (default: $LUISY_AZURE_CONTAINER_NAME, "
+                   "else 'projects')")
+    p.add_argument("--spark", nargs="?", const="true", default=None, metavar="BOOL",
+                   help="start a Spark session for Spark inputs/outputs (needs luisy[spark])")
+    p.add_argument("--visualize", nargs="?", const="-", metavar="FILE",
+                   help="draw the dependency tree instead of running: FILE.png/.svg/.pdf, "
+                   "or a text tree on stdout without FILE")
     return p
+
+
+def _normalise_spark(argv: Sequence[str]) -> list[str]:
+    """``--spark`` [BOOL] -> ``--spark=BOOL``, so a bare ``--spark`` never takes the next word."""
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        if arg == "--spark":
+            nxt = items[i + 1] if i + 1 < len(items) else None
+            if nxt is not None and nxt.lower() in _BOOL_WORDS:
+                out.append(f"--spark={nxt}")
+                i += 2
+                continue
+            out.append("--spark=true")
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def _spark_wanted(value: str | None) -> bool:
+    if value is None:
+        return False
+    if value.lower() not in _BOOL_WORDS:
+        raise CliError(f"--spark takes no value or one of {', '.join(sorted(_BOOL_WORDS))}, "
+                       f"not {value!r}")
+    return _BOOL_WORDS[value.lower()]
+
+
+def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    return build_parser().parse_known_args(_normalise_spark(argv))
+
+
+def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], list[str]]:
+    """luisy's options of ``argv`` as a dict (settings not given are left out) and the
+    rest, for luigi (``--module`` included), as in luisy 1.4.7."""
+    with _argparse_raises():
+        args, rest = _parse(argv)
+    options = {k: v for k, v in vars(args).items() if v is not None and k not in ("help", "module")}
+    options["spark"] = _spark_wanted(args.spark)
+    return options, (["--module", args.module] if args.module else []) + rest
 
 
 def _import_module(name: str) -> None:
@@ -133,6 +202,45 @@ def _luigi_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
     return argv
 
 
+def _apply_settings(args: argparse.Namespace) -> None:
+    """The 1.4.7 setting flags win over their environment variables (``Config``)."""
+    Config().update({name: getattr(args, name) for name in _SETTING_FLAGS
+                     if getattr(args, name) is not None})
+    if _spark_wanted(args.spark):
+        from luisy.spark import SparkNotInstalled, start_session
+
+        try:
+            Config().set_param("spark", start_session())
+        except SparkNotInstalled as exc:
+            raise CliError(f"--spark: {exc}") from None
+
+
+def _check_cloud_settings(args: argparse.Namespace) -> None:
+    """Incomplete Azure settings stop a cloud run here, before anything is hashed or run."""
+    if (args.download or args.upload) and not args.remote:
+        problem = azure_settings_problem(cloud_environment())
+        if problem:
+            raise CliError(problem)
+
+
+def _visualize(root: luigi.Task, target: str, cloud: bool) -> int:
+    from luisy.visualize import picture_format, render_tree, save_visualization
+
+    if target == "-":
+        print(render_tree(root))
+        return 0
+    try:
+        picture_format(target)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise CliError(f"cannot write {target}: directory {folder} does not exist")
+    save_visualization(root, target, cloud=cloud)
+    print(f"luisy: wrote the dependency tree of {root} to {target}", file=sys.stderr)
+    return 0
+
+
 def _check_report_path(path: str | None) -> None:
     """``--json FILE``: fail before any task runs when FILE cannot be written."""
     if not path or path == "-":
@@ -149,7 +257,7 @@ def _check_report_path(path: str | None) -> None:
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and run; returns the exit code (errors raise :class:`CliError`)."""
     parser = build_parser()
-    args, rest = parser.parse_known_args(list(argv))
+    args, rest = _parse(argv)
     if args.help:
         parser.print_help()
         print("\nluigi options (and the task's parameters):")
@@ -160,22 +268,31 @@ def run(argv: Sequence[str]) -> int:
                 pass
         return 0
     working_dir = args.working_dir or os.environ.get("WORKING_DIR")
+    if not working_dir and args.visualize == "-":
+        if args.module:
+            _import_module(args.module)
+        return _visualize(_root_task(_luigi_argv(args, rest)), "-", cloud=False)
     if not working_dir:
         raise CliError("no working dir: pass --working-dir DIR or set WORKING_DIR")
     if os.path.exists(working_dir) and not os.path.isdir(working_dir):
         raise CliError(f"working dir {working_dir} is not a directory")
     _check_report_path(args.json)
-    if not args.dry_run:
+    if not args.dry_run and args.visualize is None:
         os.makedirs(working_dir, exist_ok=True)
     Config().update({"working_dir": working_dir, "download": args.download,
                      "upload": args.upload, "remote": args.remote, "no_ask": args.no_ask,
                      "dry_run": args.dry_run, "hash_update_mode": args.hash_update_mode})
+    _apply_settings(args)
+    _check_cloud_settings(args)
     if args.module:
         _import_module(args.module)
     luigi_argv = _luigi_argv(args, rest)
     root = _root_task(luigi_argv)
+    if args.visualize is not None:
+        return _visualize(root, args.visualize, cloud=args.download)
     if args.transfer_concurrency < 1:
         raise CliError("--transfer-concurrency must be at least 1")
+    _check_spark(root)
     cloud = CloudOptions(download=args.download, upload=args.upload, remote=args.remote,
                          concurrency=args.transfer_concurrency, progress=True, json_path=args.json)
 
@@ -196,7 +313,48 @@ def run(argv: Sequence[str]) -> int:
     except CloudError as exc:
         print(f"luisy: error: {exc}", file=sys.stderr)
         return 1
+    if result.summary_text:  # luigi's execution summary (":)" / ":(" lines), as 1.4.7 printed it
+        say(result.summary_text.strip("\n"))
     return result.exit_code
+
+
+def _check_spark(root: luigi.Task) -> None:
+    from luisy.spark import SparkNotInstalled, check_spark_available
+    from luisy.testing import get_all_dependencies
+
+    try:
+        check_spark_available(get_all_dependencies(root))
+    except SparkNotInstalled as exc:
+        raise CliError(str(exc)) from None
+
+
+class _DropLuigiSummary(logging.Filter):
+    """luigi logs its execution summary to stderr; the CLI prints it on stdout instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _SUMMARY_BANNER not in record.getMessage()
+
+
+def build(task: luigi.Task | Sequence[luigi.Task], workers: int = 1, local_scheduler: bool = True,
+          **luisy_args: object) -> BuildResult:
+    """Run ``task`` with rerun detection, like :func:`luigi.build` (luisy 1.4.7's
+    ``luisy.cli.build``): never asks unless ``no_ask=False``; ``hash_update_mode=True``
+    only refreshes hashes. Keyword arguments are luisy settings (``download``, ``upload``,
+    ``dry_run``, ``working_dir``, ``azure_*``, ``requirements_path``, ...); others go to
+    :func:`luigi.build`. The result's ``tasks_set`` is luigi's summary dict (``completed``,
+    ``failed``, ... -> sets of tasks).
+    """
+    run_args = {k: luisy_args.pop(k) for k in ("dry_run", "hash_update_mode", "no_ask",
+                                               "working_dir", "download", "upload", "remote")
+                if k in luisy_args}
+    Config().update({k: v for k, v in luisy_args.items() if k in DEFAULT_PARAMS})
+    luigi_args = {k: v for k, v in luisy_args.items() if k not in DEFAULT_PARAMS}
+    return run_build(task, workers=workers, local_scheduler=local_scheduler, **run_args, **luigi_args)
+
+
+def luisy_run(argv: Sequence[str] | None = None) -> None:
+    """The console entry point of luisy 1.4.7: run ``argv`` and exit with its code."""
+    sys.exit(main(argv))
 
 
 def _configure_logging() -> None:
@@ -209,6 +367,9 @@ def _configure_logging() -> None:
         log.addHandler(handler)
         log.propagate = False
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
+    interface = logging.getLogger("luigi-interface")
+    if not any(isinstance(f, _DropLuigiSummary) for f in interface.filters):
+        interface.addFilter(_DropLuigiSummary())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

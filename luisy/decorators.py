@@ -92,12 +92,17 @@ def parquetdir_output(cls: Any = None, outdir: str | None = None) -> Any:
     """Output is a directory of parquet files at ``<outdir>/<folder>``.
 
     The folder is ``outdir`` when given (also positionally: ``@parquetdir_output('a/b')``),
-    else the task's ``get_folder_name()``, else its file name.
+    else the task's own ``get_folder_name()``; with neither, decorating raises ``ValueError``
+    (as in luisy 1.4.7).
     """
     if isinstance(cls, str):
         cls, outdir = None, cls
 
     def decorate(task_cls: T) -> T:
+        folder_name = getattr(task_cls, "get_folder_name", None)
+        if outdir is None and (folder_name is None or getattr(folder_name, "luisy_default", False)):
+            raise ValueError(f"@parquetdir_output on {task_cls.__name__}: define "
+                             "get_folder_name() in the task or pass outdir='...'")
         task_cls.target_cls = ParquetDirTarget
         task_cls.target_kwargs = {}
         if outdir is not None:

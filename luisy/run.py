@@ -109,6 +109,11 @@ class BuildResult:
     deleted: tuple[str, ...] = ()
     recorded: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def tasks_set(self) -> dict[str, set[luigi.Task]]:
+        """luigi's execution-summary dict (luisy 1.4.7's name for :attr:`summary`)."""
+        return self.summary
+
 
 def format_plan(prepared: PreparedRun, plan: RunPlan, transfer_lines: list[str] | None = None) -> str:
     """Human-readable plan: outdated outputs, tasks to run, missing data, transfers

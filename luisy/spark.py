@@ -1,10 +1,15 @@
-"""Spark/Delta outputs and inputs; usable only where ``pyspark`` is installed."""
+"""Spark/Delta outputs and inputs (``pip install 'luisy[spark]'``).
+
+Decorating a class works without pyspark; using a Spark target or ``SparkTask.spark``
+needs either pyspark or a session in ``Config().spark`` (``--spark``, or the
+``SparkMock`` that ``luisy.testing.create_testing_config`` installs).
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from luisy.tasks import Task
@@ -12,15 +17,33 @@ from luisy.tasks import Task
 T = TypeVar("T", bound=type)
 
 
-def _require_pyspark(feature: str) -> None:
+SPARK_EXTRA_HINT = "pip install 'luisy[spark]'"
+
+
+class SparkNotInstalled(ImportError):
+    """pyspark is needed for a Spark feature and is not installed."""
+
+
+def require_pyspark(feature: str) -> None:
+    """Raise :class:`SparkNotInstalled` (one line naming the extra) without pyspark."""
     if importlib.util.find_spec("pyspark") is None:
-        raise ImportError(f"{feature} needs pyspark: pip install pyspark (and delta-spark)")
+        raise SparkNotInstalled(f"{feature} needs pyspark, which is not installed: {SPARK_EXTRA_HINT}")
 
 
-def _session() -> Any:
+def start_session() -> Any:
+    """The active SparkSession (created if needed); needs pyspark."""
+    require_pyspark("a Spark session")
     from pyspark.sql import SparkSession
 
     return SparkSession.builder.getOrCreate()
+
+
+def _session() -> Any:
+    """``Config().spark`` when set (``--spark``, a test mock), else the active session."""
+    from luisy.config import Config
+
+    spark = Config().spark
+    return spark if spark is not None else start_session()
 
 
 class DeltaTableTarget:
@@ -33,8 +56,9 @@ class DeltaTableTarget:
 
     def exists(self) -> bool:
         """Whether the table can be queried."""
+        spark = _session()  # no pyspark: one clear error, not "missing"
         try:
-            _session().sql(f"SELECT 1 FROM {self.table_uri} LIMIT 1")
+            spark.sql(f"SELECT 1 from {self.table_uri}")
             return True
         except Exception:  # pyspark raises AnalysisException subclasses here
             return False
@@ -64,8 +88,9 @@ class AzureBlobStorageTarget:
 
     def exists(self) -> bool:
         """Whether the directory can be read in ``file_format``."""
+        spark = _session()
         try:
-            _session().read.format(self.file_format).load(self.blob_uri).limit(1).count()
+            spark.read.format(self.file_format).load(self.blob_uri).limit(1).count()
             return True
         except Exception:  # any read failure means "not there"
             return False
@@ -86,19 +111,10 @@ class AzureBlobStorageTarget:
 class SparkTask(Task):
     """A task that computes with Spark; ``self.spark`` is the active session."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _require_pyspark("SparkTask")
-        super().__init__(*args, **kwargs)
-
     @property
     def spark(self) -> Any:
-        """The active SparkSession."""
+        """The Spark session: ``Config().spark`` when set, else the active SparkSession."""
         return _session()
-
-    def output(self) -> Any:
-        """The Spark target set by a decorator, else the usual local target."""
-        factory = getattr(type(self), "spark_target", None)
-        return factory(self) if factory else super().output()
 
     def write(self, df: Any) -> None:
         """Write ``df``; without a Spark target a Spark DataFrame is stored via pandas."""
@@ -107,12 +123,13 @@ class SparkTask(Task):
         super().write(df)
 
 
-def _set_on_class(feature: str, attribute: str, make: Callable[[Any], Any]) -> Callable[[T], T]:
-    """A class decorator setting ``cls.<attribute>`` to ``make`` (called with the task)."""
-    _require_pyspark(feature)
+def _set_on_class(attribute: str, make: Callable[[Any], Any]) -> Callable[[T], T]:
+    """A class decorator setting ``cls.<attribute>`` to ``make`` (called with the task) and
+    marking the class as using Spark; pyspark is needed only when the target is used."""
 
     def decorate(cls: T) -> T:
         setattr(cls, attribute, make)
+        cls.uses_spark = True
         return cls
 
     return decorate
@@ -121,21 +138,21 @@ def _set_on_class(feature: str, attribute: str, make: Callable[[Any], Any]) -> C
 def deltatable_output(catalog: str | None = None, schema: str | None = None,
                       table_name: str | None = None) -> Callable[[T], T]:
     """Store a SparkTask's output in a Delta table."""
-    return _set_on_class("deltatable_output", "spark_target", lambda task: DeltaTableTarget(
+    return _set_on_class("spark_target", lambda task: DeltaTableTarget(
         task.get_outdir(), catalog, schema, table_name))
 
 
 def deltatable_input(catalog: str | None = None, schema: str | None = None,
                      table_name: str | None = None) -> Callable[[T], T]:
     """Make ``self.input()`` a Delta table instead of a required task."""
-    return _set_on_class("deltatable_input", "input", lambda task: DeltaTableTarget(
+    return _set_on_class("input", lambda task: DeltaTableTarget(
         task.get_outdir(), catalog, schema, table_name))
 
 
 def azure_blob_storage_output(endpoint: str, directory: str, file_format: str = "parquet",
                               inferschema: bool = False) -> Callable[[T], T]:
     """Store a SparkTask's output in blob storage via Spark."""
-    return _set_on_class("azure_blob_storage_output", "spark_target",
+    return _set_on_class("spark_target",
                          lambda task: AzureBlobStorageTarget(
                              task.get_outdir(), endpoint, directory, file_format, inferschema))
 
@@ -143,6 +160,18 @@ def azure_blob_storage_output(endpoint: str, directory: str, file_format: str = 
 def azure_blob_storage_input(endpoint: str, directory: str, file_format: str = "parquet",
                              inferschema: bool = False) -> Callable[[T], T]:
     """Make ``self.input()`` a blob-storage directory read via Spark."""
-    return _set_on_class("azure_blob_storage_input", "input",
+    return _set_on_class("input",
                          lambda task: AzureBlobStorageTarget(
                              task.get_outdir(), endpoint, directory, file_format, inferschema))
+
+
+def check_spark_available(tasks: Iterable[Any]) -> None:
+    """Raise :class:`SparkNotInstalled` before a run when a task uses a Spark target and
+    neither pyspark nor ``Config().spark`` is there."""
+    from luisy.config import Config
+
+    if Config().spark is not None or importlib.util.find_spec("pyspark") is not None:
+        return
+    for task in tasks:
+        if getattr(type(task), "uses_spark", False):
+            require_pyspark(f"{type(task).__name__} (a Spark input/output)")

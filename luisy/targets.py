@@ -7,7 +7,6 @@ directory, which is renamed onto the final name only when complete.
 from __future__ import annotations
 
 import contextlib
-import glob
 import inspect
 import json
 import logging
@@ -186,14 +185,10 @@ class ParquetDirTarget(LocalTarget):
                 df.write.parquet(tmp)
 
     def read(self) -> Any:
-        import pandas as pd
+        """All parquet files of the directory as one DataFrame."""
+        from luisy.helpers import get_df_from_parquet_dir
 
-        files = sorted(glob.glob(os.path.join(self.path, "*.parquet")))
-        frames = [pd.read_parquet(f) for f in files]
-        frames = [f for f in frames if len(f) > 0]
-        if not frames:
-            raise ValueError(f"no parquet data in {self.path}")
-        return pd.concat(frames).reset_index(drop=True)
+        return get_df_from_parquet_dir(self.path)
 
 
 class DirectoryTarget(LocalTarget):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import luigi
@@ -38,10 +39,11 @@ class Task(luigi.Task):
 
     @classmethod
     def get_related_instances(cls, regex_placeholder: str = r"[\S]*") -> list["Task"]:
-        """Instances of this class whose outputs exist in the working dir."""
-        from luisy.instances import related_instances
+        """Instances of this class whose outputs exist in the working dir (see
+        :func:`luisy.helpers.get_related_instances`)."""
+        from luisy.helpers import get_related_instances
 
-        return related_instances(cls, regex_placeholder)
+        return get_related_instances(cls, regex_placeholder)
 
     def get_file_name(self) -> str:
         """Base name of the output file (without ending); set by ``auto_filename``."""
@@ -49,8 +51,11 @@ class Task(luigi.Task):
                                   "@luisy.auto_filename or define get_file_name()")
 
     def get_folder_name(self) -> str:
-        """Name of a directory output below :meth:`get_outdir`; defaults to the file name."""
+        """Name of a directory output below :meth:`get_outdir`; defaults to the file name
+        (``@parquetdir_output`` needs a task's own)."""
         return self.get_file_name()
+
+    get_folder_name.luisy_default = True  # type: ignore[attr-defined]
 
     def get_sub_dir(self) -> str:
         """Optional extra directory layer below the raw/interim/final directory."""
@@ -74,7 +79,11 @@ class Task(luigi.Task):
             self.get_outdir(), with_ending(self.get_file_name(), self.target_cls.file_ending)
         )
 
-    def output(self) -> LocalTarget:
+    def output(self) -> Any:
+        """The task's target: a Spark target set by a Spark decorator, else a local file."""
+        spark_target = getattr(type(self), "spark_target", None)
+        if spark_target is not None:
+            return spark_target(self)
         return self.target_cls(path=self.get_outfile(), **self.target_kwargs)
 
     def read(self) -> Any:
@@ -94,9 +103,33 @@ class Task(luigi.Task):
             )
         return self.output().read()
 
+    def read_input(self) -> Any:
+        """The content of the task's single input (``self.input().read()``)."""
+        inputs = self.input()
+        if isinstance(inputs, (list, tuple, dict)):
+            raise ValueError(f"{self} has {len(inputs)} inputs; read_input() reads a single one: "
+                             "use self.input()[...].read() for each")
+        return inputs.read()
+
     def write(self, obj: Any) -> None:
         """Store ``obj`` as the task's output (atomically)."""
         self.output().write(obj)
+
+    def download(self) -> Any:
+        """Fetch this task's output from the cloud (verified, renamed into place when
+        complete); nothing happens when the cloud has no copy. Returns the transfer outcome."""
+        from luisy.cloud.api import sync_task_output
+
+        self.logger.info("Start downloading of %s", self)
+        return sync_task_output(self, "download")
+
+    def upload(self, overwrite: bool = False) -> Any:
+        """Push this task's output to the cloud and record it in the cloud ``.luisy.hash``;
+        an output already in the cloud is replaced only with ``overwrite=True``."""
+        from luisy.cloud.api import sync_task_output
+
+        self.logger.info("Start uploading of %s", self)
+        return sync_task_output(self, "upload", overwrite=overwrite)
 
     def clean(self) -> None:
         """Delete the task's output; external data is never deleted."""
@@ -106,20 +139,21 @@ class Task(luigi.Task):
         self.output().remove()
 
     def visualize(self, ax: Any = None, unique_children: bool = True,
-                  parameters_to_exclude: tuple[str, ...] = ()) -> str:
-        """Print (and return) the dependency tree of the task."""
-        from luisy.visualize import render_tree
+                  parameters_to_exclude: tuple[str, ...] = ()) -> Any:
+        """Draw the dependency tree with matplotlib into ``ax`` (a new figure when None),
+        coloured by state when a working dir is set; returns the axis."""
+        from luisy.visualize import visualize_task
 
-        text = render_tree(self, unique_children, parameters_to_exclude)
-        print(text)
-        return text
+        return visualize_task(self, ax=ax, unique_children=unique_children,
+                              parameters_to_exclude=parameters_to_exclude)
 
 
 @Task.event_handler(luigi.Event.START)
 def _make_output_dir(task: Task) -> None:
     """Create the output's directory just before ``run()``, so a task may place files
     into :meth:`Task.get_outdir` itself (the documented multi-file pattern)."""
-    if task.luisy_layer and not isinstance(task, (luigi.ExternalTask, luigi.WrapperTask)):
+    if task.luisy_layer and not isinstance(task, (luigi.ExternalTask, luigi.WrapperTask)) \
+            and isinstance(task.output(), LocalTarget):  # not for tests' in-memory outputs
         os.makedirs(task.get_outdir(), exist_ok=True)
 
 
@@ -132,6 +166,12 @@ class WrapperTask(Task, luigi.WrapperTask):
 
     def complete(self) -> bool:
         return luigi.WrapperTask.complete(self)
+
+    def download(self) -> None:
+        """A wrapper task has no output of its own: nothing to download."""
+
+    def upload(self, overwrite: bool = False) -> None:
+        """A wrapper task has no output of its own: nothing to upload."""
 
     def read(self) -> Any:
         inputs = self.input()
@@ -161,3 +201,16 @@ class ConcatenationTask(Task):
             self.logger.info("Read %s", target.path)
             frames.append(target.read())
         self.write(self.preprocess(pd.concat(frames)))
+
+
+def __getattr__(name: str) -> Any:
+    """``luisy.tasks.SparkTask`` (1.4.7's place for it) without importing Spark code eagerly."""
+    if name == "SparkTask":
+        from luisy.spark import SparkTask
+
+        return SparkTask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# 1.4.7 code imports ``luisy.tasks.base``: the same module under that name.
+sys.modules.setdefault(f"{__name__}.base", sys.modules[__name__])

@@ -11,6 +11,7 @@ from any thread, from a forked luigi worker, or from a thread running an asyncio
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Container, Iterable, Mapping
 from typing import Any, Callable
@@ -28,6 +29,7 @@ from luisy_sync.progress import ProgressCallback
 from luisy_sync.transfer import DEFAULT_CONCURRENCY, first_error
 
 Progress = bool | ProgressCallback | None
+logger = logging.getLogger(__name__)
 
 
 def bridge_call(session: CloudSession, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -208,3 +210,53 @@ def refresh_hashes(outputs: Mapping[str, tuple[bool, str]], state: CloudState, *
     """Hash-update mode: set the current hash on cloud entries whose content is there."""
     session = session or current_session()
     return bridge_call(session, refresh_cloud_hashes, session.store(), outputs, state, dry_run=dry_run)
+
+
+def _in_cloud(key: str, state: CloudState) -> bool:
+    """Whether the cloud holds anything for output ``key`` (an entry, a blob or a folder)."""
+    name = object_name(key)
+    return key in state.entries or name in state.objects or bool(state.objects.with_prefix(name + "/"))
+
+
+def sync_task_output(task: luigi.Task, direction: str, *, overwrite: bool = False,
+                     session: CloudSession | None = None) -> SyncOutcome:
+    """``Task.download()`` / ``Task.upload(overwrite)``: move one task's output.
+
+    Download: the cloud content, verified and renamed into place, with its cloud code hash
+    recorded locally; nothing happens when the cloud has no verifiable copy. Upload: when
+    the cloud has no copy (or ``overwrite``) and the content or hash differs, the output
+    and its entry in the cloud ``.luisy.hash`` (conditional write). The hash recorded is
+    the local ``.luisy.hash`` entry of the output, else the current code hash.
+    Raises ``ValueError`` for a task without local output, CloudError when a transfer fails.
+    """
+    from luisy.graph import output_ref
+
+    ref = output_ref(task)
+    if ref is None:
+        raise ValueError(f"{task} has no output in the working dir to {direction}")
+    session = session or current_session()
+    nothing = SyncOutcome(direction)
+    if direction == "upload":
+        if not os.path.exists(ref.path):
+            raise ValueError(f"{task} has no output yet ({ref.key}): run it before upload()")
+        session.check(create=True)
+        state = read_state([ref.project], session=session)
+        if _in_cloud(ref.key, state) and not overwrite:
+            logger.info("%s is already in the cloud; upload(overwrite=True) replaces it", ref.key)
+            return nothing
+        stored = read_hash_file(hash_file_path(Config().working_dir, ref.project)).get(ref.key)
+        outcome = upload_outputs([ref.key] if stored else [task], session=session, state=state,
+                                 hashes={ref.key: stored} if stored else None)
+    else:
+        if not session.check(create=False):
+            logger.info("%s: the cloud container does not exist, nothing to download", ref.key)
+            return nothing
+        state = read_state([ref.project], session=session)
+        if state.expected_files(ref.key, _is_dir_in_cloud(ref.key, state)) is None:
+            logger.info("%s is not in the cloud (no verifiable copy), nothing to download", ref.key)
+            return nothing
+        outcome = download_keys([ref.key], session=session, state=state)
+    if not outcome.ok:
+        key, reason = outcome.keys_failed[0]
+        raise CloudError(f"{direction} of {key} failed: {reason}")
+    return outcome

@@ -12,7 +12,6 @@ object ``proj/interim/X.pkl``; the project's cloud hash file is ``proj/.luisy.ha
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,20 +61,29 @@ def one_line(error: BaseException) -> str:
 
 
 def _env_fingerprint() -> str:
-    """A digest of the settings that select the store (so a changed setting means a new store)."""
+    """A digest of the settings that select the store (so a changed setting means a new store):
+    the environment with luisy's Azure settings (flags, ``Config``) applied."""
+    from luisy.config import cloud_environment
+
+    env = cloud_environment()
     h = hashlib.sha256()
     for var in _ENV_VARS:
-        h.update(f"{var}={os.environ.get(var, '')}\0".encode())
+        h.update(f"{var}={env.get(var, '')}\0".encode())
     return h.hexdigest()[:16]
 
 
 def _describe_and_factory(remote: str | None) -> tuple[str, Callable[[], Store]]:
+    from luisy.config import azure_settings_problem, cloud_environment
     from luisy_sync.stores.url import describe_store_source, open_store, store_from_env
 
+    env = cloud_environment()
     try:
         if remote:
-            return f"{remote.split('?', 1)[0]} (from --remote)", lambda: open_store(remote)
-        return describe_store_source(), store_from_env
+            return f"{remote.split('?', 1)[0]} (from --remote)", lambda: open_store(remote, env=env)
+        problem = azure_settings_problem(env)
+        if problem:
+            raise CloudError(problem)
+        return describe_store_source(env=env), lambda: store_from_env(env=env)
     except SyncError as exc:
         raise CloudError(f"cloud remote misconfigured: {one_line(exc)}") from None
 

@@ -15,6 +15,8 @@ import re
 import sys
 from collections import deque
 
+from luisy.config import Config
+
 from .errors import CodeHashError
 
 REQUIREMENTS_ENV = "LUISY_REQUIREMENTS_PATH"
@@ -134,7 +136,7 @@ def _fallback_version(top: str) -> str:
 
 def version_entries(tops: set[str] | frozenset[str]) -> list[str]:
     """Sorted ``dist==version`` lines for the top-level modules ``tops``."""
-    path = os.environ.get(REQUIREMENTS_ENV) or None
+    path = Config().get_param("requirements_path") or None  # --requirements-path, else the env
     pins, required_by = _read_pins(path) if path else ({}, {})
     entries: set[str] = set()
     for top in tops:

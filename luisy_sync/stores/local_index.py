@@ -124,11 +124,13 @@ class ObjectIndex:
             conn.execute("PRAGMA journal_mode = TRUNCATE")
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.fsync else 'OFF'}")
             if setup:
+                conn.execute("BEGIN IMMEDIATE")  # readers see no tables or all of them
                 conn.execute("CREATE TABLE IF NOT EXISTS objects(name TEXT NOT NULL, inode INTEGER NOT NULL,"
                              " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, etag TEXT NOT NULL,"
                              " digest TEXT, extra TEXT, PRIMARY KEY(name, inode)) WITHOUT ROWID")
                 conn.execute("CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value TEXT)")
                 conn.execute("INSERT OR IGNORE INTO info(key, value) VALUES ('schema', ?)", (_SCHEMA,))
+                conn.execute("COMMIT")
                 if self._legacy():
                     self._upgrade(conn)
         except sqlite3.Error as exc:
@@ -164,7 +166,10 @@ class ObjectIndex:
         if not self.exists():
             return None
         with self._read_lock:
-            return _fetch(self._conn("read"), name, st)
+            try:
+                return _fetch(self._conn("read"), name, st)
+            except sqlite3.Error as exc:
+                return self._read_failed(exc, None)
 
     def rows(self, prefix: str = "") -> dict[tuple[str, int], Row]:
         """Every row whose name starts with ``prefix``, keyed by (name, inode)."""
@@ -176,7 +181,16 @@ class ObjectIndex:
             sql += " WHERE name >= ? AND name < ?"
             args = (prefix, prefix + "\U0010ffff")
         with self._read_lock:
-            return {(r[0], r[3]): r[1:] for r in self._conn("read").execute(sql, args)}
+            try:
+                return {(r[0], r[3]): r[1:] for r in self._conn("read").execute(sql, args)}
+            except sqlite3.Error as exc:
+                return self._read_failed(exc, {})
+
+    def _read_failed(self, exc: sqlite3.Error, empty: T) -> T:
+        """An index another process is creating right now has no rows yet; other errors raise."""
+        if "no such table" in str(exc):
+            return empty
+        raise self._failed(exc) from None
 
     @staticmethod
     def lookup(rows: dict[tuple[str, int], Row], name: str, st: os.stat_result) -> Row | None:

@@ -173,9 +173,11 @@ def _describe_url(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-def open_store(url: str, **opts: Any) -> Store:
-    """A store for ``url``: ``file:///abs/dir``, ``az://container/prefix`` or a SAS URL."""
-    return _choose_url(url, "", opts, os.environ, f"store URL {_describe_url(url)!r}").build()
+def open_store(url: str, *, env: Mapping[str, str] | None = None, **opts: Any) -> Store:
+    """A store for ``url``: ``file:///abs/dir``, ``az://container/prefix`` or a SAS URL
+    (an ``az://`` URL takes the account from ``env``, default ``os.environ``)."""
+    return _choose_url(url, "", opts, os.environ if env is None else env,
+                       f"store URL {_describe_url(url)!r}").build()
 
 
 def _choose_env(container: str | None, prefix: str, default_local: str | os.PathLike[str] | None,
@@ -233,12 +235,17 @@ def _private_dirs(base: str, *names: str) -> None:
 
 
 def store_from_env(container: str | None = None, prefix: str = "", *,
-                   default_local: str | os.PathLike[str] | None = None, **opts: Any) -> Store:
-    """The store the environment configures (see the module docstring for the order)."""
-    return _choose_env(container, prefix, default_local, os.environ, opts).build()
+                   default_local: str | os.PathLike[str] | None = None,
+                   env: Mapping[str, str] | None = None, **opts: Any) -> Store:
+    """The store the environment (``env``, default ``os.environ``) configures (see the
+    module docstring for the order)."""
+    return _choose_env(container, prefix, default_local, os.environ if env is None else env,
+                       opts).build()
 
 
 def describe_store_source(container: str | None = None, prefix: str = "", *,
-                          default_local: str | os.PathLike[str] | None = None) -> str:
+                          default_local: str | os.PathLike[str] | None = None,
+                          env: Mapping[str, str] | None = None) -> str:
     """One secret-free line saying which store ``store_from_env`` picks and why."""
-    return _choose_env(container, prefix, default_local, os.environ, {}).description
+    return _choose_env(container, prefix, default_local, os.environ if env is None else env,
+                       {}).description

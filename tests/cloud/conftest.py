@@ -58,6 +58,9 @@ PIPELINE = '''
     @luisy.requires(Raw)
     @luisy.parquetdir_output
     class Table(luisy.Task):
+        def get_folder_name(self):
+            return f"Table_n={self.n}"
+
         def run(self):
             log_run("Table")
             self.write(pd.DataFrame({"x": self.input().read()}))

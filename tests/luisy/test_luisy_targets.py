@@ -198,10 +198,19 @@ def test_hash_file_reads_1_4_7_format_and_writes_atomically(tmp_path) -> None:
         read_hash_file(str(path))
 
 
-def test_spark_outputs_need_pyspark() -> None:
+def test_spark_decorators_work_without_pyspark_and_use_names_the_extra(working_dir) -> None:
     if importlib.util.find_spec("pyspark") is not None:
         pytest.skip("pyspark is installed here")
-    with pytest.raises(ImportError, match="pyspark"):
-        luisy.deltatable_output(table_name="t")
-    with pytest.raises(ImportError, match="pyspark"):
-        luisy.azure_blob_storage_input("https://x", "dir")
+
+    @luisy.deltatable_output(table_name="t")
+    class Table(luisy.SparkTask):
+        pass
+
+    @luisy.azure_blob_storage_input("https://x", "dir")
+    class FromBlob(luisy.Task):
+        pass
+
+    for use in (lambda: Table().output().exists(), lambda: FromBlob().input().read(),
+                lambda: Table().spark):
+        with pytest.raises(ImportError, match=r"needs pyspark.*pip install 'luisy\[spark\]'"):
+            use()
