@@ -3,7 +3,7 @@
 How to run
     python -m benchmarks                 # full run (~20-30 min on 2 cores), 3 repetitions
     python -m benchmarks --quick         # tiny sizes, 1 repetition, < 2 minutes: the CI smoke test
-    python -m benchmarks --only W1,hash  # some sections: W1 W2 W3 hash recheck noop codehash
+    python -m benchmarks --only W1,hash  # some sections: W1 W2 W3 throttle hash recheck noop scale codehash
     python -m benchmarks --clients luisy_sync,obstore --reps 5
 
 Needs azurite-blob (npm install -g azurite@3.35.0); optional: obstore, adlfs, rclone
@@ -34,6 +34,17 @@ Rules of the suite
   hash_file vs ``xxhsum -H3``/``-H2`` vs hashlib md5); scan of 10k unchanged files
   with a warm stat cache (vs re-hashing); no-op push of 10k up-to-date files; code
   hashing of 10/100/500-task pipelines (benchmarks/codehash_bench.py).
+- Every figure also carries the client's CPU (user + system seconds of its process,
+  children included; CPU ms per file and CPU s per GiB), its peak RSS during the job,
+  and ``x ceiling``: the best time any client reached in that figure (what the server
+  allowed in this run) over this client's time.
+- throttle: W1 through a proxy that answers 503 + Retry-After beyond 8 requests in
+  flight; luisy_sync's adaptive budget against fixed concurrencies 4/8/16/32, with the
+  count of throttled requests (benchmarks/throttle.py).
+- scale: push, no-op push and pull of 10k and 100k x 4 KiB files and of one 4 GiB file
+  through the CLI, local store and Azurite, with rclone copy and cp -r as the local
+  baselines; each command a process of its own, timed with its CPU and peak RSS
+  (benchmarks/scale.py).
 - The issue's targets are checked in a "target / measured / met?" table; ``--quick``
   sizes are too small to judge them. Tests never assert speed: CI only runs --quick.
 - Results: benchmarks/results/latest.json, latest.md and latest.png (chart skipped,

@@ -19,13 +19,15 @@ from benchmarks.worker import one_line
 
 
 class ProxyProcess:
-    """``python -m benchmarks.proxy`` in front of ``target_port`` with ``delay_ms`` each way."""
+    """``python -m benchmarks.proxy`` in front of ``target_port`` with ``delay_ms`` each way
+    (``throttle_over``: 503 + Retry-After beyond that many requests in flight)."""
 
-    def __init__(self, target_port: int, delay_ms: float) -> None:
+    def __init__(self, target_port: int, delay_ms: float, throttle_over: int | None = None) -> None:
         self.delay_ms = delay_ms
+        throttle = [] if throttle_over is None else ["--throttle-over", str(throttle_over)]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.proxy", "--listen-port", "0",
-             "--target-port", str(target_port), "--delay-ms", str(delay_ms)],
+             "--target-port", str(target_port), "--delay-ms", str(delay_ms), *throttle],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line.startswith("listening on 127.0.0.1:"):

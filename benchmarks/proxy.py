@@ -19,6 +19,10 @@ Faults are chosen once per accepted connection from a generator seeded with
 ``(seed, connection number)``: an abrupt reset (SO_LINGER 0) after N forwarded
 bytes; a 503 or 429 with ``Retry-After`` sent by the proxy itself in answer to
 the first request (never forwarded); or a response whose body is cut short.
+Throttling (``throttle_over=N``): the proxy speaks HTTP/1.1 itself, one request
+at a time per connection, and answers ``503 ServerBusy`` with ``Retry-After`` (not
+forwarded) to every request that arrives while N requests are already in flight, the
+way a storage account sheds load; ``stats.faults["throttled"]`` counts them.
 The proxy listens on 127.0.0.1 only.
 """
 
@@ -195,8 +199,10 @@ class FaultProxy:
 
     def __init__(self, target_host: str, target_port: int, *, delay_ms: float = 0,
                  bandwidth_bps: float | None = None, faults: FaultConfig | None = None,
-                 seed: int = 0, listen_port: int = 0) -> None:
+                 seed: int = 0, listen_port: int = 0, throttle_over: int | None = None) -> None:
         self.target = (target_host, target_port)
+        self.throttle_over = throttle_over
+        self.in_flight = 0
         self.delay = delay_ms / 1000.0
         self.bandwidth_bps = bandwidth_bps
         self.faults = faults or FaultConfig()
@@ -255,6 +261,9 @@ class FaultProxy:
         number = self.stats.connections
         self.stats.connections += 1
         rng = random.Random(self.seed * 1_000_003 + number)
+        if self.throttle_over is not None:
+            await self._serve_throttled(creader, cwriter)
+            return
         kind = self.faults.choose(rng)
         if kind in ("503", "429"):
             await self._answer_status(creader, cwriter, int(kind))
@@ -287,6 +296,42 @@ class FaultProxy:
                 pump.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
 
+    async def _serve_throttled(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        """Relay whole requests and responses, shedding those over the in-flight limit."""
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        try:
+            while True:
+                try:
+                    raw = await creader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    return
+                head = parse_head(raw[:-4][:MAX_HEAD])
+                body = await creader.readexactly(head.content_length or 0)
+                if self.in_flight >= (self.throttle_over or 0):
+                    await asyncio.sleep(2 * self.delay)
+                    self.stats.faults["throttled"] += 1
+                    cwriter.write(status_response(503, self.faults.retry_after, close=False))
+                    await cwriter.drain()
+                    continue
+                self.in_flight += 1
+                try:
+                    if upstream is None:
+                        upstream = await asyncio.open_connection(*self.target, limit=CHUNK * 4)
+                    await asyncio.sleep(self.delay)
+                    upstream[1].write(raw + body)
+                    self.stats.bytes_up += len(raw) + len(body)
+                    response = await _read_response(upstream[0], head.first_line.startswith("HEAD "))
+                    await asyncio.sleep(self.delay)
+                finally:
+                    self.in_flight -= 1
+                cwriter.write(response)
+                self.stats.bytes_down += len(response)
+                await cwriter.drain()
+        finally:
+            if upstream is not None:
+                upstream[1].close()
+            cwriter.close()
+
     async def _answer_status(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                              status: int) -> None:
         """Read the first request (head and body), answer it with ``status``, close."""
@@ -308,6 +353,24 @@ class FaultProxy:
         with contextlib.suppress(OSError):
             await writer.drain()
         writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader, head_only: bool) -> bytes:
+    """One whole HTTP/1.1 response (head and body: Content-Length or chunked)."""
+    raw = await reader.readuntil(b"\r\n\r\n")
+    head = parse_head(raw[:-4])
+    status = head.first_line.split(" ", 2)[1] if " " in head.first_line else "200"
+    if head_only or status in ("204", "304") or status.startswith("1"):
+        return raw
+    if head.chunked:
+        parts = [raw]
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0].strip(), 16)
+            parts += [size_line, await reader.readexactly(size + 2)]
+            if size == 0:
+                return b"".join(parts)
+    return raw + await reader.readexactly(head.content_length or 0)
 
 
 class ThreadedProxy:

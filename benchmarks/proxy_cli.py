@@ -27,16 +27,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--status-429-prob", type=float, default=0.0)
     ap.add_argument("--truncate-prob", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--throttle-over", type=int, default=None,
+                    help="answer 503 + Retry-After to requests beyond this many in flight")
+    ap.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds of injected 503/429")
     return ap.parse_args(argv)
 
 
 async def _serve_forever(args: argparse.Namespace) -> None:
     faults = FaultConfig(reset_prob=args.reset_prob, status_503_prob=args.status_503_prob,
-                         status_429_prob=args.status_429_prob, truncate_prob=args.truncate_prob)
+                         status_429_prob=args.status_429_prob, truncate_prob=args.truncate_prob,
+                         retry_after=args.retry_after)
     bandwidth = args.bandwidth_mbit * 1e6 if args.bandwidth_mbit else None
     proxy = FaultProxy(args.target_host, args.target_port, delay_ms=args.delay_ms,
                        bandwidth_bps=bandwidth, faults=faults, seed=args.seed,
-                       listen_port=args.listen_port)
+                       listen_port=args.listen_port, throttle_over=args.throttle_over)
     await proxy.start()
     print(f"listening on 127.0.0.1:{proxy.port}", flush=True)
     stop = asyncio.Event()

@@ -134,13 +134,14 @@ class ResponseCutter:
         return head.content_length  # None: the body runs until the connection closes
 
 
-def status_response(status: int, retry_after: int) -> bytes:
-    """A complete Azure-style error response that asks the client to come back later."""
+def status_response(status: int, retry_after: int, *, close: bool = True) -> bytes:
+    """A complete Azure-style error response that asks the client to come back later
+    (``close``: and closes the connection)."""
     reason = _REASONS.get(status, "Error")
     code = "ServerBusy" if status == 503 else "TooManyRequests"
     body = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
             f"<Message>injected by the benchmark fault proxy</Message></Error>").encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nRetry-After: {retry_after}\r\n"
             f"x-ms-error-code: {code}\r\nContent-Type: application/xml\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            f"Content-Length: {len(body)}\r\nConnection: {'close' if close else 'keep-alive'}\r\n\r\n")
     return head.encode("latin-1") + body

@@ -3,9 +3,13 @@
 A row is a plain dict: ``group`` (transfer, hash, recheck, noop, codehash), ``figure``
 (what was measured: rows with the same figure are compared), ``client``, ``role``
 (ours / baseline / peer), ``seconds`` (min over the repetitions, None on error),
-``times``, ``error`` and optional ``bytes``, ``files``, ``rtt_ms``, ``peak_rss_mb``.
+``times``, ``error`` and optional ``bytes``, ``files``, ``rtt_ms``, ``peak_rss_mb``,
+``cpu_s`` (user + system CPU seconds of the client's process, children included).
 Ratios are speed-ups: ``x_baseline = baseline seconds / seconds`` (above 1: faster
-than the baseline) and ``x_best_peer = fastest peer's seconds / seconds``.
+than the baseline) and ``x_best_peer = fastest peer's seconds / seconds``. Derived per
+row: ``cpu_ms_per_file``, ``cpu_s_per_gib``, and ``ceiling_s`` (the best time any
+client reached in the same figure: what the server allowed in this run) with
+``x_ceiling = ceiling_s / seconds`` (1.0: this client reached the ceiling).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from benchmarks.clients import OURS
 
 MB = 1_000_000
+GiB = 2 ** 30
 
 
 def row(group: str, figure: str, client: str, seconds: float | None, times: list[float],
@@ -28,7 +33,8 @@ def row(group: str, figure: str, client: str, seconds: float | None, times: list
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """Fill ``x_baseline``, ``x_best_peer`` and ``best_peer`` on every row, per figure."""
+    """Fill ``x_baseline``, ``x_best_peer``, ``best_peer``, the ceiling and the CPU
+    figures on every row, per figure."""
     by_figure: dict[str, list[dict]] = {}
     for r in rows:
         by_figure.setdefault(r["figure"], []).append(r)
@@ -37,11 +43,17 @@ def add_ratios(rows: list[dict]) -> None:
         base = next((r for r in ok if r["role"] == "baseline"), None)
         peers = [r for r in ok if r["role"] == "peer"]
         best = min(peers, key=lambda r: r["seconds"]) if peers else None
+        ceiling = min((r["seconds"] for r in ok), default=None)
         for r in group:
             good = bool(r["seconds"])
             r["x_baseline"] = base["seconds"] / r["seconds"] if good and base else None
             r["x_best_peer"] = best["seconds"] / r["seconds"] if good and best else None
             r["best_peer"] = best["client"] if best else None
+            r["ceiling_s"] = ceiling if len(ok) > 1 else None
+            r["x_ceiling"] = ceiling / r["seconds"] if good and r["ceiling_s"] else None
+            cpu = r.get("cpu_s")
+            r["cpu_ms_per_file"] = cpu * 1000 / r["files"] if cpu is not None and r.get("files") else None
+            r["cpu_s_per_gib"] = cpu / (r["bytes"] / GiB) if cpu is not None and r.get("bytes") else None
 
 
 def _ours(rows: list[dict], figure: str) -> dict | None:
@@ -56,29 +68,28 @@ def evaluate_targets(rows: list[dict], quick: bool, rtt: int) -> list[dict]:
     def add(target: str, measured: str, met: bool | None, note: str = "") -> None:
         out.append({"target": target, "measured": measured, "met": met, "note": note})
 
-    for op in ("upload", "download"):
-        r = _ours(rows, f"W1 {op} @{rtt} ms")
-        if f"W1 {op}" not in groups:
-            pass
-        elif r is None or r["seconds"] is None:
-            add(f"W1 {op} @{rtt} ms >= 25x baseline and >= 1.2x best peer",
-                r["error"] if r else "not run", None)
-        else:
-            xb, xp = r["x_baseline"], r["x_best_peer"]
-            add(f"W1 {op} @{rtt} ms >= 25x baseline", _x(xb), xb >= 25 if xb else None)
-            add(f"W1 {op} @{rtt} ms >= 1.2x best peer", f"{_x(xp)} vs {r['best_peer']}",
-                xp >= 1.2 if xp else None)
-        r = _ours(rows, f"W3 {op} @{rtt} ms")
-        if f"W3 {op}" not in groups:
-            pass
-        elif r is None or r["seconds"] is None:
-            add(f"W3 {op} @{rtt} ms >= best peer, peak RSS <= 300 MB", r["error"] if r else "not run", None)
-        else:
-            xp, rss = r["x_best_peer"], r.get("peak_rss_mb")
-            add(f"W3 {op} @{rtt} ms >= best peer's throughput", f"{_x(xp)} vs {r['best_peer']}",
-                xp >= 1.0 if xp else None)
-            add(f"W3 {op} peak RSS <= 300 MB", f"{rss:.0f} MB" if rss else "n/a",
-                rss <= 300 if rss else None)
+    for wl in ("W1", "W2", "W3"):
+        for op in ("upload", "download"):
+            if f"{wl} {op}" not in groups:
+                continue
+            figure = f"{wl} {op} @{rtt} ms"
+            r = _ours(rows, figure)
+            if r is None or r["seconds"] is None:
+                add(f"{figure} >= 1.0x best peer", r["error"] if r else "not run", None)
+                continue
+            xp = r["x_best_peer"]
+            add(f"{figure} >= 1.0x best peer", f"{_x(xp)} vs {r['best_peer']}", xp >= 1.0 if xp else None)
+            _lowest_cpu(add, rows, figure, r)
+            if wl == "W1":
+                xc = r.get("x_ceiling")
+                add(f"{figure} within 1.2x of the server ceiling", f"{_x(xc)} of {r.get('ceiling_s') or 0:.3f} s",
+                    xc >= 1 / 1.2 if xc else None)
+            if wl == "W3":
+                rss = r.get("peak_rss_mb")
+                add(f"{figure} peak RSS <= 300 MB", f"{rss:.0f} MB" if rss else "n/a",
+                    rss <= 300 if rss else None)
+    _throttle_targets(add, rows)
+    _scale_targets(add, rows)
     hashes = [r for r in rows if r["group"] == "hash"]
     ours = next((r for r in hashes if r["role"] == "ours" and r["seconds"]), None)
     ref = next((r for r in hashes if r["client"].startswith("xxhsum -H3") and r["seconds"]), None)
@@ -108,6 +119,69 @@ def evaluate_targets(rows: list[dict], quick: bool, rtt: int) -> list[dict]:
     return out
 
 
+def _lowest_cpu(add, rows: list[dict], figure: str, ours: dict) -> None:
+    """Ours has the lowest CPU per file and per GiB of every client in ``figure``."""
+    others = [r for r in rows if r["figure"] == figure and r is not ours and r.get("cpu_s") is not None
+              and r["seconds"]]
+    if ours.get("cpu_s") is None or not others:
+        return
+    best = min(others, key=lambda r: r["cpu_s"])
+    per = "file" if figure.startswith("W1") else "GiB"
+    key = "cpu_ms_per_file" if per == "file" else "cpu_s_per_gib"
+    add(f"{figure}: lowest client CPU per {per}",
+        f"{ours[key]:.3f} vs {best['client']} {best[key]:.3f}", ours["cpu_s"] <= best["cpu_s"])
+
+
+def _throttle_targets(add, rows: list[dict]) -> None:
+    for r in rows:
+        if r["group"] != "throttle" or r["role"] != "ours":
+            continue
+        label = f"{r['figure']}: adaptive within 1.3x of the best fixed concurrency, 0 failed files"
+        if r["seconds"] is None:
+            add(label, r["error"] or "not run", False if r["error"] else None)
+        else:
+            xp = r["x_best_peer"]
+            add(label, f"{_x(xp)} of {r['best_peer']}, {r.get('throttled')} throttled",
+                xp >= 1 / 1.3 if xp else None)
+
+
+def _scale_rows(rows: list[dict], op: str, store: str, client: str = OURS) -> list[dict]:
+    return sorted((r for r in rows if r["group"] == "scale" and r.get("op") == op and r.get("store") == store
+                   and r["client"] == client and r["files"] and r["files"] > 1), key=lambda r: r["files"])
+
+
+def _scale_targets(add, rows: list[dict]) -> None:
+    """Linear growth 10k -> 100k, local push/pull within 2x rclone, no-op push, memory vs bytes."""
+    for store in ("local", "azurite"):
+        for op in ("push", "pull"):
+            sized = [r for r in _scale_rows(rows, op, store) if r["seconds"]]
+            if len(sized) >= 2:
+                small, large = sized[0], sized[-1]
+                growth = (large["seconds"] / large["files"]) / (small["seconds"] / small["files"])
+                add(f"scale {op} ({store}): time per file {small['files']} -> {large['files']} files <= 1.5x",
+                    f"{growth:.2f}x", growth <= 1.5)
+    largest = max((r["files"] for r in rows if r["group"] == "scale"), default=0)
+    for op in ("push", "pull"):
+        ours = next((r for r in _scale_rows(rows, op, "local") if r["files"] == largest), None)
+        peer = next((r for r in _scale_rows(rows, op, "local", "rclone copy --transfers 32")
+                     if r["files"] == largest), None)
+        if ours and peer and ours["seconds"] and peer["seconds"]:
+            ratio = ours["seconds"] / peer["seconds"]
+            add(f"scale {largest} files {op} (local) within 2x of rclone copy", f"{ratio:.2f}x rclone's time",
+                ratio <= 2.0)
+    noop = next((r for r in _scale_rows(rows, "no-op push", "local") if r["files"] == largest), None)
+    if noop and largest >= 100_000:
+        add(f"no-op push of {largest} files (local) <= 3 s",
+            f"{noop['seconds']:.2f} s" if noop["seconds"] else noop["error"],
+            noop["seconds"] <= 3.0 if noop["seconds"] else False)
+    big = [r for r in rows if r["group"] == "scale" and r["files"] == 1 and r["client"] == OURS]
+    many = [r for r in rows if r["group"] == "scale" and r["files"] == largest and r["client"] == OURS]
+    if big and many:
+        worst = max((r.get("peak_rss_mb") or 0) for r in big)
+        add("memory grows with files, not bytes: peak RSS of the 1-file rows <= 300 MB", f"{worst:.0f} MB",
+            worst <= 300)
+
+
 def _x(v: float | None) -> str:
     return f"{v:.2f}x" if v else "n/a"
 
@@ -122,11 +196,19 @@ def _fmt_row(r: dict) -> list[str]:
         rate = f"{r['files'] / r['seconds']:.0f} {r.get('unit', 'files')}/s"
     rss = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") else ""
     err = (r["error"] or "").replace("|", "/")
-    return [r["figure"], r["client"], secs, rate, _x(r.get("x_baseline")) if r["seconds"] else "",
-            _x(r.get("x_best_peer")) if r["seconds"] else "", rss, err]
+    good = bool(r["seconds"])
+    return [r["figure"], r["client"], secs, rate, _x(r.get("x_baseline")) if good else "",
+            _x(r.get("x_best_peer")) if good else "", _x(r.get("x_ceiling")) if good else "",
+            _num(r.get("cpu_s"), 2), _num(r.get("cpu_ms_per_file"), 3), _num(r.get("cpu_s_per_gib"), 2),
+            rss, "" if r.get("throttled") is None else str(r["throttled"]), err]
 
 
-HEADER = ["figure", "client", "seconds (min)", "rate", "x baseline", "x best peer", "peak RSS MB", "error"]
+def _num(v: float | None, digits: int) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+HEADER = ["figure", "client", "seconds (min)", "rate", "x baseline", "x best peer", "x ceiling",
+          "CPU s", "CPU ms/file", "CPU s/GiB", "peak RSS MB", "throttled", "error"]
 
 
 def markdown_table(rows: list[dict]) -> str:

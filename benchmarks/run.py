@@ -12,13 +12,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from benchmarks import figures, workloads
+from benchmarks import figures, scale, throttle, workloads
 from benchmarks.azurite import start_azurite
 from benchmarks.clients import BASELINE, CLIENT_MODULES, OURS
 from benchmarks.processes import ProxyProcess, Worker, remove_tree
 from benchmarks.report import add_ratios, evaluate_targets, row
 
-SECTIONS = ("W1", "W2", "W3", "hash", "recheck", "noop", "codehash")
+SECTIONS = ("W1", "W2", "W3", "throttle", "hash", "recheck", "noop", "scale", "codehash")
 
 
 @dataclass
@@ -83,7 +83,7 @@ class TransferBench:
         fresh = wl.name == "W3"  # each W3 job in its own process: its peak RSS is its own
         rows = []
         for rtt, endpoint in self.endpoints.items():
-            stats = {(c, op): {"times": [], "error": None, "rss": 0}
+            stats = {(c, op): {"times": [], "cpus": [], "error": None, "rss": 0}
                      for c in self.opts.clients for op in ("upload", "download")}
             for rep in range(self.opts.reps):
                 for client in self.opts.clients:
@@ -94,7 +94,8 @@ class TransferBench:
                                 min(st["times"]) if st["times"] and not st["error"] else None,
                                 st["times"], st["error"], role=_role(client), nbytes=wl.total_bytes,
                                 files=wl.count, rtt_ms=rtt, workload=wl.name, op=op,
-                                peak_rss_mb=st["rss"] / 1e6 if fresh and st["rss"] else None))
+                                cpu_s=min(st["cpus"]) if st["cpus"] and not st["error"] else None,
+                                peak_rss_mb=st["rss"] / 1e6 if st["rss"] else None))
         return rows
 
     def _one(self, client: str, wl: workloads.Workload, src: str, endpoint: str, fresh: bool,
@@ -129,6 +130,8 @@ class TransferBench:
     def _record(st: dict, res: dict) -> None:
         if res["ok"]:
             st["times"].append(res["seconds"])
+            if res.get("cpu_s") is not None:
+                st["cpus"].append(res["cpu_s"])
             st["rss"] = max(st["rss"], (res.get("peak_rss_kib") or 0) * 1024)
         else:
             st["error"] = res["error"]
@@ -164,6 +167,13 @@ def run(opts: Options, log=print) -> dict:
             proxies[rtt] = ProxyProcess(azurite.port, delay_ms=rtt / 2)
         endpoints = {rtt: p.endpoint for rtt, p in proxies.items()}
         bench = TransferBench(opts, azurite.endpoint, endpoints, tmp, log)
+        if opts.wants("throttle"):
+            wl = workloads.workloads(opts.quick)["W1"]
+            log(f"throttle: {wl.label}, 503 over {throttle.THROTTLE_OVER} requests in flight")
+            src = workloads.generate(tmp, wl)
+            rows += throttle.throttle(azurite.port, lambda c: _drop_container(azurite.endpoint, c), wl, src,
+                                      tmp, 1, opts.job_timeout, log)
+            remove_tree(src)
         for name, wl in workloads.workloads(opts.quick).items():
             if opts.wants(name):
                 log(f"{name}: {wl.label}, clients: {', '.join(opts.clients)}")
@@ -184,6 +194,8 @@ def run(opts: Options, log=print) -> dict:
             if opts.wants("noop"):
                 log("noop: push of up-to-date files")
                 rows += figures.noop_sync(small, endpoints, opts.reps)
+        if opts.wants("scale"):
+            rows += scale.scale(tmp, opts.quick, endpoints.get(0, next(iter(endpoints.values()))), log)
         if opts.wants("codehash"):
             log("codehash: code hashing of generated pipelines")
             rows += figures.codehash(workloads.PIPELINE_SIZES[opts.size], opts.reps)

@@ -3,11 +3,12 @@
     python -m benchmarks.worker          # jobs on stdin, results on stdout, one JSON line each
 
 A job: ``{"client", "op": "upload"|"download"|"drop", "endpoint", "container",
-"dir", "concurrency"}``. ``upload`` creates the (fresh) container first, untimed,
+"dir", "concurrency"}`` and optional ``"options"`` (keyword arguments for the client). ``upload`` creates the (fresh) container first, untimed,
 then times the client's upload of ``dir``; ``download`` times the client's
 download into ``dir`` (which must be empty), then checks, untimed, that it equals
 ``verify`` byte for byte; ``drop`` deletes the container. The result carries the
-seconds, the error (one line, secrets removed) and the process's peak RSS so far.
+seconds, the client's CPU seconds (user + system, this process and its children)
+during them, the error (one line, secrets removed) and the process's peak RSS so far.
 Running each W3 job in a fresh worker makes that peak the job's own.
 """
 
@@ -26,11 +27,33 @@ from benchmarks.azurite import KEY
 from benchmarks.clients import Target, iter_files, load
 
 
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS window for this process (Linux: clear_refs 5 resets VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def peak_rss_kib() -> int:
-    """Peak resident set size so far, in KiB (Linux ru_maxrss): this process or, when
-    larger, its largest finished child (rclone runs as a child)."""
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    """Peak resident set size in KiB since ``reset_peak_rss`` (VmHWM; ru_maxrss where
+    there is no /proc): this process or, when larger, its largest finished child
+    (rclone runs as a child)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        with open("/proc/self/status") as fh:
+            own = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds so far of this process (all threads) and its waited-for
+    children (rclone runs as a child)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def one_line(exc: BaseException) -> str:
@@ -73,11 +96,11 @@ def _service(endpoint: str):
     return BlobServiceClient.from_connection_string(Target(endpoint, "x").connection_string)
 
 
-def _call(fn: Any, *args: Any) -> None:
+def _call(fn: Any, *args: Any, **kwargs: Any) -> None:
     if inspect.iscoroutinefunction(fn):
-        asyncio.run(fn(*args))
+        asyncio.run(fn(*args, **kwargs))
     else:
-        fn(*args)
+        fn(*args, **kwargs)
 
 
 def run_job(job: dict) -> dict:
@@ -98,22 +121,26 @@ def run_job(job: dict) -> dict:
         if job["op"] == "upload":
             with _service(target.endpoint) as service:
                 service.create_container(target.container)
-            start = time.perf_counter()
-            _call(client.upload, job["dir"], target, job["concurrency"])
+            reset_peak_rss()
+            cpu, start = cpu_seconds(), time.perf_counter()
+            _call(client.upload, job["dir"], target, job["concurrency"], **job.get("options", {}))
         elif job["op"] == "download":
             os.makedirs(job["dir"], exist_ok=True)
-            start = time.perf_counter()
-            _call(client.download, target, job["dir"], job["concurrency"])
+            reset_peak_rss()
+            cpu, start = cpu_seconds(), time.perf_counter()
+            _call(client.download, target, job["dir"], job["concurrency"], **job.get("options", {}))
         else:
             raise ValueError(f"unknown op {job['op']!r}")
         result["seconds"] = time.perf_counter() - start
+        result["cpu_s"] = cpu_seconds() - cpu
+        result["peak_rss_kib"] = peak_rss_kib()
         if job["op"] == "download" and job.get("verify"):
             verify_same(job["verify"], job["dir"])
     except BaseException as exc:  # noqa: BLE001 - a worker reports every failure
         result.update(ok=False, error=one_line(exc))
         if isinstance(exc, KeyboardInterrupt):
             raise
-    result["peak_rss_kib"] = peak_rss_kib()
+    result.setdefault("peak_rss_kib", peak_rss_kib())
     return result
 
 

@@ -125,14 +125,17 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                block_size: int = DEFAULT_BLOCK_SIZE, progress: bool | ProgressCallback | None = None,
                dry_run: bool = False, manifest: str | None = DEFAULT_MANIFEST_NAME,
                manifest_extra: Mapping[str, Mapping[str, Any]] | None = None, cache: CacheArg = None,
-               raise_on_failure: bool = True, policy: RetryPolicy | None = None) -> Report:
+               raise_on_failure: bool = True, policy: RetryPolicy | None = None,
+               adaptive: bool = True) -> Report:
     """Upload the files of a directory (or a scanned Tree) that the store lacks or holds differently.
 
     ``store``: a Store, a URL, or None for ``store_from_env()``. ``prefix``: the store
     directory to push into. ``paths``: only these files (or directories). ``dry_run``:
     plan only, write nothing. ``manifest``: the name (below ``prefix``) of the JSON
     manifest listing what was pushed, None for no manifest; ``manifest_extra`` adds
-    fields per path. Raises SyncFailed (carrying ``.report``) when files failed and
+    fields per path. ``concurrency`` caps the requests in flight; the adaptive request
+    budget finds how many the store allows below it (``adaptive=False``: exactly
+    ``concurrency``). Raises SyncFailed (carrying ``.report``) when files failed and
     ``raise_on_failure``.
     """
     started = time.monotonic()
@@ -162,7 +165,7 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
             await call_with_retry(target.ensure_container, True, policy=policy,
                                   describe=f"create {target.url}")
         transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
-                            progress=make_progress(progress))
+                            progress=make_progress(progress), adaptive=adaptive)
         result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
                                     transfer=transfer)
         if manifest:
@@ -210,7 +213,8 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
                block_size: int = DEFAULT_BLOCK_SIZE, progress: bool | ProgressCallback | None = None,
                dry_run: bool = False, manifest: str | None = DEFAULT_MANIFEST_NAME,
                cache: CacheArg = None, raise_on_failure: bool = True, fsync: bool = False,
-               force: bool = False, policy: RetryPolicy | None = None) -> Report:
+               force: bool = False, policy: RetryPolicy | None = None,
+               adaptive: bool = True) -> Report:
     """Download the objects below ``prefix`` that ``dest`` lacks or holds differently.
 
     Only local files named in the store are looked at. Names that are unsafe (``..``,
@@ -256,7 +260,7 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
             return dataclasses.replace(_dry_report(plan, started), conflicts=kept)
         await anyio.to_thread.run_sync(remove_stale_temps, dest, plan.download, time.time())
         transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
-                            progress=make_progress(progress), fsync=fsync)
+                            progress=make_progress(progress), fsync=fsync, adaptive=adaptive)
         result = await download_paths(source, dest, plan.download, remote, prefix=prefix,
                                       transfer=transfer)
         shared = {p: remote[p].digest for p in [*result.done, *plan.skip]}

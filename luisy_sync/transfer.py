@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Iterable, TypeVar
 
 import anyio
 
+from luisy_sync.adaptive import AdaptiveLimiter, observed
 from luisy_sync.budget import ByteBudget
 from luisy_sync.download import download_batch, download_file
 from luisy_sync.progress import FileTracker, ProgressCallback
@@ -79,8 +80,10 @@ class Transfer:
     """One transfer session: the request limiter, retry policy and progress tracker.
 
     ``limiter`` may be passed in to share one request budget across several sessions
-    (for example luisy moving outputs of many tasks); otherwise a limiter of
-    ``concurrency`` is made. The bytes of file content held in memory at once (blocks
+    (for example luisy moving outputs of many tasks); otherwise an adaptive one is made
+    (``luisy_sync.adaptive``: it grows while requests succeed with flat latency and
+    shrinks on 429/503/timeouts) with ``concurrency`` as its cap, or with
+    ``adaptive=False`` a fixed limiter of exactly ``concurrency``. The bytes of file content held in memory at once (blocks
     read but not yet sent, bodies received but not yet written) stay within
     ``memory_limit`` (default: the larger of 64 MiB and 4 blocks), whatever the
     concurrency.
@@ -89,12 +92,13 @@ class Transfer:
     def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, block_size: int = DEFAULT_BLOCK_SIZE,
                  policy: RetryPolicy | None = None, progress: ProgressCallback | None = None,
                  limiter: anyio.CapacityLimiter | None = None, io_threads: int = DEFAULT_IO_THREADS,
-                 fsync: bool = False, memory_limit: int | None = None):
+                 fsync: bool = False, memory_limit: int | None = None, adaptive: bool = True):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if block_size < 1:
             raise ValueError(f"block_size must be positive, got {block_size}")
-        self.limiter = limiter or anyio.CapacityLimiter(concurrency)
+        self.limiter: anyio.CapacityLimiter | AdaptiveLimiter = limiter or (
+            AdaptiveLimiter(concurrency) if adaptive else anyio.CapacityLimiter(concurrency))
         self.io_limiter = anyio.CapacityLimiter(io_threads)
         self.block_size = block_size
         self.budget = ByteBudget(memory_limit or max(DEFAULT_MEMORY_LIMIT, 4 * block_size))
@@ -110,17 +114,51 @@ class Transfer:
     async def retry(self, path: str, fn: Callable[..., Awaitable[T]], *args: object,
                     describe: str = "") -> T:
         """``fn(*args)`` under the retry policy (the caller holds a request slot)."""
+        return await self._retry(path, self._observed(fn), *args, describe=describe)
+
+    async def _retry(self, path: str, fn: Callable[..., Awaitable[T]], *args: object,
+                     describe: str = "") -> T:
         def on_retry(attempt: int, error: BaseException, sleep: float) -> None:
             self.tracker.retried(path, attempt, one_line(error))
 
         return await call_with_retry(fn, *args, policy=self.policy, describe=describe or path,
                                      on_retry=on_retry)
 
+    def _observed(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        """``fn`` reporting each attempt's latency and outcome to an adaptive limiter."""
+        limiter = self.limiter
+        if not observed(limiter):
+            return fn
+
+        async def attempt(*args: object) -> T:
+            start = limiter.started()
+            try:
+                result = await fn(*args)
+            except Exception as exc:
+                limiter.observe(start, exc)
+                raise
+            limiter.observe(start, None)
+            return result
+
+        return attempt
+
     async def request(self, path: str, fn: Callable[..., Awaitable[T]], *args: object,
                       describe: str = "") -> T:
-        """One store request (with its retries) holding one slot of the shared limiter."""
-        async with self.limiter:
-            return await self.retry(path, fn, *args, describe=describe)
+        """One store request (with its retries) holding one slot of the shared limiter.
+
+        With an adaptive limiter the slot is held per attempt, so a request told to
+        come back later (Retry-After) leaves its slot to others while it waits.
+        """
+        if not observed(self.limiter):
+            async with self.limiter:
+                return await self._retry(path, fn, *args, describe=describe)
+        measured = self._observed(fn)
+
+        async def attempt(*args: object) -> T:
+            async with self.limiter:
+                return await measured(*args)
+
+        return await self._retry(path, attempt, *args, describe=describe)
 
     async def in_thread(self, fn: Callable[..., T], *args: object) -> T:
         """Run blocking file IO or hashing in a worker thread under the IO limiter."""

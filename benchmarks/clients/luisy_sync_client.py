@@ -1,4 +1,8 @@
-"""luisy_sync: ``await push(dir, store)`` / ``await pull(store, dest)``, no stat cache (a cold first sync)."""
+"""luisy_sync: ``await push(dir, store)`` / ``await pull(store, dest)``, no stat cache (a cold first sync).
+
+``concurrency`` is the cap of the adaptive request budget; ``adaptive=False`` (the
+throttling figure's fixed-concurrency rows) keeps exactly that many requests in flight.
+"""
 
 from __future__ import annotations
 
@@ -24,15 +28,15 @@ def _store(target: Target):
     return AzureBlobStore(target.container, connection_string=target.connection_string)
 
 
-async def upload(src: str, target: Target, concurrency: int) -> None:
+async def upload(src: str, target: Target, concurrency: int, adaptive: bool = True) -> None:
     import luisy_sync
 
     async with _store(target) as store:
-        await luisy_sync.push(src, store, concurrency=concurrency, cache=False)
+        await luisy_sync.push(src, store, concurrency=concurrency, cache=False, adaptive=adaptive)
 
 
-async def download(target: Target, dest: str, concurrency: int) -> None:
+async def download(target: Target, dest: str, concurrency: int, adaptive: bool = True) -> None:
     import luisy_sync
 
     async with _store(target) as store:
-        await luisy_sync.pull(store, dest, concurrency=concurrency, cache=False)
+        await luisy_sync.pull(store, dest, concurrency=concurrency, cache=False, adaptive=adaptive)

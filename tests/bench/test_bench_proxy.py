@@ -251,3 +251,43 @@ async def test_azure_sdk_through_delayed_proxy(azurite) -> None:
                 assert await (await container.download_blob(name)).readall() == data
         assert proxy.stats.connections >= 1
         assert proxy.stats.bytes_up > sum(map(len, blobs.values()))
+
+
+def test_throttle_mode_sheds_requests_beyond_the_in_flight_limit(http_backend) -> None:
+    """With throttle_over=2 and 40 ms per request, of 6 simultaneous requests some get
+    503 + Retry-After (never forwarded); requests one at a time all pass, keep-alive."""
+    from benchmarks.proxy import run_proxy_in_thread
+
+    port, seen = http_backend
+    with run_proxy_in_thread("127.0.0.1", port, delay_ms=20, throttle_over=2) as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        for i in range(3):  # sequential: never more than one in flight
+            conn.request("GET", f"/seq{i}")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == BODY
+            conn.request("HEAD", f"/seq{i}")
+            head = conn.getresponse()
+            assert head.status == 200 and head.read() == b""
+        conn.close()
+        assert proxy.stats.faults["throttled"] == 0
+
+        statuses: list[tuple[int, str | None]] = []
+
+        def one(i: int) -> None:
+            c = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            c.request("PUT", f"/par{i}", body=b"x" * 1000)
+            r = c.getresponse()
+            r.read()
+            statuses.append((r.status, r.getheader("Retry-After")))
+            c.close()
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        shed = [s for s in statuses if s[0] == 503]
+        assert len(statuses) == 6 and shed and all(r == "1" for _, r in shed)
+        assert proxy.stats.faults["throttled"] == len(shed)
+        forwarded = [s for s in seen if s.startswith("PUT /par")]
+        assert len(forwarded) == 6 - len(shed) and len(forwarded) >= 2

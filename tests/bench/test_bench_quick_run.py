@@ -26,7 +26,7 @@ def test_quick_run_completes_and_writes_results(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "latest.json").read_text())
     groups = {r["group"] for r in results["rows"]}
-    assert groups == {"transfer", "hash", "recheck", "noop", "codehash"}
+    assert groups == {"transfer", "throttle", "hash", "recheck", "noop", "scale", "codehash"}
     figures = {r["figure"] for r in results["rows"] if r["group"] == "transfer"}
     assert figures == {f"{w} {op} @{rtt} ms" for w in ("W1", "W2", "W3")
                        for op in ("upload", "download") for rtt in (0, 20)}
@@ -34,7 +34,11 @@ def test_quick_run_completes_and_writes_results(tmp_path) -> None:
     assert {"luisy_sync", "sequential", "azure_aio", "obstore"} <= clients
     baseline = [r for r in results["rows"] if r["client"] == "sequential"]
     assert baseline and all(r["error"] is None and r["seconds"] > 0 for r in baseline)
-    assert all(r["peak_rss_mb"] for r in baseline if r["figure"].startswith("W3"))
+    assert all(r["peak_rss_mb"] and r["cpu_s"] is not None for r in baseline)
+    ours = [r for r in results["rows"] if r["client"] == "luisy_sync" and r["group"] in ("transfer", "scale")]
+    assert ours and all(r["error"] is None and r["cpu_ms_per_file"] is not None for r in ours), ours
+    throttled = [r for r in results["rows"] if r["group"] == "throttle" and r["role"] == "ours"]
+    assert throttled and all(r["error"] is None and r["throttled"] is not None for r in throttled)
     assert results["targets"]
     md = (out / "latest.md").read_text()
     assert "## Targets" in md and "| figure | client |" in md

@@ -39,3 +39,11 @@ def wd(clean_env, tmp_path):
     make_raw_data(str(path))
     Config().set_param("working_dir", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _config_reset_after_each_test():
+    """create_testing_config leaves its settings in the process-wide Config (as in 1.4.7):
+    reset it after each compat test so later suites see their own environment."""
+    yield
+    Config().reset()

@@ -1,0 +1,160 @@
+"""Scale rows: many small files and one huge file through the CLI, each run a process of its own.
+
+For each size (10k and 100k x 4 KiB in 100 folders, and one 4 GiB file; ``--quick``:
+500 and 1500 files and one 32 MiB file) and each store (the local store ``file://`` and
+Azurite through the 0 ms proxy): ``luisy_sync push``, a second push with nothing
+changed (no-op) and ``luisy_sync pull`` into an empty directory. Local baselines in
+the same run: ``rclone copy --transfers 32`` and ``cp -r`` (push = copy the tree into
+a store directory, pull = copy it back out, no-op = rclone copy again). Every command
+is timed as a whole process (start-up included) with its own user + system CPU and
+peak RSS from ``wait4``; the first pushes have no warm stat cache. 10k and 100k run in
+the same run, so the rows show how time, CPU and memory grow with the file count.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+from benchmarks.azurite import ACCOUNT, KEY
+from benchmarks.processes import remove_tree
+from benchmarks.report import row
+from benchmarks.workloads import MiB, _age, _write_random
+
+KiB = 1024
+GiB = 1024 * MiB
+SMALL = 4 * KiB
+FOLDERS = 100
+SIZES = {"full": ((10_000, 100_000), 4 * GiB), "quick": ((500, 1_500), 32 * MiB)}
+TIMEOUT = 1800.0
+
+
+def generate_many(root: str, count: int, size: int = SMALL) -> str:
+    """``count`` random files of ``size`` bytes spread over FOLDERS directories."""
+    base = os.path.join(root, f"scale{count}")
+    for i in range(count):
+        folder = os.path.join(base, f"d{i % FOLDERS:03d}")
+        if i < FOLDERS:
+            os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"f{i:06d}.bin")
+        with open(path, "wb") as fh:
+            fh.write(os.urandom(size))
+        _age(path)
+    return base
+
+
+def generate_big(root: str, size: int) -> str:
+    base = os.path.join(root, f"big{size // MiB}m")
+    path = os.path.join(base, "huge.bin")
+    _write_random(path, size)
+    _age(path)
+    return base
+
+
+def timed_process(cmd: list[str], env: dict[str, str]) -> dict:
+    """Run ``cmd`` to completion: wall seconds, CPU seconds and peak RSS of that process
+    (and its children) from ``wait4``; ``error`` is its last stderr line on failure."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                stdin=subprocess.DEVNULL)
+        killer = threading.Timer(TIMEOUT, proc.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        lines = [ln for ln in err.read().decode(errors="replace").splitlines() if ln.strip()]
+    res = {"seconds": seconds, "cpu_s": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+           "error": None}
+    if proc.returncode != 0:
+        res["seconds"] = None
+        res["error"] = f"exit {proc.returncode}: {(lines[-1] if lines else 'no output')[:200]}"
+    return res
+
+
+def _rows(figure: str, client: str, res: dict, files: int, nbytes: int, role: str, **extra) -> dict:
+    return row("scale", figure, client, res["seconds"], [res["seconds"]] if res["seconds"] else [],
+               res["error"], role=role, nbytes=nbytes, files=files, cpu_s=res["cpu_s"],
+               peak_rss_mb=res["rss_mb"], **extra)
+
+
+def scale(tmp: str, quick: bool, azurite_endpoint: str | None, log) -> list[dict]:
+    """All scale rows (see the module docstring)."""
+    counts, big = SIZES["quick" if quick else "full"]
+    env = dict(os.environ, LUISY_SYNC_CACHE=os.path.join(tmp, "scale-statcache.db"))
+    env.pop("LUISY_AZURE_CONNECTION_STRING", None)
+    rows: list[dict] = []
+    cases = [(f"{n // 1000}k x 4 KiB", n, n * SMALL, lambda n=n: generate_many(tmp, n)) for n in counts]
+    cases.append((f"1 x {big // GiB} GiB" if big >= GiB else f"1 x {big // MiB} MiB", 1, big,
+                  lambda: generate_big(tmp, big)))
+    for label, files, nbytes, make in cases:
+        log(f"scale: {label}")
+        src = make()
+        stores = [("local", None)]
+        if azurite_endpoint:
+            stores.append(("azurite", azurite_endpoint))
+        for where, endpoint in stores:
+            rows += _luisy_rows(tmp, src, label, files, nbytes, where, endpoint, env)
+        rows += _baseline_rows(tmp, src, label, files, nbytes, env)
+        remove_tree(src)
+    return rows
+
+
+def _luisy_rows(tmp: str, src: str, label: str, files: int, nbytes: int, where: str,
+                endpoint: str | None, env: dict[str, str]) -> list[dict]:
+    cli = [sys.executable, "-m", "luisy_sync"]
+    run_env = dict(env)
+    if endpoint is None:
+        remote = os.path.join(tmp, f"store-{uuid.uuid4().hex[:8]}")
+        url = "file://" + remote
+    else:
+        remote = None
+        url = f"az://s{uuid.uuid4().hex[:20]}"
+        run_env.update(LUISY_AZURE_ACCOUNT_NAME=ACCOUNT, LUISY_AZURE_STORAGE_KEY=KEY,
+                       LUISY_AZURE_ENDPOINT=endpoint)
+    dest = os.path.join(tmp, f"pulled-{uuid.uuid4().hex[:8]}")
+    try:
+        os.unlink(env["LUISY_SYNC_CACHE"])
+    except FileNotFoundError:
+        pass
+    out = []
+    for op, cmd in (("push", [*cli, "push", "-q", src, url]), ("no-op push", [*cli, "push", "-q", src, url]),
+                    ("pull", [*cli, "pull", "-q", url, dest])):
+        res = timed_process(cmd, run_env)
+        out.append(_rows(f"scale {label} {op} ({where})", "luisy_sync", res, files, nbytes, "ours",
+                         op=op, store=where))
+    if remote:
+        remove_tree(remote)
+    remove_tree(dest)
+    return out
+
+
+def _baseline_rows(tmp: str, src: str, label: str, files: int, nbytes: int, env: dict[str, str]) -> list[dict]:
+    out = []
+    rc_env = dict(env, RCLONE_CONFIG=os.devnull)
+    rclone = shutil.which("rclone")
+    copy = [rclone, "copy", "--transfers", "32", "--checkers", "32", "--log-level", "ERROR"] if rclone else None
+    r_store, r_back = os.path.join(tmp, "rclone-store"), os.path.join(tmp, "rclone-back")
+    c_store, c_back = os.path.join(tmp, "cp-store"), os.path.join(tmp, "cp-back")
+    missing = {"seconds": None, "cpu_s": None, "rss_mb": None, "error": "rclone not installed"}
+    plan = [("push", "rclone copy --transfers 32", copy and [*copy, src, r_store]),
+            ("no-op push", "rclone copy --transfers 32", copy and [*copy, src, r_store]),
+            ("pull", "rclone copy --transfers 32", copy and [*copy, r_store, r_back]),
+            ("push", "cp -r", ["cp", "-r", src, c_store]),
+            ("pull", "cp -r", ["cp", "-r", c_store, c_back])]
+    for op, client, cmd in plan:
+        res = timed_process(cmd, rc_env) if cmd else missing
+        out.append(_rows(f"scale {label} {op} (local)", client, res, files, nbytes, "peer", op=op, store="local"))
+    for path in (r_store, r_back, c_store, c_back):
+        remove_tree(path)
+    return out

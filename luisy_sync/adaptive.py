@@ -1,0 +1,155 @@
+"""Adaptive concurrency: one request budget that finds what the server allows.
+
+``AimdLimit`` is the pure rule (no clock, no IO), additive increase / multiplicative
+decrease in the spirit of TCP congestion control and Netflix's concurrency-limits:
+
+- a request that succeeded while the limit was in use, with a latency not much above
+  the best seen recently (latency is flat: no queue is building up at the server),
+  raises the limit by ``1 / limit`` (about +1 per round of requests); until the first
+  throttle ("slow start") it raises it by 1 (doubling per round);
+- a throttled request (429, 503, a timeout) halves the limit, at most once per round:
+  throttles of requests that started before the last decrease are not counted again;
+  the limit it had then is remembered, and growth back up to it is additive while
+  growth beyond it is eight times slower (a careful probe of a known ceiling);
+- the limit stays within ``[floor, cap]``; ``cap`` is the caller's ``concurrency=``.
+
+``AdaptiveLimiter`` applies it to a dynamic ``anyio.CapacityLimiter`` and is what a
+``Transfer`` uses by default; the retry policy still sleeps each throttled request's
+``Retry-After`` before it is tried again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+THROTTLE_STATUS = frozenset({429, 503})
+"""HTTP statuses that say "too many requests" (a timeout says the same without one)."""
+
+
+def is_throttle(error: BaseException) -> bool:
+    """True when ``error`` says the server is overloaded (429/503, or no answer in time)."""
+    status = getattr(error, "status", None)
+    if status in THROTTLE_STATUS:
+        return True
+    return isinstance(error, TimeoutError) or "timed out" in str(error).lower()
+
+
+@dataclass
+class AimdLimit:
+    """The AIMD rule (see the module docstring); ``value`` is the current limit."""
+
+    cap: int
+    initial: int = 8
+    floor: int = 1
+    tolerance: float = 2.0
+    """A latency up to ``tolerance`` times the best recent one counts as flat."""
+    backoff: float = 0.5
+    value: float = field(init=False)
+    best_latency: float | None = field(init=False, default=None)
+    epoch: int = field(init=False, default=0)
+    """Bumped on every decrease; a request remembers the epoch it started in."""
+    decreases: int = field(init=False, default=0)
+    slow_start: bool = field(init=False, default=True)
+    ceiling: float | None = field(init=False, default=None)
+    """The limit at the last throttle."""
+
+    def __post_init__(self) -> None:
+        if self.cap < 1 or self.floor < 1 or self.floor > self.cap:
+            raise ValueError(f"need 1 <= floor <= cap, got floor={self.floor} cap={self.cap}")
+        self.value = float(max(self.floor, min(self.cap, self.initial)))
+
+    @property
+    def limit(self) -> int:
+        """The whole number of requests allowed in flight now."""
+        return max(self.floor, min(self.cap, int(self.value)))
+
+    def succeeded(self, latency: float, in_flight: int) -> None:
+        """One request finished fine after ``latency`` seconds with ``in_flight`` running."""
+        best = self.best_latency
+        if best is None or latency < best:
+            self.best_latency = best = latency
+        else:  # forget a best that is long gone (the path got slower for good)
+            self.best_latency = best + (latency - best) * 0.01
+        flat = latency <= best * self.tolerance + 0.001
+        if flat and in_flight >= self.limit - 1:  # only grow a limit that is actually used
+            step = 1.0 if self.slow_start else 1.0 / self.value
+            if self.ceiling is not None and self.value + 1 >= self.ceiling:
+                step /= 8  # near the limit that was throttled: probe slowly
+            self.value = min(float(self.cap), self.value + step)
+
+    def throttled(self, started_epoch: int) -> bool:
+        """One request was throttled; returns True when this decreased the limit."""
+        if started_epoch < self.epoch:
+            return False  # this round was already answered with a decrease
+        self.ceiling = self.value
+        self.value = max(float(self.floor), self.value * self.backoff)
+        self.slow_start = False
+        self.epoch += 1
+        self.decreases += 1
+        return True
+
+
+class AdaptiveLimiter:
+    """A request limiter whose size follows ``AimdLimit``; a drop-in for the
+    ``anyio.CapacityLimiter`` methods the engine uses (``async with``, ``acquire_on_behalf_of``,
+    ``release_on_behalf_of``, ``total_tokens``), plus ``observe`` for request outcomes."""
+
+    def __init__(self, cap: int, *, initial: int | None = None):
+        self.rule = AimdLimit(cap, initial=min(cap, initial or 8))
+        self._tokens = anyio.CapacityLimiter(self.rule.limit)
+        self.throttles = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """The cap (the most requests this limiter will ever allow at once)."""
+        return self.rule.cap
+
+    @property
+    def current(self) -> int:
+        """Requests allowed in flight right now."""
+        return self.rule.limit
+
+    @property
+    def borrowed_tokens(self) -> int:
+        return int(self._tokens.borrowed_tokens)
+
+    async def __aenter__(self) -> None:
+        await self._tokens.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._tokens.release()
+
+    async def acquire_on_behalf_of(self, token: object) -> None:
+        await self._tokens.acquire_on_behalf_of(token)
+
+    def release_on_behalf_of(self, token: object) -> None:
+        self._tokens.release_on_behalf_of(token)
+
+    def started(self) -> tuple[float, int]:
+        """What ``observe`` needs to know about a request that starts now."""
+        return time.monotonic(), self.rule.epoch
+
+    def observe(self, start: tuple[float, int], error: BaseException | None) -> None:
+        """Feed one request's outcome (``error`` None: success) into the rule."""
+        if error is None:
+            self.rule.succeeded(time.monotonic() - start[0], self.borrowed_tokens)
+        elif is_throttle(error):
+            self.throttles += 1
+            self.rule.throttled(start[1])
+        else:
+            return
+        self._resize()
+
+    def _resize(self) -> None:
+        limit = self.rule.limit
+        if limit != self._tokens.total_tokens:
+            self._tokens.total_tokens = limit
+
+
+def observed(limiter: Any) -> bool:
+    """True when ``limiter`` wants request outcomes (an AdaptiveLimiter)."""
+    return isinstance(limiter, AdaptiveLimiter)

@@ -1,0 +1,96 @@
+"""The adaptive request budget: the pure AIMD rule, and the limiter applying it (no timing asserts)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from luisy_sync.adaptive import AdaptiveLimiter, AimdLimit, is_throttle
+from luisy_sync.errors import StoreError, TransientError
+
+
+def test_slow_start_grows_by_one_per_flat_success_up_to_the_cap() -> None:
+    rule = AimdLimit(cap=12, initial=4)
+    seen = []
+    for _ in range(10):
+        rule.succeeded(0.010, in_flight=rule.limit)
+        seen.append(rule.limit)
+    assert seen == [5, 6, 7, 8, 9, 10, 11, 12, 12, 12]
+
+
+def test_after_a_throttle_growth_is_additive_about_one_per_round() -> None:
+    rule = AimdLimit(cap=64, initial=16)
+    rule.succeeded(0.010, in_flight=16)
+    assert rule.throttled(rule.epoch) is True
+    assert rule.limit == 8 and not rule.slow_start
+    for _ in range(8):  # one round of 8 requests
+        rule.succeeded(0.010, in_flight=rule.limit)
+    assert rule.limit == 9
+
+
+def test_rising_latency_holds_the_limit() -> None:
+    rule = AimdLimit(cap=64, initial=10)
+    rule.succeeded(0.010, in_flight=10)
+    before = rule.value
+    for _ in range(20):
+        rule.succeeded(0.100, in_flight=rule.limit)  # 10x the best: a queue is building
+    assert rule.value == before
+
+
+def test_an_unused_limit_does_not_grow() -> None:
+    rule = AimdLimit(cap=64, initial=10)
+    for _ in range(20):
+        rule.succeeded(0.010, in_flight=2)
+    assert rule.limit == 10
+
+
+def test_one_decrease_per_round_of_throttles() -> None:
+    rule = AimdLimit(cap=64, initial=32)
+    epoch = rule.epoch  # 20 requests started in this round, all throttled
+    decreased = [rule.throttled(epoch) for _ in range(20)]
+    assert decreased.count(True) == 1 and rule.limit == 16
+    assert rule.throttled(rule.epoch) is True and rule.limit == 8  # a later round's throttle counts
+
+
+def test_limit_stays_between_floor_and_cap() -> None:
+    rule = AimdLimit(cap=4, initial=100, floor=2)
+    assert rule.limit == 4
+    for _ in range(10):
+        rule.throttled(rule.epoch)
+    assert rule.limit == 2
+    with pytest.raises(ValueError):
+        AimdLimit(cap=0)
+    with pytest.raises(ValueError):
+        AimdLimit(cap=4, floor=5)
+
+
+@pytest.mark.parametrize("error, throttle", [
+    (TransientError("busy", status=503), True), (TransientError("slow down", status=429), True),
+    (TransientError("connection to x timed out"), True), (TimeoutError(), True),
+    (TransientError("reset", status=500), False), (StoreError("denied", status=403), False),
+])
+def test_what_counts_as_a_throttle(error: BaseException, throttle: bool) -> None:
+    assert is_throttle(error) is throttle
+
+
+async def test_the_limiter_resizes_its_tokens_with_the_rule() -> None:
+    limiter = AdaptiveLimiter(16, initial=4)
+    assert (limiter.current, limiter.total_tokens) == (4, 16)
+    async with anyio.create_task_group() as tg:
+        release = anyio.Event()
+
+        async def hold() -> None:
+            async with limiter:
+                await release.wait()
+
+        for _ in range(4):
+            tg.start_soon(hold)
+        await anyio.wait_all_tasks_blocked()
+        assert limiter.borrowed_tokens == 4
+        limiter.observe(limiter.started(), None)  # flat success with the limit in use
+        assert limiter.current == 5
+        limiter.observe(limiter.started(), TransientError("busy", status=503))
+        assert limiter.current == 2 and limiter.throttles == 1
+        release.set()
+    async with limiter:  # still usable after shrinking below the tokens that were out
+        assert limiter.borrowed_tokens == 1
