@@ -151,9 +151,18 @@ def _import_module(name: str) -> None:
     try:
         importlib.import_module(name)
     except ImportError as exc:
-        raise CliError(f"cannot import module {name!r}: {exc}; check --module") from None
+        raise CliError(f"cannot import module {name!r}: {exc}; {_import_hint(name, exc)}") from None
     except SyntaxError as exc:
         raise CliError(f"module {name!r} has a syntax error: {exc}") from None
+
+
+def _import_hint(name: str, exc: ImportError) -> str:
+    """What to do when ``--module`` cannot be imported: a package that sits in the current
+    directory but is not on the path needs ``PYTHONPATH=.``, as with ``luigi --module``."""
+    top = name.split(".")[0]
+    if exc.name == top and (os.path.isdir(top) or os.path.isfile(f"{top}.py")):
+        return f"'{top}' is in this directory but not on the path: run with PYTHONPATH=. or pip install it"
+    return "check --module (the package must be installed or on PYTHONPATH)"
 
 
 def _root_task(luigi_argv: list[str]) -> luigi.Task:
@@ -367,6 +376,9 @@ def _configure_logging() -> None:
         log.addHandler(handler)
         log.propagate = False
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
+    # azure-identity warns with a many-line list of every credential it tried; luisy's own
+    # error line already says that no credential was found and what to set
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     interface = logging.getLogger("luigi-interface")
     if not any(isinstance(f, _DropLuigiSummary) for f in interface.filters):
         interface.addFilter(_DropLuigiSummary())

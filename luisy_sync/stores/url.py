@@ -110,6 +110,10 @@ def _azure_from_env(env: Mapping[str, str], container: str, prefix: str,
             raise ConfigError("LUISY_AZURE_ACCOUNT_NAME is set but LUISY_AZURE_STORAGE_KEY is not, and "
                               "azure-identity is not installed: set LUISY_AZURE_STORAGE_KEY or "
                               "`pip install azure-identity`")
+        if urlsplit(url).scheme != "https":
+            raise ConfigError(f"LUISY_AZURE_ACCOUNT_NAME is set but LUISY_AZURE_STORAGE_KEY is not, and "
+                              f"DefaultAzureCredential needs an https endpoint (LUISY_AZURE_ENDPOINT is "
+                              f"{url}): set LUISY_AZURE_STORAGE_KEY")
         return _Choice(lambda: AzureBlobStore(container, prefix, account_url=url, **opts),
                        f"Azure {url}, {where} (from LUISY_AZURE_ACCOUNT_NAME with DefaultAzureCredential)")
     return None

@@ -266,3 +266,31 @@ def test_task_may_put_files_into_its_output_dir(project) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (wd / "example_project" / "interim" / "part_1.txt").read_text() == "one"
     assert (wd / "example_project" / "interim" / "Parts.pkl").exists()
+
+
+def test_package_in_cwd_but_not_on_path_says_pythonpath(tmp_path) -> None:
+    # the console script, like `luigi --module`, does not import from the current directory
+    exe = Path(sys.executable).with_name("luisy")
+    if not exe.exists():
+        pytest.skip("luisy console script not installed")
+    (tmp_path / "mypipe").mkdir()
+    (tmp_path / "mypipe" / "__init__.py").write_text("")
+    (tmp_path / "mypipe" / "tasks.py").write_text(textwrap.dedent("""
+        import luisy
+
+        @luisy.final
+        class Hello(luisy.Task):
+            def run(self):
+                self.write({"hello": 1})
+    """))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    args = [str(exe), "--module", "mypipe.tasks", "Hello", "--working-dir", str(tmp_path / "wd"), "--no-ask"]
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "luisy: error: cannot import module 'mypipe.tasks': No module named 'mypipe'; 'mypipe' is in "
+        "this directory but not on the path: run with PYTHONPATH=. or pip install it"]
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": "."}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "wd" / "mypipe" / "final").is_dir()

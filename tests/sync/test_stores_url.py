@@ -130,6 +130,18 @@ def test_half_configured_azure_is_a_config_error(monkeypatch: pytest.MonkeyPatch
     assert KEY not in text and "SECRET" not in text
 
 
+def test_account_without_key_over_http_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # azure-identity installed or not: Azure AD tokens are refused over http (say, Azurite), so
+    # the missing key is named before any request instead of a late SDK ValueError
+    monkeypatch.setattr(store_url, "_identity_installed", lambda: True)
+    monkeypatch.setenv("LUISY_AZURE_ACCOUNT_NAME", "devstoreaccount1")
+    monkeypatch.setenv("LUISY_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1")
+    with pytest.raises(ConfigError) as err:
+        store_from_env()
+    text = str(err.value)
+    assert "LUISY_AZURE_STORAGE_KEY" in text and "https" in text and "\n" not in text
+
+
 @pytest.mark.parametrize("bad", ["", "s3://bucket/x", "file://host/x", "file:relative", "az://",
                                  "az://UPPER/x", "az://ok-name/../x", "/abs/path/without/scheme"])
 def test_bad_urls(bad: str) -> None:
