@@ -24,7 +24,7 @@ from luisy_sync.manifest import (DEFAULT_MANIFEST_NAME, manifest_entries, read_j
 from luisy_sync.paths import safe_relpath
 from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts
 from luisy_sync.progress import ProgressCallback, make_progress
-from luisy_sync.pullrecord import read_pull_record, update_pull_record
+from luisy_sync.syncrecord import read_sync_record, record_synced
 from luisy_sync.report import Report
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.scan import PathFilter, remote_tree, scan, tree_from_paths
@@ -186,6 +186,9 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                 view.update((p, local[p]) for p in result.done)
                 await update_manifest(target, object_name(prefix, manifest), updates, policy=policy,
                                       stored=stored, initial=before, first_stored=view)
+        shared = {p: local[p].digest for p in [*result.done, *plan.skip]}
+        await anyio.to_thread.run_sync(
+            record_synced, local.root, {p: d for p, d in shared.items() if d is not None})
     report = dataclasses.replace(_report("push", plan, result, started),
                                  left_out=tuple(sorted(left_out)))
     return _finish(report, raise_on_failure)
@@ -218,8 +221,9 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
     absolute, backslashes) make the pull refuse everything with UnsafePathError before
     anything is written. ``manifest`` names the push manifest to leave out.
 
-    A local file is only replaced when it is what an earlier pull wrote there (see
-    ``luisy_sync.pullrecord``); one edited since, or never pulled, is kept and listed in
+    A local file is only replaced when it is what it was when it last matched the store
+    (see ``luisy_sync.syncrecord``); one edited since, or never pulled or pushed, is kept
+    and listed in
     ``report.conflicts`` (SyncFailed after everything else moved, when
     ``raise_on_failure``). ``force=True`` overwrites those too.
     """
@@ -246,8 +250,8 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
         local = await _local_subset(dest, everything.download, cache)
         plan = plan_pull(remote, local, paths)
         _raise_refused(plan, "downloaded")
-        pulled = await anyio.to_thread.run_sync(read_pull_record, dest)
-        conflicts = {} if force else pull_conflicts(plan, pulled)
+        synced = await anyio.to_thread.run_sync(read_sync_record, dest)
+        conflicts = {} if force else pull_conflicts(plan, synced)
         if conflicts:
             plan = dataclasses.replace(plan, download=tuple(p for p in plan.download
                                                             if p not in conflicts))
@@ -259,9 +263,9 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
                             progress=make_progress(progress), fsync=fsync, adaptive=adaptive)
         result = await download_paths(source, dest, plan.download, remote, prefix=prefix,
                                       transfer=transfer)
-        written = {p: remote[p].digest for p in [*result.done, *plan.skip]}
-        written = {p: d for p, d in written.items() if d is not None and pulled.get(p) != d}
-        await anyio.to_thread.run_sync(update_pull_record, dest, written)
+        shared = {p: remote[p].digest for p in [*result.done, *plan.skip]}
+        await anyio.to_thread.run_sync(
+            record_synced, dest, {p: d for p, d in shared.items() if d is not None})
     report = dataclasses.replace(_report("pull", plan, result, started), conflicts=kept)
     return _finish(report, raise_on_failure)
 

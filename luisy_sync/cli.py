@@ -1,7 +1,7 @@
 """The ``luisy-sync`` command line: ``push DIR [URL]`` and ``pull [URL] DIR``.
 
 Exit status: 0 when everything moved, 1 when some files failed or a pull kept local files
-that changed since the last pull (the report and one stderr line each say which),
+that changed since they last matched the store (the report and one stderr line each say which),
 2 for bad input or a configuration/store error (one line on stderr, no traceback),
 130 when interrupted.
 """
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("dir", help="local directory to download into")
     q.add_argument("--fsync", action="store_true", help="flush each file to disk before renaming it")
     q.add_argument("--force", action="store_true",
-                   help="overwrite local files changed since the last pull (default: keep them)")
+                   help="overwrite local files changed since they were last synced (default: keep them)")
     return parser
 
 

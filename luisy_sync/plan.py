@@ -226,25 +226,25 @@ def _parent_dirs(tree: Tree) -> set[str]:
     return dirs
 
 
-def pull_conflicts(plan: Plan, pulled: Mapping[str, str]) -> dict[str, str]:
-    """Local files a pull ``plan`` would overwrite although they are not what the last
-    pull wrote there, path -> what changed (on which side).
+def pull_conflicts(plan: Plan, synced: Mapping[str, str]) -> dict[str, str]:
+    """Local files a pull ``plan`` would overwrite although they changed since they last
+    matched the store, path -> what changed (on which side).
 
-    ``pulled`` maps a path to the digest a pull last wrote there. A local file whose
-    digest is still that one is safe to replace; any other existing local file the plan
-    downloads onto is a conflict: edited since the last pull (locally, or on both
-    sides), or never written by a pull at all.
+    ``synced`` maps a path to the digest it had when it last matched the store (pulled,
+    found identical, or pushed). A local file still at that digest is safe to replace;
+    any other existing local file the plan downloads onto is a conflict: edited since
+    (locally, or on both sides), or never synced from this directory at all.
     """
     conflicts: dict[str, str] = {}
     for path in plan.download:
         mine = plan.target.get(path)
         if mine is None:
             continue
-        base = pulled.get(path)
+        base = synced.get(path)
         if base is None:
-            conflicts[path] = "exists locally and differs from the store; no pull wrote it"
+            conflicts[path] = "exists locally and differs from the store; it was never synced here"
         elif mine.digest != base:
             theirs = plan.source[path].digest
             side = "locally" if theirs == base else "locally and in the store"
-            conflicts[path] = f"changed {side} since the last pull"
+            conflicts[path] = f"changed {side} since the last sync"
     return conflicts

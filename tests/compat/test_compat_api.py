@@ -282,3 +282,14 @@ def test_flags_overlay_the_environment(clean_env, monkeypatch) -> None:
     Config().update({"azure_container_name": "fromflag", "azure_storage_key": ""})
     env = luisy.config.cloud_environment()
     assert env["LUISY_AZURE_CONTAINER_NAME"] == "fromflag" and "LUISY_AZURE_STORAGE_KEY" not in env
+
+
+@pytest.mark.parametrize("argv,spark,rest", [
+    (["--spark", "FinalTask"], True, ["FinalTask"]),
+    (["FinalTask", "--spark", "no"], False, ["FinalTask"]),
+    (["--spark=yes", "FinalTask"], True, ["FinalTask"]),
+    (["FinalTask"], False, ["FinalTask"]),
+])
+def test_spark_flag_forms(argv, spark, rest) -> None:
+    opts, luigi_argv = luisy.cli.parse_args(argv)
+    assert opts["spark"] is spark and luigi_argv == rest

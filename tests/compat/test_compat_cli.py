@@ -163,3 +163,22 @@ def test_visualize_writes_a_picture_and_runs_nothing(tmp_path: Path) -> None:
     bad = luisy(["FinalTask", "--working-dir", str(wd), "--visualize", str(tmp_path / "t.gif")],
                 _env(tmp_path))
     assert bad.returncode == 2 and ".png" in bad.stderr
+
+
+@pytest.mark.azurite
+def test_a_wrong_key_flag_is_one_line_and_never_printed(azurite, tmp_path: Path) -> None:
+    import base64
+
+    wrong = base64.b64encode(b"not the account key, but base64" * 2).decode()
+    wd = _machine(tmp_path, "wd")
+    report = tmp_path / "report.json"
+    proc = luisy(["FinalTask", "--working-dir", str(wd), "--no-ask", "--upload", "--json", str(report),
+                  "--azure-account-name", ACCOUNT, "--azure-storage-key", wrong,
+                  "--azure-container-name", "c" + uuid.uuid4().hex[:12]],
+                 _env(tmp_path, LUISY_AZURE_ENDPOINT=azurite.endpoint))
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "credentials" in errors[0], proc.stderr[-1500:]
+    for text in (proc.stdout, proc.stderr, report.read_text() if report.exists() else ""):
+        assert wrong not in text and wrong[:24] not in text
+    assert _outputs(wd) == set()

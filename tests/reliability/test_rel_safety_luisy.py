@@ -296,3 +296,24 @@ def test_a_bad_local_remote_or_report_path_fails_before_any_task(machine, tmp_pa
     proc = machine("a", "Consumer", "--json", str(tmp_path / "missing" / "report.json"))
     _one_error(proc, "--json", "does not exist")
     assert not (tmp_path / "a" / PROJECT).exists()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "replaced"])
+@pytest.mark.timeout(60)
+async def test_upload_repairs_the_object_behind_a_current_entry(shared_store: Any, tmp_path: Path,
+                                                                damage: str) -> None:
+    """Item 1 on every store: the entry is current, the object is gone or holds other bytes."""
+    from luisy_sync.stores.base import DIGEST_KEY
+
+    a, _ = _two_machines(tmp_path)
+    first = await _upload_from(a, shared_store)
+    assert first.keys_done == (KEY,)
+    if damage == "deleted":
+        await shared_store.delete(PRODUCER)
+    else:
+        other = b"someone else's bytes"
+        await shared_store.put(PRODUCER, other, metadata={DIGEST_KEY: hash_bytes(other)})
+    repaired = await _upload_from(a, shared_store)
+    assert repaired.keys_done == (KEY,) and repaired.files == 1
+    assert await shared_store.get_range(PRODUCER) == (a / PRODUCER).read_bytes()
+    await _cloud_hash_truthful(shared_store)

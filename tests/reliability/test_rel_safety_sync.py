@@ -96,20 +96,33 @@ def test_pull_keeps_files_edited_since_the_last_pull_unless_forced(tmp_path: Pat
 
     dry = no_traceback(pull_cli(remote, dest, env, "--dry-run"), code=1)
     assert "would have downloaded 1 file" in dry and "2 conflict(s) would keep locally" in dry, dry
-    assert "conflict: both.txt: changed locally and in the store since the last pull" in dry
-    assert "conflict: mine.txt: changed locally since the last pull" in dry
+    assert "conflict: both.txt: changed locally and in the store since the last sync" in dry
+    assert "conflict: mine.txt: changed locally since the last sync" in dry
 
     kept = no_traceback(pull_cli(remote, dest, env), code=1)
     assert "downloaded 1 file" in kept and "--force overwrites" in kept, kept
     assert read_tree(dest) == {"both.txt": b"edited here", "mine.txt": b"edited here",
                                "theirs.txt": b"v2 in the store", "mine-new.txt": b"v1"}
     never = no_traceback(pull_cli(remote, tmp_path / "other", env), code=1)
-    assert "conflict: mine-new.txt: exists locally and differs from the store; no pull wrote it" in never
+    assert "conflict: mine-new.txt: exists locally and differs from the store; it was never synced here" in never
 
     forced = no_traceback(pull_cli(remote, dest, env, "--force"))
     assert "downloaded 2 files" in forced, forced
     assert read_tree(dest) == read_tree(src)
     assert "conflict" not in no_traceback(pull_cli(remote, dest, env))  # in sync again
+
+
+@pytest.mark.timeout(60)
+def test_a_pull_updates_files_this_directory_pushed_without_conflicts(tmp_path: Path) -> None:
+    mine, theirs, remote = tmp_path / "mine", tmp_path / "theirs", tmp_path / "remote"
+    write_files(mine, {"a.txt": b"v1", "b.txt": b"v1"})
+    env = worker_env(tmp_path)
+    no_traceback(push_cli(mine, remote, env))
+    write_files(theirs, {"a.txt": b"v2 from another machine"})
+    no_traceback(push_cli(theirs, remote, env))
+    text = no_traceback(pull_cli(remote, mine, env))
+    assert "downloaded 1 file" in text and "conflict" not in text, text
+    assert (mine / "a.txt").read_bytes() == b"v2 from another machine"
 
 
 # -- item 7: permissions ---------------------------------------------------------------------------

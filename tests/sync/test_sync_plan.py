@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from luisy_sync.plan import (CHANGE_KINDS, DOWNLOAD, LOCAL_ONLY, MISSING, PULL, PUSH, REFUSED,
-                             REMOTE_ONLY, SKIP, UPLOAD, Plan, format_bytes, plan_pull, plan_push)
+                             REMOTE_ONLY, SKIP, UPLOAD, Plan, format_bytes, plan_pull, plan_push,
+                             pull_conflicts)
 from luisy_sync.tree import FileEntry, Tree
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
@@ -147,3 +148,23 @@ def test_plan_is_frozen_and_keeps_its_trees() -> None:
                                          (5 << 30, "5.0 GiB"), (3 << 40, "3.0 TiB")])
 def test_format_bytes(n: int, text: str) -> None:
     assert format_bytes(n) == text
+
+
+CONFLICT_CASES = [
+    # id, store, local, synced digests, expected conflicts (path -> start of the reason)
+    ("new-file-is-no-conflict", {"x": (1, A)}, {}, {}, {}),
+    ("unchanged-since-sync", {"x": (1, B)}, {"x": (1, A)}, {"x": A}, {}),
+    ("edited-locally", {"x": (1, A)}, {"x": (1, B)}, {"x": A}, {"x": "changed locally since"}),
+    ("edited-on-both-sides", {"x": (1, C)}, {"x": (1, B)}, {"x": A},
+     {"x": "changed locally and in the store"}),
+    ("never-synced", {"x": (1, A)}, {"x": (1, B)}, {}, {"x": "exists locally and differs"}),
+    ("identical-is-skipped", {"x": (1, A)}, {"x": (1, A)}, {}, {}),
+]
+
+
+@pytest.mark.parametrize(("store", "local", "synced", "expected"), [c[1:] for c in CONFLICT_CASES],
+                         ids=[c[0] for c in CONFLICT_CASES])
+def test_pull_conflicts(store, local, synced, expected) -> None:
+    found = pull_conflicts(plan_pull(t(store), t(local)), synced)
+    assert set(found) == set(expected)
+    assert all(found[p].startswith(why) for p, why in expected.items())
