@@ -4,6 +4,7 @@ How to run
     python -m benchmarks                 # full run (~20-30 min on 2 cores), 3 repetitions
     python -m benchmarks --quick         # tiny sizes, 1 repetition, < 2 minutes: the CI smoke test
     python -m benchmarks --only W1,hash  # some sections: W1 W2 W3 throttle hash recheck noop scale codehash
+    python -m benchmarks --only scale,scale-azurite-100k   # + the 100k-file rows on Azurite (~12 min more)
     python -m benchmarks --clients luisy_sync,obstore --reps 5
 
 Needs azurite-blob (npm install -g azurite@3.35.0); optional: obstore, adlfs, rclone
@@ -42,7 +43,8 @@ Rules of the suite
   flight; luisy_sync's adaptive budget against fixed concurrencies 4/8/16/32, with the
   count of throttled requests (benchmarks/throttle.py).
 - scale: push, no-op push and pull of 10k and 100k x 4 KiB files and of one 4 GiB file
-  through the CLI, local store and Azurite, with rclone copy and cp -r as the local
+  through the CLI, local store and Azurite (100k on Azurite only with
+  ``--only scale,scale-azurite-100k``), with rclone copy and cp -r as the local
   baselines; each command a process of its own, timed with its CPU and peak RSS
   (benchmarks/scale.py).
 - The issue's targets are checked in a "target / measured / met?" table; ``--quick``

@@ -86,7 +86,7 @@ async def _listing(store: Store, prefix: str, policy: RetryPolicy | None) -> lis
 
 def _without(tree: Tree, names: Iterable[str | None]) -> Tree:
     drop = {n for n in names if n}
-    if not drop.intersection(tree):
+    if not any(n in tree for n in drop):
         return tree
     return Tree(((p, e) for p, e in tree.items() if p not in drop), root=tree.root)
 

@@ -241,9 +241,10 @@ class Transfer:
             async with anyio.create_task_group() as tg:
                 for _ in range(min(self.workers, len(large))):
                     tg.start_soon(single_worker)
-                if small:
+                if small:  # a batch store: 4 batches at once keep both cores in the kernel's file calls
                     per_batch = BATCH_FILES if batch_store else max(1, self.workers // 2)
-                    for _ in range(min(4, max(2, -(-self.workers // per_batch) + 1))):
+                    count = 4 if batch_store else min(4, max(2, -(-self.workers // per_batch) + 1))
+                    for _ in range(count):
                         tg.start_soon(batch_worker)
         finally:
             callback.end()

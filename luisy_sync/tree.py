@@ -29,13 +29,34 @@ class Tree(Mapping[str, FileEntry]):
 
     def __init__(self, entries: Mapping[str, FileEntry] | Iterable[tuple[str, FileEntry]] = (),
                  root: str | None = None):
-        items = dict(entries.items() if isinstance(entries, Mapping) else entries)
-        self._entries: dict[str, FileEntry] = dict(sorted(items.items()))
+        if isinstance(entries, Tree):
+            self._entries: dict[str, FileEntry] = entries._entries  # immutable: shared, sorted
+        else:
+            items = dict(entries.items() if isinstance(entries, Mapping) else entries)
+            keys = list(items)
+            if any(a > b for a, b in zip(keys, keys[1:])):  # sort only what is not sorted yet
+                items = dict(sorted(items.items()))
+            self._entries = items
         self.root = root
         """The local directory the paths are relative to (None for remote trees)."""
 
     def __getitem__(self, path: str) -> FileEntry:
         return self._entries[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._entries
+
+    def get(self, path: str, default: FileEntry | None = None) -> FileEntry | None:  # type: ignore[override]
+        return self._entries.get(path, default)
+
+    def keys(self):  # type: ignore[override]  # noqa: ANN201 - a dict view
+        return self._entries.keys()
+
+    def items(self):  # type: ignore[override]  # noqa: ANN201 - a dict view
+        return self._entries.items()
+
+    def values(self):  # type: ignore[override]  # noqa: ANN201 - a dict view
+        return self._entries.values()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -145,8 +145,15 @@ class ObjectIndex:
         return any(os.path.isdir(os.path.join(self.book, d)) for d in _LEGACY_DIRS)
 
     def _unusable(self, exc: sqlite3.Error) -> StoreError:
-        return StoreError(f"local store index {self.path} is unusable ({exc}); "
-                          "move it away and push again to rebuild it")
+        return self._disk_full(exc) or StoreError(f"local store index {self.path} is unusable ({exc}); "
+                                                  "move it away and push again to rebuild it")
+
+    def _disk_full(self, exc: sqlite3.Error) -> StoreError | None:
+        """The one-line error for a full disk (SQLITE_FULL), None for any other error."""
+        if "full" not in str(exc).lower():
+            return None
+        return StoreError(f"local store index {self.path}: No space left on device ({exc}); "
+                          "free some space and retry")
 
     def close(self) -> None:
         """Close this process's connections."""
@@ -248,7 +255,8 @@ class ObjectIndex:
             raise
 
     def _failed(self, exc: sqlite3.Error) -> StoreError:
-        return StoreError(f"local store index {self.path}: {exc}; check the disk and retry")
+        return self._disk_full(exc) or StoreError(f"local store index {self.path}: {exc}; "
+                                                  "check the disk and retry")
 
     @staticmethod
     def _write(conn: sqlite3.Connection, batch: Iterable[Change]) -> None:
