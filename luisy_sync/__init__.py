@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from luisy_sync.api import download_paths, pull, push, upload_paths
-from luisy_sync.errors import (AuthError, ConfigError, ContainerNotFound, IntegrityError,
+from luisy_sync.errors import (AuthError, BlocksNotStaged, ConfigError, ContainerNotFound, IntegrityError,
                                ManifestError, NotFoundError, PreconditionFailed, ShortReadError,
                                StoreError, SyncError, SyncFailed, TransferError, TransientError,
                                UnsafePathError)
@@ -50,7 +50,7 @@ __all__ = [
     # errors
     "SyncError", "ConfigError", "UnsafePathError", "IntegrityError", "ShortReadError",
     "ManifestError", "TransferError", "SyncFailed", "StoreError", "NotFoundError",
-    "PreconditionFailed", "AuthError", "ContainerNotFound", "TransientError",
+    "PreconditionFailed", "AuthError", "ContainerNotFound", "BlocksNotStaged", "TransientError",
 ]
 
 _FROM_STORES = {"LocalStore", "AzureBlobStore", "open_store", "store_from_env"}

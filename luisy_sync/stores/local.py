@@ -261,7 +261,7 @@ class LocalStore:
             fd = os.open(path, _O_READ)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise self._not_found(name) from None
-        except OSError as exc:
+        except OSError:
             if os.path.islink(path):
                 raise self._link_error(name, path) from None
             raise

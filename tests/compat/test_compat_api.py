@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import luigi
 import matplotlib
 import pandas as pd
 import pytest
