@@ -34,6 +34,7 @@ from typing import Iterable, Literal, Sequence
 
 import anyio
 
+from luisy_sync.batching import batched
 from luisy_sync.errors import SyncError, UnsafePathError
 from luisy_sync.hashing import hash_fileobj
 from luisy_sync.paths import join_under, safe_relpath
@@ -247,18 +248,8 @@ def _hash_batch(batch: list[_Candidate], cache: Cache) -> dict[str, FileEntry | 
 
 def _batches(misses: list[_Candidate]) -> list[list[_Candidate]]:
     """Group small files so that one thread call hashes many of them."""
-    batches: list[list[_Candidate]] = []
-    current: list[_Candidate] = []
-    size = 0
-    for item in sorted(misses, key=lambda c: c[2].st_size, reverse=True):
-        if current and (size + item[2].st_size > _BATCH_BYTES or len(current) >= _BATCH_FILES):
-            batches.append(current)
-            current, size = [], 0
-        current.append(item)
-        size += item[2].st_size
-    if current:
-        batches.append(current)
-    return batches
+    return batched(sorted(misses, key=lambda c: c[2].st_size, reverse=True),
+                   lambda c: c[2].st_size, max_items=_BATCH_FILES, max_bytes=_BATCH_BYTES)
 
 
 async def _digest_all(candidates: list[_Candidate], cache: Cache | Literal[False] | None,

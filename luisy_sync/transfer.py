@@ -19,6 +19,7 @@ from typing import Awaitable, Callable, Iterable, TypeVar
 import anyio
 
 from luisy_sync.adaptive import AdaptiveLimiter, observed
+from luisy_sync.batching import batched
 from luisy_sync.budget import ByteBudget
 from luisy_sync.download import download_batch, download_file
 from luisy_sync.progress import FileTracker, ProgressCallback
@@ -170,18 +171,7 @@ class Transfer:
         batches (reads, requests and writes) overlap."""
         most = BATCH_FILES if batch_store else max(1, min(BATCH_FILES, self.workers // 2))
         cap = min(BATCH_BYTES, max(1, self.budget.limit // 4))
-        out: list[list[Item]] = []
-        current: list[Item] = []
-        held = 0
-        for item in small:
-            if current and (len(current) >= most or held + item[1].size > cap):
-                out.append(current)
-                current, held = [], 0
-            current.append(item)
-            held += item[1].size
-        if current:
-            out.append(current)
-        return out
+        return batched(small, lambda item: item[1].size, max_items=most, max_bytes=cap)
 
     async def run_files(self, direction: str, items: Iterable[Item],
                         move: Callable[[str, FileEntry], Awaitable[None]],
