@@ -22,6 +22,7 @@ from luigi.cmdline_parser import CmdlineParser
 from luigi.parameter import ParameterException
 from luigi.task_register import TaskClassException
 
+from luisy.clilogging import configure_cli_logging
 from luisy.cloud.cloudrun import CloudOptions
 from luisy.cloud.remote import CloudError
 from luisy.codehash import CodeHashError
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 EXIT_USAGE = 2
 _SCHEDULER_FLAGS = ("--local-scheduler", "--scheduler-host", "--scheduler-url")
 _LOGGING_FLAGS = ("--log-level", "--logging-conf-file", "--no-configure-logging")
-_SUMMARY_BANNER = "===== Luigi Execution Summary ====="
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
                "0": False, "false": False, "no": False, "off": False}
 #: 1.4.7 flags that set a luisy setting (argparse dest = Config parameter).
@@ -337,13 +337,6 @@ def _check_spark(root: luigi.Task) -> None:
         raise CliError(str(exc)) from None
 
 
-class _DropLuigiSummary(logging.Filter):
-    """luigi logs its execution summary to stderr; the CLI prints it on stdout instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return _SUMMARY_BANNER not in record.getMessage()
-
-
 def build(task: luigi.Task | Sequence[luigi.Task], workers: int = 1, local_scheduler: bool = True,
           **luisy_args: object) -> BuildResult:
     """Run ``task`` with rerun detection, like :func:`luigi.build` (luisy 1.4.7's
@@ -366,28 +359,10 @@ def luisy_run(argv: Sequence[str] | None = None) -> None:
     sys.exit(main(argv))
 
 
-def _configure_logging() -> None:
-    """luisy's and luisy_sync's loggers print to stderr; luigi configures its own."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(name)s %(message)s"))
-    for name in ("luisy", "luisy_sync"):
-        log = logging.getLogger(name)
-        log.setLevel(logging.INFO)
-        log.addHandler(handler)
-        log.propagate = False
-    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
-    # azure-identity warns with a many-line list of every credential it tried; luisy's own
-    # error line already says that no credential was found and what to set
-    logging.getLogger("azure.identity").setLevel(logging.ERROR)
-    interface = logging.getLogger("luigi-interface")
-    if not any(isinstance(f, _DropLuigiSummary) for f in interface.filters):
-        interface.addFilter(_DropLuigiSummary())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    _configure_logging()
+    configure_cli_logging()
     try:
         with _argparse_raises():
             code = run(argv)
