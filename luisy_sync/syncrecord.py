@@ -26,7 +26,7 @@ from typing import Mapping
 
 import xxhash
 
-from luisy_sync.tempnames import temp_path
+from luisy_sync.stores.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +74,9 @@ def record_synced(dest: str, updates: Mapping[str, str]) -> None:
         return
     files.update(updates)
     doc = {"format": _FORMAT, "dir": os.path.realpath(dest), "files": dict(sorted(files.items()))}
-    tmp = temp_path(str(final))
     try:
         final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(json.dumps(doc, separators=(",", ":")).encode("utf-8"))
-        os.replace(tmp, final)
+        write_atomic(str(final), [json.dumps(doc, separators=(",", ":")).encode("utf-8")], mode=0o600)
     except OSError as exc:
         log.warning("could not write the sync record %s (%s); the next pull into %s will treat "
                     "changed files as conflicts", final, exc.strerror or exc, dest)
-    finally:
-        if os.path.lexists(tmp):
-            os.remove(tmp)

@@ -29,9 +29,10 @@ def remove_quietly(path: str) -> None:
         pass
 
 
-def write_temp(final: str, chunks: Iterable[bytes], *, fsync: bool = False
+def write_temp(final: str, chunks: Iterable[bytes], *, fsync: bool = False, mode: int = 0o644
                ) -> tuple[str, os.stat_result, str]:
-    """Write ``chunks`` to a fresh temp file beside ``final`` (its directory is made).
+    """Write ``chunks`` to a fresh temp file beside ``final`` (its directory is made),
+    created with permission bits ``mode`` (less the umask).
 
     Returns ``(temp path, its stat, content ETag as in content_etag)``; the caller
     renames it into place or removes it. On failure nothing is left behind.
@@ -40,7 +41,7 @@ def write_temp(final: str, chunks: Iterable[bytes], *, fsync: bool = False
     tmp = temp_path(final)
     for attempt in range(3):  # a concurrent delete may prune the directory just made
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
             break
         except FileNotFoundError:
             if attempt == 2:
@@ -65,9 +66,11 @@ def write_temp(final: str, chunks: Iterable[bytes], *, fsync: bool = False
     return tmp, st, f'"{hasher.hexdigest()}"'
 
 
-def write_atomic(final: str, chunks: Iterable[bytes], *, fsync: bool = False) -> None:
-    """Write ``chunks`` to a temp file beside ``final`` and rename it into place."""
-    tmp, _, _ = write_temp(final, chunks, fsync=fsync)
+def write_atomic(final: str, chunks: Iterable[bytes], *, fsync: bool = False,
+                 mode: int = 0o644) -> None:
+    """Write ``chunks`` to a temp file beside ``final`` (permission bits ``mode``) and
+    rename it into place."""
+    tmp, _, _ = write_temp(final, chunks, fsync=fsync, mode=mode)
     try:
         os.replace(tmp, final)
     except BaseException:

@@ -149,6 +149,7 @@ def test_default_local_remote_and_stat_cache_are_private(tmp_path: Path) -> None
     src = tmp_path / "src"
     write_files(src, {"a.txt": b"data"})
     env = worker_env(tmp_path, {"XDG_DATA_HOME": str(tmp_path / "xdg"),
+                                "XDG_STATE_HOME": str(tmp_path / "state"),
                                 "LUISY_SYNC_CACHE": str(tmp_path / "cachedir" / "statcache.sqlite")})
     proc = run_cli(["push", str(src)], env)
     assert "default" in no_traceback(proc)
@@ -159,6 +160,9 @@ def test_default_local_remote_and_stat_cache_are_private(tmp_path: Path) -> None
     cache = tmp_path / "cachedir" / "statcache.sqlite"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
     assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
+    records = list((tmp_path / "state" / "luisy_sync" / "synced").iterdir())  # the push's sync record
+    assert len(records) == 1 and stat.S_IMODE(records[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE(records[0].parent.stat().st_mode) == 0o700
 
 
 # -- item 8: two pulls into one directory; a push during a pull ------------------------------------
