@@ -185,6 +185,10 @@ async def read_cloud_state(store: Store, projects: Iterable[str], *,
     return state
 
 
+_HEAD_AT_MOST = 16
+"""Up to this many objects are checked with a HEAD each; more with one listing."""
+
+
 async def _stored_objects(store: Store, project: str, names: list[str],
                           policy: RetryPolicy | None) -> dict[str, FileEntry]:
     """What the store holds now under ``names`` (missing ones left out): a HEAD each when
@@ -207,9 +211,6 @@ async def _stored_objects(store: Store, project: str, names: list[str],
         for name in names:
             tg.start_soon(head, name)
     return found
-
-
-_HEAD_AT_MOST = 16
 
 
 def _describes(key: str, entry: Mapping[str, Any], stored: Mapping[str, FileEntry]) -> bool:
