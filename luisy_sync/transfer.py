@@ -169,9 +169,13 @@ class Transfer:
         """Group small files: up to BATCH_FILES / BATCH_BYTES per batch; for stores
         without batch calls, at most half the request slots per batch so that several
         batches (reads, requests and writes) overlap."""
-        most = BATCH_FILES if batch_store else max(1, min(BATCH_FILES, self.workers // 2))
         cap = min(BATCH_BYTES, max(1, self.budget.limit // 4))
-        return batched(small, lambda item: item[1].size, max_items=most, max_bytes=cap)
+        return batched(small, lambda item: item[1].size, max_items=self._batch_files(batch_store),
+                       max_bytes=cap)
+
+    def _batch_files(self, batch_store: bool) -> int:
+        """How many files one batch holds at most."""
+        return BATCH_FILES if batch_store else max(1, min(BATCH_FILES, self.workers // 2))
 
     async def run_files(self, direction: str, items: Iterable[Item],
                         move: Callable[[str, FileEntry], Awaitable[None]],
@@ -232,7 +236,7 @@ class Transfer:
                 for _ in range(min(self.workers, len(large))):
                     tg.start_soon(single_worker)
                 if small:  # a batch store: 4 batches at once keep both cores in the kernel's file calls
-                    per_batch = BATCH_FILES if batch_store else max(1, self.workers // 2)
+                    per_batch = self._batch_files(batch_store)
                     count = 4 if batch_store else min(4, max(2, -(-self.workers // per_batch) + 1))
                     for _ in range(count):
                         tg.start_soon(batch_worker)
