@@ -10,10 +10,11 @@ a changed environment is seen without ``reset()``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
 from typing import Any
+
+from luisy_sync.stores.url import identity_installed
 
 #: Parameter names and their defaults (the 1.4.7 names, plus ``remote``).
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -167,11 +168,6 @@ def cloud_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
             else:
                 env.pop(var, None)
     return env
-
-
-def identity_installed() -> bool:
-    """Whether azure-identity (DefaultAzureCredential) is importable."""
-    return importlib.util.find_spec("azure.identity") is not None
 
 
 def azure_settings_problem(env: Mapping[str, str]) -> str | None:

@@ -56,7 +56,8 @@ def _join_prefix(*parts: str) -> str:
     return prefix
 
 
-def _identity_installed() -> bool:
+def identity_installed() -> bool:
+    """Whether azure-identity (DefaultAzureCredential) is importable."""
     return importlib.util.find_spec("azure.identity") is not None
 
 
@@ -106,7 +107,7 @@ def _azure_from_env(env: Mapping[str, str], container: str, prefix: str,
                                       + (f", prefix {store.prefix!r}" if store.prefix else "")
                                       + f" (from {sas_var})")
     if account:
-        if not _identity_installed():
+        if not identity_installed():
             raise ConfigError("LUISY_AZURE_ACCOUNT_NAME is set but LUISY_AZURE_STORAGE_KEY is not, and "
                               "azure-identity is not installed: set LUISY_AZURE_STORAGE_KEY or "
                               "`pip install azure-identity`")

@@ -120,7 +120,7 @@ async def test_account_alone_uses_default_credential(monkeypatch: pytest.MonkeyP
 ])
 def test_half_configured_azure_is_a_config_error(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
                                                  names: str) -> None:
-    monkeypatch.setattr(store_url, "_identity_installed", lambda: False)
+    monkeypatch.setattr(store_url, "identity_installed", lambda: False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with pytest.raises(ConfigError) as err:
@@ -133,7 +133,7 @@ def test_half_configured_azure_is_a_config_error(monkeypatch: pytest.MonkeyPatch
 def test_account_without_key_over_http_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     # azure-identity installed or not: Azure AD tokens are refused over http (say, Azurite), so
     # the missing key is named before any request instead of a late SDK ValueError
-    monkeypatch.setattr(store_url, "_identity_installed", lambda: True)
+    monkeypatch.setattr(store_url, "identity_installed", lambda: True)
     monkeypatch.setenv("LUISY_AZURE_ACCOUNT_NAME", "devstoreaccount1")
     monkeypatch.setenv("LUISY_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1")
     with pytest.raises(ConfigError) as err:
