@@ -15,6 +15,11 @@ from luigi.task import flatten
 from luisy.config import Config, remove_working_dir
 
 
+def requirements(task: luigi.Task) -> list[luigi.Task]:
+    """The tasks ``task`` requires (flattened, in order, without duplicates)."""
+    return list(dict.fromkeys(flatten(task.requires())))
+
+
 @dataclass(frozen=True)
 class OutputRef:
     """Where one task's output lives.
@@ -86,7 +91,7 @@ def build_graph(roots: luigi.Task | Iterable[luigi.Task]) -> TaskGraph:
             continue
         if task in deps:
             continue
-        children = tuple(dict.fromkeys(flatten(task.requires())))
+        children = tuple(requirements(task))
         deps[task] = children
         stack.append((task, True))
         stack.extend((c, False) for c in reversed(children) if c not in deps)

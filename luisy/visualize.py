@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import luigi
-from luigi.task import flatten
 
 from luisy.atomic import atomic_path
+from luisy.graph import requirements
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _label(task: luigi.Task, exclude: Iterable[str]) -> str:
 
 def _children(task: luigi.Task, unique_children: bool) -> list[luigi.Task]:
     """The requirements of ``task``; with ``unique_children`` one per task class."""
-    children = list(dict.fromkeys(flatten(task.requires())))
+    children = requirements(task)
     if unique_children:
         by_type: dict[type, luigi.Task] = {}
         for child in children:

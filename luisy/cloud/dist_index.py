@@ -31,7 +31,7 @@ from luigi.task import flatten
 from luisy.cloud.api import bridge_call, download_refs, upload_keyed
 from luisy.cloud.cloudhash import CloudState, Entry, entry_objects, parse_entries
 from luisy.cloud.remote import CloudError, CloudSession, current_session, hash_object, project_of
-from luisy.graph import OutputRef, output_ref
+from luisy.graph import OutputRef, output_ref, requirements
 from luisy_sync.errors import ContainerNotFound, NotFoundError
 from luisy_sync.manifest import read_json_object
 from luisy_sync.retry import RetryPolicy, call_with_retry
@@ -259,11 +259,6 @@ class CloudIndex:
         for key in done:
             self.remember(key, state.entries[key])
         return done
-
-
-def requirements(task: luigi.Task) -> list[luigi.Task]:
-    """The tasks ``task`` requires (flattened, in order, without duplicates)."""
-    return list(dict.fromkeys(flatten(task.requires())))
 
 
 def wanted_outputs(roots: Iterable[luigi.Task]) -> list[luigi.Task]:

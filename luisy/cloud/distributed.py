@@ -53,9 +53,9 @@ import luigi.interface
 import luigi.worker
 from luigi.configuration import get_config
 
-from luisy.cloud.dist_index import CloudIndex, requirements, wanted_outputs
+from luisy.cloud.dist_index import CloudIndex, wanted_outputs
 from luisy.cloud.remote import current_session
-from luisy.graph import output_ref
+from luisy.graph import output_ref, requirements
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 
 import luigi
 import xxhash
-from luigi.task import flatten
+
+from luisy.graph import requirements
 
 from . import modules, versions
 from .collect import FORCED_EXTERNAL, Closure, collect
@@ -104,7 +105,7 @@ def _upstream_order(tasks: Iterable[luigi.Task]) -> tuple[list[luigi.Task], dict
         if seen == 1:
             raise CodeHashError(f"task dependency cycle through {task.task_id}")
         state[task] = 1
-        upstream = list(dict.fromkeys(flatten(task.requires())))
+        upstream = requirements(task)
         requires[task] = upstream
         stack.append((task, True))
         stack.extend((dep, False) for dep in reversed(upstream) if state.get(dep) != 2)
