@@ -46,7 +46,11 @@ class ShortReadError(IntegrityError):
 
 
 class ManifestError(SyncError):
-    """A manifest object exists but cannot be understood."""
+    """A manifest object exists but cannot be understood; ``reason`` says why, in a few words."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class TransferError(SyncError):

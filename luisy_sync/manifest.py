@@ -30,7 +30,7 @@ DEFAULT_MANIFEST_NAME = ".luisy-sync.json"
 
 def _corrupt(store: Store, name: str, why: str) -> ManifestError:
     return ManifestError(f"{store.url}/{name} is not a valid JSON object ({why}); "
-                         f"delete it so that the next push rebuilds it")
+                         f"delete it so that the next push rebuilds it", reason=why)
 
 
 async def read_json_object(store: Store, name: str, *, policy: RetryPolicy | None = None
@@ -110,7 +110,7 @@ def manifest_entries(doc: Mapping[str, Any] | None, *, where: str = "manifest") 
     if fmt != MANIFEST_FORMAT or not isinstance(files, dict) or \
             not all(isinstance(v, dict) for v in files.values()):
         raise ManifestError(f"{where} is not a {MANIFEST_FORMAT} manifest (format={fmt!r}); "
-                            f"delete it so that the next push rebuilds it")
+                            f"delete it so that the next push rebuilds it", reason=f"format={fmt!r}")
     return files
 
 

@@ -14,14 +14,13 @@ The file is changed only by read -> merge -> conditional write (``update_cloud_h
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
-from luisy.cloud.remote import CloudError, hash_object, object_name, one_line
+from luisy.cloud.remote import CloudError, hash_object, object_name
 from luisy_sync.errors import ContainerNotFound, ManifestError, NotFoundError, UnsafePathError
 from luisy_sync.manifest import read_json_object, update_json_object
 from luisy_sync.paths import safe_relpath
@@ -40,11 +39,6 @@ class CloudHashError(CloudError):
 def _bad(where: str, why: str) -> CloudHashError:
     return CloudHashError(f"the cloud hash file {where} is corrupt ({why}); nothing was changed: "
                           f"fix or delete it")
-
-
-def _reason(exc: ManifestError) -> str:
-    found = re.search(r"\(([^)]*)\)", one_line(exc))
-    return found.group(1) if found else "not a JSON object"
 
 
 def _file_info_ok(info: Any) -> bool:
@@ -164,7 +158,7 @@ async def read_cloud_state(store: Store, projects: Iterable[str], *,
         try:
             doc, _ = await read_json_object(store, hash_object(project), policy=policy)
         except ManifestError as exc:
-            raise _bad(where, _reason(exc)) from None
+            raise _bad(where, exc.reason) from None
         except ContainerNotFound:
             state.container_exists = False
             return
@@ -252,4 +246,4 @@ async def update_cloud_hash(store: Store, project: str, updates: Mapping[str, En
         return await update_json_object(store, hash_object(project), merge, policy=policy,
                                         refresh=refresh if names else None)
     except ManifestError as exc:
-        raise _bad(where, _reason(exc)) from None
+        raise _bad(where, exc.reason) from None

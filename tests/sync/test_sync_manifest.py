@@ -45,15 +45,20 @@ async def test_unchanged_update_does_not_write(any_store: Any) -> None:
     assert before == after
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"format": "other/9", "files": {}}',
-                                     b"\xff\xfe"])
-async def test_corrupt_manifest_is_one_clear_line(content: bytes) -> None:
+@pytest.mark.parametrize("content, reason", [
+    (b"{not json", "JSONDecodeError"),
+    (b"[1, 2]", "top level is a list"),
+    (b'{"format": "other/9", "files": {}}', "format='other/9'"),
+    (b"\xff\xfe", "UnicodeDecodeError"),
+])
+async def test_corrupt_manifest_is_one_clear_line(content: bytes, reason: str) -> None:
     store = MemoryStore()
     await store.write_small(NAME, content)
     with pytest.raises(ManifestError) as info:
         await read_manifest(store, NAME)
     message = str(info.value)
     assert "\n" not in message and NAME in message and "delete it" in message
+    assert info.value.reason == reason  # a structured field: callers never parse the message
     with pytest.raises(ManifestError):
         await update_manifest(store, NAME, {"a": entry(1)})
 
