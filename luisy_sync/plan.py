@@ -26,6 +26,7 @@ from typing import Iterable, Mapping
 
 from luisy_sync.errors import UnsafePathError
 from luisy_sync.paths import safe_relpath
+from luisy_sync.report import format_bytes
 from luisy_sync.tree import FileEntry, Tree
 
 UPLOAD = "upload"
@@ -106,16 +107,6 @@ class Plan:
         if self.refused:
             parts.append(f"{len(self.refused)} refused")
         return ", ".join(parts)
-
-
-def format_bytes(n: int) -> str:
-    """``n`` bytes in a short human form (B, KiB, MiB, GiB, TiB)."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def same_content(a: FileEntry, b: FileEntry) -> bool:

@@ -53,7 +53,7 @@ class SyncOutcome:
         return not self.keys_failed
 
     def summary_line(self) -> str:
-        """One line: outputs, files, bytes, seconds, MB/s (and failures)."""
+        """One line: outputs, files, bytes, seconds, rate in binary units (and failures)."""
         if not (self.planned or self.keys_done or self.keys_failed):
             where = "the cloud" if self.direction == "upload" else "the working dir"
             if self.held:
@@ -62,9 +62,9 @@ class SyncOutcome:
         if self.dry_run:
             return (f"{self.direction}: dry run, would move {len(self.planned)} output(s), "
                     f"{format_bytes(self.planned_bytes)}")
-        rate = self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+        rate = self.bytes / self.seconds if self.seconds > 0 else 0.0
         line = (f"{self.direction}: {len(self.keys_done)} output(s), {self.files} file(s), "
-                f"{format_bytes(self.bytes)} in {self.seconds:.2f} s, {rate:.1f} MB/s")
+                f"{format_bytes(self.bytes)} in {self.seconds:.2f} s, {format_bytes(rate)}/s")
         if self.keys_failed:
             key, reason = self.keys_failed[0]
             line += f"; {len(self.keys_failed)} failed, first {key}: {reason}"
