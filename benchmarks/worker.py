@@ -25,6 +25,7 @@ from typing import Any
 
 from benchmarks.azurite import KEY
 from benchmarks.clients import Target, iter_files, load
+from luisy_sync import errors
 
 
 def reset_peak_rss() -> None:
@@ -58,8 +59,7 @@ def cpu_seconds() -> float:
 
 def one_line(exc: BaseException) -> str:
     """A one-line, secret-free description of an error."""
-    text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+    line = errors.one_line(exc)
     for secret in (KEY,):
         line = line.replace(secret, "***")
     if "sig=" in line:

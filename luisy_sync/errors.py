@@ -23,6 +23,17 @@ secret (account keys, SAS tokens, connection strings).
 from __future__ import annotations
 
 
+
+def one_line(error: BaseException, *, with_type: bool = True) -> str:
+    """The first line of an error's message, as ``Type: message`` (or the message alone with
+    ``with_type=False``); the type name when there is no message."""
+    lines = str(error).strip().splitlines()
+    first, name = (lines[0] if lines else ""), type(error).__name__
+    if not first:
+        return name
+    return f"{name}: {first}" if with_type else first
+
+
 class SyncError(Exception):
     """Base of every error luisy_sync raises on purpose."""
 

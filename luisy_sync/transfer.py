@@ -22,6 +22,7 @@ from luisy_sync.adaptive import AdaptiveLimiter, observed
 from luisy_sync.batching import batched
 from luisy_sync.budget import ByteBudget
 from luisy_sync.download import download_batch, download_file
+from luisy_sync.errors import one_line
 from luisy_sync.progress import FileTracker, ProgressCallback
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.stores.base import Store
@@ -50,14 +51,6 @@ def object_name(prefix: str, path: str) -> str:
     """The store name of relative ``path`` below ``prefix`` (``""`` = store root)."""
     prefix = prefix.strip("/")
     return f"{prefix}/{path}" if prefix else path
-
-
-def one_line(error: BaseException) -> str:
-    """A short, single-line reason for a failure (error type and first message line)."""
-    text = str(error).strip().splitlines()
-    first = text[0] if text else ""
-    name = type(error).__name__
-    return f"{name}: {first}" if first else name
 
 
 def first_error(error: BaseException) -> BaseException:

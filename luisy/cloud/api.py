@@ -19,12 +19,12 @@ from typing import Any, Callable
 import luigi
 
 from luisy.cloud.cloudhash import CloudState, Entry, read_cloud_state
-from luisy.cloud.remote import CloudError, CloudSession, current_session, object_name, one_line, project_of
+from luisy.cloud.remote import CloudError, CloudSession, current_session, object_name, project_of
 from luisy.cloud.transfers import (SyncOutcome, download_outputs, plan_uploads, refresh_cloud_hashes,
                                    scan_outputs, upload_planned)
 from luisy.config import Config, add_working_dir
 from luisy.hashfile import hash_file_path, read_hash_file, write_hash_file
-from luisy_sync.errors import SyncError
+from luisy_sync.errors import SyncError, one_line
 from luisy_sync.progress import ProgressCallback
 from luisy_sync.transfer import DEFAULT_CONCURRENCY, first_error
 
@@ -41,7 +41,7 @@ def bridge_call(session: CloudSession, fn: Callable[..., Any], *args: Any, **kwa
         if isinstance(exc, CloudError):
             raise exc from None
         if isinstance(exc, (SyncError, OSError)):
-            raise CloudError(f"cloud sync failed ({session.description}): {one_line(exc)}") from None
+            raise CloudError(f"cloud sync failed ({session.description}): {one_line(exc, with_type=False)}") from None
         raise
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from luisy_sync.bridge import SyncBridge, get_bridge
-from luisy_sync.errors import AuthError, ContainerNotFound, StoreError, SyncError
+from luisy_sync.errors import AuthError, ContainerNotFound, StoreError, SyncError, one_line
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.stores.base import Store
 
@@ -54,12 +54,6 @@ def project_of(key: str) -> str:
     return object_name(key).split("/", 1)[0]
 
 
-def one_line(error: BaseException) -> str:
-    """The first line of an error's message (its type name when it has none)."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 def _env_fingerprint() -> str:
     """A digest of the settings that select the store (so a changed setting means a new store):
     the environment with luisy's Azure settings (flags, ``Config``) applied."""
@@ -85,7 +79,7 @@ def _describe_and_factory(remote: str | None) -> tuple[str, Callable[[], Store]]
             raise CloudError(problem)
         return describe_store_source(env=env), lambda: store_from_env(env=env)
     except SyncError as exc:
-        raise CloudError(f"cloud remote misconfigured: {one_line(exc)}") from None
+        raise CloudError(f"cloud remote misconfigured: {one_line(exc, with_type=False)}") from None
 
 
 @dataclass
@@ -112,7 +106,7 @@ class CloudSession:
         try:
             return bridge.resource(key, self.factory)
         except SyncError as exc:
-            raise CloudError(f"cannot open the cloud remote: {one_line(exc)}") from None
+            raise CloudError(f"cannot open the cloud remote: {one_line(exc, with_type=False)}") from None
 
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run the coroutine function ``fn`` on the bridge loop and wait for it."""
@@ -137,14 +131,14 @@ class CloudSession:
         try:
             return self.run(probe)
         except AuthError as exc:
-            raise CloudError(f"the cloud remote rejected the credentials: {one_line(exc)}") from None
+            raise CloudError(f"the cloud remote rejected the credentials: {one_line(exc, with_type=False)}") from None
         except StoreError as exc:
-            raise CloudError(f"cannot reach the cloud remote: {one_line(exc)}") from None
+            raise CloudError(f"cannot reach the cloud remote: {one_line(exc, with_type=False)}") from None
         except SyncError as exc:
-            raise CloudError(f"cloud remote unusable: {one_line(exc)}") from None
+            raise CloudError(f"cloud remote unusable: {one_line(exc, with_type=False)}") from None
         except OSError as exc:
             raise CloudError(f"cannot reach the cloud remote {self.description}: "
-                             f"{type(exc).__name__}: {one_line(exc)}") from None
+                             f"{one_line(exc)}") from None
 
 
 _lock = threading.Lock()

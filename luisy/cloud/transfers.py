@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import anyio
 
 from luisy.cloud.cloudhash import CloudState, Entry, entry_objects, local_entry, update_cloud_hash
-from luisy.cloud.remote import CloudError, object_name, one_line, project_of
-from luisy_sync.errors import SyncError
+from luisy.cloud.remote import CloudError, object_name, project_of
+from luisy_sync.errors import SyncError, one_line
 from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.report import format_bytes
 from luisy_sync.scan import tree_from_paths
@@ -121,7 +121,7 @@ async def download_outputs(store: Store, working_dir: str,
             try:
                 await anyio.to_thread.run_sync(_place, staging, working_dir, key, is_dir, not files)
             except OSError as exc:
-                failed.append((key, f"{type(exc).__name__}: {one_line(exc)}"))
+                failed.append((key, one_line(exc)))
             else:
                 done.append(key)
     finally:
@@ -240,7 +240,7 @@ async def upload_planned(store: Store, working_dir: str, plan: UploadPlan, local
         if isinstance(exc, CloudError):
             raise exc from None
         raise CloudError(f"uploaded content could not be recorded in the cloud hash file: "
-                         f"{one_line(exc)}") from None
+                         f"{one_line(exc, with_type=False)}") from None
     for updates in ok.values():
         state.entries.update(updates)
     done = tuple(sorted(k for updates in ok.values() for k in updates))

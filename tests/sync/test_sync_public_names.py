@@ -27,3 +27,12 @@ def test_every_error_type_is_exported() -> None:
     kinds = {name for name, value in vars(errors).items()
              if inspect.isclass(value) and issubclass(value, errors.SyncError)}
     assert kinds <= set(luisy_sync.__all__), sorted(kinds - set(luisy_sync.__all__))
+
+
+def test_one_line_is_the_first_message_line_with_or_without_the_type() -> None:
+    from luisy_sync.errors import one_line
+
+    assert one_line(ValueError("bad thing\nmore detail")) == "ValueError: bad thing"
+    assert one_line(ValueError("bad thing\nmore"), with_type=False) == "bad thing"
+    assert one_line(KeyboardInterrupt()) == "KeyboardInterrupt"
+    assert one_line(OSError(), with_type=False) == "OSError"
