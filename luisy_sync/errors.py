@@ -23,7 +23,6 @@ secret (account keys, SAS tokens, connection strings).
 from __future__ import annotations
 
 
-
 def one_line(error: BaseException, *, with_type: bool = True) -> str:
     """The first line of an error's message, as ``Type: message`` (or the message alone with
     ``with_type=False``); the type name when there is no message."""
