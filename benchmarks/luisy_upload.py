@@ -26,7 +26,7 @@ import luisy
 from benchmarks.azurite import (ACCOUNT, KEY, connection_string_for, endpoint_with_latency,
                                 start_azurite)
 from benchmarks.clients.sequential import timed_upload
-from luisy_sync.report import format_bytes
+from luisy_sync.conventions import format_bytes
 
 SIZE = int(os.environ.get("LUISY_BENCH_SIZE", "65536"))
 

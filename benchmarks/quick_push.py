@@ -27,7 +27,7 @@ from benchmarks.azurite import (ACCOUNT, KEY, connection_string_for, endpoint_wi
                                 start_azurite)
 from benchmarks.clients.sequential import timed_upload
 from luisy_sync import push
-from luisy_sync.report import format_bytes
+from luisy_sync.conventions import format_bytes
 from luisy_sync.stores.azure import AzureBlobStore
 
 

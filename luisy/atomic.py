@@ -7,7 +7,7 @@ import os
 import shutil
 from collections.abc import Iterator
 
-from luisy_sync.tempnames import temp_path
+from luisy_sync.conventions import temp_path
 
 
 def _temp_sibling(path: str) -> str:

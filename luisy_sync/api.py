@@ -17,9 +17,10 @@ from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 import anyio
 
+from luisy_sync.conventions import MANIFEST_NAME, object_name
 from luisy_sync.download import remove_stale_temps
 from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncFailed, UnsafePathError
-from luisy_sync.manifest import (DEFAULT_MANIFEST_NAME, manifest_entries, read_json_object,
+from luisy_sync.manifest import (manifest_entries, read_json_object,
                                  update_manifest)
 from luisy_sync.paths import safe_relpath
 from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts
@@ -31,7 +32,7 @@ from luisy_sync.scan import PathFilter, remote_tree, scan, tree_from_paths
 from luisy_sync.statcache import NullStatCache, StatCache, open_default_cache
 from luisy_sync.stores.base import ObjectInfo, Store
 from luisy_sync.transfer import (DEFAULT_BLOCK_SIZE, DEFAULT_CONCURRENCY, Transfer, TransferResult,
-                                 download_paths, object_name, upload_paths)
+                                 download_paths, upload_paths)
 from luisy_sync.tree import Tree
 
 __all__ = ["push", "pull", "upload_paths", "download_paths", "Transfer", "TransferResult"]
@@ -123,7 +124,7 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                include: Sequence[str] | str | None = None, exclude: Sequence[str] | str | None = None,
                paths: Iterable[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
                block_size: int = DEFAULT_BLOCK_SIZE, progress: bool | ProgressCallback | None = None,
-               dry_run: bool = False, manifest: str | None = DEFAULT_MANIFEST_NAME,
+               dry_run: bool = False, manifest: str | None = MANIFEST_NAME,
                manifest_extra: Mapping[str, Mapping[str, Any]] | None = None, cache: CacheArg = None,
                raise_on_failure: bool = True, policy: RetryPolicy | None = None,
                adaptive: bool = True) -> Report:
@@ -211,7 +212,7 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
                paths: Iterable[str] | None = None, include: Sequence[str] | str | None = None,
                exclude: Sequence[str] | str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
                block_size: int = DEFAULT_BLOCK_SIZE, progress: bool | ProgressCallback | None = None,
-               dry_run: bool = False, manifest: str | None = DEFAULT_MANIFEST_NAME,
+               dry_run: bool = False, manifest: str | None = MANIFEST_NAME,
                cache: CacheArg = None, raise_on_failure: bool = True, fsync: bool = False,
                force: bool = False, policy: RetryPolicy | None = None,
                adaptive: bool = True) -> Report:

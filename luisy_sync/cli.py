@@ -17,6 +17,7 @@ from typing import NoReturn, Sequence
 import anyio
 
 from luisy_sync.api import pull, push
+from luisy_sync.conventions import MANIFEST_NAME
 from luisy_sync.errors import SyncError, SyncFailed
 from luisy_sync.report import Report
 from luisy_sync.scan import glob_to_regex
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("push", parents=[common], help="upload DIR to the store")
     p.add_argument("dir", help="local directory to upload")
     p.add_argument("url", nargs="?", help="store URL (default: from the environment)")
-    p.add_argument("--no-manifest", action="store_true", help="do not update the .luisy-sync.json manifest")
+    p.add_argument("--no-manifest", action="store_true", help=f"do not update the {MANIFEST_NAME} manifest")
 
     q = sub.add_parser("pull", parents=[common], help="download the store into DIR")
     q.add_argument("url", help="store URL, or '-' for the store the environment configures")
@@ -112,7 +113,7 @@ async def _run(args: argparse.Namespace) -> Report:
                   concurrency=args.concurrency, block_size=args.block_size, dry_run=args.dry_run,
                   progress=show, raise_on_failure=False)
     if args.command == "push":
-        return await push(args.dir, url, manifest=None if args.no_manifest else ".luisy-sync.json", **common)
+        return await push(args.dir, url, manifest=None if args.no_manifest else MANIFEST_NAME, **common)
     return await pull(url, args.dir, fsync=args.fsync, force=args.force, **common)
 
 

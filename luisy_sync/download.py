@@ -3,7 +3,7 @@
 Small objects come in one ranged GET; large ones in parallel ``block_size`` ranges
 written at their offsets and hashed in order as they arrive (no second read of the file). The content must match the expected size and digest before
 ``os.replace`` gives it its final name. On any failure or cancellation the temp file
-(named by ``luisy_sync.tempnames``) is removed, so nothing half-written is ever visible.
+(named by ``luisy_sync.conventions``) is removed, so nothing half-written is ever visible.
 A replaced file keeps its permission bits.
 """
 
@@ -22,7 +22,7 @@ from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
 from luisy_sync.retry import is_retryable
 from luisy_sync.stores.base import ObjectInfo, Store
-from luisy_sync.tempnames import TEMP_NAME, temp_path, writer_alive
+from luisy_sync.conventions import TEMP_NAME, temp_path, writer_alive
 from luisy_sync.tree import FileEntry
 
 if TYPE_CHECKING:

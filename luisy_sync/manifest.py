@@ -20,12 +20,12 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import anyio
 
+from luisy_sync.conventions import MANIFEST_NAME
 from luisy_sync.errors import ManifestError, NotFoundError, PreconditionFailed
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.stores.base import Store
 
 MANIFEST_FORMAT = "luisy-sync-manifest/1"
-DEFAULT_MANIFEST_NAME = ".luisy-sync.json"
 
 
 def _corrupt(store: Store, name: str, why: str) -> ManifestError:
@@ -114,7 +114,7 @@ def manifest_entries(doc: Mapping[str, Any] | None, *, where: str = "manifest") 
     return files
 
 
-async def read_manifest(store: Store, name: str = DEFAULT_MANIFEST_NAME, *,
+async def read_manifest(store: Store, name: str = MANIFEST_NAME, *,
                         policy: RetryPolicy | None = None) -> tuple[dict[str, dict[str, Any]], str | None]:
     """``(entries, etag)`` of the manifest ``name``; ``({}, None)`` when there is none."""
     doc, etag = await read_json_object(store, name, policy=policy)

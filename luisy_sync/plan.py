@@ -26,7 +26,7 @@ from typing import Iterable, Mapping
 
 from luisy_sync.errors import UnsafePathError
 from luisy_sync.paths import safe_relpath
-from luisy_sync.report import format_bytes
+from luisy_sync.conventions import format_bytes
 from luisy_sync.tree import FileEntry, Tree
 
 UPLOAD = "upload"

@@ -17,7 +17,7 @@ the root, gitignore-style:
   exclude pattern.
 
 Always skipped, and reported through ``left_out``: luisy_sync's own temporary files (names
-matching ``luisy_sync.tempnames.TEMP_NAME`` exactly) and a ``.luisy-store`` bookkeeping
+matching ``luisy_sync.conventions.TEMP_NAME`` exactly) and a ``.luisy-store`` bookkeeping
 directory at the root (a LocalStore's; one deeper down is ordinary data).
 
 Symlinks are followed when they resolve inside the root; one resolving outside the root
@@ -35,18 +35,15 @@ from typing import Iterable, Literal, Sequence
 import anyio
 
 from luisy_sync.batching import batched
+from luisy_sync.conventions import STORE_DIR, is_temp_name
 from luisy_sync.errors import SyncError, UnsafePathError
 from luisy_sync.hashing import hash_fileobj
 from luisy_sync.paths import join_under, safe_relpath
 from luisy_sync.stores.base import ObjectInfo
 from luisy_sync.statcache import NullStatCache, StatCache, stat_key
-from luisy_sync.tempnames import is_temp_name
 from luisy_sync.tree import FileEntry, Tree
 
 log = logging.getLogger(__name__)
-
-STORE_DIR = ".luisy-store"
-"""Bookkeeping directory of a LocalStore at its root; never synced as content."""
 
 _BATCH_BYTES = 16 * 1024 * 1024
 _BATCH_FILES = 256

@@ -21,6 +21,7 @@ import anyio
 from luisy_sync.adaptive import AdaptiveLimiter, observed
 from luisy_sync.batching import batched
 from luisy_sync.budget import ByteBudget
+from luisy_sync.conventions import object_name
 from luisy_sync.download import download_batch, download_file
 from luisy_sync.errors import one_line
 from luisy_sync.progress import FileTracker, ProgressCallback
@@ -45,12 +46,6 @@ BATCH_FILES = 64
 
 Item = tuple[str, FileEntry]
 BatchMove = Callable[[list[Item]], Awaitable[list[BaseException | None]]]
-
-
-def object_name(prefix: str, path: str) -> str:
-    """The store name of relative ``path`` below ``prefix`` (``""`` = store root)."""
-    prefix = prefix.strip("/")
-    return f"{prefix}/{path}" if prefix else path
 
 
 def first_error(error: BaseException) -> BaseException:

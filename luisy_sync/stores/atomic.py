@@ -11,7 +11,7 @@ from typing import Iterable
 
 import xxhash
 
-from luisy_sync.tempnames import TEMP_NAME, temp_path
+from luisy_sync.conventions import TEMP_NAME, temp_path
 
 __all__ = ["TEMP_NAME", "content_etag", "remove_quietly", "write_atomic", "write_temp"]
 

@@ -26,7 +26,7 @@ from benchmarks.azurite import ACCOUNT, KEY
 from luisy_sync import push
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.local import LocalStore
-from luisy_sync.tempnames import TEMP_NAME
+from luisy_sync.conventions import TEMP_NAME
 from rel_helpers import (MANIFEST, TEMP_MARKER, assert_manifest_truthful, assert_no_partial_files,
                          make_files, read_tree, run_worker, start_worker, store_contents, wait_ready,
                          worker_env)

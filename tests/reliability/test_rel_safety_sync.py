@@ -21,7 +21,7 @@ from luisy_sync import hash_bytes, pull, push, read_manifest, scan
 from luisy_sync.statcache import CTIME_RACY_WINDOW_NS
 from luisy_sync.stores.base import DIGEST_KEY
 from luisy_sync.stores.local import LocalStore
-from luisy_sync.tempnames import temp_name
+from luisy_sync.conventions import temp_name
 from rel_helpers import REPO, make_files, read_tree, run_cli, worker_env, write_files
 
 OLD_NS = 1_600_000_000 * 10**9

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from luisy_sync.plan import (CHANGE_KINDS, DOWNLOAD, LOCAL_ONLY, MISSING, PULL, PUSH, REFUSED,
-                             REMOTE_ONLY, SKIP, UPLOAD, Plan, format_bytes, plan_pull, plan_push,
+                             REMOTE_ONLY, SKIP, UPLOAD, Plan, plan_pull, plan_push,
                              pull_conflicts)
 from luisy_sync.tree import FileEntry, Tree
 
@@ -142,12 +142,6 @@ def test_plan_is_frozen_and_keeps_its_trees() -> None:
     assert plan.source is local and plan.target is remote
     with pytest.raises(AttributeError):
         plan.upload = ()  # type: ignore[misc]
-
-
-@pytest.mark.parametrize(("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"),
-                                         (5 << 30, "5.0 GiB"), (3 << 40, "3.0 TiB")])
-def test_format_bytes(n: int, text: str) -> None:
-    assert format_bytes(n) == text
 
 
 CONFLICT_CASES = [

@@ -14,7 +14,7 @@ from luisy_sync.hashing import hash_bytes
 from luisy_sync.scan import (PathFilter, glob_to_regex, remote_tree, scan, tree_from_paths)
 from luisy_sync.statcache import CTIME_RACY_WINDOW_NS, StatCache
 from luisy_sync.stores.base import ObjectInfo
-from luisy_sync.tempnames import temp_name
+from luisy_sync.conventions import temp_name
 from luisy_sync.tree import FileEntry
 
 # the package re-exports the function ``scan``, which shadows the submodule attribute

@@ -1,4 +1,4 @@
-"""tempnames: the one temp-name scheme, and who may clean a temp file up."""
+"""conventions: the temp-name scheme and who may clean a temp file up, object names, byte formatting."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 
-from luisy_sync.tempnames import (TEMP_NAME, is_temp_name, temp_base, temp_name, temp_path,
-                                  writer_alive)
+import pytest
+
+from luisy_sync.conventions import (TEMP_NAME, format_bytes, is_temp_name, object_name, temp_base,
+                                    temp_name, temp_path, writer_alive)
 
 
 def test_temp_names_match_exactly_and_keep_an_extension_on_request() -> None:
@@ -31,3 +33,15 @@ def test_the_writer_of_a_temp_file_is_known_on_this_host() -> None:
     other_host = TEMP_NAME.sub(lambda m: f".x.luisy-tmp-p1-00000000-{'b' * 32}", temp_name("x"))
     assert writer_alive(other_host) is None
     assert writer_alive(".x.luisy-tmp-" + "c" * 32) is None
+
+
+@pytest.mark.parametrize(("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"),
+                                         (5 << 30, "5.0 GiB"), (3 << 40, "3.0 TiB")])
+def test_format_bytes(n: int, text: str) -> None:
+    assert format_bytes(n) == text
+
+
+@pytest.mark.parametrize(("prefix", "path", "name"), [("", "a/b", "a/b"), ("p", "a", "p/a"),
+                                                     ("/p/q/", "a", "p/q/a"), ("/", "a", "a")])
+def test_object_name_joins_a_prefix_without_stray_slashes(prefix: str, path: str, name: str) -> None:
+    assert object_name(prefix, path) == name

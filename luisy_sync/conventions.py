@@ -1,12 +1,14 @@
-"""The one naming scheme of temporary files (luisy_sync downloads, LocalStore writes, luisy
-outputs and download staging): ``.<name>.luisy-tmp-p<pid>-<host>-<32 hex>[<ext>]``.
+"""The conventions luisy and luisy_sync share, each defined once: the temp-name scheme,
+the reserved bookkeeping names, how a relative path becomes a store object name, and how
+byte counts are printed.
 
-A name is only treated as a temp file when it matches that pattern exactly, so a user's
-file that merely contains ``.luisy-tmp-`` is ordinary data. The pid and a hash of the
-host name say which process writes it: a cleanup removes a temp file only when that
-process is gone (on this host), so two pulls into one directory never delete each
-other's files in flight. Names from before the pid was added (no ``p<pid>-<host>-``)
-are still recognised.
+Temp names: ``.<name>.luisy-tmp-p<pid>-<host>-<32 hex>[<ext>]`` (luisy_sync downloads,
+LocalStore writes, luisy outputs and download staging). A name is only treated as a temp
+file when it matches that pattern exactly, so a user's file that merely contains
+``.luisy-tmp-`` is ordinary data. The pid and a hash of the host name say which process
+writes it: a cleanup removes a temp file only when that process is gone (on this host),
+so two pulls into one directory never delete each other's files in flight. Names from
+before the pid was added (no ``p<pid>-<host>-``) are still recognised.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ import socket
 import uuid
 
 import xxhash
+
+STORE_DIR = ".luisy-store"
+"""The bookkeeping directory at the root of a LocalStore (index, staged blocks); never data."""
+
+MANIFEST_NAME = ".luisy-sync.json"
+"""The object in which a push records what it stored (below the store prefix)."""
 
 TEMP_MARKER = ".luisy-tmp-"
 """The part every temp name contains (matching it alone does not make a temp name)."""
@@ -80,3 +88,18 @@ def writer_alive(name: str) -> bool | None:
     except OSError:
         return None
     return True
+
+
+def object_name(prefix: str, path: str) -> str:
+    """The store name of relative ``path`` below ``prefix`` (``""`` = store root)."""
+    prefix = prefix.strip("/")
+    return f"{prefix}/{path}" if prefix else path
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units with one decimal, e.g. ``62.5 MiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
