@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from luisy.atomic import write_bytes_atomic
+from luisy_sync.atomic import write_atomic
 
 HASH_FILE_NAME = ".luisy.hash"
 
@@ -45,7 +45,7 @@ def read_hash_file(path: str) -> dict[str, str]:
 def write_hash_file(path: str, hashes: Mapping[str, str]) -> None:
     """Replace the file at ``path`` with ``hashes`` in one atomic step."""
     data = json.dumps(dict(sorted(hashes.items())), indent=1).encode("utf-8")
-    write_bytes_atomic(path, data + b"\n")
+    write_atomic(path, [data + b"\n"], fsync=True)
 
 
 def read_projects(working_dir: str, projects: set[str]) -> dict[str, dict[str, str]]:

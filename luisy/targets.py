@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import luigi
 
-from luisy.atomic import atomic_dir, atomic_path, remove_path
+from luisy_sync.atomic import atomic_dir, atomic_path, remove_path
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import luigi
 
-from luisy.atomic import atomic_path
+from luisy_sync.atomic import atomic_path
 from luisy.graph import requirements
 
 logger = logging.getLogger(__name__)

@@ -13,16 +13,18 @@ import contextlib
 import os
 import stat
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Iterable
 
 import anyio
 
+from luisy_sync.atomic import publish, remove_quietly, write_atomic
+from luisy_sync.conventions import TEMP_NAME, temp_path, writer_alive
 from luisy_sync.errors import IntegrityError, NotFoundError, ShortReadError, SyncError
 from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
 from luisy_sync.retry import is_retryable
 from luisy_sync.stores.base import ObjectInfo, Store
-from luisy_sync.conventions import TEMP_NAME, temp_path, writer_alive
 from luisy_sync.tree import FileEntry
 
 if TYPE_CHECKING:
@@ -74,19 +76,6 @@ def remove_stale_temps(dest: str, paths: Iterable[str], older_than: float) -> in
     return removed
 
 
-def _publish(tmp: str, final: str) -> None:
-    """Rename a complete temp file onto ``final``, keeping the permission bits of the
-    file it replaces (a new file keeps the umask's)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.chmod(tmp, stat.S_IMODE(os.stat(final).st_mode))
-    os.replace(tmp, final)
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
 def _mismatch(path: str, name: str, expected: str, got: str) -> IntegrityError:
     return IntegrityError(f"{path}: stored object {name} does not match its digest "
                           f"(expected {expected}, got {got}); it was not written; "
@@ -108,18 +97,8 @@ def _write_whole(final: str, path: str, name: str, data: bytes, digest: str | No
         got = hash_bytes(data)
         if got != digest:
             raise _mismatch(path, name, digest, got)
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    tmp = temp_path(final)
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        _publish(tmp, final)
-    except BaseException:
-        _remove(tmp)
-        raise
+    # a new file gets the umask's permission bits, a replaced one keeps its own
+    write_atomic(final, [data], fsync=fsync, mode=0o666, keep_mode=True)
 
 
 def _write_many(dest: str, batch: list[tuple[str, FileEntry, str]], datas: list[bytes | BaseException],
@@ -320,9 +299,9 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
             await transfer.in_thread(os.fsync, fd)
         os.close(fd)
         fd = None
-        await transfer.in_thread(_publish, tmp, final)
+        await transfer.in_thread(partial(publish, tmp, final, keep_mode=True))
     except BaseException:
         if fd is not None:
             os.close(fd)
-        _remove(tmp)
+        remove_quietly(tmp)
         raise

@@ -26,7 +26,7 @@ from typing import Mapping
 
 import xxhash
 
-from luisy_sync.stores.atomic import write_atomic
+from luisy_sync.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

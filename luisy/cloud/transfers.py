@@ -27,7 +27,7 @@ from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.report import format_bytes
 from luisy_sync.scan import tree_from_paths
 from luisy_sync.statcache import open_default_cache
-from luisy_sync.tempnames import temp_name
+from luisy_sync.conventions import temp_name
 from luisy_sync.stores.base import Store
 from luisy_sync.transfer import DEFAULT_CONCURRENCY, Transfer, download_paths, upload_paths
 from luisy_sync.tree import FileEntry, Tree

@@ -28,19 +28,32 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import anyio
 import anyio.to_thread
+import xxhash
 
+from luisy_sync.atomic import remove_quietly, write_temp
+from luisy_sync.conventions import STORE_DIR, TEMP_NAME
 from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFailed,
                                StoreError, UnsafePathError)
 from luisy_sync.paths import join_under, safe_relpath
 from luisy_sync.stores import local_blocks
-from luisy_sync.stores.atomic import TEMP_NAME, remove_quietly, write_temp
 from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo
 from luisy_sync.stores.local_index import Change, Lookup, ObjectIndex, Row, row_for
 
 T = TypeVar("T")
 
-BOOKKEEPING_DIR = ".luisy-store"
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def content_etag(data: bytes) -> str:
+    """The ETag this store gives content it wrote: quoted xxh3-64 hex."""
+    return f'"{xxhash.xxh3_64_hexdigest(data)}"'
+
+
+def _write_content(path: str, chunks: Iterable[bytes], fsync: bool) -> tuple[str, os.stat_result, str]:
+    """A temp file beside ``path`` holding ``chunks``: (temp path, its stat, content ETag)."""
+    hasher = xxhash.xxh3_64()
+    tmp, st = write_temp(path, chunks, fsync=fsync, hasher=hasher)
+    return tmp, st, f'"{hasher.hexdigest()}"'
 
 
 def stat_etag(st: os.stat_result) -> str:
@@ -74,7 +87,7 @@ class LocalStore:
         self._fsync = fsync
         self._max_threads = max_threads
         self._limiters: dict[int, anyio.CapacityLimiter] = {}
-        self._book = os.path.join(self.root, BOOKKEEPING_DIR)
+        self._book = os.path.join(self.root, STORE_DIR)
         self._blocks = os.path.join(self._book, "blocks")
         self._index = ObjectIndex(self._book, fsync=fsync)
 
@@ -96,8 +109,8 @@ class LocalStore:
         directories are no symlinks (``checked``: directories already found fine)."""
         safe_relpath(name)
         parts = name.split("/")
-        if parts[0] == BOOKKEEPING_DIR:
-            raise UnsafePathError(f"refusing object name {name!r}: {BOOKKEEPING_DIR}/ is reserved")
+        if parts[0] == STORE_DIR:
+            raise UnsafePathError(f"refusing object name {name!r}: {STORE_DIR}/ is reserved")
         if TEMP_NAME.match(parts[-1]):
             raise UnsafePathError(f"refusing object name {name!r}: it looks like a temp file")
         path = join_under(self.root, name)
@@ -173,7 +186,7 @@ class LocalStore:
                     self._root_missing()
                     root_checked = True
                 current = self._current(name, path)
-                tmp, st, etag = write_temp(path, chunks, fsync=self._fsync)
+                tmp, st, etag = _write_content(path, chunks, self._fsync)
             except OSError as exc:
                 out.append(self._oserror(op, name, exc))
                 continue
@@ -223,7 +236,7 @@ class LocalStore:
                 continue
             for entry in entries:
                 name = rel + entry.name
-                if not rel and entry.name == BOOKKEEPING_DIR:
+                if not rel and entry.name == STORE_DIR:
                     continue
                 if entry.is_symlink():
                     if name.startswith(prefix) or prefix.startswith(name + "/"):
@@ -341,7 +354,7 @@ class LocalStore:
         path = self._path(name)
         self._root_missing()
         self._current(name, path)
-        tmp, st, etag = write_temp(path, [data], fsync=self._fsync)
+        tmp, st, etag = _write_content(path, [data], self._fsync)
 
         def compare_and_replace(lookup: Lookup, record: Callable[[Change], None]) -> None:
             current = self._current(name, path)

@@ -15,7 +15,7 @@ import time
 from typing import Iterator
 
 from luisy_sync.errors import BlocksNotStaged, StoreError
-from luisy_sync.stores.atomic import write_atomic
+from luisy_sync.atomic import write_atomic
 
 STALE_BLOCKS_SECONDS = 7 * 24 * 3600
 _COPY_CHUNK = 1 << 20

@@ -15,7 +15,8 @@ import pytest
 
 from luisy_sync import UnsafePathError, pull, push
 from luisy_sync.stores.base import DIGEST_KEY
-from luisy_sync.stores.local import BOOKKEEPING_DIR, LocalStore
+from luisy_sync.conventions import STORE_DIR
+from luisy_sync.stores.local import LocalStore
 from rel_helpers import make_files, read_tree, run_cli, store_contents, worker_env
 
 
@@ -112,15 +113,15 @@ async def test_a_store_of_the_old_layout_is_upgraded_with_its_metadata(tmp_path:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
         st = os.stat(root / name)
-        side = root / BOOKKEEPING_DIR / "meta" / (name + ".json")
+        side = root / STORE_DIR / "meta" / (name + ".json")
         side.parent.mkdir(parents=True, exist_ok=True)
         side.write_text(json.dumps({"stat": [st.st_size, st.st_mtime_ns, st.st_ino], "etag": '"old"',
                                     "metadata": {DIGEST_KEY: f"digest-of-{name}"}}))
-    (root / BOOKKEEPING_DIR / "locks").mkdir()
+    (root / STORE_DIR / "locks").mkdir()
     store = LocalStore(root)
     listed = {o.name: (o.digest, o.etag) for o in await store.list()}
     assert listed == {n: (f"digest-of-{n}", '"old"') for n in objects}
-    assert not (root / BOOKKEEPING_DIR / "meta").exists() and not (root / BOOKKEEPING_DIR / "locks").exists()
+    assert not (root / STORE_DIR / "meta").exists() and not (root / STORE_DIR / "locks").exists()
     again = {o.name: o.digest for o in await LocalStore(root).list()}
     assert again == {n: f"digest-of-{n}" for n in objects}
 

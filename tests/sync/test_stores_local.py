@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from luisy_sync.errors import ContainerNotFound, PreconditionFailed, StoreError, UnsafePathError
-from luisy_sync.stores.atomic import TEMP_NAME, content_etag
+from luisy_sync.conventions import STORE_DIR, TEMP_NAME
 from luisy_sync.stores.base import DIGEST_KEY
-from luisy_sync.stores.local import BOOKKEEPING_DIR, LocalStore
+from luisy_sync.stores.local import LocalStore, content_etag
 
 
 def _files(root: Path) -> list[str]:
@@ -25,7 +25,7 @@ async def test_objects_are_plain_files(local_store: LocalStore) -> None:
     await local_store.put("a/b/c.txt", b"hello", metadata={DIGEST_KEY: "d" * 32})
     assert (root / "a" / "b" / "c.txt").read_bytes() == b"hello"
     assert local_store.url == root.as_uri() and local_store.url.startswith("file:///")
-    visible = [p for p in _files(root) if not p.startswith(BOOKKEEPING_DIR)]
+    visible = [p for p in _files(root) if not p.startswith(STORE_DIR)]
     assert visible == ["a/b/c.txt"]
 
 
@@ -70,7 +70,7 @@ async def test_bookkeeping_and_temp_files_never_listed(local_store: LocalStore) 
     (root / "d").mkdir()
     (root / "d" / ".f.luisy-tmp-0123456789abcdef0123456789abcdef").write_bytes(b"partial")
     assert [o.name for o in await local_store.list()] == ["m"]
-    for bad in [f"{BOOKKEEPING_DIR}/meta/m.json", "d/.f.luisy-tmp-0123456789abcdef0123456789abcdef"]:
+    for bad in [f"{STORE_DIR}/meta/m.json", "d/.f.luisy-tmp-0123456789abcdef0123456789abcdef"]:
         with pytest.raises(UnsafePathError):
             await local_store.put(bad, b"x")
 
@@ -81,7 +81,7 @@ async def test_failed_commit_leaves_no_temp_file(local_store: LocalStore, monkey
     for i in range(3):
         await local_store.put_block("dir/big", f"b{i}", os.urandom(1000))
     real_open = open
-    blocks = str(root / BOOKKEEPING_DIR / "blocks")
+    blocks = str(root / STORE_DIR / "blocks")
 
     def failing_open(path, *args, **kw):  # the last block vanishes mid-commit
         if str(path).startswith(blocks) and not str(path).endswith("idlen"):
@@ -108,7 +108,7 @@ async def test_commit_streams_and_cleans_staging(local_store: LocalStore) -> Non
         await local_store.put_block("big", block_id, part)
     await local_store.commit_blocks("big", ids)
     assert (root / "big").read_bytes() == b"".join(parts)
-    assert list((root / BOOKKEEPING_DIR / "blocks").iterdir()) == []
+    assert list((root / STORE_DIR / "blocks").iterdir()) == []
 
 
 async def test_small_etag_is_content_based(local_store: LocalStore) -> None:
