@@ -59,6 +59,7 @@ class Config:
     """Singleton holding luisy's run settings; ``Config()`` always returns the same object."""
 
     _instance: "Config | None" = None
+    _explicit: dict[str, Any]
 
     def __new__(cls) -> "Config":
         if cls._instance is None:

@@ -21,7 +21,7 @@ from luisy.targets import (
     XLSXTarget,
 )
 
-T = TypeVar("T", bound=type)
+T = TypeVar("T", bound="type[Any]")
 
 __all__ = [
     "requires", "inherits", "auto_filename", "project_name", "raw", "interim", "final",
@@ -34,7 +34,7 @@ class requires:
     """Like :func:`luigi.util.requires`; with ``as_dict=True`` the inputs are a dict
     keyed by the required tasks' family names."""
 
-    def __init__(self, *tasks_to_require: type, as_dict: bool = False) -> None:
+    def __init__(self, *tasks_to_require: type[luigi.Task], as_dict: bool = False) -> None:
         if not tasks_to_require:
             raise TypeError("requires() needs at least one task class")
         self.tasks_to_require = tasks_to_require

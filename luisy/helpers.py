@@ -11,6 +11,8 @@ import os
 import re
 from typing import Any
 
+import luigi
+
 DEFAULT_PLACEHOLDER = r"[\S]*"
 
 
@@ -23,7 +25,7 @@ class RegexTaskPattern:
     or by file names that contain parameter values the same way.
     """
 
-    def __init__(self, task_cls: type, regex_placeholder: str = DEFAULT_PLACEHOLDER) -> None:
+    def __init__(self, task_cls: type[luigi.Task], regex_placeholder: str = DEFAULT_PLACEHOLDER) -> None:
         self.task_cls = task_cls
         self.regex_placeholder = regex_placeholder
         self.param_names = list(task_cls.get_param_names())
@@ -35,7 +37,7 @@ class RegexTaskPattern:
     def _pattern_path(self) -> str:
         """Output path of the class with every parameter replaced by its token."""
         cls = self.task_cls
-        probe = cls.__new__(cls)
+        probe: Any = cls.__new__(cls)
         for name, token in self.tokens.items():
             object.__setattr__(probe, name, token)
         if not isinstance(getattr(cls, "project_name", None), str):
@@ -68,7 +70,7 @@ class RegexTaskPattern:
         if not os.path.isdir(self.root_dir):
             return []
         compiled = re.compile(self.regex_pattern)
-        candidates = []
+        candidates: list[str] = []
         for dirpath, dirnames, filenames in os.walk(self.root_dir):
             candidates.extend(os.path.join(dirpath, n) for n in dirnames + filenames)
         return [p for p in sorted(candidates) if compiled.match(p)]
@@ -76,7 +78,7 @@ class RegexTaskPattern:
     def get_available_params(self) -> dict[str, dict[str, str]]:
         """Matching path -> ``{parameter: text found in the path}``."""
         compiled = re.compile(self.regex_pattern)
-        return {p: compiled.match(p).groupdict() for p in self.get_available_files()}
+        return {p: m.groupdict() for p in self.get_available_files() if (m := compiled.match(p))}
 
     def parse_values(self, texts: dict[str, str]) -> dict[str, Any]:
         """Parameter values from their file-name text; text that does not parse is kept

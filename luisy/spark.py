@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from luisy.tasks import Task
 
-T = TypeVar("T", bound=type)
+T = TypeVar("T", bound="type[Any]")
 
 
 SPARK_EXTRA_HINT = "pip install 'luisy[spark]'"

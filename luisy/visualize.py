@@ -202,7 +202,7 @@ def visualize_task(task: luigi.Task, ax: Any = None, unique_children: bool = Tru
         if state:
             used[state] = None
         ax.text(x, y, node, transform=ax.transAxes, ha="center", va="center", fontsize=8,
-                bbox=dict(boxstyle="round,pad=0.4", fc=STATE_COLORS.get(state, _NO_STATE),
+                bbox=dict(boxstyle="round,pad=0.4", fc=STATE_COLORS.get(state, _NO_STATE) if state else _NO_STATE,
                           ec="#333333", lw=0.8))
     if used:
         ax.legend(handles=[Patch(fc=STATE_COLORS[s], ec="#333333", label=s) for s in used],

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeGuard
 
 import anyio
 
@@ -150,6 +150,6 @@ class AdaptiveLimiter:
             self._tokens.total_tokens = limit
 
 
-def observed(limiter: Any) -> bool:
+def observed(limiter: object) -> TypeGuard[AdaptiveLimiter]:
     """True when ``limiter`` wants request outcomes (an AdaptiveLimiter)."""
     return isinstance(limiter, AdaptiveLimiter)

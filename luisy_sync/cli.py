@@ -125,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = anyio.run(_run, args)
     except SyncFailed as exc:  # not raised with raise_on_failure=False, kept for safety
+        if exc.report is None:
+            _fail(str(exc))
         report = exc.report
     except SyncError as exc:
         _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

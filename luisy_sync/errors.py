@@ -22,6 +22,11 @@ secret (account keys, SAS tokens, connection strings).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from luisy_sync.report import Report
+
 
 def one_line(error: BaseException, *, with_type: bool = True) -> str:
     """The first line of an error's message, as ``Type: message`` (or the message alone with
@@ -75,7 +80,7 @@ class TransferError(SyncError):
 class SyncFailed(TransferError):
     """A push or pull finished but some files failed; ``.report`` holds the details."""
 
-    def __init__(self, message: str, report: object = None, path: str = "",
+    def __init__(self, message: str, report: Report | None = None, path: str = "",
                  cause: BaseException | str = ""):
         super().__init__(path, cause)
         self.report = report

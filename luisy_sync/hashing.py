@@ -9,13 +9,19 @@ on large buffers, so several files can be hashed in parallel threads.
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+from typing import Protocol
 
 import xxhash
 
 CHUNK_SIZE = 4 * 1024 * 1024
 """Default read size for hashing (4 MiB)."""
 _MIN_BUFFER = 64 * 1024
+
+
+class Readable(Protocol):
+    """A binary file object that reads into a buffer (an open file, ``io.BytesIO``)."""
+
+    def readinto(self, buffer: bytearray, /) -> int | None: ...
 
 
 def hash_bytes(data: bytes | bytearray | memoryview) -> str:
@@ -34,7 +40,7 @@ def hash_file(path: str | os.PathLike[str], chunk_size: int = CHUNK_SIZE) -> str
         return hash_fileobj(fh, chunk_size, size_hint=os.fstat(fh.fileno()).st_size)
 
 
-def hash_fileobj(fh: BinaryIO, chunk_size: int = CHUNK_SIZE, *, size_hint: int | None = None) -> str:
+def hash_fileobj(fh: Readable, chunk_size: int = CHUNK_SIZE, *, size_hint: int | None = None) -> str:
     """The xxh3-128 hex digest of the rest of the open binary file ``fh``.
 
     ``size_hint`` (the expected remaining size) only sizes the read buffer, so small

@@ -175,7 +175,7 @@ def _walk(root: str, real_root: str, start_rel: str, start_abs: str, pfilter: Pa
                         skipped.append(rel + "/")
                     elif not pfilter.excludes_dir(rel):
                         stack.append((rel, entry.path))
-                elif is_file and pfilter.wants(rel):
+                elif st is not None and pfilter.wants(rel):
                     found.append((rel, entry.path, st))
     return found
 

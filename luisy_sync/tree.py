@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 
 HASH_ALGORITHM = "xxh3-128"
 """The content digest algorithm everywhere in luisy_sync (hex strings of 32 chars)."""
@@ -49,13 +49,13 @@ class Tree(Mapping[str, FileEntry]):
     def get(self, path: str, default: FileEntry | None = None) -> FileEntry | None:  # type: ignore[override]
         return self._entries.get(path, default)
 
-    def keys(self):  # type: ignore[override]  # noqa: ANN201 - a dict view
+    def keys(self) -> KeysView[str]:
         return self._entries.keys()
 
-    def items(self):  # type: ignore[override]  # noqa: ANN201 - a dict view
+    def items(self) -> ItemsView[str, FileEntry]:
         return self._entries.items()
 
-    def values(self):  # type: ignore[override]  # noqa: ANN201 - a dict view
+    def values(self) -> ValuesView[FileEntry]:
         return self._entries.values()
 
     def __iter__(self) -> Iterator[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import xxhash
@@ -125,7 +126,7 @@ def _resolve(index: ModuleIndex, uses: NameUses, home: str) -> list[Ref]:
     return refs
 
 
-def _digest(nodes: list[ast.AST]) -> str:
+def _digest(nodes: Sequence[ast.AST]) -> str:
     hasher = xxhash.xxh3_128()
     for node in nodes:
         hasher.update(normalized_dump(node).encode("utf-8"))

@@ -10,7 +10,9 @@ deeply nested expressions never hit the recursion limit.
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 _SKIPPED_FIELDS = frozenset({"ctx", "kind", "type_comment", "type_ignores"})
 _DOCSTRING_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
@@ -43,7 +45,7 @@ def normalized_dump(node: ast.AST) -> str:
             for name in item._fields:
                 if name in _SKIPPED_FIELDS:
                     continue
-                value = getattr(item, name, None)
+                value: Any = getattr(item, name, None)
                 if name == "body" and _has_docstring(item):
                     value = value[1:]
                 if value is None or (isinstance(value, list) and not value):
@@ -90,7 +92,7 @@ def _bound_by_import(alias: ast.alias, stmt: ast.Import | ast.ImportFrom) -> str
     return alias.name
 
 
-def name_uses(roots: list[ast.AST]) -> NameUses:
+def name_uses(roots: Sequence[ast.AST]) -> NameUses:
     """Names the ``roots`` read but do not assign themselves (shadowing wins).
 
     Names assigned anywhere inside the code (arguments, local variables, nested

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections import deque
+from collections.abc import Mapping
 
 from luisy.config import Config
 
@@ -25,7 +26,7 @@ UNKNOWN = "unknown"
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*===?\s*([^\s;#,]+)")
 
-_top_level_map: dict[str, list[str]] | None = None
+_top_level_map: Mapping[str, list[str]] | None = None
 _dists_of: dict[str, tuple[str, ...]] = {}
 _installed: dict[str, str | None] = {}
 _requires: dict[str, tuple[str, ...]] = {}

@@ -79,7 +79,7 @@ class MeasurementsByLabel(luisy.Task):
 class StatsTable(luisy.ConcatenationTask):
     """All label statistics in one table."""
 
-    labels = luisy.ListParameter(default=list(LABELS))
+    labels = luisy.ListParameter(default=tuple(LABELS))
 
     def requires(self) -> list[LabelStats]:
         return [self.clone(LabelStats, label=label) for label in self.labels]
