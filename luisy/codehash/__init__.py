@@ -12,6 +12,7 @@ depend on the process, the machine or the checkout path.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import luigi
 import xxhash
@@ -19,16 +20,23 @@ import xxhash
 from luisy.graph import requirements
 
 from . import modules, versions
-from .collect import FORCED_EXTERNAL, Closure, collect
+from .collect import FORCED_EXTERNAL, Closure, CodePart, collect
 from .errors import CodeHashError, StarImportError
 from .modules import current_stamp, find_class, module_index
+from .parts import HashParts, Reason, explain
 
 __all__ = [
     "CodeHashError",
+    "CodePart",
+    "HashParts",
+    "Reason",
     "StarImportError",
+    "TaskCode",
     "class_code_hash",
     "clear_caches",
+    "compute_task_code",
     "compute_task_hashes",
+    "explain",
 ]
 
 _FORMAT = b"luisy-codehash/1\n"
@@ -74,17 +82,31 @@ def _closure(cls: type) -> Closure:
     return closure
 
 
-def class_code_hash(cls: type) -> str:
-    """The xxh3-128 hex digest of a class's code, its same-package dependencies
-    and the versions of the external packages it uses."""
+@dataclass(frozen=True)
+class _ClassCode:
+    digest: str
+    root: CodePart
+    parts: tuple[CodePart, ...]
+    packages: tuple[str, ...]
+
+
+def _class_code(cls: type) -> _ClassCode:
     closure = _closure(cls)
+    packages = tuple(versions.version_entries(closure.externals))
     hasher = xxhash.xxh3_128(_FORMAT)
     hasher.update(closure.root_digest.encode("ascii"))
     for digest in sorted(closure.digests):
         hasher.update(b"\ncode:" + digest.encode("ascii"))
-    for entry in versions.version_entries(closure.externals):
+    for entry in packages:
         hasher.update(b"\npackage:" + entry.encode("utf-8"))
-    return hasher.hexdigest()
+    root = closure.root or CodePart(f"{cls.__module__}.{cls.__qualname__}", "class", "", closure.root_digest)
+    return _ClassCode(hasher.hexdigest(), root, closure.parts, packages)
+
+
+def class_code_hash(cls: type) -> str:
+    """The xxh3-128 hex digest of a class's code, its same-package dependencies
+    and the versions of the external packages it uses."""
+    return _class_code(cls).digest
 
 
 def _upstream_order(tasks: Iterable[luigi.Task]) -> tuple[list[luigi.Task], dict[luigi.Task, list[luigi.Task]]]:
@@ -112,22 +134,39 @@ def _upstream_order(tasks: Iterable[luigi.Task]) -> tuple[list[luigi.Task], dict
     return order, requires
 
 
-def compute_task_hashes(tasks: Iterable[luigi.Task]) -> dict[luigi.Task, str]:
-    """Hash per task instance for ``tasks`` and everything upstream of them.
+@dataclass(frozen=True)
+class TaskCode:
+    """A task instance's code hash and what it is made of (for explaining reruns)."""
+
+    hash: str
+    parts: HashParts
+
+
+def compute_task_code(tasks: Iterable[luigi.Task]) -> dict[luigi.Task, TaskCode]:
+    """Hash and hash parts per task instance for ``tasks`` and everything upstream.
 
     A task's hash is xxh3-128 over its class hash and the sorted hashes of its
     direct upstream tasks.
     """
     order, requires = _upstream_order(tasks)
-    class_hashes: dict[type, str] = {}
-    result: dict[luigi.Task, str] = {}
+    classes: dict[type, _ClassCode] = {}
+    result: dict[luigi.Task, TaskCode] = {}
     for task in order:
         cls = type(task)
-        if cls not in class_hashes:
-            class_hashes[cls] = class_code_hash(cls)
+        if cls not in classes:
+            classes[cls] = _class_code(cls)
+        code = classes[cls]
         hasher = xxhash.xxh3_128(_FORMAT)
-        hasher.update(class_hashes[cls].encode("ascii"))
-        for upstream in sorted(result[dep] for dep in requires[task]):
+        hasher.update(code.digest.encode("ascii"))
+        for upstream in sorted(result[dep].hash for dep in requires[task]):
             hasher.update(b"\nupstream:" + upstream.encode("ascii"))
-        result[task] = hasher.hexdigest()
+        upstream_ids = tuple(sorted({dep.task_id: result[dep].hash for dep in requires[task]}.items()))
+        result[task] = TaskCode(hasher.hexdigest(),
+                                HashParts(code.root, code.parts, code.packages, upstream_ids))
     return result
+
+
+def compute_task_hashes(tasks: Iterable[luigi.Task]) -> dict[luigi.Task, str]:
+    """Hash per task instance for ``tasks`` and everything upstream of them
+    (see :func:`compute_task_code`)."""
+    return {task: code.hash for task, code in compute_task_code(tasks).items()}

@@ -17,6 +17,7 @@ module's cached index, so a changed file invalidates exactly its own results.
 from __future__ import annotations
 
 import ast
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,14 +35,31 @@ _STDLIB = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_name
 _IMPORTS = (ast.Import, ast.ImportFrom)
 
 
+@dataclass(frozen=True, order=True)
+class CodePart:
+    """One piece of code a hash covers: ``kind`` (class, function, constant, module),
+    its dotted ``name``, the ``file`` it is written in (relative to its package's parent
+    directory) and the digest of its normalised source."""
+
+    name: str
+    kind: str
+    file: str
+    digest: str
+
+
 @dataclass(frozen=True)
 class Closure:
-    """Everything a class's hash is made of, except external versions."""
+    """Everything a class's hash is made of, except external versions.
+
+    ``root`` is the class itself, ``parts`` the same-package definitions it uses
+    (their digests are ``digests``)."""
 
     root_digest: str
     digests: frozenset[str]
     externals: frozenset[str]
     stamps: tuple[tuple[str, Stamp], ...]
+    root: CodePart | None = None
+    parts: tuple[CodePart, ...] = ()
 
 
 def home_package(module: str) -> str:
@@ -134,6 +152,24 @@ def _digest(nodes: Sequence[ast.AST]) -> str:
     return hasher.hexdigest()
 
 
+_KINDS = ((ast.ClassDef, "class"), ((ast.FunctionDef, ast.AsyncFunctionDef), "function"))
+
+
+def _kind(definitions: Sequence[ast.AST]) -> str:
+    """What a top-level binding is, by its last definition."""
+    for types, kind in _KINDS:
+        if isinstance(definitions[-1], types):
+            return kind
+    return "constant"
+
+
+def display_file(index: ModuleIndex) -> str:
+    """The module's file relative to the directory its top-level package lives in."""
+    depth = index.name.count(".") + (2 if index.is_package else 1)
+    parts = os.path.normpath(index.path).split(os.sep)
+    return "/".join(parts[-depth:])
+
+
 def _analyse_bind(index: ModuleIndex, name: str, path: tuple[str, ...], home: str):
     statements = index.bindings.get(name, [])
     if not statements:
@@ -195,6 +231,8 @@ def collect(module: str, qualname: str) -> Closure:
     externals: set[str] = set()
     stamps: dict[str, Stamp] = {}
     root_digest = ""
+    root_part: CodePart | None = None
+    parts: set[CodePart] = set()
     indexes: dict[str, ModuleIndex | None] = {}  # one stat per module per walk
     while pending:
         ref = pending.pop()
@@ -212,8 +250,10 @@ def collect(module: str, qualname: str) -> Closure:
         digest, deps = _analyse(ref, index, home)
         if ref is root:
             root_digest = digest or ""
+            root_part = CodePart(f"{module}.{qualname}", "class", display_file(index), root_digest)
         elif digest:
             digests.add(digest)
+            parts.add(_part(ref, index, digest))
         for dep in deps:
             if dep not in seen:
                 seen.add(dep)
@@ -224,4 +264,14 @@ def collect(module: str, qualname: str) -> Closure:
         digests=frozenset(digests),
         externals=frozenset(externals),
         stamps=tuple(sorted(stamps.items())),
+        root=root_part,
+        parts=tuple(sorted(p for p in parts if p.digest != root_digest)),
     )
+
+
+def _part(ref: Ref, index: ModuleIndex, digest: str) -> CodePart:
+    """The labelled part for a reference whose analysis gave ``digest``."""
+    if ref[0] == "bind":
+        kind = _kind([s for s in index.bindings[ref[2]] if not isinstance(s, _IMPORTS)])
+        return CodePart(f"{index.name}.{ref[2]}", kind, display_file(index), digest)
+    return CodePart(index.name, "module", display_file(index), digest)
