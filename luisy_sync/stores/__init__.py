@@ -2,15 +2,17 @@
 
 ``MemoryStore`` (tests), ``LocalStore`` (a directory; the embedded default remote),
 ``AzureBlobStore`` (Azure Blob Storage / Azurite). ``open_store(url)`` and
-``store_from_env()`` build one from a URL or the environment.
+``store_from_env()`` build one from a URL or the environment. ``read_small`` /
+``write_small`` read and conditionally write small objects over any store.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo, Store
+from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode, Store
 from luisy_sync.stores.memory import MemoryStore
+from luisy_sync.stores.small import read_small, write_small
 
 if TYPE_CHECKING:  # the heavy backends are imported on first use
     from luisy_sync.stores.azure import AzureBlobStore
@@ -18,7 +20,8 @@ if TYPE_CHECKING:  # the heavy backends are imported on first use
     from luisy_sync.stores.url import describe_store_source, open_store, store_from_env
 
 __all__ = [
-    "DIGEST_KEY", "ObjectInfo", "Store", "MemoryStore", "LocalStore", "AzureBlobStore",
+    "DIGEST_KEY", "ObjectInfo", "GetResult", "PutMode", "Store", "read_small", "write_small",
+    "MemoryStore", "LocalStore", "AzureBlobStore",
     "open_store", "store_from_env", "describe_store_source",
 ]
 

@@ -34,10 +34,14 @@ from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFai
 from luisy_sync.paths import join_under, safe_relpath
 from luisy_sync.stores import local_blocks
 from luisy_sync.stores.atomic import TEMP_NAME, remove_quietly, write_temp
-from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo
+from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode, check_range
 from luisy_sync.stores.local_index import Change, Lookup, ObjectIndex, Row, row_for
 
 T = TypeVar("T")
+
+PutItem = (tuple[str, bytes, Mapping[str, str] | None]
+           | tuple[str, bytes, Mapping[str, str] | None, PutMode])
+"""One item of ``put_many``: ``(name, data, metadata)``, optionally with a PutMode."""
 
 BOOKKEEPING_DIR = ".luisy-store"
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
@@ -270,22 +274,25 @@ class LocalStore:
             raise self._not_found(name)
         return fd
 
-    def _get_range(self, name: str, start: int, length: int | None) -> bytes:
-        if start < 0 or (length is not None and length < 0):
-            raise StoreError(f"invalid range start={start} length={length} for {name!r}")
+    def _get(self, name: str, start: int, length: int | None) -> GetResult:
+        check_range(name, start, length)
         fd = self._open(name)
         try:
+            st = os.fstat(fd)
             if length is None:
-                length = max(0, os.fstat(fd).st_size - start)
-            return os.pread(fd, length, start)
+                length = max(0, st.st_size - start)
+            data = os.pread(fd, length, start)
         finally:
             os.close(fd)
+        etag = _info(name, st, self._index.get(name, st)).etag
+        assert etag is not None
+        return GetResult(data, etag)
 
-    def _get_many(self, names: Sequence[str]) -> list[bytes | Exception]:
-        out: list[bytes | Exception] = []
+    def _get_many(self, names: Sequence[str]) -> list[GetResult | Exception]:
+        out: list[GetResult | Exception] = []
         for name in names:
             try:
-                out.append(self._get_range(name, 0, None))
+                out.append(self._get(name, 0, None))
             except OSError as exc:
                 out.append(self._oserror("read", name, exc))
             except Exception as exc:  # not found, unsafe
@@ -328,30 +335,26 @@ class LocalStore:
         if change.error is not None:
             raise change.error
 
-    def _read_small(self, name: str) -> tuple[bytes, str]:
-        fd = self._open(name)
-        try:
-            st = os.fstat(fd)
-            data = os.pread(fd, st.st_size, 0)
-        finally:
-            os.close(fd)
-        return data, _info(name, st, self._index.get(name, st)).etag
-
-    def _write_small(self, name: str, data: bytes, if_match: str | None, if_none_match: bool) -> str:
+    def _write_if(self, name: str, data: bytes, metadata: Mapping[str, str] | None,
+                  mode: PutMode) -> ObjectInfo:
+        """A conditional write: the ETag check and the rename happen inside one index
+        transaction, so a compare-and-replace is atomic across processes."""
         path = self._path(name)
         self._root_missing()
         self._current(name, path)
         tmp, st, etag = write_temp(path, [data], fsync=self._fsync)
+        extra = dict(metadata or {})
+        digest = extra.pop(DIGEST_KEY, None)
 
         def compare_and_replace(lookup: Lookup, record: Callable[[Change], None]) -> None:
             current = self._current(name, path)
             found = None if current is None else _info(name, current, lookup(name, current)).etag
-            if if_none_match and found is not None:
+            if mode.kind == "create" and found is not None:
                 raise PreconditionFailed(f"{name!r} already exists in local store {self.root}", status=412)
-            if if_match is not None and found != if_match:
+            if mode.kind == "update" and found != mode.etag:
                 raise PreconditionFailed(f"{name!r} changed since it was read (local store {self.root})",
                                          status=412)
-            record(Change(name, row=row_for(st, etag, None, {}),
+            record(Change(name, row=row_for(st, etag, digest, extra),
                           keep=None if current is None else current.st_ino))
             os.replace(tmp, path)
 
@@ -360,7 +363,28 @@ class LocalStore:
         except BaseException:
             remove_quietly(tmp)
             raise
-        return etag
+        return ObjectInfo(name, st.st_size, etag, dict(metadata or {}))
+
+    def _put_many(self, items: Sequence[PutItem]) -> list[ObjectInfo | Exception]:
+        """Overwrites share one index commit; conditional writes go one by one."""
+        out: list[ObjectInfo | Exception] = []
+        plain: list[tuple[int, tuple[str, Iterable[bytes], Mapping[str, str] | None]]] = []
+        for item in items:
+            name, data, metadata = item[0], item[1], item[2]
+            mode = item[3] if len(item) > 3 else PutMode.OVERWRITE
+            if mode.kind == "overwrite":
+                plain.append((len(out), (name, [data], metadata)))
+                out.append(ObjectInfo(name, 0))  # replaced below
+                continue
+            try:
+                out.append(self._write_if(name, bytes(data), metadata, mode))
+            except OSError as exc:
+                out.append(self._oserror("write", name, exc))
+            except Exception as exc:  # unsafe name, missing root, condition failed
+                out.append(exc)
+        for (i, _), result in zip(plain, self._write_many([batch for _, batch in plain])):
+            out[i] = result
+        return out
 
     def _ensure(self, create: bool) -> None:
         if not os.path.isdir(self.root):
@@ -387,24 +411,27 @@ class LocalStore:
         """Info for one object; raises NotFoundError."""
         return await self._call("head", name, self._head, name)
 
-    async def get_range(self, name: str, start: int = 0, length: int | None = None) -> bytes:
-        """Up to ``length`` bytes from ``start`` (to the end when None)."""
-        return await self._call("read", name, self._get_range, name, start, length)
+    async def get(self, name: str, start: int = 0, length: int | None = None) -> GetResult:
+        """Up to ``length`` bytes from ``start`` (to the end when None), with the ETag
+        ``head`` and ``list`` report for that file."""
+        return await self._call("read", name, self._get, name, start, length)
 
-    async def get_many(self, names: Sequence[str]) -> list[bytes | Exception]:
+    async def get_many(self, names: Sequence[str]) -> list[GetResult | Exception]:
         """Whole contents of many (small) objects in one thread call; per-name errors."""
         return await self._call("read", names[0] if names else "", self._get_many, list(names))
 
-    async def put(self, name: str, data: bytes, *,
-                  metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-        """Write a whole object atomically (overwrite)."""
-        return await self._call("write", name, self._write_one, name, [data], metadata)
+    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+                  mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
+        """Write a whole object atomically; a conditional ``mode`` is checked atomically
+        across processes (inside the index transaction)."""
+        if mode.kind == "overwrite":
+            return await self._call("write", name, self._write_one, name, [data], metadata)
+        return await self._call("write", name, self._write_if, name, bytes(data), metadata, mode)
 
-    async def put_many(self, items: Sequence[tuple[str, bytes, Mapping[str, str] | None]]
-                       ) -> list[ObjectInfo | Exception]:
-        """Write many whole objects in one thread call (one index commit); per-item errors."""
-        batch = [(name, [data], metadata) for name, data, metadata in items]
-        return await self._call("write", items[0][0] if items else "", self._write_many, batch)
+    async def put_many(self, items: Sequence[PutItem]) -> list[ObjectInfo | Exception]:
+        """Write many whole objects in one thread call (``(name, data, metadata[, mode])``
+        each, like ``put``); overwrites share one index commit; per-item errors."""
+        return await self._call("write", items[0][0] if items else "", self._put_many, list(items))
 
     async def put_block(self, name: str, block_id: str, data: bytes) -> None:
         """Stage one block under the bookkeeping directory."""
@@ -418,16 +445,6 @@ class LocalStore:
     async def delete(self, name: str) -> None:
         """Remove an object and its index row; missing is fine."""
         await self._call("delete", name, self._delete, name)
-
-    async def read_small(self, name: str) -> tuple[bytes, str]:
-        """Bytes and ETag of an object (the same ETag ``head`` and ``list`` report)."""
-        return await self._call("read", name, self._read_small, name)
-
-    async def write_small(self, name: str, data: bytes, *, if_match: str | None = None,
-                          if_none_match: bool = False) -> str:
-        """Conditional write, safe across processes (checked inside the index transaction)."""
-        return await self._call("write", name, self._write_small, name, bytes(data),
-                                if_match, if_none_match)
 
     async def ensure_container(self, create: bool = True) -> None:
         """Create the root directory, or raise ContainerNotFound when it is missing."""

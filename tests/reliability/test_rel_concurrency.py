@@ -108,11 +108,11 @@ class _Gate:
             self.after_put.set()
         return info
 
-    async def read_small(self, name: str) -> Any:
+    async def get(self, name: str, *args: Any) -> Any:
         uploaded = self.after_put is None or self.after_put.is_set()
         if self.hold is not None and name.endswith(MANIFEST) and uploaded:  # the update, not the pre-check
             await self.hold.wait()
-        return await self.inner.read_small(name)
+        return await self.inner.get(name, *args)
 
 
 async def test_a_late_manifest_update_does_not_describe_a_blob_that_was_replaced(tmp_path: Path) -> None:
@@ -134,6 +134,6 @@ async def test_a_late_manifest_update_does_not_describe_a_blob_that_was_replaced
             tg.start_soon(writer_b)
             await push(a_src, _Gate(shared, hold_manifest=b_done, after_put=a_put), cache=False)
     entries, _ = await read_manifest(shared)
-    blob = await shared.get_range("same.txt")
+    blob = (await shared.get("same.txt")).data
     assert blob == b"from B, longer"
     assert entries["same.txt"]["digest"] == hash_bytes(blob) and entries["same.txt"]["size"] == len(blob)

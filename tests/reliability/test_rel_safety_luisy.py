@@ -19,6 +19,7 @@ import pytest
 
 from luisy_sync import hash_bytes
 from luisy_sync.stores.local import LocalStore
+from luisy_sync.stores.small import read_small
 from rel_helpers import REPO, worker_env
 
 MODULE = "safety_pipeline"
@@ -196,8 +197,8 @@ def _two_machines(tmp_path: Path) -> tuple[Path, Path]:
 
 
 async def _cloud_hash_truthful(store: Any) -> dict[str, Any]:
-    entries = json.loads((await store.read_small(HASH_FILE))[0])
-    blob = await store.get_range(PRODUCER)
+    entries = json.loads((await read_small(store, HASH_FILE))[0])
+    blob = (await store.get(PRODUCER)).data
     assert entries[KEY]["digest"] == hash_bytes(blob), "the cloud hash names a digest the store lacks"
     return entries
 
@@ -242,7 +243,7 @@ async def test_concurrent_uploads_of_different_content_leave_a_truthful_cloud_ha
             outcomes["a"] = await _upload_from(a, _PausingStore(shared_store, a_after_put))
             a_done.set()
     await _cloud_hash_truthful(shared_store)
-    assert await shared_store.get_range(PRODUCER) == (b / PRODUCER).read_bytes()
+    assert (await shared_store.get(PRODUCER)).data == (b / PRODUCER).read_bytes()
     assert outcomes["b"].keys_done == (KEY,)
     assert outcomes["a"].keys_failed and "another upload replaced it" in outcomes["a"].keys_failed[0][1]
 
@@ -315,5 +316,5 @@ async def test_upload_repairs_the_object_behind_a_current_entry(shared_store: An
         await shared_store.put(PRODUCER, other, metadata={DIGEST_KEY: hash_bytes(other)})
     repaired = await _upload_from(a, shared_store)
     assert repaired.keys_done == (KEY,) and repaired.files == 1
-    assert await shared_store.get_range(PRODUCER) == (a / PRODUCER).read_bytes()
+    assert (await shared_store.get(PRODUCER)).data == (a / PRODUCER).read_bytes()
     await _cloud_hash_truthful(shared_store)

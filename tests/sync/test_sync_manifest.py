@@ -14,6 +14,7 @@ from luisy_sync.errors import ManifestError, PreconditionFailed, StoreError
 from luisy_sync.manifest import (MANIFEST_FORMAT, read_manifest, update_json_object,
                                  update_manifest)
 from luisy_sync.stores.memory import MemoryStore
+from luisy_sync.stores.small import read_small, write_small
 
 NAME = ".luisy-sync.json"
 
@@ -33,7 +34,7 @@ async def test_update_merges_and_removes(any_store: Any) -> None:
     files, etag = await read_manifest(any_store, NAME)
     assert files == {"a": entry(1), "c": {**entry(3), "hash": "code-v1"}}
     assert etag is not None
-    raw, _ = await any_store.read_small(NAME)
+    raw, _ = await read_small(any_store, NAME)
     assert json.loads(raw)["format"] == MANIFEST_FORMAT
 
 
@@ -53,7 +54,7 @@ async def test_unchanged_update_does_not_write(any_store: Any) -> None:
 ])
 async def test_corrupt_manifest_is_one_clear_line(content: bytes, reason: str) -> None:
     store = MemoryStore()
-    await store.write_small(NAME, content)
+    await write_small(store, NAME, content)
     with pytest.raises(ManifestError) as info:
         await read_manifest(store, NAME)
     message = str(info.value)
@@ -76,14 +77,14 @@ async def test_eight_concurrent_writers_lose_no_entry(shared_store: Any) -> None
         def __init__(self, inner: Any):
             self.inner, self.url, self.conflicts = inner, inner.url, 0
 
-        async def read_small(self, name: str) -> Any:
-            result = await self.inner.read_small(name)
+        async def get(self, name: str) -> Any:
+            result = await self.inner.get(name)
             await anyio.sleep(0.002)
             return result
 
-        async def write_small(self, name: str, data: bytes, **kw: Any) -> str:
+        async def put(self, name: str, data: bytes, **kw: Any) -> Any:
             try:
-                return await self.inner.write_small(name, data, **kw)
+                return await self.inner.put(name, data, **kw)
             except PreconditionFailed:
                 self.conflicts += 1
                 raise
@@ -115,7 +116,7 @@ async def test_update_json_object_is_generic() -> None:
 
 async def test_update_gives_up_after_attempts() -> None:
     class AlwaysLoses(MemoryStore):
-        async def write_small(self, name: str, data: bytes, **kw: Any) -> str:
+        async def put(self, name: str, data: bytes, **kw: Any) -> Any:
             raise PreconditionFailed(f"{name!r} changed since it was read", status=412)
 
     with pytest.raises(PreconditionFailed, match="kept changing during 3 update attempts"):

@@ -70,7 +70,7 @@ class Flaky(Wrapper):
 
     def __init__(self, inner: Any, n: int):
         super().__init__(inner)
-        self.left = {m: n for m in ("put", "put_block", "commit_blocks", "get_range")}
+        self.left = {m: n for m in ("put", "put_block", "commit_blocks", "get")}
         self.failures = 0
 
     def _maybe_fail(self, method: str) -> None:
@@ -91,9 +91,9 @@ class Flaky(Wrapper):
         self._maybe_fail("commit_blocks")
         return await self.inner.commit_blocks(*a, **kw)
 
-    async def get_range(self, *a: Any, **kw: Any) -> Any:
-        self._maybe_fail("get_range")
-        return await self.inner.get_range(*a, **kw)
+    async def get(self, *a: Any, **kw: Any) -> Any:
+        self._maybe_fail("get")
+        return await self.inner.get(*a, **kw)
 
 
 class Counting(Wrapper):
@@ -122,8 +122,8 @@ class Counting(Wrapper):
     async def commit_blocks(self, *a: Any, **kw: Any) -> Any:
         return await self._counted("commit_blocks", *a, **kw)
 
-    async def get_range(self, *a: Any, **kw: Any) -> Any:
-        return await self._counted("get_range", *a, **kw)
+    async def get(self, *a: Any, **kw: Any) -> Any:
+        return await self._counted("get", *a, **kw)
 
 
 class Recorder(ProgressCallback):
@@ -211,11 +211,11 @@ async def test_whole_file_restart_uncounts_bytes(tmp_path: Path) -> None:
     class HealsAfterFirstRead(Wrapper):
         reads = 0
 
-        async def get_range(self, name: str, start: int = 0, length: int | None = None) -> bytes:
+        async def get(self, name: str, start: int = 0, length: int | None = None) -> Any:
             self.reads += 1
             if self.reads == 3:  # the first attempt saw the corrupt copy; repair it now
                 await self.inner.put(name, data, metadata={DIGEST_KEY: tree["f.bin"].digest})
-            return await self.inner.get_range(name, start, length)
+            return await self.inner.get(name, start, length)
 
     progress = Recorder()
     result = await download_paths(HealsAfterFirstRead(store), tmp_path / "dest", ["f.bin"], tree,
@@ -297,8 +297,8 @@ class Stalls(Wrapper):
         self.served.set()
         return result
 
-    async def get_range(self, *a: Any, **kw: Any) -> Any:
-        return await self._stall_after_first("get_range", *a, **kw)
+    async def get(self, *a: Any, **kw: Any) -> Any:
+        return await self._stall_after_first("get", *a, **kw)
 
     async def put_block(self, *a: Any, **kw: Any) -> Any:
         return await self._stall_after_first("put_block", *a, **kw)
