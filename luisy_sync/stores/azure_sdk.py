@@ -19,17 +19,12 @@ from azure.storage.blob.aio import ContainerClient
 
 from luisy_sync.errors import TransientError
 from luisy_sync.stores.azure_errors import translate
+from luisy_sync.stores.azure_sharedkey import quoted_etag
 from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode
 
 
-def _etag(value: str | None) -> str | None:
-    if value and not value.startswith('"'):  # listings report ETags unquoted
-        return f'"{value}"'
-    return value
-
-
 def _info(name: str, props: Any) -> ObjectInfo:
-    return ObjectInfo(name, int(props.size or 0), _etag(props.etag), dict(props.metadata or {}))
+    return ObjectInfo(name, int(props.size or 0), quoted_etag(props.etag), dict(props.metadata or {}))
 
 
 def _conditions(mode: PutMode) -> dict[str, Any]:
@@ -94,7 +89,7 @@ class SdkBlobClient:
         if len(data) != stream.size:
             raise TransientError(f"read {name!r}: received {len(data)} of {stream.size} bytes; "
                                  "the connection was cut, the read can be retried")
-        etag = _etag(stream.properties.etag)
+        etag = quoted_etag(stream.properties.etag)
         assert etag is not None
         return GetResult(data, etag)
 
@@ -107,7 +102,7 @@ class SdkBlobClient:
                                             length=len(data), max_concurrency=1, **_conditions(mode))
         except Exception as exc:
             raise self._error(exc, f"put {name!r}") from None
-        return ObjectInfo(name, len(data), _etag(result.get("etag")), dict(metadata or {}))
+        return ObjectInfo(name, len(data), quoted_etag(result.get("etag")), dict(metadata or {}))
 
     async def put_block(self, full: str, name: str, block_id: str, data: bytes) -> None:
         """Put Block (``block_id`` travels base64-encoded)."""

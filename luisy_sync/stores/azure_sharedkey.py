@@ -1,8 +1,8 @@
 """The fast data path of AzureBlobStore: Blob REST calls signed with Shared Key.
 
-When an account key is known, the hot operations (Put Blob, Put Block, Put Block
-List, Get Blob, Get Blob Properties, List Blobs) go straight through the store's
-aiohttp session, signed here with ``Authorization: SharedKey account:signature``,
+When an account key is known, the Store's requests (Put Blob, also conditional, Put
+Block, Put Block List, Get Blob, Get Blob Properties, List Blobs) go straight through
+the store's aiohttp session, signed here with ``Authorization: SharedKey account:signature``,
 without the SDK's per-request policy chain. Everything that can be is computed once
 (the HMAC key schedule, the canonical resource prefix, the date of the current second).
 
@@ -62,7 +62,8 @@ def block_id_b64(block_id: str) -> str:
     return base64.b64encode(block_id.encode("utf-8")).decode("ascii")
 
 
-def _etag(value: str | None) -> str | None:
+def quoted_etag(value: str | None) -> str | None:
+    """An ETag in its quoted form (listings report ETags unquoted)."""
     if value and not value.startswith('"'):  # listings report ETags unquoted
         return f'"{value}"'
     return value
@@ -286,7 +287,7 @@ def _usual_blob(chunk: bytes, cut: int) -> ObjectInfo | None:
     elif b"<Metadata>" in chunk[props_end:end]:
         return None
     return ObjectInfo(chunk[6:name_end].decode("utf-8")[cut:], int(size),
-                      _etag(etag.decode("utf-8")), meta)
+                      quoted_etag(etag.decode("utf-8")), meta)
 
 
 def _parse_list_page_tree(body: bytes, cut: int, what: str) -> tuple[list[ObjectInfo], str]:
@@ -306,7 +307,7 @@ def _listed(blob: ET.Element, cut: int) -> ObjectInfo:
     if node is not None and node.get("Encoded") == "true":
         name = unquote(name)
     size = int(blob.findtext("Properties/Content-Length") or 0)
-    etag = _etag(blob.findtext("Properties/Etag"))
+    etag = quoted_etag(blob.findtext("Properties/Etag"))
     meta_node = blob.find("Metadata")
     meta = {m.tag: m.text or "" for m in meta_node} if meta_node is not None else {}
     return ObjectInfo(name[cut:], size, etag, meta)
