@@ -52,6 +52,11 @@ def stat_etag(st: os.stat_result) -> str:
     return f'"s{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"'
 
 
+def _etag(st: os.stat_result, row: Row | None) -> str:
+    """The ETag of a file, from its index row (None: a file put there by hand)."""
+    return stat_etag(st) if row is None else row[3]
+
+
 def _info(name: str, st: os.stat_result, row: Row | None) -> ObjectInfo:
     """The ObjectInfo of a file, from its index row (None: a file put there by hand)."""
     if row is None:
@@ -274,30 +279,35 @@ class LocalStore:
             raise self._not_found(name)
         return fd
 
-    def _get(self, name: str, start: int, length: int | None) -> GetResult:
+    def _read(self, name: str, start: int, length: int | None) -> tuple[bytes, os.stat_result]:
+        """Bytes of an object's file and the stat of the file they came from."""
         check_range(name, start, length)
         fd = self._open(name)
         try:
             st = os.fstat(fd)
             if length is None:
                 length = max(0, st.st_size - start)
-            data = os.pread(fd, length, start)
+            return os.pread(fd, length, start), st
         finally:
             os.close(fd)
-        etag = _info(name, st, self._index.get(name, st)).etag
-        assert etag is not None
-        return GetResult(data, etag)
+
+    def _get(self, name: str, start: int, length: int | None) -> GetResult:
+        data, st = self._read(name, start, length)
+        return GetResult(data, _etag(st, self._index.get(name, st)))
 
     def _get_many(self, names: Sequence[str]) -> list[GetResult | Exception]:
-        out: list[GetResult | Exception] = []
+        read: list[tuple[bytes, os.stat_result] | Exception] = []
         for name in names:
             try:
-                out.append(self._get(name, 0, None))
+                read.append(self._read(name, 0, None))
             except OSError as exc:
-                out.append(self._oserror("read", name, exc))
+                read.append(self._oserror("read", name, exc))
             except Exception as exc:  # not found, unsafe
-                out.append(exc)
-        return out
+                read.append(exc)
+        found = [(name, got[1]) for name, got in zip(names, read) if not isinstance(got, Exception)]
+        rows = iter(self._index.get_many(found))
+        return [got if isinstance(got, Exception) else GetResult(got[0], _etag(got[1], next(rows)))
+                for name, got in zip(names, read)]
 
     def _put_block(self, name: str, block_id: str, data: bytes) -> None:
         self._path(name)

@@ -228,3 +228,13 @@ async def test_batch_calls_use_the_modes_and_etags_of_put_and_get(local_store: L
     assert [r.etag for r in results if isinstance(r, ObjectInfo)] == [g.etag for g in got[:3]]  # type: ignore[union-attr]
     assert (await local_store.head("b/a")).digest == "0" * 32
     assert (await local_store.head("b/new")).metadata == {"k": "v"}
+
+
+async def test_get_many_of_more_names_than_one_index_read_takes(local_store: LocalStore) -> None:
+    names = [f"many/{i:04d}" for i in range(1203)]
+    await local_store.put_many([(n, n.encode(), {DIGEST_KEY: f"{i:032x}"}) for i, n in enumerate(names)])
+    (Path(local_store.root) / "many" / "0007").write_bytes(b"by hand")  # no row: the stat ETag
+    listed = {o.name: o.etag for o in await local_store.list("many/")}
+    got = await local_store.get_many(names)
+    assert [g.etag for g in got] == [listed[n] for n in names]  # type: ignore[union-attr]
+    assert got[7].etag.startswith('"s') and got[8].data == b"many/0008"  # type: ignore[union-attr]
