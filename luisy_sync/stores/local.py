@@ -12,9 +12,9 @@ the tree. Bookkeeping lives in ``root/.luisy-store/``:
 Every write goes to a hidden temp file in the target directory; the rename into place
 and the index row are committed together (one transaction for all writes that are
 ready at the same moment). Symlinks inside the root are refused on every path: reads,
-writes, listings and deletes. Blocking filesystem calls run in worker threads under a
-limiter of their own; ``put_many`` / ``get_many`` move many small objects per thread
-call.
+writes, listings and deletes (see ``local_paths``). Blocking filesystem calls run in
+worker threads under a limiter of their own; ``put_many`` / ``get_many`` move many
+small objects per thread call.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import anyio
 import anyio.to_thread
 
 from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFailed,
-                               StoreError, UnsafePathError)
-from luisy_sync.paths import join_under, safe_relpath
+                               StoreError)
 from luisy_sync.stores import local_blocks
-from luisy_sync.stores.atomic import TEMP_NAME, remove_quietly, write_temp
+from luisy_sync.stores.atomic import remove_quietly, write_temp
 from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode, check_range
 from luisy_sync.stores.local_index import Change, Lookup, ObjectIndex, Row, row_for
+from luisy_sync.stores.local_paths import BOOKKEEPING_DIR, link_error, lstat_object, object_path, walk
 
 T = TypeVar("T")
 
@@ -43,7 +43,6 @@ PutItem = (tuple[str, bytes, Mapping[str, str] | None]
            | tuple[str, bytes, Mapping[str, str] | None, PutMode])
 """One item of ``put_many``: ``(name, data, metadata)``, optionally with a PutMode."""
 
-BOOKKEEPING_DIR = ".luisy-store"
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -100,46 +99,6 @@ class LocalStore:
             limiter = self._limiters[loop] = anyio.CapacityLimiter(self._max_threads)
         return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
-    def _path(self, name: str, checked: set[str] | None = None) -> str:
-        """The content path of a valid, non-reserved object name whose existing parent
-        directories are no symlinks (``checked``: directories already found fine)."""
-        safe_relpath(name)
-        parts = name.split("/")
-        if parts[0] == BOOKKEEPING_DIR:
-            raise UnsafePathError(f"refusing object name {name!r}: {BOOKKEEPING_DIR}/ is reserved")
-        if TEMP_NAME.match(parts[-1]):
-            raise UnsafePathError(f"refusing object name {name!r}: it looks like a temp file")
-        path = join_under(self.root, name)
-        directory = self.root
-        for part in parts[:-1]:
-            directory = os.path.join(directory, part)
-            if checked is not None and directory in checked:
-                continue
-            try:
-                st = os.lstat(directory)
-            except (FileNotFoundError, NotADirectoryError):
-                break
-            if stat_mod.S_ISLNK(st.st_mode):
-                raise self._link_error(name, directory)
-            if checked is not None:
-                checked.add(directory)
-        return path
-
-    def _link_error(self, name: str, link: str) -> UnsafePathError:
-        rel = os.path.relpath(link, self.root).replace(os.sep, "/")
-        return UnsafePathError(f"refusing {name!r} in local store {self.root}: {rel!r} is a symlink; "
-                               "symlinks inside a store are refused, replace it with a real file or directory")
-
-    def _lstat_object(self, name: str, path: str) -> os.stat_result | None:
-        """The stat of an object's file; None when missing; refuses a symlink."""
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if stat_mod.S_ISLNK(st.st_mode):
-            raise self._link_error(name, path)
-        return st
-
     def _root_missing(self) -> bool:
         if os.path.isdir(self.root):
             return False
@@ -163,7 +122,7 @@ class LocalStore:
 
     def _current(self, name: str, path: str) -> os.stat_result | None:
         """The stat of the file a write will replace (None: none); refuses a directory."""
-        st = self._lstat_object(name, path)
+        st = lstat_object(self.root, name, path)
         if st is not None and stat_mod.S_ISDIR(st.st_mode):
             raise IsADirectoryError(path)
         return st
@@ -177,7 +136,7 @@ class LocalStore:
         root_checked = False
         for name, chunks, metadata in items:
             try:
-                path = self._path(name, checked)
+                path = object_path(self.root, name, checked)
                 if not root_checked:
                     self._root_missing()
                     root_checked = True
@@ -218,37 +177,8 @@ class LocalStore:
     def _list(self, prefix: str) -> list[ObjectInfo]:
         if self._root_missing():
             return []
+        found = walk(self.root, prefix)
         base = prefix.rpartition("/")[0]
-        if base:
-            self._path(base + "/x")  # refuse a symlink among the directories listed
-        start = join_under(self.root, base) if base else self.root
-        found: list[tuple[str, os.stat_result]] = []
-        stack = [(start, base + "/" if base else "")]
-        while stack:
-            directory, rel = stack.pop()
-            try:
-                entries = list(os.scandir(directory))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for entry in entries:
-                name = rel + entry.name
-                if not rel and entry.name == BOOKKEEPING_DIR:
-                    continue
-                if entry.is_symlink():
-                    if name.startswith(prefix) or prefix.startswith(name + "/"):
-                        raise self._link_error(name, entry.path)
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    if name.startswith(prefix) or prefix.startswith(name + "/"):
-                        stack.append((entry.path, name + "/"))
-                    continue
-                if (not name.startswith(prefix) or not entry.is_file(follow_symlinks=False)
-                        or TEMP_NAME.match(entry.name)):
-                    continue
-                try:
-                    found.append((name, entry.stat(follow_symlinks=False)))
-                except FileNotFoundError:
-                    continue
         rows = self._index.rows(base + "/" if base else "")
         lookup = self._index.lookup
         out = [_info(name, st, lookup(rows, name, st)) for name, st in found]
@@ -256,14 +186,14 @@ class LocalStore:
         return out
 
     def _head(self, name: str) -> ObjectInfo:
-        path = self._path(name)
-        st = None if self._root_missing() else self._lstat_object(name, path)
+        path = object_path(self.root, name)
+        st = None if self._root_missing() else lstat_object(self.root, name, path)
         if st is None or not stat_mod.S_ISREG(st.st_mode):
             raise self._not_found(name)
         return _info(name, st, self._index.get(name, st))
 
     def _open(self, name: str) -> int:
-        path = self._path(name)
+        path = object_path(self.root, name)
         if self._root_missing():
             raise self._not_found(name)
         try:
@@ -272,7 +202,7 @@ class LocalStore:
             raise self._not_found(name) from None
         except OSError:
             if os.path.islink(path):
-                raise self._link_error(name, path) from None
+                raise link_error(self.root, name, path) from None
             raise
         if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
@@ -310,12 +240,12 @@ class LocalStore:
                 for name, got in zip(names, read)]
 
     def _put_block(self, name: str, block_id: str, data: bytes) -> None:
-        self._path(name)
+        object_path(self.root, name)
         self._root_missing()
         local_blocks.stage(self._blocks, name, block_id, data, fsync=self._fsync)
 
     def _commit(self, name: str, block_ids: list[str], metadata: Mapping[str, str] | None) -> ObjectInfo:
-        self._path(name)
+        object_path(self.root, name)
         self._root_missing()
         content = local_blocks.staged_content(self._blocks, name, block_ids)
         info = self._write_one(name, content, metadata, "commit")
@@ -323,10 +253,10 @@ class LocalStore:
         return info
 
     def _delete(self, name: str) -> None:
-        path = self._path(name)
+        path = object_path(self.root, name)
         if not os.path.isdir(self.root):
             return
-        st = self._lstat_object(name, path)
+        st = lstat_object(self.root, name, path)
         if st is None or stat_mod.S_ISDIR(st.st_mode):
             return  # missing, or a "directory", which is not an object
         try:
@@ -349,7 +279,7 @@ class LocalStore:
                   mode: PutMode) -> ObjectInfo:
         """A conditional write: the ETag check and the rename happen inside one index
         transaction, so a compare-and-replace is atomic across processes."""
-        path = self._path(name)
+        path = object_path(self.root, name)
         self._root_missing()
         self._current(name, path)
         tmp, st, etag = write_temp(path, [data], fsync=self._fsync)
