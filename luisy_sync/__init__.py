@@ -25,7 +25,7 @@ from luisy_sync.progress import ProgressCallback
 from luisy_sync.report import Report
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.scan import remote_tree, scan, tree_from_paths
-from luisy_sync.stores.base import ObjectInfo, Store
+from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode, Store
 from luisy_sync.stores.memory import MemoryStore
 from luisy_sync.transfer import Transfer, TransferResult
 from luisy_sync.tree import HASH_ALGORITHM, FileEntry, Tree
@@ -45,7 +45,7 @@ __all__ = [
     # manifests
     "read_manifest", "update_manifest", "update_json_object",
     # stores
-    "Store", "ObjectInfo", "MemoryStore", "LocalStore", "AzureBlobStore", "open_store",
+    "Store", "ObjectInfo", "GetResult", "PutMode", "MemoryStore", "LocalStore", "AzureBlobStore", "open_store",
     "store_from_env",
     # errors
     "SyncError", "ConfigError", "UnsafePathError", "IntegrityError", "ShortReadError",

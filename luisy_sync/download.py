@@ -24,7 +24,7 @@ from luisy_sync.errors import IntegrityError, NotFoundError, ShortReadError, Syn
 from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
 from luisy_sync.retry import is_retryable
-from luisy_sync.stores.base import ObjectInfo, Store
+from luisy_sync.stores.base import GetResult, ObjectInfo, Store
 from luisy_sync.tree import FileEntry
 
 if TYPE_CHECKING:
@@ -131,12 +131,13 @@ async def download_batch(transfer: "Transfer", store: Store, dest: str,
         get_many = getattr(store, "get_many", None)
         if get_many is not None:
             async with transfer.limiter:
-                datas = list(await get_many([name for _, _, name in batch]))
+                datas = [got.data if isinstance(got, GetResult) else got
+                         for got in await get_many([name for _, _, name in batch])]
         else:
             async def get_one(i: int) -> None:
                 path, _, name = batch[i]
                 try:
-                    datas[i] = await transfer.request(path, store.get_range, name, describe=f"get {name}")
+                    datas[i] = (await transfer.request(path, store.get, name, describe=f"get {name}")).data
                 except Exception as exc:
                     datas[i] = exc
 
@@ -219,7 +220,7 @@ async def _replaced_meanwhile(transfer: "Transfer", store: Store, path: str, ent
 async def _download_small(transfer: "Transfer", store: Store, final: str, path: str, entry: FileEntry,
                           name: str) -> None:
     async def get() -> bytes:
-        return _check_size(path, name, await store.get_range(name), entry.size, ranged=False)
+        return _check_size(path, name, (await store.get(name)).data, entry.size, ranged=False)
 
     async with transfer.budget.hold(entry.size):  # the request slot is free while writing
         async with transfer.limiter:
@@ -272,7 +273,7 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
 
     async def fetch(held: int, hasher: _OrderedHasher, offset: int, length: int) -> None:
         async def get() -> bytes:
-            return _check_size(path, name, await store.get_range(name, offset, length), length, ranged=True)
+            return _check_size(path, name, (await store.get(name, offset, length)).data, length, ranged=True)
 
         try:
             async with transfer.limiter:

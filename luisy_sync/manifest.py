@@ -24,6 +24,7 @@ from luisy_sync.conventions import MANIFEST_NAME
 from luisy_sync.errors import ManifestError, NotFoundError, PreconditionFailed
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.stores.base import Store
+from luisy_sync.stores.small import read_small, write_small
 
 MANIFEST_FORMAT = "luisy-sync-manifest/1"
 
@@ -37,7 +38,7 @@ async def read_json_object(store: Store, name: str, *, policy: RetryPolicy | Non
                            ) -> tuple[dict[str, Any] | None, str | None]:
     """``(object, etag)`` of the JSON object ``name``, or ``(None, None)`` if it is missing."""
     try:
-        data, etag = await call_with_retry(store.read_small, name, policy=policy,
+        data, etag = await call_with_retry(read_small, store, name, policy=policy,
                                            describe=f"read {name}")
     except NotFoundError:
         return None, None
@@ -89,10 +90,10 @@ async def update_json_object(store: Store, name: str,
         data = encode_json(doc)
         try:
             if etag is None:
-                await call_with_retry(partial(store.write_small, name, data, if_none_match=True),
+                await call_with_retry(partial(write_small, store, name, data, if_none_match=True),
                                       policy=policy, describe=f"write {name}")
             else:
-                await call_with_retry(partial(store.write_small, name, data, if_match=etag),
+                await call_with_retry(partial(write_small, store, name, data, if_match=etag),
                                       policy=policy, describe=f"write {name}")
             return doc
         except PreconditionFailed:

@@ -5,9 +5,11 @@ engine's concurrency, SDK retries off (the transfer engine owns the retry policy
 The xxh3 digest travels as blob metadata ``xxh3``. Errors are translated in
 ``azure_errors``; no message carries a key, SAS token or connection string.
 
-With an account key the hot calls (put, put_block, commit_blocks, get_range, head,
-list) take the Shared Key fast path of ``azure_sharedkey`` on the same session; the
-SDK does the rest. ``fast_path=False`` or ``LUISY_SYNC_AZURE_FASTPATH=0`` turns it off.
+The request path is chosen once, at construction: with an account key the verbs
+(list, head, get, put, put_block, commit_blocks) go through ``SharedKeyBlobClient``
+(``azure_sharedkey``, Shared Key signed on the same session), otherwise (SAS, Azure
+AD, ``fast_path=False`` or ``LUISY_SYNC_AZURE_FASTPATH=0``) through ``SdkBlobClient``
+(``azure_sdk``), which also does delete and container management on both paths.
 """
 
 from __future__ import annotations
@@ -16,22 +18,19 @@ import asyncio
 import base64
 import binascii
 import os
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Mapping, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import AioHttpTransport
-from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from luisy_sync.errors import ConfigError, StoreError, TransientError
+from luisy_sync.errors import ConfigError
 from luisy_sync.paths import safe_relpath
-from luisy_sync.stores.azure_errors import translate
+from luisy_sync.stores.azure_sdk import SdkBlobClient
 from luisy_sync.stores.azure_sharedkey import SharedKeyBlobClient
-from luisy_sync.stores.base import ObjectInfo
+from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode, check_range
 
 DEFAULT_ENDPOINT = "https://{account}.blob.core.windows.net"
 
@@ -56,6 +55,27 @@ def _endpoint_from_connection_string(fields: dict[str, str]) -> str:
     protocol = fields.get("defaultendpointsprotocol", "https")
     suffix = fields.get("endpointsuffix", "core.windows.net")
     return f"{protocol}://{account}.blob.{suffix}"
+
+
+class BlobRequests(Protocol):
+    """The verbs of one request path: ``SharedKeyBlobClient`` (Shared Key signed, on the
+    store's aiohttp session) or ``SdkBlobClient`` (the azure SDK). ``full`` is the blob
+    name below the container, ``name`` the store-relative one (results, messages)."""
+
+    async def list(self, full_prefix: str, head: str, what: str) -> list[ObjectInfo]: ...
+
+    async def head(self, full: str, name: str, what: str = "") -> ObjectInfo: ...
+
+    async def get(self, full: str, name: str, start: int, length: int | None,
+                  what: str) -> GetResult | None: ...
+
+    async def put(self, full: str, name: str, data: bytes, metadata: Mapping[str, str] | None,
+                  mode: PutMode) -> ObjectInfo: ...
+
+    async def put_block(self, full: str, name: str, block_id: str, data: bytes) -> None: ...
+
+    async def commit_blocks(self, full: str, name: str, block_ids: list[str],
+                            metadata: Mapping[str, str] | None) -> ObjectInfo: ...
 
 
 class AzureBlobStore:
@@ -131,14 +151,15 @@ class AzureBlobStore:
         self._session: aiohttp.ClientSession | None = None
         self._service: BlobServiceClient | None = None
         self._client: ContainerClient | None = None
-        self._rest: SharedKeyBlobClient | None = None
+        self._sdk = SdkBlobClient(self._container, container, self.account_url, self._secrets)
         if fast_path is None:
             fast_path = os.environ.get("LUISY_SYNC_AZURE_FASTPATH", "1").strip() not in ("0", "false", "no")
+        self._requests: BlobRequests = self._sdk
         if fast_path and isinstance(credential, AzureNamedKeyCredential) and credential.named_key.name:
-            self._rest = SharedKeyBlobClient(
+            self._requests = SharedKeyBlobClient(
                 self.account_url, credential.named_key.name, base64.b64decode(credential.named_key.key),
-                container, secrets=self._secrets, **self._timeouts)
-        self.fast_path = self._rest is not None
+                container, session=self._http, secrets=self._secrets, **self._timeouts)
+        self.fast_path = self._requests is not self._sdk
 
     # -- constructors ----------------------------------------------------------------
 
@@ -190,161 +211,51 @@ class AzureBlobStore:
         safe_relpath(name)
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def _error(self, exc: BaseException, what: str) -> BaseException:
-        return translate(exc, what, self.account_url, self._secrets)
-
-    def _info(self, name: str, props: Any) -> ObjectInfo:
-        etag = props.etag
-        if etag and not etag.startswith('"'):  # listings report ETags unquoted
-            etag = f'"{etag}"'
-        return ObjectInfo(name, int(props.size or 0), etag, dict(props.metadata or {}))
-
     # -- Store protocol --------------------------------------------------------------
 
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose name (relative to the store prefix) starts with ``prefix``."""
         head = f"{self.prefix}/" if self.prefix else ""
-        if self._rest is not None:
-            return await self._rest.list(self._http(), head + prefix, head, f"list {self.url}")
-        out: list[ObjectInfo] = []
-        try:
-            blobs: AsyncIterator[Any] = self._container().list_blobs(
-                name_starts_with=head + prefix, include=["metadata"], results_per_page=5000)
-            async for blob in blobs:
-                out.append(self._info(blob.name[len(head):], blob))
-        except Exception as exc:
-            raise self._error(exc, f"list {self.url}") from None
-        return out
+        return await self._requests.list(head + prefix, head, f"list {self.url}")
 
     async def head(self, name: str) -> ObjectInfo:
         """Info for one object; raises NotFoundError."""
-        if self._rest is not None:
-            return await self._rest.head(self._http(), self._full(name), name)
-        try:
-            props = await self._container().get_blob_client(self._full(name)).get_blob_properties()
-        except Exception as exc:
-            raise self._error(exc, f"head {name!r}") from None
-        return self._info(name, props)
+        return await self._requests.head(self._full(name), name)
 
-    async def get_range(self, name: str, start: int = 0, length: int | None = None) -> bytes:
-        """Up to ``length`` bytes from ``start``; a short body raises TransientError."""
-        if start < 0 or (length is not None and length < 0):
-            raise StoreError(f"invalid range start={start} length={length} for {name!r}")
-        if length == 0:
-            return b""
-        if self._rest is not None:
-            return await self._rest.get_range(self._http(), self._full(name), name, start, length)
-        try:
-            blob = self._container().get_blob_client(self._full(name))
-            offset = None if start == 0 and length is None else start
-            stream = await blob.download_blob(offset=offset, length=length, max_concurrency=1)
-            data = await stream.readall()
-        except HttpResponseError as exc:
-            if exc.status_code == 416:  # start at or beyond the end: nothing there
-                return b""
-            raise self._error(exc, f"read {name!r}") from None
-        except Exception as exc:
-            raise self._error(exc, f"read {name!r}") from None
-        if len(data) != stream.size:
-            raise TransientError(f"read {name!r}: received {len(data)} of {stream.size} bytes; "
-                                 "the connection was cut, the read can be retried")
-        return data
+    async def get(self, name: str, start: int = 0, length: int | None = None) -> GetResult:
+        """Up to ``length`` bytes from ``start`` and their ETag; a short body raises
+        TransientError. One Get Blob request (a Get Blob Properties for the ETag of an
+        empty range)."""
+        check_range(name, start, length)
+        full = self._full(name)
+        # a whole read is often a push's first request (the manifest): name the store in full
+        what = f"read {self.url}/{name}" if start == 0 and length is None else f"read {name!r}"
+        got = None if length == 0 else await self._requests.get(full, name, start, length, what)
+        if got is None:  # an empty range: no bytes, the ETag from the properties
+            return GetResult(b"", (await self._requests.head(full, name, what)).etag or "")
+        return got
 
-    async def put(self, name: str, data: bytes, *,
-                  metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-        """One Put Blob request (overwrite) with metadata."""
-        if self._rest is not None:
-            return await self._rest.put(self._http(), self._full(name), name, data, metadata)
-        try:
-            blob = self._container().get_blob_client(self._full(name))
-            result = await blob.upload_blob(data, overwrite=True, metadata=dict(metadata or {}),
-                                            length=len(data), max_concurrency=1)
-        except Exception as exc:
-            raise self._error(exc, f"put {name!r}") from None
-        return ObjectInfo(name, len(data), result.get("etag"), dict(metadata or {}))
+    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+                  mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
+        """One Put Blob request with metadata (If-None-Match / If-Match per ``mode``)."""
+        return await self._requests.put(self._full(name), name, data, metadata, mode)
 
     async def put_block(self, name: str, block_id: str, data: bytes) -> None:
         """Put Block (``block_id`` travels base64-encoded)."""
-        if self._rest is not None:
-            return await self._rest.put_block(self._http(), self._full(name), name, block_id, data)
-        try:
-            blob = self._container().get_blob_client(self._full(name))
-            await blob.stage_block(block_id, data, length=len(data))
-        except Exception as exc:
-            raise self._error(exc, f"stage block {block_id!r} of {name!r}") from None
+        await self._requests.put_block(self._full(name), name, block_id, data)
 
     async def commit_blocks(self, name: str, block_ids: list[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Put Block List with metadata, then read back the committed size."""
-        if self._rest is not None:
-            return await self._rest.commit_blocks(self._http(), self._full(name), name, block_ids,
-                                                  metadata)
-        try:
-            blob = self._container().get_blob_client(self._full(name))
-            await blob.commit_block_list([BlobBlock(block_id=b) for b in block_ids],
-                                         metadata=dict(metadata or {}))
-            props = await blob.get_blob_properties()
-        except Exception as exc:
-            raise self._error(exc, f"commit {name!r}") from None
-        return self._info(name, props)
+        return await self._requests.commit_blocks(self._full(name), name, block_ids, metadata)
 
     async def delete(self, name: str) -> None:
         """Delete Blob (with its snapshots); a missing blob is fine."""
-        try:
-            blob = self._container().get_blob_client(self._full(name))
-            await blob.delete_blob(delete_snapshots="include")
-        except ResourceNotFoundError as exc:
-            if getattr(exc, "error_code", None) == "ContainerNotFound":
-                raise self._error(exc, f"delete {name!r}") from None
-        except Exception as exc:
-            raise self._error(exc, f"delete {name!r}") from None
-
-    async def read_small(self, name: str) -> tuple[bytes, str]:
-        """Bytes and ETag of a small object."""
-        try:
-            stream = await self._container().get_blob_client(self._full(name)).download_blob()
-            data = await stream.readall()
-        except Exception as exc:  # often a push's first request: name the store in full
-            raise self._error(exc, f"read {self.url}/{name}") from None
-        if len(data) != stream.size:
-            raise TransientError(f"read {name!r}: received {len(data)} of {stream.size} bytes; "
-                                 "the read can be retried")
-        return data, stream.properties.etag
-
-    async def write_small(self, name: str, data: bytes, *, if_match: str | None = None,
-                          if_none_match: bool = False) -> str:
-        """Conditional Put Blob (If-Match / If-None-Match: *); raises PreconditionFailed."""
-        kw: dict[str, Any] = {}
-        if if_none_match:
-            kw = {"match_condition": MatchConditions.IfMissing}
-        elif if_match is not None:
-            kw = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
-        try:
-            blob = self._container().get_blob_client(self._full(name))
-            result = await blob.upload_blob(data, overwrite=True, length=len(data), **kw)
-        except Exception as exc:
-            raise self._error(exc, f"write {name!r}") from None
-        return result["etag"]
+        await self._sdk.delete(self._full(name), name)
 
     async def ensure_container(self, create: bool = True) -> None:
         """Create the container when missing (``create``), else check that it exists."""
-        client = self._container()
-        if create:
-            try:
-                await client.create_container()
-                return
-            except ResourceExistsError:
-                return
-            except HttpResponseError as exc:
-                if exc.status_code != 403:  # a SAS may not create containers: check below
-                    raise self._error(exc, f"create container {self.container!r}") from None
-            except Exception as exc:
-                raise self._error(exc, f"create container {self.container!r}") from None
-        try:
-            async for _ in client.list_blobs(results_per_page=1).by_page():
-                break
-        except Exception as exc:
-            raise self._error(exc, f"open container {self.container!r}") from None
+        await self._sdk.ensure_container(create)
 
     async def close(self) -> None:
         """Close the HTTP session (and a credential this store created)."""

@@ -1,8 +1,8 @@
 """The fast data path of AzureBlobStore: Blob REST calls signed with Shared Key.
 
-When an account key is known, the hot operations (Put Blob, Put Block, Put Block
-List, Get Blob, Get Blob Properties, List Blobs) go straight through the store's
-aiohttp session, signed here with ``Authorization: SharedKey account:signature``,
+When an account key is known, the Store's requests (Put Blob, also conditional, Put
+Block, Put Block List, Get Blob, Get Blob Properties, List Blobs) go straight through
+the store's aiohttp session, signed here with ``Authorization: SharedKey account:signature``,
 without the SDK's per-request policy chain. Everything that can be is computed once
 (the HMAC key schedule, the canonical resource prefix, the date of the current second).
 
@@ -22,7 +22,7 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from email.utils import formatdate
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
@@ -30,7 +30,7 @@ from yarl import URL
 
 from luisy_sync.errors import TransientError
 from luisy_sync.stores.azure_errors import translate, translate_status
-from luisy_sync.stores.base import ObjectInfo
+from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode
 
 API_VERSION = "2021-08-06"
 LIST_PAGE_SIZE = 5000
@@ -62,19 +62,23 @@ def block_id_b64(block_id: str) -> str:
     return base64.b64encode(block_id.encode("utf-8")).decode("ascii")
 
 
-def _etag(value: str | None) -> str | None:
+def quoted_etag(value: str | None) -> str | None:
+    """An ETag in its quoted form (listings report ETags unquoted)."""
     if value and not value.startswith('"'):  # listings report ETags unquoted
         return f'"{value}"'
     return value
 
 
 class SharedKeyBlobClient:
-    """Shared Key signed Blob REST calls on one container; callers pass the aiohttp session
-    of the running loop, the full blob name and the store-relative name (for results)."""
+    """Shared Key signed Blob REST calls on one container; ``session`` returns the aiohttp
+    session of the running loop; callers pass the full blob name and the store-relative
+    name (for results and messages)."""
 
     def __init__(self, account_url: str, account: str, key: bytes, container: str, *,
+                 session: Callable[[], aiohttp.ClientSession],
                  connection_timeout: float = 20.0, read_timeout: float = 120.0,
                  secrets: Iterable[str] = (), list_page_size: int = LIST_PAGE_SIZE):
+        self._session = session
         parts = urlsplit(account_url)
         self.account_url = account_url.rstrip("/")
         self._origin = f"{parts.scheme}://{parts.netloc}"
@@ -106,7 +110,8 @@ class SharedKeyBlobClient:
         xms = sort([(k.lower(), v.strip()) for k, v in headers.items() if k[:5].lower() == "x-ms-"])
         canonical = "".join(f"{k}:{v}\n" for k, v in xms)
         resource = self._resource_prefix + path + "".join(f"\n{k}:{v}" for k, v in sorted(query))
-        to_sign = (f"{verb}\n\n\n{length or ''}\n\n{content_type}\n\n\n\n\n\n\n"
+        to_sign = (f"{verb}\n\n\n{length or ''}\n\n{content_type}\n\n\n"
+                   f"{headers.get('If-Match', '')}\n{headers.get('If-None-Match', '')}\n\n\n"
                    f"{canonical}{resource}")
         mac = self._mac.copy()
         mac.update(to_sign.encode("utf-8"))
@@ -115,7 +120,7 @@ class SharedKeyBlobClient:
     def _path(self, full: str) -> str:
         return f"{self._container_path}/{quote(full, safe='/~')}"
 
-    async def _call(self, session: aiohttp.ClientSession, verb: str, path: str, query: Query,
+    async def _call(self, verb: str, path: str, query: Query,
                     headers: dict[str, str], what: str, body: bytes | None = None,
                     content_type: str = "", sort: Any = _plain_sort,
                     allow: int = 0) -> tuple[int, Any, bytes]:
@@ -128,7 +133,7 @@ class SharedKeyBlobClient:
         if query:
             url += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query)
         try:
-            async with session.request(verb, URL(url, encoded=True), headers=headers, data=body,
+            async with self._session().request(verb, URL(url, encoded=True), headers=headers, data=body,
                                        timeout=self._timeout, allow_redirects=False) as resp:
                 data = await resp.read()
                 status, rheaders = resp.status, resp.headers
@@ -147,26 +152,31 @@ class SharedKeyBlobClient:
 
     # -- operations ------------------------------------------------------------------
 
-    async def put(self, session: aiohttp.ClientSession, full: str, name: str, data: bytes,
-                  metadata: Mapping[str, str] | None) -> ObjectInfo:
-        """Put Blob (a block blob, overwritten) with metadata."""
+    async def put(self, full: str, name: str, data: bytes,
+                  metadata: Mapping[str, str] | None, mode: PutMode) -> ObjectInfo:
+        """Put Blob (a block blob) with metadata, conditional per ``mode``
+        (If-None-Match: * or If-Match: <etag>)."""
         meta = dict(metadata or {})
         headers = self._headers({"x-ms-blob-type": "BlockBlob"})
+        if mode.kind == "create":
+            headers["If-None-Match"] = "*"
+        elif mode.etag is not None:
+            headers["If-Match"] = mode.etag
         for k, v in meta.items():
             headers[_META + k] = v
-        _, rheaders, _ = await self._call(session, "PUT", self._path(full), (), headers,
+        _, rheaders, _ = await self._call("PUT", self._path(full), (), headers,
                                           f"put {name!r}", data, "application/octet-stream",
                                           _header_sort(meta) if meta else _plain_sort)
         return ObjectInfo(name, len(data), rheaders.get("ETag"), meta)
 
-    async def put_block(self, session: aiohttp.ClientSession, full: str, name: str,
+    async def put_block(self, full: str, name: str,
                         block_id: str, data: bytes) -> None:
         """Put Block with the base64 form of ``block_id``."""
         query = (("comp", "block"), ("blockid", block_id_b64(block_id)))
-        await self._call(session, "PUT", self._path(full), query, self._headers(),
+        await self._call("PUT", self._path(full), query, self._headers(),
                          f"stage block {block_id!r} of {name!r}", data, "application/octet-stream")
 
-    async def commit_blocks(self, session: aiohttp.ClientSession, full: str, name: str,
+    async def commit_blocks(self, full: str, name: str,
                             block_ids: list[str], metadata: Mapping[str, str] | None) -> ObjectInfo:
         """Put Block List (all ids as Latest) with metadata, then read back the size."""
         meta = dict(metadata or {})
@@ -174,37 +184,38 @@ class SharedKeyBlobClient:
                 + "".join(f"<Latest>{block_id_b64(b)}</Latest>" for b in block_ids)
                 + "</BlockList>").encode("utf-8")
         headers = self._headers({_META + k: v for k, v in meta.items()})
-        await self._call(session, "PUT", self._path(full), (("comp", "blocklist"),), headers,
+        await self._call("PUT", self._path(full), (("comp", "blocklist"),), headers,
                          f"commit {name!r}", body, "application/xml",
                          _header_sort(meta) if meta else _plain_sort)
-        return await self.head(session, full, name, f"commit {name!r}")
+        return await self.head(full, name, f"commit {name!r}")
 
-    async def head(self, session: aiohttp.ClientSession, full: str, name: str,
+    async def head(self, full: str, name: str,
                    what: str = "") -> ObjectInfo:
         """Get Blob Properties: size, ETag and the x-ms-meta-* metadata."""
-        _, rheaders, _ = await self._call(session, "HEAD", self._path(full), (), self._headers(),
+        _, rheaders, _ = await self._call("HEAD", self._path(full), (), self._headers(),
                                           what or f"head {name!r}")
         meta = {k[len(_META):]: v for k, v in rheaders.items() if k[:len(_META)].lower() == _META}
         return ObjectInfo(name, int(rheaders.get("Content-Length") or 0), rheaders.get("ETag"), meta)
 
-    async def get_range(self, session: aiohttp.ClientSession, full: str, name: str,
-                        start: int, length: int | None) -> bytes:
-        """Get Blob (``x-ms-range`` unless the whole blob); a short body is TransientError."""
+    async def get(self, full: str, name: str, start: int, length: int | None,
+                  what: str) -> GetResult | None:
+        """Get Blob (``x-ms-range`` unless the whole blob); None when ``start`` is at or
+        past the end; a short body is TransientError."""
         headers = self._headers()
         if start or length is not None:
             end = "" if length is None else str(start + length - 1)
             headers["x-ms-range"] = f"bytes={start}-{end}"
-        status, rheaders, data = await self._call(session, "GET", self._path(full), (), headers,
-                                                  f"read {name!r}", allow=416)
+        status, rheaders, data = await self._call("GET", self._path(full), (), headers, what,
+                                                  allow=416)
         if status == 416:  # start at or beyond the end: nothing there
-            return b""
+            return None
         expected = rheaders.get("Content-Length")
         if expected is None or len(data) != int(expected) or (length is not None and len(data) > length):
             raise TransientError(f"read {name!r}: received {len(data)} of {expected or '?'} bytes; "
                                  "the connection was cut, the read can be retried")
-        return data
+        return GetResult(data, rheaders.get("ETag", ""))
 
-    async def list(self, session: aiohttp.ClientSession, full_prefix: str, head: str,
+    async def list(self, full_prefix: str, head: str,
                    what: str) -> list[ObjectInfo]:
         """List Blobs with metadata below ``full_prefix`` (every page); names lose ``head``."""
         out: list[ObjectInfo] = []
@@ -215,7 +226,7 @@ class SharedKeyBlobClient:
             base += (("prefix", full_prefix),)
         while True:
             query = base + ((("marker", marker),) if marker else ())
-            _, _, body = await self._call(session, "GET", self._container_path, query,
+            _, _, body = await self._call("GET", self._container_path, query,
                                           self._headers(), what)
             page, marker = parse_list_page(body, len(head), what)
             out.extend(page)
@@ -276,7 +287,7 @@ def _usual_blob(chunk: bytes, cut: int) -> ObjectInfo | None:
     elif b"<Metadata>" in chunk[props_end:end]:
         return None
     return ObjectInfo(chunk[6:name_end].decode("utf-8")[cut:], int(size),
-                      _etag(etag.decode("utf-8")), meta)
+                      quoted_etag(etag.decode("utf-8")), meta)
 
 
 def _parse_list_page_tree(body: bytes, cut: int, what: str) -> tuple[list[ObjectInfo], str]:
@@ -296,7 +307,7 @@ def _listed(blob: ET.Element, cut: int) -> ObjectInfo:
     if node is not None and node.get("Encoded") == "true":
         name = unquote(name)
     size = int(blob.findtext("Properties/Content-Length") or 0)
-    etag = _etag(blob.findtext("Properties/Etag"))
+    etag = quoted_etag(blob.findtext("Properties/Etag"))
     meta_node = blob.find("Metadata")
     meta = {m.tag: m.text or "" for m in meta_node} if meta_node is not None else {}
     return ObjectInfo(name[cut:], size, etag, meta)

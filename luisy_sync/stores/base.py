@@ -2,12 +2,27 @@
 
 Names are POSIX relative paths below the store's root/prefix. Content digests are
 xxh3-128 hex strings carried in object metadata under the key ``DIGEST_KEY``.
+
+The verbs follow object_store: ``list``, ``head``, ``get`` (optionally ranged, with
+the ETag of the version read) and ``put`` with a ``PutMode`` (overwrite, create only
+if absent, update only if the ETag still matches), plus staged blocks for large
+objects. Every store reports one ETag per object version: the one ``put`` returns is
+the one ``head``, ``list`` and ``get`` report until the object changes.
+
+Optional batch capabilities (callers check with ``hasattr``):
+
+- ``put_many(items) -> list[ObjectInfo | Exception]``: ``items`` are
+  ``(name, data, metadata)`` or ``(name, data, metadata, mode)``; each item behaves
+  like ``put`` (same modes, same ETags), errors are returned per item.
+- ``get_many(names) -> list[GetResult | Exception]``: each like ``get(name)``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Mapping, Protocol, runtime_checkable
+
+from luisy_sync.errors import StoreError
 
 DIGEST_KEY = "xxh3"
 """Metadata key under which every store keeps an object's xxh3-128 hex digest."""
@@ -26,6 +41,44 @@ class ObjectInfo:
     def digest(self) -> str | None:
         """The content digest recorded when the object was written, if any."""
         return self.metadata.get(DIGEST_KEY)
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    """The bytes of a ``get`` and the ETag of the object version they came from."""
+
+    data: bytes
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutMode:
+    """How ``put`` treats an existing object (object_store's PutMode).
+
+    ``PutMode.OVERWRITE`` (the default) replaces whatever is there;
+    ``PutMode.CREATE`` writes only when the name is absent; ``PutMode.update(etag)``
+    writes only when the current version has that ETag. A failed condition raises
+    PreconditionFailed and changes nothing.
+    """
+
+    kind: Literal["overwrite", "create", "update"]
+    etag: str | None = None
+
+    OVERWRITE: ClassVar[PutMode]
+    CREATE: ClassVar[PutMode]
+
+    def __post_init__(self) -> None:
+        if (self.kind == "update") != (self.etag is not None):
+            raise ValueError("PutMode: an ETag goes with (and only with) kind='update'")
+
+    @classmethod
+    def update(cls, etag: str) -> PutMode:
+        """Write only if the object's current ETag is ``etag``."""
+        return cls("update", etag)
+
+
+PutMode.OVERWRITE = PutMode("overwrite")
+PutMode.CREATE = PutMode("create")
 
 
 @runtime_checkable
@@ -48,12 +101,15 @@ class Store(Protocol):
         """Info for one object; raises NotFoundError."""
         ...
 
-    async def get_range(self, name: str, start: int = 0, length: int | None = None) -> bytes:
-        """``length`` bytes from ``start`` (to the end when None); raises NotFoundError."""
+    async def get(self, name: str, start: int = 0, length: int | None = None) -> GetResult:
+        """``length`` bytes from ``start`` (to the end when None) and the ETag of the
+        version read; a range past the end gives no bytes. Raises NotFoundError."""
         ...
 
-    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-        """Write a whole object in one request (overwrite)."""
+    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+                  mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
+        """Write a whole object in one request; returns its info with the new ETag.
+        Raises PreconditionFailed when ``mode``'s condition fails."""
         ...
 
     async def put_block(self, name: str, block_id: str, data: bytes) -> None:
@@ -69,19 +125,6 @@ class Store(Protocol):
         """Remove an object; a missing object is not an error."""
         ...
 
-    async def read_small(self, name: str) -> tuple[bytes, str]:
-        """A small (metadata) object's bytes and ETag; raises NotFoundError."""
-        ...
-
-    async def write_small(self, name: str, data: bytes, *, if_match: str | None = None,
-                          if_none_match: bool = False) -> str:
-        """Write a small object conditionally; returns the new ETag.
-
-        ``if_match``: only if the current ETag equals it. ``if_none_match``: only if the
-        object does not exist. Raises PreconditionFailed when the condition fails.
-        """
-        ...
-
     async def ensure_container(self, create: bool = True) -> None:
         """Check the container/root exists (create it when ``create``); raises
         ContainerNotFound or AuthError with a one-line message otherwise."""
@@ -90,3 +133,9 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections. The store may not be used afterwards."""
         ...
+
+
+def check_range(name: str, start: int, length: int | None) -> None:
+    """Raise StoreError for a negative ``start`` or ``length`` (every store's ``get``)."""
+    if start < 0 or (length is not None and length < 0):
+        raise StoreError(f"invalid range start={start} length={length} for {name!r}")

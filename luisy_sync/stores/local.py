@@ -12,9 +12,9 @@ the tree. Bookkeeping lives in ``root/.luisy-store/``:
 Every write goes to a hidden temp file in the target directory; the rename into place
 and the index row are committed together (one transaction for all writes that are
 ready at the same moment). Symlinks inside the root are refused on every path: reads,
-writes, listings and deletes. Blocking filesystem calls run in worker threads under a
-limiter of their own; ``put_many`` / ``get_many`` move many small objects per thread
-call.
+writes, listings and deletes (see ``local_paths``). Blocking filesystem calls run in
+worker threads under a limiter of their own; ``put_many`` / ``get_many`` move many
+small objects per thread call.
 """
 
 from __future__ import annotations
@@ -31,15 +31,19 @@ import anyio.to_thread
 import xxhash
 
 from luisy_sync.atomic import remove_quietly, write_temp
-from luisy_sync.conventions import STORE_DIR, TEMP_NAME
+from luisy_sync.conventions import STORE_DIR
 from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFailed,
-                               StoreError, UnsafePathError)
-from luisy_sync.paths import join_under, safe_relpath
+                               StoreError)
 from luisy_sync.stores import local_blocks
-from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo
+from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode, check_range
 from luisy_sync.stores.local_index import Change, Lookup, ObjectIndex, Row, row_for
+from luisy_sync.stores.local_paths import link_error, lstat_object, object_path, walk
 
 T = TypeVar("T")
+
+PutItem = (tuple[str, bytes, Mapping[str, str] | None]
+           | tuple[str, bytes, Mapping[str, str] | None, PutMode])
+"""One item of ``put_many``: ``(name, data, metadata)``, optionally with a PutMode."""
 
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
@@ -59,6 +63,11 @@ def _write_content(path: str, chunks: Iterable[bytes], fsync: bool) -> tuple[str
 def stat_etag(st: os.stat_result) -> str:
     """The ETag of a file the index has no valid row for (put there by hand)."""
     return f'"s{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"'
+
+
+def _etag(st: os.stat_result, row: Row | None) -> str:
+    """The ETag of a file, from its index row (None: a file put there by hand)."""
+    return stat_etag(st) if row is None else row[3]
 
 
 def _info(name: str, st: os.stat_result, row: Row | None) -> ObjectInfo:
@@ -104,46 +113,6 @@ class LocalStore:
             limiter = self._limiters[loop] = anyio.CapacityLimiter(self._max_threads)
         return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
-    def _path(self, name: str, checked: set[str] | None = None) -> str:
-        """The content path of a valid, non-reserved object name whose existing parent
-        directories are no symlinks (``checked``: directories already found fine)."""
-        safe_relpath(name)
-        parts = name.split("/")
-        if parts[0] == STORE_DIR:
-            raise UnsafePathError(f"refusing object name {name!r}: {STORE_DIR}/ is reserved")
-        if TEMP_NAME.match(parts[-1]):
-            raise UnsafePathError(f"refusing object name {name!r}: it looks like a temp file")
-        path = join_under(self.root, name)
-        directory = self.root
-        for part in parts[:-1]:
-            directory = os.path.join(directory, part)
-            if checked is not None and directory in checked:
-                continue
-            try:
-                st = os.lstat(directory)
-            except (FileNotFoundError, NotADirectoryError):
-                break
-            if stat_mod.S_ISLNK(st.st_mode):
-                raise self._link_error(name, directory)
-            if checked is not None:
-                checked.add(directory)
-        return path
-
-    def _link_error(self, name: str, link: str) -> UnsafePathError:
-        rel = os.path.relpath(link, self.root).replace(os.sep, "/")
-        return UnsafePathError(f"refusing {name!r} in local store {self.root}: {rel!r} is a symlink; "
-                               "symlinks inside a store are refused, replace it with a real file or directory")
-
-    def _lstat_object(self, name: str, path: str) -> os.stat_result | None:
-        """The stat of an object's file; None when missing; refuses a symlink."""
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if stat_mod.S_ISLNK(st.st_mode):
-            raise self._link_error(name, path)
-        return st
-
     def _root_missing(self) -> bool:
         if os.path.isdir(self.root):
             return False
@@ -167,7 +136,7 @@ class LocalStore:
 
     def _current(self, name: str, path: str) -> os.stat_result | None:
         """The stat of the file a write will replace (None: none); refuses a directory."""
-        st = self._lstat_object(name, path)
+        st = lstat_object(self.root, name, path)
         if st is not None and stat_mod.S_ISDIR(st.st_mode):
             raise IsADirectoryError(path)
         return st
@@ -181,7 +150,7 @@ class LocalStore:
         root_checked = False
         for name, chunks, metadata in items:
             try:
-                path = self._path(name, checked)
+                path = object_path(self.root, name, checked)
                 if not root_checked:
                     self._root_missing()
                     root_checked = True
@@ -222,37 +191,8 @@ class LocalStore:
     def _list(self, prefix: str) -> list[ObjectInfo]:
         if self._root_missing():
             return []
+        found = walk(self.root, prefix)
         base = prefix.rpartition("/")[0]
-        if base:
-            self._path(base + "/x")  # refuse a symlink among the directories listed
-        start = join_under(self.root, base) if base else self.root
-        found: list[tuple[str, os.stat_result]] = []
-        stack = [(start, base + "/" if base else "")]
-        while stack:
-            directory, rel = stack.pop()
-            try:
-                entries = list(os.scandir(directory))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for entry in entries:
-                name = rel + entry.name
-                if not rel and entry.name == STORE_DIR:
-                    continue
-                if entry.is_symlink():
-                    if name.startswith(prefix) or prefix.startswith(name + "/"):
-                        raise self._link_error(name, entry.path)
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    if name.startswith(prefix) or prefix.startswith(name + "/"):
-                        stack.append((entry.path, name + "/"))
-                    continue
-                if (not name.startswith(prefix) or not entry.is_file(follow_symlinks=False)
-                        or TEMP_NAME.match(entry.name)):
-                    continue
-                try:
-                    found.append((name, entry.stat(follow_symlinks=False)))
-                except FileNotFoundError:
-                    continue
         rows = self._index.rows(base + "/" if base else "")
         lookup = self._index.lookup
         out = [_info(name, st, lookup(rows, name, st)) for name, st in found]
@@ -260,14 +200,14 @@ class LocalStore:
         return out
 
     def _head(self, name: str) -> ObjectInfo:
-        path = self._path(name)
-        st = None if self._root_missing() else self._lstat_object(name, path)
+        path = object_path(self.root, name)
+        st = None if self._root_missing() else lstat_object(self.root, name, path)
         if st is None or not stat_mod.S_ISREG(st.st_mode):
             raise self._not_found(name)
         return _info(name, st, self._index.get(name, st))
 
     def _open(self, name: str) -> int:
-        path = self._path(name)
+        path = object_path(self.root, name)
         if self._root_missing():
             raise self._not_found(name)
         try:
@@ -276,42 +216,50 @@ class LocalStore:
             raise self._not_found(name) from None
         except OSError:
             if os.path.islink(path):
-                raise self._link_error(name, path) from None
+                raise link_error(self.root, name, path) from None
             raise
         if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise self._not_found(name)
         return fd
 
-    def _get_range(self, name: str, start: int, length: int | None) -> bytes:
-        if start < 0 or (length is not None and length < 0):
-            raise StoreError(f"invalid range start={start} length={length} for {name!r}")
+    def _read(self, name: str, start: int, length: int | None) -> tuple[bytes, os.stat_result]:
+        """Bytes of an object's file and the stat of the file they came from."""
+        check_range(name, start, length)
         fd = self._open(name)
         try:
+            st = os.fstat(fd)
             if length is None:
-                length = max(0, os.fstat(fd).st_size - start)
-            return os.pread(fd, length, start)
+                length = max(0, st.st_size - start)
+            return os.pread(fd, length, start), st
         finally:
             os.close(fd)
 
-    def _get_many(self, names: Sequence[str]) -> list[bytes | Exception]:
-        out: list[bytes | Exception] = []
+    def _get(self, name: str, start: int, length: int | None) -> GetResult:
+        data, st = self._read(name, start, length)
+        return GetResult(data, _etag(st, self._index.get(name, st)))
+
+    def _get_many(self, names: Sequence[str]) -> list[GetResult | Exception]:
+        read: list[tuple[bytes, os.stat_result] | Exception] = []
         for name in names:
             try:
-                out.append(self._get_range(name, 0, None))
+                read.append(self._read(name, 0, None))
             except OSError as exc:
-                out.append(self._oserror("read", name, exc))
+                read.append(self._oserror("read", name, exc))
             except Exception as exc:  # not found, unsafe
-                out.append(exc)
-        return out
+                read.append(exc)
+        found = [(name, got[1]) for name, got in zip(names, read) if not isinstance(got, Exception)]
+        rows = iter(self._index.get_many(found))
+        return [got if isinstance(got, Exception) else GetResult(got[0], _etag(got[1], next(rows)))
+                for name, got in zip(names, read)]
 
     def _put_block(self, name: str, block_id: str, data: bytes) -> None:
-        self._path(name)
+        object_path(self.root, name)
         self._root_missing()
         local_blocks.stage(self._blocks, name, block_id, data, fsync=self._fsync)
 
     def _commit(self, name: str, block_ids: list[str], metadata: Mapping[str, str] | None) -> ObjectInfo:
-        self._path(name)
+        object_path(self.root, name)
         self._root_missing()
         content = local_blocks.staged_content(self._blocks, name, block_ids)
         info = self._write_one(name, content, metadata, "commit")
@@ -319,10 +267,10 @@ class LocalStore:
         return info
 
     def _delete(self, name: str) -> None:
-        path = self._path(name)
+        path = object_path(self.root, name)
         if not os.path.isdir(self.root):
             return
-        st = self._lstat_object(name, path)
+        st = lstat_object(self.root, name, path)
         if st is None or stat_mod.S_ISDIR(st.st_mode):
             return  # missing, or a "directory", which is not an object
         try:
@@ -341,30 +289,26 @@ class LocalStore:
         if change.error is not None:
             raise change.error
 
-    def _read_small(self, name: str) -> tuple[bytes, str]:
-        fd = self._open(name)
-        try:
-            st = os.fstat(fd)
-            data = os.pread(fd, st.st_size, 0)
-        finally:
-            os.close(fd)
-        return data, _info(name, st, self._index.get(name, st)).etag
-
-    def _write_small(self, name: str, data: bytes, if_match: str | None, if_none_match: bool) -> str:
-        path = self._path(name)
+    def _write_if(self, name: str, data: bytes, metadata: Mapping[str, str] | None,
+                  mode: PutMode) -> ObjectInfo:
+        """A conditional write: the ETag check and the rename happen inside one index
+        transaction, so a compare-and-replace is atomic across processes."""
+        path = object_path(self.root, name)
         self._root_missing()
         self._current(name, path)
         tmp, st, etag = _write_content(path, [data], self._fsync)
+        extra = dict(metadata or {})
+        digest = extra.pop(DIGEST_KEY, None)
 
         def compare_and_replace(lookup: Lookup, record: Callable[[Change], None]) -> None:
             current = self._current(name, path)
             found = None if current is None else _info(name, current, lookup(name, current)).etag
-            if if_none_match and found is not None:
+            if mode.kind == "create" and found is not None:
                 raise PreconditionFailed(f"{name!r} already exists in local store {self.root}", status=412)
-            if if_match is not None and found != if_match:
+            if mode.kind == "update" and found != mode.etag:
                 raise PreconditionFailed(f"{name!r} changed since it was read (local store {self.root})",
                                          status=412)
-            record(Change(name, row=row_for(st, etag, None, {}),
+            record(Change(name, row=row_for(st, etag, digest, extra),
                           keep=None if current is None else current.st_ino))
             os.replace(tmp, path)
 
@@ -373,7 +317,28 @@ class LocalStore:
         except BaseException:
             remove_quietly(tmp)
             raise
-        return etag
+        return ObjectInfo(name, st.st_size, etag, dict(metadata or {}))
+
+    def _put_many(self, items: Sequence[PutItem]) -> list[ObjectInfo | Exception]:
+        """Overwrites share one index commit; conditional writes go one by one."""
+        out: list[ObjectInfo | Exception] = []
+        plain: list[tuple[int, tuple[str, Iterable[bytes], Mapping[str, str] | None]]] = []
+        for item in items:
+            name, data, metadata = item[0], item[1], item[2]
+            mode = item[3] if len(item) > 3 else PutMode.OVERWRITE
+            if mode.kind == "overwrite":
+                plain.append((len(out), (name, [data], metadata)))
+                out.append(ObjectInfo(name, 0))  # replaced below
+                continue
+            try:
+                out.append(self._write_if(name, bytes(data), metadata, mode))
+            except OSError as exc:
+                out.append(self._oserror("write", name, exc))
+            except Exception as exc:  # unsafe name, missing root, condition failed
+                out.append(exc)
+        for (i, _), result in zip(plain, self._write_many([batch for _, batch in plain])):
+            out[i] = result
+        return out
 
     def _ensure(self, create: bool) -> None:
         if not os.path.isdir(self.root):
@@ -400,24 +365,27 @@ class LocalStore:
         """Info for one object; raises NotFoundError."""
         return await self._call("head", name, self._head, name)
 
-    async def get_range(self, name: str, start: int = 0, length: int | None = None) -> bytes:
-        """Up to ``length`` bytes from ``start`` (to the end when None)."""
-        return await self._call("read", name, self._get_range, name, start, length)
+    async def get(self, name: str, start: int = 0, length: int | None = None) -> GetResult:
+        """Up to ``length`` bytes from ``start`` (to the end when None), with the ETag
+        ``head`` and ``list`` report for that file."""
+        return await self._call("read", name, self._get, name, start, length)
 
-    async def get_many(self, names: Sequence[str]) -> list[bytes | Exception]:
+    async def get_many(self, names: Sequence[str]) -> list[GetResult | Exception]:
         """Whole contents of many (small) objects in one thread call; per-name errors."""
         return await self._call("read", names[0] if names else "", self._get_many, list(names))
 
-    async def put(self, name: str, data: bytes, *,
-                  metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-        """Write a whole object atomically (overwrite)."""
-        return await self._call("write", name, self._write_one, name, [data], metadata)
+    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+                  mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
+        """Write a whole object atomically; a conditional ``mode`` is checked atomically
+        across processes (inside the index transaction)."""
+        if mode.kind == "overwrite":
+            return await self._call("write", name, self._write_one, name, [data], metadata)
+        return await self._call("write", name, self._write_if, name, bytes(data), metadata, mode)
 
-    async def put_many(self, items: Sequence[tuple[str, bytes, Mapping[str, str] | None]]
-                       ) -> list[ObjectInfo | Exception]:
-        """Write many whole objects in one thread call (one index commit); per-item errors."""
-        batch = [(name, [data], metadata) for name, data, metadata in items]
-        return await self._call("write", items[0][0] if items else "", self._write_many, batch)
+    async def put_many(self, items: Sequence[PutItem]) -> list[ObjectInfo | Exception]:
+        """Write many whole objects in one thread call (``(name, data, metadata[, mode])``
+        each, like ``put``); overwrites share one index commit; per-item errors."""
+        return await self._call("write", items[0][0] if items else "", self._put_many, list(items))
 
     async def put_block(self, name: str, block_id: str, data: bytes) -> None:
         """Stage one block under the bookkeeping directory."""
@@ -431,16 +399,6 @@ class LocalStore:
     async def delete(self, name: str) -> None:
         """Remove an object and its index row; missing is fine."""
         await self._call("delete", name, self._delete, name)
-
-    async def read_small(self, name: str) -> tuple[bytes, str]:
-        """Bytes and ETag of an object (the same ETag ``head`` and ``list`` report)."""
-        return await self._call("read", name, self._read_small, name)
-
-    async def write_small(self, name: str, data: bytes, *, if_match: str | None = None,
-                          if_none_match: bool = False) -> str:
-        """Conditional write, safe across processes (checked inside the index transaction)."""
-        return await self._call("write", name, self._write_small, name, bytes(data),
-                                if_match, if_none_match)
 
     async def ensure_container(self, create: bool = True) -> None:
         """Create the root directory, or raise ContainerNotFound when it is missing."""

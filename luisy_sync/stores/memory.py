@@ -1,7 +1,7 @@
 """MemoryStore: a complete in-process Store, for tests and dry experiments.
 
 Behaves like the real backends: staged blocks are invisible until committed,
-conditional small writes honour ETags, names are validated like LocalStore's.
+conditional puts honour ETags, names are validated like LocalStore's.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Mapping
 from luisy_sync.errors import (BlocksNotStaged, ContainerNotFound, NotFoundError, PreconditionFailed,
                                StoreError)
 from luisy_sync.paths import safe_relpath
-from luisy_sync.stores.base import ObjectInfo
+from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode, check_range
 
 
 @dataclass
@@ -65,18 +65,22 @@ class MemoryStore:
         """Info for one object; raises NotFoundError."""
         return self._info(name, self._get(name))
 
-    async def get_range(self, name: str, start: int = 0, length: int | None = None) -> bytes:
+    async def get(self, name: str, start: int = 0, length: int | None = None) -> GetResult:
         """Bytes ``[start, start+length)`` of an object (to the end when length is None)."""
-        data = self._get(name).data
-        if start < 0 or (length is not None and length < 0):
-            raise StoreError(f"invalid range start={start} length={length} for {name!r}")
-        end = len(data) if length is None else start + length
-        return data[start:end]
+        obj = self._get(name)
+        check_range(name, start, length)
+        end = len(obj.data) if length is None else start + length
+        return GetResult(obj.data[start:end], obj.etag)
 
-    async def put(self, name: str, data: bytes, *,
-                  metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-        """Write a whole object (overwrite)."""
+    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+                  mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
+        """Write a whole object; raises PreconditionFailed when ``mode``'s condition fails."""
         name = self._check(name)
+        current = self._objects.get(name)
+        if mode.kind == "create" and current is not None:
+            raise PreconditionFailed(f"{name!r} already exists", status=412)
+        if mode.kind == "update" and (current is None or current.etag != mode.etag):
+            raise PreconditionFailed(f"{name!r} changed since it was read", status=412)
         obj = _Object(bytes(data), self._etag(), dict(metadata or {}))
         self._objects[name] = obj
         return self._info(name, obj)
@@ -108,24 +112,6 @@ class MemoryStore:
     async def delete(self, name: str) -> None:
         """Remove an object; missing is fine."""
         self._objects.pop(self._check(name), None)
-
-    async def read_small(self, name: str) -> tuple[bytes, str]:
-        """Bytes and ETag of an object."""
-        obj = self._get(name)
-        return obj.data, obj.etag
-
-    async def write_small(self, name: str, data: bytes, *, if_match: str | None = None,
-                          if_none_match: bool = False) -> str:
-        """Conditional write; raises PreconditionFailed when the condition fails."""
-        name = self._check(name)
-        current = self._objects.get(name)
-        if if_none_match and current is not None:
-            raise PreconditionFailed(f"{name!r} already exists", status=412)
-        if if_match is not None and (current is None or current.etag != if_match):
-            raise PreconditionFailed(f"{name!r} changed since it was read", status=412)
-        info = await self.put(name, data)
-        assert info.etag is not None
-        return info.etag
 
     async def ensure_container(self, create: bool = True) -> None:
         """Create the (virtual) container, or raise ContainerNotFound when not ``create``."""

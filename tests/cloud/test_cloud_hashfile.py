@@ -14,6 +14,7 @@ from luisy.cloud.remote import hash_object, object_name, project_of
 from luisy.cloud.transfers import plan_uploads
 from luisy_sync.stores.base import DIGEST_KEY
 from luisy_sync.stores.memory import MemoryStore
+from luisy_sync.stores.small import read_small, write_small
 from luisy_sync.tree import FileEntry, Tree
 
 D1, D2 = "a" * 32, "b" * 32
@@ -110,7 +111,7 @@ def test_local_entry_and_upload_plan():
 
 async def test_concurrent_updates_keep_every_entry():
     store = MemoryStore()
-    await store.write_small(hash_object("p"), json.dumps({"/p/raw/legacy.csv": "h0"}).encode())
+    await write_small(store, hash_object("p"), json.dumps({"/p/raw/legacy.csv": "h0"}).encode())
 
     async def writer(i: int) -> None:
         await store.put(f"p/interim/T{i}.pkl", b"x" * i, metadata={DIGEST_KEY: D1})
@@ -123,18 +124,18 @@ async def test_concurrent_updates_keep_every_entry():
     state = await read_cloud_state(store, ["p"])
     assert len(state.entries) == 13
     assert state.entries["/p/raw/legacy.csv"] == {"hash": "h0"}
-    raw = json.loads((await store.read_small(hash_object("p")))[0])
+    raw = json.loads((await read_small(store, hash_object("p")))[0])
     assert raw["/p/raw/legacy.csv"] == "h0"  # entries of others are kept as written
 
 
 async def test_corrupt_file_is_never_overwritten():
     store = MemoryStore()
-    await store.write_small(hash_object("p"), b"{broken")
+    await write_small(store, hash_object("p"), b"{broken")
     with pytest.raises(CloudHashError, match="corrupt"):
         await update_cloud_hash(store, "p", {FILE: {"hash": "h", "digest": D1, "size": 1}})
     with pytest.raises(CloudHashError, match="corrupt"):
         await read_cloud_state(store, ["p"])
-    assert (await store.read_small(hash_object("p")))[0] == b"{broken"
+    assert (await read_small(store, hash_object("p")))[0] == b"{broken"
 
 
 async def test_an_update_naming_content_the_store_lacks_is_not_written():

@@ -22,6 +22,7 @@ from dist_harness import run_fleet, start_luigid  # noqa: E402
 
 from luisy.config import Config  # noqa: E402
 from luisy_sync.stores import store_from_env  # noqa: E402
+from luisy_sync.stores.small import read_small  # noqa: E402
 
 pytestmark = pytest.mark.timeout(170)
 
@@ -49,8 +50,8 @@ def read_cloud(names: list[str]) -> tuple[dict, dict[str, bytes]]:
 
     async def go() -> tuple[dict, dict[str, bytes]]:
         async with store_from_env() as store:
-            raw, _etag = await store.read_small("distdemo/.luisy.hash")
-            blobs = {n: await store.get_range(n) for n in names}
+            raw, _etag = await read_small(store, "distdemo/.luisy.hash")
+            blobs = {n: (await store.get(n)).data for n in names}
         return json.loads(raw), blobs
 
     return anyio.run(go)

@@ -79,7 +79,7 @@ async def store_contents(store: Any, prefix: str = "") -> dict[str, bytes]:
         rel = info.name[len(head):]
         if rel == MANIFEST or rel.startswith(".luisy-store/"):
             continue
-        data = await store.get_range(info.name)
+        data = (await store.get(info.name)).data
         assert info.digest == hash_bytes(data), f"object {info.name}: digest metadata != content"
         out[rel] = data
     return out

@@ -19,6 +19,7 @@ from benchmarks.azurite import ACCOUNT, KEY
 from luisy_sync import MemoryStore, hash_bytes, push, read_manifest
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.local import LocalStore
+from luisy_sync.stores.wrappers import Fault, FaultStore
 from rel_helpers import (MANIFEST, REPO, WORKER, assert_manifest_truthful, make_files, store_contents,
                          worker_env)
 
@@ -91,28 +92,16 @@ async def test_two_processes_pushing_the_same_paths_agree_with_the_blob(target, 
     assert set(entries) == set(stored) and len(stored) == 61
 
 
-class _Gate:
-    """A MemoryStore view whose manifest reads wait for an event (to force an interleaving)."""
+def _gate(inner: MemoryStore, hold_manifest: anyio.Event, after_put: anyio.Event) -> FaultStore:
+    """A MemoryStore view that sets ``after_put`` once an object was put, and whose
+    manifest reads after that wait for ``hold_manifest`` (to force an interleaving)."""
 
-    def __init__(self, inner: MemoryStore, hold_manifest: anyio.Event | None = None,
-                 after_put: anyio.Event | None = None):
-        self.inner, self.hold, self.after_put = inner, hold_manifest, after_put
-        self.url = inner.url
+    async def hold() -> None:
+        if after_put.is_set():  # the update, not the pre-check
+            await hold_manifest.wait()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def put(self, name: str, data: bytes, **kw: Any) -> Any:
-        info = await self.inner.put(name, data, **kw)
-        if self.after_put is not None:
-            self.after_put.set()
-        return info
-
-    async def read_small(self, name: str) -> Any:
-        uploaded = self.after_put is None or self.after_put.is_set()
-        if self.hold is not None and name.endswith(MANIFEST) and uploaded:  # the update, not the pre-check
-            await self.hold.wait()
-        return await self.inner.read_small(name)
+    return FaultStore(inner, Fault("put", after=after_put.set),
+                      Fault("get", name=lambda n: n.endswith(MANIFEST), before=hold))
 
 
 async def test_a_late_manifest_update_does_not_describe_a_blob_that_was_replaced(tmp_path: Path) -> None:
@@ -132,8 +121,8 @@ async def test_a_late_manifest_update_does_not_describe_a_blob_that_was_replaced
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer_b)
-            await push(a_src, _Gate(shared, hold_manifest=b_done, after_put=a_put), cache=False)
+            await push(a_src, _gate(shared, hold_manifest=b_done, after_put=a_put), cache=False)
     entries, _ = await read_manifest(shared)
-    blob = await shared.get_range("same.txt")
+    blob = (await shared.get("same.txt")).data
     assert blob == b"from B, longer"
     assert entries["same.txt"]["digest"] == hash_bytes(blob) and entries["same.txt"]["size"] == len(blob)

@@ -54,7 +54,7 @@ async def cloud_state(store: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
     for info in await store.list(""):
         if info.name.startswith(".luisy-store/"):
             continue
-        data = await store.get_range(info.name)
+        data = (await store.get(info.name)).data
         if not info.name.endswith(HASH_FILE):
             assert info.digest == hash_bytes(data), f"{info.name}: digest metadata != content"
         objects[info.name] = data

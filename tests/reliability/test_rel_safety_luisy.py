@@ -19,6 +19,8 @@ import pytest
 
 from luisy_sync import hash_bytes
 from luisy_sync.stores.local import LocalStore
+from luisy_sync.stores.small import read_small
+from luisy_sync.stores.wrappers import Fault, FaultStore
 from rel_helpers import REPO, worker_env
 
 MODULE = "safety_pipeline"
@@ -158,22 +160,11 @@ def test_output_of_a_task_that_failed_after_writing_is_not_adopted(machine, tmp_
 KEY = f"/{PRODUCER}"
 
 
-class _PausingStore:
+def _pausing(inner: Any, after_put: Any) -> FaultStore:
     """A store view that runs ``after_put()`` right after the content of one object was
-    stored (before the uploader goes on to its cloud hash update)."""
-
-    def __init__(self, inner: Any, after_put: Any):
-        self.inner, self.after_put, self.url = inner, after_put, inner.url
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "put_many":  # every write goes through put below
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    async def put(self, name: str, data: bytes, **kw: Any) -> Any:
-        info = await self.inner.put(name, data, **kw)
-        await self.after_put()
-        return info
+    stored (before the uploader goes on to its cloud hash update); no put_many, so every
+    write goes through put."""
+    return FaultStore(inner, Fault("put", after=after_put), batch=False)
 
 
 async def _upload_from(wd: Path, store: Any) -> Any:
@@ -196,8 +187,8 @@ def _two_machines(tmp_path: Path) -> tuple[Path, Path]:
 
 
 async def _cloud_hash_truthful(store: Any) -> dict[str, Any]:
-    entries = json.loads((await store.read_small(HASH_FILE))[0])
-    blob = await store.get_range(PRODUCER)
+    entries = json.loads((await read_small(store, HASH_FILE))[0])
+    blob = (await store.get(PRODUCER)).data
     assert entries[KEY]["digest"] == hash_bytes(blob), "the cloud hash names a digest the store lacks"
     return entries
 
@@ -228,7 +219,7 @@ async def test_concurrent_uploads_of_different_content_leave_a_truthful_cloud_ha
             await a_done.wait()
 
     async def machine_b() -> None:
-        outcomes["b"] = await _upload_from(b, _PausingStore(shared_store, b_after_put))
+        outcomes["b"] = await _upload_from(b, _pausing(shared_store, b_after_put))
 
     async def a_after_put() -> None:  # B uploads (and maybe records) between A's put and update
         tg.start_soon(machine_b)
@@ -239,10 +230,10 @@ async def test_concurrent_uploads_of_different_content_leave_a_truthful_cloud_ha
 
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
-            outcomes["a"] = await _upload_from(a, _PausingStore(shared_store, a_after_put))
+            outcomes["a"] = await _upload_from(a, _pausing(shared_store, a_after_put))
             a_done.set()
     await _cloud_hash_truthful(shared_store)
-    assert await shared_store.get_range(PRODUCER) == (b / PRODUCER).read_bytes()
+    assert (await shared_store.get(PRODUCER)).data == (b / PRODUCER).read_bytes()
     assert outcomes["b"].keys_done == (KEY,)
     assert outcomes["a"].keys_failed and "another upload replaced it" in outcomes["a"].keys_failed[0][1]
 
@@ -315,5 +306,5 @@ async def test_upload_repairs_the_object_behind_a_current_entry(shared_store: An
         await shared_store.put(PRODUCER, other, metadata={DIGEST_KEY: hash_bytes(other)})
     repaired = await _upload_from(a, shared_store)
     assert repaired.keys_done == (KEY,) and repaired.files == 1
-    assert await shared_store.get_range(PRODUCER) == (a / PRODUCER).read_bytes()
+    assert (await shared_store.get(PRODUCER)).data == (a / PRODUCER).read_bytes()
     await _cloud_hash_truthful(shared_store)

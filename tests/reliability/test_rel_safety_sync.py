@@ -22,6 +22,7 @@ from luisy_sync.statcache import CTIME_RACY_WINDOW_NS
 from luisy_sync.stores.base import DIGEST_KEY
 from luisy_sync.stores.local import LocalStore
 from luisy_sync.conventions import temp_name
+from luisy_sync.stores.wrappers import Fault, FaultStore
 from rel_helpers import REPO, make_files, read_tree, run_cli, worker_env, write_files
 
 OLD_NS = 1_600_000_000 * 10**9
@@ -204,25 +205,6 @@ def test_two_pulls_into_one_directory_both_succeed(tmp_path: Path) -> None:
         assert read_tree(target) == files
 
 
-class _ReplacedDuringPull:
-    """A store view on which a push replaces ``victim`` (same size) just as a pull reads it."""
-
-    def __init__(self, inner: Any, victim: str, new: bytes):
-        self.inner, self.victim, self.new, self.url = inner, victim, new, inner.url
-        self.replaced = False
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "get_many":  # every read goes through get_range below
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    async def get_range(self, name: str, *args: Any, **kw: Any) -> bytes:
-        if name == self.victim and not self.replaced:
-            self.replaced = True
-            await self.inner.put(name, self.new, metadata={DIGEST_KEY: hash_bytes(self.new)})
-        return await self.inner.get_range(name, *args, **kw)
-
-
 @pytest.fixture(params=["local", pytest.param("azure", marks=pytest.mark.azurite)])
 def any_remote(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "local":
@@ -236,12 +218,17 @@ async def test_a_push_during_a_pull_is_not_reported_as_a_damaged_store(any_remot
     src, dest = tmp_path / "src", tmp_path / "dest"
     write_files(src, {"a.txt": b"version one", "b.txt": b"untouched"})
     await push(src, any_remote, cache=False)
-    view = _ReplacedDuringPull(any_remote, "a.txt", b"version two")
+    new = b"version two"
+
+    async def replace() -> None:  # a push replaces a.txt (same size) just as the pull reads it
+        await any_remote.put("a.txt", new, metadata={DIGEST_KEY: hash_bytes(new)})
+
+    view = FaultStore(any_remote, Fault("get", name="a.txt", times=1, before=replace), batch=False)
     report = await pull(view, dest, cache=False, raise_on_failure=False)
     assert report.downloaded == ("b.txt",)
     (path, reason), = report.failed
     assert path == "a.txt" and "was replaced in the store while it was downloaded" in reason, reason
-    assert "repair" not in reason and not (dest / "a.txt").exists()
+    assert "repair" not in reason and not (dest / "a.txt").exists() and view.faults[0].hits == 1
     again = await pull(any_remote, dest, cache=False)
     assert again.downloaded == ("a.txt",) and (dest / "a.txt").read_bytes() == b"version two"
 

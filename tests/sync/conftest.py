@@ -1,6 +1,7 @@
 """Store fixtures: fresh, empty, open stores of every backend (reusable by any sync test).
 
-``any_store`` is parametrised over memory, local, azurite-sdk and azurite-fast;
+``any_store`` is parametrised over memory, local, prefixed (memory), azurite-sdk and
+azurite-fast;
 ``local_store``, ``azure_store`` (fast path) and ``azure_sdk_store`` give one backend each.
 ``canned_reply_server`` starts a 127.0.0.1 server that answers with fixed bytes.
 """
@@ -17,6 +18,7 @@ from benchmarks.azurite import ACCOUNT, KEY, Azurite
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.local import LocalStore
 from luisy_sync.stores.memory import MemoryStore
+from luisy_sync.stores.wrappers import PrefixStore
 
 
 @pytest.fixture
@@ -60,11 +62,27 @@ async def azure_sdk_store(azurite: Azurite, container_name: str) -> AsyncIterato
     await store.close()
 
 
-@pytest.fixture(params=["memory", "local", pytest.param("azurite-sdk", marks=pytest.mark.azurite),
+@pytest.fixture
+async def prefixed_store() -> AsyncIterator[PrefixStore]:
+    """A PrefixStore below ``pre fix/`` of a fresh MemoryStore that also holds objects
+    outside the prefix (the wrapper must never show or touch them)."""
+    inner = MemoryStore()
+    await inner.put("pre fixed", b"beside")
+    await inner.put("other/x", b"outside")
+    store = PrefixStore(inner, "pre fix")
+    yield store
+    assert [(o.name, (await inner.get(o.name)).data) for o in await inner.list()
+            if not o.name.startswith("pre fix/")] == [("other/x", b"outside"), ("pre fixed", b"beside")]
+    await store.close()
+
+
+@pytest.fixture(params=["memory", "local", "prefixed", pytest.param("azurite-sdk", marks=pytest.mark.azurite),
                         pytest.param("azurite-fast", marks=pytest.mark.azurite)])
 def any_store(request: pytest.FixtureRequest):
-    """Each backend in turn: a fresh, empty, open store (Azure: SDK path and fast path)."""
-    name = {"memory": "memory_store", "local": "local_store", "azurite-sdk": "azure_sdk_store",
+    """Each backend in turn: a fresh, empty, open store (Azure: SDK path and fast path;
+    a PrefixStore over memory)."""
+    name = {"memory": "memory_store", "local": "local_store", "prefixed": "prefixed_store",
+            "azurite-sdk": "azure_sdk_store",
             "azurite-fast": "azure_store"}[request.param]
     return request.getfixturevalue(name)
 

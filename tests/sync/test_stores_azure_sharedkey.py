@@ -14,6 +14,7 @@ from luisy_sync.errors import AuthError, BlocksNotStaged, NotFoundError, StoreEr
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.azure_errors import translate_status
 from luisy_sync.stores.azure_sharedkey import SharedKeyBlobClient, block_id_b64
+from luisy_sync.stores.base import GetResult
 
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3Jvbmc="
 AWKWARD = ["100%/a b.txt", "hash#tag", "what?.csv", "amp&eq=plus+tilde~", "quote'n\"dq",
@@ -44,8 +45,8 @@ async def test_awkward_names_and_metadata_cross_paths(azurite: Azurite, containe
             assert (head.size, head.etag, listed[name].etag) == (len(data), etag, etag)
             assert head.digest == listed[name].digest == f"{AWKWARD.index(name):032x}"
             assert {k.lower(): v for k, v in head.metadata.items()}["odd_name"] == "v v"
-            assert await reader.get_range(name) == data
-            assert await reader.get_range(name, 2, 3) == data[2:5]
+            assert await reader.get(name) == GetResult(data, etag)
+            assert await reader.get(name, 2, 3) == GetResult(data[2:5], etag)
         assert [o.name for o in await reader.list("100%/")] == ["100%/a b.txt"]
 
 
@@ -61,7 +62,7 @@ async def test_blocks_staged_by_one_path_commit_with_the_other(azurite: Azurite,
             await stager.put_block("big #1", block_id, data)
         info = await committer.commit_blocks("big #1", [b for b, _ in blocks], metadata={"xxh3": "a" * 32})
         assert (info.size, info.digest) == (5000, "a" * 32)
-        assert await stager.get_range("big #1") == b"".join(d for _, d in blocks)
+        assert (await stager.get("big #1")).data == b"".join(d for _, d in blocks)
 
 
 @pytest.mark.azurite
@@ -71,12 +72,12 @@ async def test_listing_follows_next_marker(azurite: Azurite, container_name: str
         names = [f"p/{i:02d}" for i in range(11)] + ["q"]
         for name in names:
             await store.put(name, name.encode(), metadata={"xxh3": "0" * 32})
-    client = SharedKeyBlobClient(azurite.endpoint, ACCOUNT, base64.b64decode(KEY), container_name,
-                                 list_page_size=3)
     async with aiohttp.ClientSession() as session:
-        listed = await client.list(session, "", "", "list")
+        client = SharedKeyBlobClient(azurite.endpoint, ACCOUNT, base64.b64decode(KEY), container_name,
+                                     session=lambda: session, list_page_size=3)
+        listed = await client.list("", "", "list")
         assert [o.name for o in listed] == names and all(o.digest == "0" * 32 for o in listed)
-        below = await client.list(session, "p/", "p/", "list")
+        below = await client.list("p/", "p/", "list")
         assert [o.name for o in below] == [n[2:] for n in names[:-1]]
         assert all(o.etag and o.etag.startswith('"') for o in below)
 
@@ -86,13 +87,13 @@ async def test_range_edges_and_missing(azurite: Azurite, container_name: str) ->
     async with _store(azurite, container_name, True) as store:
         await store.ensure_container()
         await store.put("f", b"0123456789")
-        assert await store.get_range("f", 10) == b""
-        assert await store.get_range("f", 12, 5) == b""
-        assert await store.get_range("f", 8, 100) == b"89"
+        assert (await store.get("f", 10)).data == b""
+        assert (await store.get("f", 12, 5)).data == b""
+        assert (await store.get("f", 8, 100)).data == b"89"
         with pytest.raises(NotFoundError):
             await store.head("nope")
         with pytest.raises(NotFoundError):
-            await store.get_range("nope")
+            (await store.get("nope")).data
 
 
 def test_fast_path_selection(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,7 +116,7 @@ async def test_wrong_key_message_has_no_key_or_signature(azurite: Azurite, conta
         await good.put("x", b"1")
     async with AzureBlobStore.from_account_key(ACCOUNT, WRONG_KEY, container_name,
                                                endpoint=azurite.endpoint) as store:
-        for op in (store.head("x"), store.get_range("x"), store.put_block("x", "b1", b"1"),
+        for op in (store.head("x"), store.get("x"), store.put_block("x", "b1", b"1"),
                    store.commit_blocks("x", ["b1"]), store.list()):
             with pytest.raises(AuthError) as err:
                 await op
@@ -138,7 +139,7 @@ async def test_error_answers_on_both_paths(fast: bool, canned_reply_server) -> N
         server, port = await canned_reply_server(reply)
         async with server, AzureBlobStore.from_account_key(
                 ACCOUNT, KEY, "c", endpoint=f"http://127.0.0.1:{port}/{ACCOUNT}", fast_path=fast) as store:
-            op = {"get": lambda: store.get_range("x"), "put": lambda: store.put("x", b"1"),
+            op = {"get": lambda: store.get("x"), "put": lambda: store.put("x", b"1"),
                   "commit": lambda: store.commit_blocks("x", ["a"])}[call]
             with pytest.raises(kind) as err:
                 await asyncio.wait_for(op(), 20)

@@ -8,7 +8,8 @@ import pytest
 import xxhash
 
 from luisy_sync.errors import NotFoundError, PreconditionFailed, StoreError, UnsafePathError
-from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo, Store
+from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode, Store
+from luisy_sync.stores.small import read_small, write_small
 
 
 def digest(data: bytes) -> str:
@@ -29,11 +30,11 @@ async def test_put_head_list_get(any_store: Store) -> None:
     assert (head.name, head.size, head.digest, head.etag) == ("dir/a.bin", 1000, digest(data), info.etag)
     listed = await any_store.list()
     assert [(o.name, o.size, o.digest, o.etag) for o in listed] == [("dir/a.bin", 1000, digest(data), info.etag)]
-    assert await any_store.get_range("dir/a.bin") == data
-    assert await any_store.get_range("dir/a.bin", 10) == data[10:]
-    assert await any_store.get_range("dir/a.bin", 10, 90) == data[10:100]
-    assert await any_store.get_range("dir/a.bin", 999, 1) == data[999:]
-    assert await any_store.get_range("dir/a.bin", 0, 1000) == data
+    assert (await any_store.get("dir/a.bin")).data == data
+    assert (await any_store.get("dir/a.bin", 10)).data == data[10:]
+    assert (await any_store.get("dir/a.bin", 10, 90)).data == data[10:100]
+    assert (await any_store.get("dir/a.bin", 999, 1)).data == data[999:]
+    assert (await any_store.get("dir/a.bin", 0, 1000)).data == data
 
 
 async def test_empty_and_one_byte_objects(any_store: Store) -> None:
@@ -41,9 +42,9 @@ async def test_empty_and_one_byte_objects(any_store: Store) -> None:
     await any_store.put("one", b"x")
     assert (await any_store.head("empty")).size == 0
     assert (await any_store.head("empty")).digest == digest(b"")
-    assert await any_store.get_range("empty") == b""
-    assert await any_store.get_range("one") == b"x"
-    assert await any_store.get_range("one", 0, 1) == b"x"
+    assert (await any_store.get("empty")).data == b""
+    assert (await any_store.get("one")).data == b"x"
+    assert (await any_store.get("one", 0, 1)).data == b"x"
     assert (await any_store.head("one")).digest is None
 
 
@@ -53,7 +54,7 @@ async def test_overwrite_replaces_content_and_metadata(any_store: Store) -> None
     assert first.etag != second.etag
     head = await any_store.head("f")
     assert (head.size, head.digest) == (6, None)
-    assert await any_store.get_range("f") == b"second"
+    assert (await any_store.get("f")).data == b"second"
 
 
 async def test_list_with_prefix_and_sorted(any_store: Store) -> None:
@@ -74,7 +75,7 @@ async def test_unicode_and_nested_names(any_store: Store) -> None:
     assert sorted(listed) == sorted(names)
     for i, name in enumerate(names):
         assert listed[name].digest == f"{i:032x}"
-        assert await any_store.get_range(name) == bytes([i]) * (i + 1)
+        assert (await any_store.get(name)).data == bytes([i]) * (i + 1)
 
 
 async def test_blocks_commit_in_order(any_store: Store) -> None:
@@ -88,15 +89,15 @@ async def test_blocks_commit_in_order(any_store: Store) -> None:
     data = b"".join(blocks[b] for b in order)
     info = await any_store.commit_blocks("big/file", order, metadata={DIGEST_KEY: digest(data)})
     assert (info.name, info.size, info.digest) == ("big/file", len(data), digest(data))
-    assert await any_store.get_range("big/file") == data
-    assert await any_store.get_range("big/file", 150, 300) == data[150:450]
+    assert (await any_store.get("big/file")).data == data
+    assert (await any_store.get("big/file", 150, 300)).data == data[150:450]
     assert [o.name for o in await any_store.list()] == ["big/file"]
 
 
 async def test_uncommitted_blocks_do_not_replace_the_object(any_store: Store) -> None:
     await any_store.put("obj", b"original")
     await any_store.put_block("obj", "blk-0001", b"staged but never committed")
-    assert await any_store.get_range("obj") == b"original"
+    assert (await any_store.get("obj")).data == b"original"
     assert [(o.name, o.size) for o in await any_store.list()] == [("obj", 8)]
 
 
@@ -117,38 +118,86 @@ async def test_delete_and_delete_missing(any_store: Store) -> None:
     await any_store.delete("never/existed")
     assert [o.name for o in await any_store.list()] == ["d/y"]
     with pytest.raises(NotFoundError):
-        await any_store.get_range("d/x")
+        (await any_store.get("d/x")).data
 
 
 async def test_not_found(any_store: Store) -> None:
     with pytest.raises(NotFoundError):
         await any_store.head("missing")
     with pytest.raises(NotFoundError):
-        await any_store.get_range("missing", 0, 10)
+        await any_store.get("missing", 0, 10)
     with pytest.raises(NotFoundError):
-        await any_store.read_small("missing")
+        await read_small(any_store, "missing")
 
 
 async def test_small_writes_if_none_match(any_store: Store) -> None:
-    etag = await any_store.write_small("meta/manifest.json", b"v1", if_none_match=True)
-    data, read_etag = await any_store.read_small("meta/manifest.json")
+    etag = await write_small(any_store, "meta/manifest.json", b"v1", if_none_match=True)
+    data, read_etag = await read_small(any_store, "meta/manifest.json")
     assert (data, read_etag) == (b"v1", etag)
     with pytest.raises(PreconditionFailed):
-        await any_store.write_small("meta/manifest.json", b"v2", if_none_match=True)
-    assert (await any_store.read_small("meta/manifest.json"))[0] == b"v1"
+        await write_small(any_store, "meta/manifest.json", b"v2", if_none_match=True)
+    assert (await read_small(any_store, "meta/manifest.json"))[0] == b"v1"
 
 
 async def test_small_writes_if_match(any_store: Store) -> None:
-    first = await any_store.write_small("m", b"v1")
-    second = await any_store.write_small("m", b"v2", if_match=first)
+    first = await write_small(any_store, "m", b"v1")
+    second = await write_small(any_store, "m", b"v2", if_match=first)
     assert second != first
     with pytest.raises(PreconditionFailed):
-        await any_store.write_small("m", b"stale writer", if_match=first)
-    assert await any_store.read_small("m") == (b"v2", second)
+        await write_small(any_store, "m", b"stale writer", if_match=first)
+    assert await read_small(any_store, "m") == (b"v2", second)
     with pytest.raises(PreconditionFailed):
-        await any_store.write_small("absent", b"x", if_match=first)
+        await write_small(any_store, "absent", b"x", if_match=first)
     with pytest.raises(NotFoundError):
-        await any_store.read_small("absent")
+        await read_small(any_store, "absent")
+
+
+async def test_one_etag_per_object_version(any_store: Store) -> None:
+    """put == head == list == get (whole, ranged, empty range) for every way of writing."""
+    data = b"0123456789" * 30
+    written = {
+        "e/put": await any_store.put("e/put", data, metadata={DIGEST_KEY: digest(data)}),
+        "e/create": await any_store.put("e/create", data, mode=PutMode.CREATE),
+    }
+    written["e/update"] = await any_store.put("e/update", b"old")
+    written["e/update"] = await any_store.put("e/update", data, metadata={"k": "v"},
+                                              mode=PutMode.update(written["e/update"].etag or ""))
+    for i, chunk in enumerate((data[:100], data[100:])):
+        await any_store.put_block("e/blocks", f"b{i}", chunk)
+    written["e/blocks"] = await any_store.commit_blocks("e/blocks", ["b0", "b1"])
+    listed = {o.name: o for o in await any_store.list("e/")}
+    assert sorted(listed) == sorted(written)
+    for name, info in written.items():
+        head = await any_store.head(name)
+        whole, ranged = await any_store.get(name), await any_store.get(name, 5, 10)
+        empty, past = await any_store.get(name, 5, 0), await any_store.get(name, len(data) + 5)
+        assert (whole.data, ranged.data, empty.data, past.data) == (data, data[5:15], b"", b"")
+        assert isinstance(whole, GetResult) and info.etag, name
+        assert {info.etag, head.etag, listed[name].etag, whole.etag, ranged.etag, empty.etag,
+                past.etag} == {info.etag}, name
+        assert (info.size, head.size, listed[name].size) == (len(data),) * 3
+
+
+async def test_put_modes(any_store: Store) -> None:
+    created = await any_store.put("p/m", b"v1", metadata={DIGEST_KEY: digest(b"v1")}, mode=PutMode.CREATE)
+    with pytest.raises(PreconditionFailed):
+        await any_store.put("p/m", b"again", mode=PutMode.CREATE)
+    updated = await any_store.put("p/m", b"v2", metadata={DIGEST_KEY: digest(b"v2")},
+                                  mode=PutMode.update(created.etag or ""))
+    with pytest.raises(PreconditionFailed):
+        await any_store.put("p/m", b"stale", mode=PutMode.update(created.etag or ""))
+    head = await any_store.head("p/m")
+    assert (head.etag, head.digest, head.size) == (updated.etag, digest(b"v2"), 2)
+    assert await any_store.get("p/m") == GetResult(b"v2", updated.etag or "")
+    with pytest.raises(PreconditionFailed):
+        await any_store.put("p/absent", b"x", mode=PutMode.update(updated.etag or ""))
+    assert [o.name for o in await any_store.list("p/")] == ["p/m"]
+    overwritten = await any_store.put("p/m", b"v3")
+    assert overwritten.etag not in (created.etag, updated.etag)
+    with pytest.raises(ValueError):
+        PutMode("update")
+    with pytest.raises(ValueError):
+        PutMode("create", '"x"')
 
 
 async def test_unsafe_names_refused(any_store: Store) -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from luisy_sync.errors import ContainerNotFound, PreconditionFailed, StoreError, UnsafePathError
 from luisy_sync.conventions import STORE_DIR, TEMP_NAME
-from luisy_sync.stores.base import DIGEST_KEY
+from luisy_sync.errors import ContainerNotFound, NotFoundError, PreconditionFailed, StoreError, UnsafePathError
+from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode
 from luisy_sync.stores.local import LocalStore, content_etag
+from luisy_sync.stores.small import read_small, write_small
 
 
 def _files(root: Path) -> list[str]:
@@ -35,7 +36,7 @@ async def test_files_put_by_hand_are_listed_without_digest(local_store: LocalSto
     (root / "hand" / "made.txt").write_bytes(b"12345")
     [info] = await local_store.list()
     assert (info.name, info.size, info.digest) == ("hand/made.txt", 5, None)
-    assert await local_store.get_range("hand/made.txt", 1, 3) == b"234"
+    assert (await local_store.get("hand/made.txt", 1, 3)).data == b"234"
 
 
 @pytest.mark.parametrize("how", ["rewrite", "replace_same_size"])
@@ -66,7 +67,7 @@ async def test_metadata_of_deleted_object_does_not_come_back(local_store: LocalS
 async def test_bookkeeping_and_temp_files_never_listed(local_store: LocalStore) -> None:
     root = Path(local_store.root)
     await local_store.put_block("staged", "b1", b"x")
-    await local_store.write_small("m", b"1")
+    await write_small(local_store, "m", b"1")
     (root / "d").mkdir()
     (root / "d" / ".f.luisy-tmp-0123456789abcdef0123456789abcdef").write_bytes(b"partial")
     assert [o.name for o in await local_store.list()] == ["m"]
@@ -112,10 +113,10 @@ async def test_commit_streams_and_cleans_staging(local_store: LocalStore) -> Non
 
 
 async def test_small_etag_is_content_based(local_store: LocalStore) -> None:
-    etag = await local_store.write_small("m", b"payload")
+    etag = await write_small(local_store, "m", b"payload")
     assert etag == content_etag(b"payload") == (await local_store.head("m")).etag
     other = LocalStore(local_store.root)
-    assert (await other.read_small("m"))[1] == etag
+    assert (await read_small(other, "m"))[1] == etag
 
 
 async def test_delete_prunes_empty_directories(local_store: LocalStore) -> None:
@@ -175,10 +176,10 @@ def _increment(root: str, count: int, errors: "multiprocessing.Queue[str]") -> N
         store = LocalStore(root)
         for _ in range(count):
             while True:
-                data, etag = await store.read_small("counter.json")
+                data, etag = await read_small(store, "counter.json")
                 value = json.loads(data)["n"] + 1
                 try:
-                    await store.write_small("counter.json", json.dumps({"n": value}).encode(), if_match=etag)
+                    await write_small(store, "counter.json", json.dumps({"n": value}).encode(), if_match=etag)
                     break
                 except PreconditionFailed:
                     continue
@@ -191,7 +192,7 @@ def _increment(root: str, count: int, errors: "multiprocessing.Queue[str]") -> N
 
 def test_conditional_writes_from_four_processes(tmp_path: Path) -> None:
     root = str(tmp_path / "shared")
-    asyncio.run(LocalStore(root).write_small("counter.json", b'{"n": 0}', if_none_match=True))
+    asyncio.run(write_small(LocalStore(root), "counter.json", b'{"n": 0}', if_none_match=True))
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()
     procs = [ctx.Process(target=_increment, args=(root, 25, errors)) for _ in range(4)]
@@ -201,5 +202,39 @@ def test_conditional_writes_from_four_processes(tmp_path: Path) -> None:
         p.join(timeout=120)
     assert all(p.exitcode == 0 for p in procs)
     assert errors.empty()
-    data, _ = asyncio.run(LocalStore(root).read_small("counter.json"))
+    data, _ = asyncio.run(read_small(LocalStore(root), "counter.json"))
     assert json.loads(data) == {"n": 100}
+
+
+async def test_batch_calls_use_the_modes_and_etags_of_put_and_get(local_store: LocalStore) -> None:
+    first = await local_store.put("b/x", b"1")
+    await local_store.put("b/there", b"t")
+    results = await local_store.put_many([
+        ("b/a", b"a", {DIGEST_KEY: "0" * 32}),
+        ("b/x", b"22", None, PutMode.update(first.etag or "")),
+        ("b/absent", b"y", None, PutMode.update(first.etag or "")),
+        ("b/there", b"again", None, PutMode.CREATE),
+        ("b/new", b"new", {"k": "v"}, PutMode.CREATE),
+    ])
+    assert [type(r).__name__ for r in results] == [
+        "ObjectInfo", "ObjectInfo", "PreconditionFailed", "PreconditionFailed", "ObjectInfo"]
+    names = ["b/a", "b/x", "b/new", "b/there"]
+    got = await local_store.get_many(names + ["b/absent"])
+    assert isinstance(got[-1], NotFoundError)
+    for name, result in zip(names, got):
+        assert isinstance(result, GetResult)
+        assert result.etag == (await local_store.head(name)).etag == (await local_store.get(name)).etag
+    assert [g.data for g in got[:4]] == [b"a", b"22", b"new", b"t"]  # type: ignore[union-attr]
+    assert [r.etag for r in results if isinstance(r, ObjectInfo)] == [g.etag for g in got[:3]]  # type: ignore[union-attr]
+    assert (await local_store.head("b/a")).digest == "0" * 32
+    assert (await local_store.head("b/new")).metadata == {"k": "v"}
+
+
+async def test_get_many_of_more_names_than_one_index_read_takes(local_store: LocalStore) -> None:
+    names = [f"many/{i:04d}" for i in range(1203)]
+    await local_store.put_many([(n, n.encode(), {DIGEST_KEY: f"{i:032x}"}) for i, n in enumerate(names)])
+    (Path(local_store.root) / "many" / "0007").write_bytes(b"by hand")  # no row: the stat ETag
+    listed = {o.name: o.etag for o in await local_store.list("many/")}
+    got = await local_store.get_many(names)
+    assert [g.etag for g in got] == [listed[n] for n in names]  # type: ignore[union-attr]
+    assert got[7].etag.startswith('"s') and got[8].data == b"many/0008"  # type: ignore[union-attr]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from luisy_sync import (MemoryStore, ObjectInfo, Report, SyncError, SyncFailed, 
                         UnsafePathError, pull, push, scan)
 from luisy_sync.errors import StoreError
 from luisy_sync.retry import RetryPolicy
+from luisy_sync.stores.wrappers import Fault, FaultStore
 
 BLOCK = 256 * 1024
 FAST = RetryPolicy(base=0.001, cap=0.005)
@@ -94,20 +96,15 @@ async def test_dry_run_writes_nothing(any_store: Any, tmp_path: Path) -> None:
     assert not dest.exists()
 
 
-class Listing(MemoryStore):
+def listing(extra: list[str]) -> FaultStore:
     """A MemoryStore whose listing also shows names another tool might have written."""
-
-    def __init__(self, extra: list[str]):
-        super().__init__()
-        self.extra = extra
-
-    async def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return [*await super().list(prefix), *(ObjectInfo(n, 4, None, {}) for n in self.extra)]
+    return FaultStore(MemoryStore(), Fault("list", alter=lambda listed: [
+        *listed, *(ObjectInfo(n, 4, None, {}) for n in extra)]))
 
 
 @pytest.mark.parametrize("bad", ["p/../../evil.txt", "p/sub/../../../evil.txt", "p/a\\..\\evil.txt"])
 async def test_unsafe_remote_names_refuse_the_pull(tmp_path: Path, bad: str) -> None:
-    store = Listing([bad])
+    store = listing([bad])
     await push(make_dir(tmp_path / "src", {"ok.txt": b"ok"}), store, prefix="p", cache=False)
     dest = tmp_path / "deep" / "dest"
     with pytest.raises(UnsafePathError) as info:
@@ -118,14 +115,9 @@ async def test_unsafe_remote_names_refuse_the_pull(tmp_path: Path, bad: str) -> 
 
 
 async def test_permanent_failure_raises_sync_failed_naming_the_file(tmp_path: Path) -> None:
-    class Rejects(MemoryStore):
-        async def put(self, name: str, data: bytes, **kw: Any) -> Any:
-            if name == "b/bad.bin":
-                raise StoreError("put b/bad.bin: 400 InvalidHeaderValue (injected)", status=400)
-            return await super().put(name, data, **kw)
-
     src = make_dir(tmp_path / "src", {"a.txt": b"a", "b/bad.bin": b"bad", "c.txt": b"c"})
-    store = Rejects()
+    store = FaultStore(MemoryStore(), Fault("put", name="b/bad.bin", error=partial(
+        StoreError, "put b/bad.bin: 400 InvalidHeaderValue (injected)", status=400)))
     with pytest.raises(SyncFailed) as info:
         await push(src, store, cache=False, policy=FAST)
     message = str(info.value)
@@ -140,18 +132,11 @@ async def test_permanent_failure_raises_sync_failed_naming_the_file(tmp_path: Pa
 
 
 async def test_transient_errors_do_not_fail_a_push(tmp_path: Path) -> None:
-    class Hiccups(MemoryStore):
-        left = 4
-
-        async def put(self, name: str, data: bytes, **kw: Any) -> Any:
-            if self.left:
-                self.left -= 1
-                raise TransientError("503 server busy (injected)", status=503)
-            return await super().put(name, data, **kw)
-
+    hiccups = FaultStore(MemoryStore(), Fault("put", times=4, error=partial(
+        TransientError, "503 server busy (injected)", status=503)))
     src = make_dir(tmp_path / "src", {f"f{i}.txt": b"%d" % i for i in range(5)})
-    report = await push(src, Hiccups(), cache=False, policy=FAST)
-    assert len(report.uploaded) == 5 and report.ok
+    report = await push(src, hiccups, cache=False, policy=FAST)
+    assert len(report.uploaded) == 5 and report.ok and hiccups.failures == 4
 
 
 async def test_missing_requested_path_is_a_failure(tmp_path: Path) -> None:

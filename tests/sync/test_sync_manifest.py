@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from luisy_sync.errors import ManifestError, PreconditionFailed, StoreError
 from luisy_sync.manifest import (MANIFEST_FORMAT, read_manifest, update_json_object,
                                  update_manifest)
 from luisy_sync.stores.memory import MemoryStore
+from luisy_sync.stores.small import read_small, write_small
+from luisy_sync.stores.wrappers import CountingStore, Fault, FaultStore
 
 NAME = ".luisy-sync.json"
 
@@ -33,7 +36,7 @@ async def test_update_merges_and_removes(any_store: Any) -> None:
     files, etag = await read_manifest(any_store, NAME)
     assert files == {"a": entry(1), "c": {**entry(3), "hash": "code-v1"}}
     assert etag is not None
-    raw, _ = await any_store.read_small(NAME)
+    raw, _ = await read_small(any_store, NAME)
     assert json.loads(raw)["format"] == MANIFEST_FORMAT
 
 
@@ -53,7 +56,7 @@ async def test_unchanged_update_does_not_write(any_store: Any) -> None:
 ])
 async def test_corrupt_manifest_is_one_clear_line(content: bytes, reason: str) -> None:
     store = MemoryStore()
-    await store.write_small(NAME, content)
+    await write_small(store, NAME, content)
     with pytest.raises(ManifestError) as info:
         await read_manifest(store, NAME)
     message = str(info.value)
@@ -70,25 +73,9 @@ def shared_store(request: pytest.FixtureRequest) -> Any:
 
 
 async def test_eight_concurrent_writers_lose_no_entry(shared_store: Any) -> None:
-    class Slow:
-        """Widens the read→write window so the writers really collide."""
-
-        def __init__(self, inner: Any):
-            self.inner, self.url, self.conflicts = inner, inner.url, 0
-
-        async def read_small(self, name: str) -> Any:
-            result = await self.inner.read_small(name)
-            await anyio.sleep(0.002)
-            return result
-
-        async def write_small(self, name: str, data: bytes, **kw: Any) -> str:
-            try:
-                return await self.inner.write_small(name, data, **kw)
-            except PreconditionFailed:
-                self.conflicts += 1
-                raise
-
-    store = Slow(shared_store)
+    # the reads take a little while (widening the read→write window so the writers really
+    # collide); the counting view sees the conflicts
+    store = CountingStore(FaultStore(shared_store, Fault("get", after=lambda: anyio.sleep(0.002))))
 
     async def writer(task: int) -> None:
         for i in range(5):
@@ -100,7 +87,7 @@ async def test_eight_concurrent_writers_lose_no_entry(shared_store: Any) -> None
                 tg.start_soon(writer, task)
     files, _ = await read_manifest(shared_store, NAME)
     assert files == {f"t{t}/f{i}": entry(t * 10 + i) for t in range(8) for i in range(5)}
-    assert store.conflicts > 0  # the test really exercised the retry path
+    assert store.failed["put"] > 0  # the test really exercised the retry path
 
 
 async def test_update_json_object_is_generic() -> None:
@@ -114,12 +101,11 @@ async def test_update_json_object_is_generic() -> None:
 
 
 async def test_update_gives_up_after_attempts() -> None:
-    class AlwaysLoses(MemoryStore):
-        async def write_small(self, name: str, data: bytes, **kw: Any) -> str:
-            raise PreconditionFailed(f"{name!r} changed since it was read", status=412)
-
+    always_loses = FaultStore(MemoryStore(), Fault("put", name=NAME, error=partial(
+        PreconditionFailed, f"{NAME!r} changed since it was read", status=412)))
     with pytest.raises(PreconditionFailed, match="kept changing during 3 update attempts"):
-        await update_manifest(AlwaysLoses(), NAME, {"a": entry(1)}, attempts=3)
+        await update_manifest(always_loses, NAME, {"a": entry(1)}, attempts=3)
+    assert always_loses.failures == 3
 
 
 async def test_push_manifest_names_only_content_that_is_there(tmp_path: Path) -> None:
@@ -128,13 +114,8 @@ async def test_push_manifest_names_only_content_that_is_there(tmp_path: Path) ->
     for name in ("a.txt", "sub/b.txt", "bad.txt"):
         (src / name).write_text(name)
 
-    class RefusesBad(MemoryStore):
-        async def put(self, name: str, data: bytes, **kw: Any) -> Any:
-            if name.endswith("bad.txt"):
-                raise StoreError("put bad.txt: 400 rejected (injected)", status=400)
-            return await super().put(name, data, **kw)
-
-    store = RefusesBad()
+    store = FaultStore(MemoryStore(), Fault("put", name=lambda n: n.endswith("bad.txt"), error=partial(
+        StoreError, "put bad.txt: 400 rejected (injected)", status=400)))
     report = await push(src, store, prefix="p", cache=False, raise_on_failure=False,
                         manifest_extra={"a.txt": {"hash": "task-hash"}})
     assert [p for p, _ in report.failed] == ["bad.txt"]

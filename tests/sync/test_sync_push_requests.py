@@ -6,40 +6,15 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from luisy_sync import hash_bytes, push, read_manifest
 from luisy_sync.stores.memory import MemoryStore
+from luisy_sync.stores.wrappers import CountingStore, Fault, FaultStore
 
 MANIFEST = ".luisy-sync.json"
-
-
-class Counting:
-    """A store view that counts every call by method name (and can hold a listing)."""
-
-    def __init__(self, inner: MemoryStore, after_list: Any = None):
-        self.inner, self.after_list, self.url = inner, after_list, inner.url
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-
-        async def counted(*args: Any, **kw: Any) -> Any:
-            self.calls[name] += 1
-            return await method(*args, **kw)
-
-        return counted
-
-    async def list(self, prefix: str = "") -> Any:
-        self.calls["list"] += 1
-        listing = await self.inner.list(prefix)
-        if self.after_list is not None:  # something happens between our listing and what follows
-            hook, self.after_list = self.after_list, None
-            await hook()
-        return listing
 
 
 def make_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -56,10 +31,11 @@ async def test_a_no_op_push_reads_the_manifest_once_lists_once_and_writes_nothin
     src = make_tree(tmp_path / "src", FILES)
     store = MemoryStore()
     await push(src, store, prefix="p", cache=False)
-    counting = Counting(store)
+    counting = CountingStore(store)
     report = await push(src, counting, prefix="p", cache=False)
     assert report.uploaded == () and len(report.skipped) == len(FILES)
-    assert counting.calls == Counter({"read_small": 1, "list": 1})
+    assert counting.calls == Counter({"get": 1, "list": 1})
+    assert counting.requests == [("get", f"p/{MANIFEST}"), ("list", "p/")]
 
 
 async def test_a_push_of_one_change_reads_and_lists_once(tmp_path: Path) -> None:
@@ -67,10 +43,11 @@ async def test_a_push_of_one_change_reads_and_lists_once(tmp_path: Path) -> None
     store = MemoryStore()
     await push(src, store, cache=False)
     (src / "d0/f0.txt").write_bytes(b"changed")
-    counting = Counting(store)
+    counting = CountingStore(store)
     report = await push(src, counting, cache=False)
     assert report.uploaded == ("d0/f0.txt",)
-    assert counting.calls == Counter({"read_small": 1, "list": 1, "put": 1, "write_small": 1})
+    assert counting.calls == Counter({"get": 1, "list": 1, "put": 2})
+    assert counting.requests == [("get", MANIFEST), ("list", ""), ("put", "d0/f0.txt"), ("put", MANIFEST)]
     entries, _ = await read_manifest(store)
     assert entries["d0/f0.txt"] == {"digest": hash_bytes(b"changed"), "size": 7}
 
@@ -88,11 +65,11 @@ async def test_a_push_landing_between_the_listing_and_the_manifest_update_wins(
     async def b_pushes() -> None:
         await push(b_src, shared, cache=False)
 
-    a = Counting(shared, after_list=b_pushes)
+    a = FaultStore(shared, Fault("list", times=1, after=b_pushes))  # B pushes right after A lists
     with anyio.fail_after(10):
         report = await push(a_src, a, cache=False)
     assert report.skipped == ("same.txt",) and report.uploaded == ()
-    blob = await shared.get_range("same.txt")
+    blob = (await shared.get("same.txt")).data
     entries, _ = await read_manifest(shared)
     assert blob == b"B's newer content"
     assert entries == {"same.txt": {"digest": hash_bytes(blob), "size": len(blob)}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from luisy_sync.progress import ProgressCallback
 from luisy_sync.retry import RetryPolicy
 from luisy_sync.stores.base import DIGEST_KEY
 from luisy_sync.stores.memory import MemoryStore
+from luisy_sync.stores.wrappers import CountingStore, Fault, FaultStore
 from luisy_sync.transfer import Transfer, download_paths, upload_paths
 from luisy_sync.tree import FileEntry, Tree
 
@@ -54,76 +56,18 @@ def transfer(**kw: Any) -> Transfer:
     return Transfer(block_size=kw.pop("block_size", BLOCK), policy=kw.pop("policy", FAST_RETRY), **kw)
 
 
-class Wrapper:
-    """A store that forwards everything to ``inner`` unless a subclass overrides it."""
-
-    def __init__(self, inner: Any):
-        self.inner = inner
-        self.url = inner.url
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+DATA_VERBS = ("put", "put_block", "commit_blocks", "get")
 
 
-class Flaky(Wrapper):
-    """Fails the first ``n`` calls of each data method with TransientError."""
-
-    def __init__(self, inner: Any, n: int):
-        super().__init__(inner)
-        self.left = {m: n for m in ("put", "put_block", "commit_blocks", "get_range")}
-        self.failures = 0
-
-    def _maybe_fail(self, method: str) -> None:
-        if self.left[method] > 0:
-            self.left[method] -= 1
-            self.failures += 1
-            raise TransientError(f"{method}: connection reset (injected)")
-
-    async def put(self, *a: Any, **kw: Any) -> Any:
-        self._maybe_fail("put")
-        return await self.inner.put(*a, **kw)
-
-    async def put_block(self, *a: Any, **kw: Any) -> Any:
-        self._maybe_fail("put_block")
-        return await self.inner.put_block(*a, **kw)
-
-    async def commit_blocks(self, *a: Any, **kw: Any) -> Any:
-        self._maybe_fail("commit_blocks")
-        return await self.inner.commit_blocks(*a, **kw)
-
-    async def get_range(self, *a: Any, **kw: Any) -> Any:
-        self._maybe_fail("get_range")
-        return await self.inner.get_range(*a, **kw)
+def flaky(inner: Any, n: int) -> FaultStore:
+    """Fails the first ``n`` calls of each data verb with TransientError."""
+    return FaultStore(inner, *(Fault(verb, times=n, error=partial(TransientError, f"{verb}: connection reset (injected)"))
+                               for verb in DATA_VERBS))
 
 
-class Counting(Wrapper):
-    """Counts store requests in flight (each takes a little while)."""
-
-    def __init__(self, inner: Any):
-        super().__init__(inner)
-        self.now = self.peak = self.total = 0
-
-    async def _counted(self, method: str, *a: Any, **kw: Any) -> Any:
-        self.now += 1
-        self.total += 1
-        self.peak = max(self.peak, self.now)
-        try:
-            await anyio.sleep(0.002)
-            return await getattr(self.inner, method)(*a, **kw)
-        finally:
-            self.now -= 1
-
-    async def put(self, *a: Any, **kw: Any) -> Any:
-        return await self._counted("put", *a, **kw)
-
-    async def put_block(self, *a: Any, **kw: Any) -> Any:
-        return await self._counted("put_block", *a, **kw)
-
-    async def commit_blocks(self, *a: Any, **kw: Any) -> Any:
-        return await self._counted("commit_blocks", *a, **kw)
-
-    async def get_range(self, *a: Any, **kw: Any) -> Any:
-        return await self._counted("get_range", *a, **kw)
+def counting(inner: Any) -> CountingStore:
+    """Counts data requests in flight (each takes a little while)."""
+    return CountingStore(inner, verbs=DATA_VERBS, delay=0.002)
 
 
 class Recorder(ProgressCallback):
@@ -188,17 +132,17 @@ async def test_corrupted_blob_is_caught_and_never_lands(any_store: Any, tmp_path
 
 async def test_transient_failures_are_retried(tmp_path: Path) -> None:
     inner = MemoryStore()
-    flaky = Flaky(inner, n=3)
+    flaky_store = flaky(inner, n=3)
     tree = write_tree(tmp_path / "src", SAMPLES)
     progress = Recorder()
-    up = await upload_paths(flaky, tree.root, list(tree), tree, transfer=transfer(progress=progress))
+    up = await upload_paths(flaky_store, tree.root, list(tree), tree, transfer=transfer(progress=progress))
     assert up.failed == []
-    assert flaky.failures == 9  # put, put_block and commit_blocks failed 3 times each
+    assert flaky_store.failures == 9  # put, put_block and commit_blocks failed 3 times each
     assert progress.events["retried"] == 9
     assert progress.bytes == tree.total_bytes  # retries never count bytes twice
 
-    down = await download_paths(flaky, tmp_path / "dest", list(tree), tree, transfer=transfer())
-    assert down.failed == []
+    down = await download_paths(flaky_store, tmp_path / "dest", list(tree), tree, transfer=transfer())
+    assert down.failed == [] and flaky_store.failures == 12  # and get 3 times
     assert all_files(tmp_path / "dest") == SAMPLES
 
 
@@ -208,17 +152,12 @@ async def test_whole_file_restart_uncounts_bytes(tmp_path: Path) -> None:
     store = MemoryStore()
     await store.put("f.bin", b"\x00" * len(data), metadata={DIGEST_KEY: tree["f.bin"].digest})
 
-    class HealsAfterFirstRead(Wrapper):
-        reads = 0
+    async def repair() -> None:  # the first attempt saw the corrupt copy; repair it now
+        await store.put("f.bin", data, metadata={DIGEST_KEY: tree["f.bin"].digest})
 
-        async def get_range(self, name: str, start: int = 0, length: int | None = None) -> bytes:
-            self.reads += 1
-            if self.reads == 3:  # the first attempt saw the corrupt copy; repair it now
-                await self.inner.put(name, data, metadata={DIGEST_KEY: tree["f.bin"].digest})
-            return await self.inner.get_range(name, start, length)
-
+    heals_after_first_read = FaultStore(store, Fault("get", skip=2, times=1, before=repair))
     progress = Recorder()
-    result = await download_paths(HealsAfterFirstRead(store), tmp_path / "dest", ["f.bin"], tree,
+    result = await download_paths(heals_after_first_read, tmp_path / "dest", ["f.bin"], tree,
                                   transfer=transfer(progress=progress))
     assert result.done == ["f.bin"]
     assert progress.events["retried"] == 1
@@ -227,15 +166,11 @@ async def test_whole_file_restart_uncounts_bytes(tmp_path: Path) -> None:
 
 
 async def test_permanent_failure_is_recorded_and_others_continue(tmp_path: Path) -> None:
-    class Denies(Wrapper):
-        async def put(self, name: str, data: bytes, **kw: Any) -> Any:
-            if name == "b.txt":
-                raise StoreError("put b.txt: 403 this request is not authorized", status=403)
-            return await self.inner.put(name, data, **kw)
-
+    denies = FaultStore(MemoryStore(), Fault("put", name="b.txt", error=partial(
+        StoreError, "put b.txt: 403 this request is not authorized", status=403)))
     tree = write_tree(tmp_path / "src", {"a.txt": b"a", "b.txt": b"b", "c.txt": b"c"})
     progress = Recorder()
-    result = await upload_paths(Denies(MemoryStore()), tree.root, list(tree), tree,
+    result = await upload_paths(denies, tree.root, list(tree), tree,
                                 transfer=transfer(progress=progress))
     assert result.done == ["a.txt", "c.txt"]
     assert result.failed == [("b.txt", "StoreError: put b.txt: 403 this request is not authorized")]
@@ -247,12 +182,12 @@ async def test_concurrency_limit_covers_blocks_and_small_files(tmp_path: Path) -
     files = {f"small/{i:03d}.txt": f"file {i}".encode() for i in range(60)}
     files["big.bin"] = os.urandom(10 * BLOCK)
     tree = write_tree(tmp_path / "src", files)
-    counting = Counting(MemoryStore())
-    await upload_paths(counting, tree.root, list(tree), tree, transfer=transfer(concurrency=4))
-    assert 1 < counting.peak <= 4
-    counting.peak = 0
-    await download_paths(counting, tmp_path / "dest", list(tree), tree, transfer=transfer(concurrency=3))
-    assert 1 < counting.peak <= 3
+    counts = counting(MemoryStore())
+    await upload_paths(counts, tree.root, list(tree), tree, transfer=transfer(concurrency=4))
+    assert 1 < counts.peak <= 4 and counts.calls["put_block"] == 10 and counts.now == 0
+    counts.peak = 0
+    await download_paths(counts, tmp_path / "dest", list(tree), tree, transfer=transfer(concurrency=3))
+    assert 1 < counts.peak <= 3 and counts.calls["get"] > 0
     assert all_files(tmp_path / "dest") == files
 
 
@@ -281,34 +216,20 @@ async def test_unsafe_names_are_refused_per_file(tmp_path: Path) -> None:
     assert not (tmp_path / "escape.txt").exists()
 
 
-class Stalls(Wrapper):
-    """Serves the first data request, then blocks every later one forever."""
-
-    def __init__(self, inner: Any):
-        super().__init__(inner)
-        self.served = anyio.Event()
-        self.calls = 0
-
-    async def _stall_after_first(self, method: str, *a: Any, **kw: Any) -> Any:
-        self.calls += 1
-        if self.calls > 1:
-            await anyio.sleep_forever()
-        result = await getattr(self.inner, method)(*a, **kw)
-        self.served.set()
-        return result
-
-    async def get_range(self, *a: Any, **kw: Any) -> Any:
-        return await self._stall_after_first("get_range", *a, **kw)
-
-    async def put_block(self, *a: Any, **kw: Any) -> Any:
-        return await self._stall_after_first("put_block", *a, **kw)
+def stalls(inner: Any) -> tuple[FaultStore, anyio.Event]:
+    """A store that serves the first data request (then sets the event), then blocks
+    every later one forever."""
+    served = anyio.Event()
+    verbs = ("get", "put_block")
+    return FaultStore(inner, Fault(verbs, times=1, after=served.set),
+                      Fault(verbs, skip=1, before=anyio.sleep_forever)), served
 
 
-async def _cancel_when_served(stalls: Stalls, fn: Any, *args: Any, **kw: Any) -> None:
+async def _cancel_when_served(served: anyio.Event, fn: Any, *args: Any, **kw: Any) -> None:
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: fn(*args, **kw))
-            await stalls.served.wait()
+            await served.wait()
             await anyio.sleep(0.05)
             tg.cancel_scope.cancel()
 
@@ -318,17 +239,17 @@ async def test_cancelled_download_leaves_no_temp_file(tmp_path: Path) -> None:
     tree = write_tree(tmp_path / "src", {"d/big.bin": data})
     store = MemoryStore()
     await upload_paths(store, tree.root, list(tree), tree, transfer=transfer())
-    stalls = Stalls(store)
+    stalling, served = stalls(store)
     dest = tmp_path / "dest"
-    await _cancel_when_served(stalls, download_paths, stalls, dest, list(tree), tree, transfer=transfer())
+    await _cancel_when_served(served, download_paths, stalling, dest, list(tree), tree, transfer=transfer())
     assert (dest / "d").is_dir()
     assert list(dest.rglob("*.bin")) == [] and temp_files(dest) == []
 
 
 async def test_cancelled_large_upload_commits_nothing(any_store: Any, tmp_path: Path) -> None:
     tree = write_tree(tmp_path / "src", {"big.bin": os.urandom(4 * BLOCK)})
-    stalls = Stalls(any_store)
-    await _cancel_when_served(stalls, upload_paths, stalls, tree.root, list(tree), tree, transfer=transfer())
+    stalling, served = stalls(any_store)
+    await _cancel_when_served(served, upload_paths, stalling, tree.root, list(tree), tree, transfer=transfer())
     assert [o.name for o in await any_store.list()] == []
 
 

@@ -1,0 +1,156 @@
+"""The azure SDK request path of AzureBlobStore (SAS, Azure AD, or the fast path off).
+
+``SdkBlobClient`` implements the same verbs as ``azure_sharedkey.SharedKeyBlobClient``
+with ``azure.storage.blob.aio``, plus the container management (create, check) and
+deletes that only the SDK does. Callers pass the full blob name and the
+store-relative name (for results and messages); the ContainerClient of the running
+loop comes from the ``container`` callable. Errors are translated in ``azure_errors``;
+nothing here retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock
+from azure.storage.blob.aio import ContainerClient
+
+from luisy_sync.errors import TransientError
+from luisy_sync.stores.azure_errors import translate
+from luisy_sync.stores.azure_sharedkey import quoted_etag
+from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode
+
+
+def _info(name: str, props: Any) -> ObjectInfo:
+    return ObjectInfo(name, int(props.size or 0), quoted_etag(props.etag), dict(props.metadata or {}))
+
+
+def _conditions(mode: PutMode) -> dict[str, Any]:
+    """The SDK keywords of a PutMode (If-None-Match: * or If-Match: <etag>)."""
+    if mode.kind == "create":
+        return {"match_condition": MatchConditions.IfMissing}
+    if mode.kind == "update":
+        return {"etag": mode.etag, "match_condition": MatchConditions.IfNotModified}
+    return {}
+
+
+class SdkBlobClient:
+    """Blob calls through the azure SDK on one container (see the module docstring)."""
+
+    def __init__(self, container: Callable[[], ContainerClient], container_name: str,
+                 account_url: str, secrets: Iterable[str] = ()):
+        self._container = container
+        self.container_name = container_name
+        self.account_url = account_url
+        self._secrets = list(secrets)
+
+    def _error(self, exc: BaseException, what: str) -> BaseException:
+        return translate(exc, what, self.account_url, self._secrets)
+
+    # -- the verbs both request paths implement ----------------------------------------
+
+    async def list(self, full_prefix: str, head: str, what: str) -> list[ObjectInfo]:
+        """List Blobs with metadata below ``full_prefix``; names lose ``head``."""
+        out: list[ObjectInfo] = []
+        try:
+            blobs: AsyncIterator[Any] = self._container().list_blobs(
+                name_starts_with=full_prefix, include=["metadata"], results_per_page=5000)
+            async for blob in blobs:
+                out.append(_info(blob.name[len(head):], blob))
+        except Exception as exc:
+            raise self._error(exc, what) from None
+        return out
+
+    async def head(self, full: str, name: str, what: str = "") -> ObjectInfo:
+        """Get Blob Properties."""
+        try:
+            props = await self._container().get_blob_client(full).get_blob_properties()
+        except Exception as exc:
+            raise self._error(exc, what or f"head {name!r}") from None
+        return _info(name, props)
+
+    async def get(self, full: str, name: str, start: int, length: int | None,
+                  what: str) -> GetResult | None:
+        """Get Blob (ranged unless whole); None when ``start`` is at or past the end;
+        a short body is TransientError."""
+        try:
+            blob = self._container().get_blob_client(full)
+            offset = None if start == 0 and length is None else start
+            stream = await blob.download_blob(offset=offset, length=length, max_concurrency=1)
+            data = await stream.readall()
+        except HttpResponseError as exc:
+            if exc.status_code == 416:  # start at or beyond the end: nothing there
+                return None
+            raise self._error(exc, what) from None
+        except Exception as exc:
+            raise self._error(exc, what) from None
+        if len(data) != stream.size:
+            raise TransientError(f"read {name!r}: received {len(data)} of {stream.size} bytes; "
+                                 "the connection was cut, the read can be retried")
+        etag = quoted_etag(stream.properties.etag)
+        assert etag is not None
+        return GetResult(data, etag)
+
+    async def put(self, full: str, name: str, data: bytes, metadata: Mapping[str, str] | None,
+                  mode: PutMode) -> ObjectInfo:
+        """Put Blob with metadata, conditional per ``mode``."""
+        try:
+            blob = self._container().get_blob_client(full)
+            result = await blob.upload_blob(data, overwrite=True, metadata=dict(metadata or {}),
+                                            length=len(data), max_concurrency=1, **_conditions(mode))
+        except Exception as exc:
+            raise self._error(exc, f"put {name!r}") from None
+        return ObjectInfo(name, len(data), quoted_etag(result.get("etag")), dict(metadata or {}))
+
+    async def put_block(self, full: str, name: str, block_id: str, data: bytes) -> None:
+        """Put Block (``block_id`` travels base64-encoded)."""
+        try:
+            await self._container().get_blob_client(full).stage_block(block_id, data, length=len(data))
+        except Exception as exc:
+            raise self._error(exc, f"stage block {block_id!r} of {name!r}") from None
+
+    async def commit_blocks(self, full: str, name: str, block_ids: list[str],
+                            metadata: Mapping[str, str] | None) -> ObjectInfo:
+        """Put Block List with metadata, then read back the committed size."""
+        try:
+            blob = self._container().get_blob_client(full)
+            await blob.commit_block_list([BlobBlock(block_id=b) for b in block_ids],
+                                         metadata=dict(metadata or {}))
+            props = await blob.get_blob_properties()
+        except Exception as exc:
+            raise self._error(exc, f"commit {name!r}") from None
+        return _info(name, props)
+
+    # -- only here ---------------------------------------------------------------------
+
+    async def delete(self, full: str, name: str) -> None:
+        """Delete Blob (with its snapshots); a missing blob is fine."""
+        try:
+            await self._container().get_blob_client(full).delete_blob(delete_snapshots="include")
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                raise self._error(exc, f"delete {name!r}") from None
+        except Exception as exc:
+            raise self._error(exc, f"delete {name!r}") from None
+
+    async def ensure_container(self, create: bool) -> None:
+        """Create the container when missing (``create``), else check that it exists."""
+        client = self._container()
+        if create:
+            try:
+                await client.create_container()
+                return
+            except ResourceExistsError:
+                return
+            except HttpResponseError as exc:
+                if exc.status_code != 403:  # a SAS may not create containers: check below
+                    raise self._error(exc, f"create container {self.container_name!r}") from None
+            except Exception as exc:
+                raise self._error(exc, f"create container {self.container_name!r}") from None
+        try:
+            async for _ in client.list_blobs(results_per_page=1).by_page():
+                break
+        except Exception as exc:
+            raise self._error(exc, f"open container {self.container_name!r}") from None
