@@ -18,7 +18,7 @@ import asyncio
 import base64
 import binascii
 import os
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -74,7 +74,7 @@ class BlobRequests(Protocol):
 
     async def put_block(self, full: str, name: str, block_id: str, data: bytes) -> None: ...
 
-    async def commit_blocks(self, full: str, name: str, block_ids: list[str],
+    async def commit_blocks(self, full: str, name: str, block_ids: Sequence[str],
                             metadata: Mapping[str, str] | None) -> ObjectInfo: ...
 
 
@@ -146,7 +146,7 @@ class AzureBlobStore:
         self.url = f"az://{container}/{self.prefix}" if self.prefix else f"az://{container}"
         self._credential = credential
         self._max_connections = max_connections
-        self._timeouts = {"connection_timeout": connection_timeout, "read_timeout": read_timeout}
+        self._connection_timeout, self._read_timeout = connection_timeout, read_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self._service: BlobServiceClient | None = None
@@ -158,7 +158,8 @@ class AzureBlobStore:
         if fast_path and isinstance(credential, AzureNamedKeyCredential) and credential.named_key.name:
             self._requests = SharedKeyBlobClient(
                 self.account_url, credential.named_key.name, base64.b64decode(credential.named_key.key),
-                container, session=self._http, secrets=self._secrets, **self._timeouts)
+                container, session=self._http, secrets=self._secrets,
+                connection_timeout=connection_timeout, read_timeout=read_timeout)
         self.fast_path = self._requests is not self._sdk
 
     # -- constructors ----------------------------------------------------------------
@@ -196,7 +197,8 @@ class AzureBlobStore:
             transport = AioHttpTransport(session=self._session, session_owner=False)
             self._service = BlobServiceClient(self.account_url, credential=self._credential,
                                               transport=transport, retry_total=0,
-                                              **self._timeouts)
+                                              connection_timeout=self._connection_timeout,
+                                              read_timeout=self._read_timeout)
             self._client = self._service.get_container_client(self.container)
             self._loop = loop
         return self._client
@@ -244,7 +246,7 @@ class AzureBlobStore:
         """Put Block (``block_id`` travels base64-encoded)."""
         await self._requests.put_block(self._full(name), name, block_id, data)
 
-    async def commit_blocks(self, name: str, block_ids: list[str], *,
+    async def commit_blocks(self, name: str, block_ids: Sequence[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Put Block List with metadata, then read back the committed size."""
         return await self._requests.commit_blocks(self._full(name), name, block_ids, metadata)

@@ -10,7 +10,7 @@ nothing here retries.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -111,7 +111,7 @@ class SdkBlobClient:
         except Exception as exc:
             raise self._error(exc, f"stage block {block_id!r} of {name!r}") from None
 
-    async def commit_blocks(self, full: str, name: str, block_ids: list[str],
+    async def commit_blocks(self, full: str, name: str, block_ids: Sequence[str],
                             metadata: Mapping[str, str] | None) -> ObjectInfo:
         """Put Block List with metadata, then read back the committed size."""
         try:

@@ -22,7 +22,7 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from email.utils import formatdate
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
@@ -177,7 +177,7 @@ class SharedKeyBlobClient:
                          f"stage block {block_id!r} of {name!r}", data, "application/octet-stream")
 
     async def commit_blocks(self, full: str, name: str,
-                            block_ids: list[str], metadata: Mapping[str, str] | None) -> ObjectInfo:
+                            block_ids: Sequence[str], metadata: Mapping[str, str] | None) -> ObjectInfo:
         """Put Block List (all ids as Latest) with metadata, then read back the size."""
         meta = dict(metadata or {})
         body = ('<?xml version="1.0" encoding="utf-8"?><BlockList>'

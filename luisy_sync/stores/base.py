@@ -20,7 +20,7 @@ Optional batch capabilities (callers check with ``hasattr``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Mapping, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 from luisy_sync.errors import StoreError
 
@@ -116,7 +116,7 @@ class Store(Protocol):
         """Stage one block of a large object; invisible until commit_blocks."""
         ...
 
-    async def commit_blocks(self, name: str, block_ids: list[str], *,
+    async def commit_blocks(self, name: str, block_ids: Sequence[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Make the object the concatenation of staged blocks, atomically."""
         ...

@@ -20,6 +20,7 @@ small objects per thread call.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
 import stat as stat_mod
@@ -142,7 +143,7 @@ class LocalStore:
         return st
 
     def _write_many(self, items: Sequence[tuple[str, Iterable[bytes], Mapping[str, str] | None]],
-                    op: str = "write") -> list[ObjectInfo | Exception]:
+                    op: str = "write") -> builtins.list[ObjectInfo | Exception]:
         """Write objects: temp files, one index commit for all their rows, then the renames."""
         out: list[ObjectInfo | Exception] = []
         ready: list[tuple[int, Change, str, str]] = []
@@ -239,7 +240,7 @@ class LocalStore:
         data, st = self._read(name, start, length)
         return GetResult(data, _etag(st, self._index.get(name, st)))
 
-    def _get_many(self, names: Sequence[str]) -> list[GetResult | Exception]:
+    def _get_many(self, names: Sequence[str]) -> builtins.list[GetResult | Exception]:
         read: list[tuple[bytes, os.stat_result] | Exception] = []
         for name in names:
             try:
@@ -258,7 +259,7 @@ class LocalStore:
         self._root_missing()
         local_blocks.stage(self._blocks, name, block_id, data, fsync=self._fsync)
 
-    def _commit(self, name: str, block_ids: list[str], metadata: Mapping[str, str] | None) -> ObjectInfo:
+    def _commit(self, name: str, block_ids: Sequence[str], metadata: Mapping[str, str] | None) -> ObjectInfo:
         object_path(self.root, name)
         self._root_missing()
         content = local_blocks.staged_content(self._blocks, name, block_ids)
@@ -319,7 +320,7 @@ class LocalStore:
             raise
         return ObjectInfo(name, st.st_size, etag, dict(metadata or {}))
 
-    def _put_many(self, items: Sequence[PutItem]) -> list[ObjectInfo | Exception]:
+    def _put_many(self, items: Sequence[PutItem]) -> builtins.list[ObjectInfo | Exception]:
         """Overwrites share one index commit; conditional writes go one by one."""
         out: list[ObjectInfo | Exception] = []
         plain: list[tuple[int, tuple[str, Iterable[bytes], Mapping[str, str] | None]]] = []
@@ -370,7 +371,7 @@ class LocalStore:
         ``head`` and ``list`` report for that file."""
         return await self._call("read", name, self._get, name, start, length)
 
-    async def get_many(self, names: Sequence[str]) -> list[GetResult | Exception]:
+    async def get_many(self, names: Sequence[str]) -> builtins.list[GetResult | Exception]:
         """Whole contents of many (small) objects in one thread call; per-name errors."""
         return await self._call("read", names[0] if names else "", self._get_many, list(names))
 
@@ -382,7 +383,7 @@ class LocalStore:
             return await self._call("write", name, self._write_one, name, [data], metadata)
         return await self._call("write", name, self._write_if, name, bytes(data), metadata, mode)
 
-    async def put_many(self, items: Sequence[PutItem]) -> list[ObjectInfo | Exception]:
+    async def put_many(self, items: Sequence[PutItem]) -> builtins.list[ObjectInfo | Exception]:
         """Write many whole objects in one thread call (``(name, data, metadata[, mode])``
         each, like ``put``); overwrites share one index commit; per-item errors."""
         return await self._call("write", items[0][0] if items else "", self._put_many, list(items))
@@ -391,7 +392,7 @@ class LocalStore:
         """Stage one block under the bookkeeping directory."""
         await self._call("stage a block of", name, self._put_block, name, block_id, data)
 
-    async def commit_blocks(self, name: str, block_ids: list[str], *,
+    async def commit_blocks(self, name: str, block_ids: Sequence[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Concatenate staged blocks into the object (streaming), then drop the staging."""
         return await self._call("commit", name, self._commit, name, list(block_ids), metadata)

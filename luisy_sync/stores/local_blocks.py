@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from luisy_sync.errors import BlocksNotStaged, StoreError
 from luisy_sync.atomic import write_atomic
@@ -46,7 +46,7 @@ def stage(blocks: str, name: str, block_id: str, data: bytes, *, fsync: bool) ->
     write_atomic(path, [data], fsync=fsync)
 
 
-def staged_content(blocks: str, name: str, block_ids: list[str]) -> Iterator[bytes]:
+def staged_content(blocks: str, name: str, block_ids: Sequence[str]) -> Iterator[bytes]:
     """The concatenated bytes of the given blocks, streamed; raises BlocksNotStaged
     (before yielding anything when a file is already missing)."""
     files = [block_file(blocks, name, b) for b in block_ids]
@@ -69,7 +69,7 @@ def staged_content(blocks: str, name: str, block_ids: list[str]) -> Iterator[byt
     return chunks()
 
 
-def consume(blocks: str, name: str, block_ids: list[str]) -> None:
+def consume(blocks: str, name: str, block_ids: Sequence[str]) -> None:
     """Remove the given (committed) blocks, and the object's directory if now empty."""
     for block_id in set(block_ids):
         try:

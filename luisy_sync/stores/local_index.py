@@ -150,7 +150,7 @@ class ObjectIndex:
 
     def _disk_full(self, exc: sqlite3.Error) -> StoreError | None:
         """The one-line error for a full disk (SQLITE_FULL), None for any other error."""
-        if "full" not in str(exc).lower():
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_FULL:
             return None
         return StoreError(f"local store index {self.path}: No space left on device ({exc}); "
                           "free some space and retry")
@@ -213,9 +213,18 @@ class ObjectIndex:
 
     def _read_failed(self, exc: sqlite3.Error, empty: T) -> T:
         """An index another process is creating right now has no rows yet; other errors raise."""
-        if "no such table" in str(exc):
+        if isinstance(exc, sqlite3.OperationalError) and not self._has_table():
             return empty
         raise self._failed(exc) from None
+
+    def _has_table(self) -> bool:
+        """Whether the index has its table yet (True when that cannot be told)."""
+        try:
+            found = self._conn("read").execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'objects'").fetchone()
+        except sqlite3.Error:
+            return True
+        return found is not None
 
     @staticmethod
     def lookup(rows: dict[tuple[str, int], Row], name: str, st: os.stat_result) -> Row | None:
@@ -315,7 +324,7 @@ class ObjectIndex:
 def _fetch(conn: sqlite3.Connection, name: str, st: os.stat_result) -> Row | None:
     found = conn.execute(f"SELECT {_COLUMNS} FROM objects WHERE name = ? AND inode = ?",
                          (name, _signed(st.st_ino))).fetchone()
-    row: Row | None = None if found is None else tuple(found)  # type: ignore[assignment]
+    row: Row | None = None if found is None else tuple(found)
     return row if stat_matches(row, st) else None
 
 

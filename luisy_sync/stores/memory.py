@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from luisy_sync.errors import (BlocksNotStaged, ContainerNotFound, NotFoundError, PreconditionFailed,
                                StoreError)
@@ -96,7 +96,7 @@ class MemoryStore:
                              "all have the same length (at most 64 bytes)", status=400)
         staged[block_id] = bytes(data)
 
-    async def commit_blocks(self, name: str, block_ids: list[str], *,
+    async def commit_blocks(self, name: str, block_ids: Sequence[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Make the object the concatenation of the staged blocks, in the given order."""
         name = self._check(name)

@@ -77,7 +77,7 @@ class ForwardingStore:
         """``inner.put_block``."""
         await self._forward("put_block", name, block_id, data)
 
-    async def commit_blocks(self, name: str, block_ids: list[str], *,
+    async def commit_blocks(self, name: str, block_ids: Sequence[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """``inner.commit_blocks``."""
         return await self._forward("commit_blocks", name, block_ids, metadata=metadata)
