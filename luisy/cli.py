@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import luigi
 import luigi.interface
@@ -341,13 +342,12 @@ def build(task: luigi.Task | Sequence[luigi.Task], workers: int = 1, local_sched
     :func:`luigi.build`. The result's ``tasks_set`` is luigi's summary dict (``completed``,
     ``failed``, ... -> sets of tasks).
     """
-    run_args = {k: luisy_args.pop(k) for k in ("dry_run", "hash_update_mode", "no_ask",
+    run_args: dict[str, Any] = {k: luisy_args.pop(k) for k in ("dry_run", "hash_update_mode", "no_ask",
                                                "working_dir", "download", "upload", "remote")
                 if k in luisy_args}
     Config().update({k: v for k, v in luisy_args.items() if k in DEFAULT_PARAMS})
-    luigi_args = {k: v for k, v in luisy_args.items() if k not in DEFAULT_PARAMS}
-    return run_tasks(task, workers=workers, local_scheduler=local_scheduler,  # type: ignore[arg-type]
-                     **run_args, **luigi_args)
+    luigi_args: dict[str, Any] = {k: v for k, v in luisy_args.items() if k not in DEFAULT_PARAMS}
+    return run_tasks(task, workers=workers, local_scheduler=local_scheduler, **run_args, **luigi_args)
 
 
 def luisy_run(argv: Sequence[str] | None = None) -> None:

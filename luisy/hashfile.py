@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,7 +205,7 @@ def record_hashes(working_dir: str, hashes: Mapping[str, str]) -> None:
 
 
 def merge_updates(
-    stored: Mapping[str, str], updates: Mapping[str, str], drop: set[str] = frozenset()
+    stored: Mapping[str, str], updates: Mapping[str, str], drop: Set[str] = frozenset()
 ) -> dict[str, str]:
     """``stored`` with ``updates`` applied and keys in ``drop`` removed."""
     merged = {k: v for k, v in stored.items() if k not in drop}

@@ -48,7 +48,7 @@ class PreparedRun:
         return [
             PlanTask(
                 name=t.task_id,
-                key=g.outputs[t].key if g.outputs[t] else None,
+                key=ref.key if (ref := g.outputs[t]) else None,
                 deps=tuple(d.task_id for d in g.deps[t]),
                 external=g.is_external(t),
             )
@@ -302,17 +302,17 @@ def _hash_update(prepared: PreparedRun, dry_run: bool, no_ask: bool,
     lines = ["luisy hash-update mode: no task runs; stored hashes are refreshed"]
     lines += [f"  {k}" for k in updates] or ["  all stored hashes are current"]
     out("\n".join(lines))
-    refresh_cloud = sync is not None and sync.uploads
-    if dry_run or not (updates or refresh_cloud):
+    cloud = sync if sync is not None and sync.uploads else None
+    if dry_run or not (updates or cloud):
         if dry_run:
-            if refresh_cloud:
-                sync.refresh(dry_run=True)
+            if cloud:
+                cloud.refresh(dry_run=True)
             out("dry run: nothing changed")
         return BuildResult(success=True, exit_code=0)
     if not confirm(f"Update {len(updates)} stored hash(es)?", no_ask):
         out("aborted: nothing changed")
         return BuildResult(success=False, exit_code=0)
     _write_project_hashes(prepared, updates)
-    if refresh_cloud:
-        sync.refresh(dry_run=False)
+    if cloud:
+        cloud.refresh(dry_run=False)
     return BuildResult(success=True, exit_code=0, recorded=updates)

@@ -132,7 +132,7 @@ def plan_run(
             visited.add(name)
             if is_complete(name):
                 continue
-            if use_cloud and t.key is not None and _downloadable(t, current, cloud):
+            if use_cloud and cloud is not None and t.key is not None and _downloadable(t, current, cloud):
                 to_download.append(t.key)
                 complete_memo.pop(name, None)
                 continue

@@ -47,7 +47,6 @@ import os
 import time
 import traceback
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import luigi
@@ -94,24 +93,15 @@ def wanted_outputs(roots: Iterable[luigi.Task]) -> list[luigi.Task]:
     return [t for t in walk(roots, expand=through) if output_ref(t) is not None]
 
 
-@dataclass
 class CloudShare:
-    """What a distributed worker asks the cloud (through the state cache) and moves
-    (through the sync verbs), plus the code hash of each task."""
+    """What a distributed worker asks the cloud (through the state cache; by default the
+    process-wide one of the session) and moves (through the sync verbs), plus the code
+    hash of each task."""
 
-    session: CloudSession = field(default_factory=current_session)
-    cache: StateCache | None = None
-    _hashes: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.cache is None:
-            self.cache = StateCache(self.session)
-
-    @property
-    def lookups(self) -> StateCache:
-        """The cache lookups are served from."""
-        assert self.cache is not None
-        return self.cache
+    def __init__(self, session: CloudSession | None = None, cache: StateCache | None = None) -> None:
+        self.session = session or current_session()
+        self.cache = cache or cache_of(self.session)
+        self._hashes: dict[str, str] = {}
 
     def code_hash(self, task: luigi.Task, ref: OutputRef) -> str | None:
         """The current code hash of ``task`` (from the run's session, else computed)."""
@@ -136,12 +126,12 @@ class CloudShare:
         def current(entry: CloudEntry | None) -> bool:
             return entry is not None and not entry.legacy and entry.is_current(code_hash, external)
 
-        entry = self.lookups.entries(ref.project).get(ref.key)
+        entry = self.cache.entries(ref.project).get(ref.key)
         if current(entry):
-            self.lookups.stats.hits += 1
+            self.cache.stats.hits += 1
             return entry
         if fresh:
-            entry = self.lookups.entries(ref.project, max_age=0.0).get(ref.key)
+            entry = self.cache.entries(ref.project, max_age=0.0).get(ref.key)
             if current(entry):
                 return entry
         return None
@@ -210,7 +200,7 @@ class CloudShare:
             return []
         known: dict[str, CloudEntry] = {}
         for project in {project_of(o.key) for o in outputs}:
-            entries = self.lookups.entries(project)
+            entries = self.cache.entries(project)
             known.update({o.key: entries[o.key] for o in outputs if o.key in entries})
         state = CloudState(entries=known)
         outcome = upload(outputs, session=self.session, state=state, progress=False)
@@ -219,7 +209,7 @@ class CloudShare:
             raise CloudError(f"upload of {key} failed: {reason}")
         done = sorted(o.key for o in outputs if o.key in state.entries)
         for key in done:
-            self.lookups.remember(key, state.entries[key])
+            self.cache.remember(key, state.entries[key])
         return done
 
 
@@ -277,10 +267,7 @@ class DistributedWorker(luigi.worker.Worker):
             if name not in kwargs and not config.has_option("worker", name):
                 kwargs[name] = value
         super().__init__(*args, **kwargs)
-        if index is None:
-            session = current_session()
-            index = CloudShare(session, cache_of(session))
-        self.index = index
+        self.index = index or CloudShare()
         self._roots: list[luigi.Task] = []
         self._shared: set[luigi.Task] = set()
         self.fetched_roots: list[str] = []

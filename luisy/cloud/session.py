@@ -18,7 +18,7 @@ import hashlib
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from luisy.errors import CloudError, CloudHashError, CorruptCloudHash, NotRecorded
 from luisy_sync.bridge import SyncBridge, get_bridge
@@ -125,7 +125,7 @@ class CloudSession:
 
     def _call(self, checking: bool, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         try:
-            return self.bridge.run(fn, *args, **kwargs)
+            return cast(T, self.bridge.run(cast(Callable[..., Any], fn), *args, **kwargs))
         except BaseException as raised:
             exc = first_error(raised) if isinstance(raised, BaseExceptionGroup) else raised
             translated = _as_cloud_error(exc, self.description, checking)

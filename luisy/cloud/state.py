@@ -74,11 +74,11 @@ class CloudState:
                     return None
             return wanted
         # A 1.4.7 entry: the content is whatever is listed, if it carries digests.
-        listed = dict(self.objects.with_prefix(name)) if is_dir else (
+        found = dict(self.objects.with_prefix(name)) if is_dir else (
             {name: self.objects[name]} if name in self.objects else {})
-        if not listed or any(fe.digest is None for fe in listed.values()):
+        if not found or any(fe.digest is None for fe in found.values()):
             return None
-        return listed
+        return found
 
     def is_dir(self, key: str) -> bool:
         """Whether the cloud holds output ``key`` as a directory."""

@@ -93,7 +93,7 @@ def outputs_of(items: Iterable[luigi.Task | str | Output], *, session: CloudSess
         if code_hash is None:
             raise CloudError(f"no code hash known for {key}: run the task with luisy first")
         out.append(Output(key, path, project_of(key), os.path.isdir(path), code_hash))
-    return out
+    return list({o.key: o for o in out}.values())
 
 
 def upload(items: Iterable[luigi.Task | str | Output], *, session: CloudSession | None = None,
@@ -107,7 +107,7 @@ def upload(items: Iterable[luigi.Task | str | Output], *, session: CloudSession 
     session = session or current_session()
     outputs = outputs_of(items, session=session, hashes=hashes)
     if state is None:
-        state = read_state({o.project for o in outputs}, session=session)
+        state = read_state({project_of(o.key) for o in outputs}, session=session)
     outcome = session.call(upload_outputs, session.store(), Config().working_dir, outputs, state,
                            replace=replace, concurrency=concurrency, progress=progress,
                            dry_run=dry_run)

@@ -152,3 +152,47 @@ async def test_an_update_naming_content_the_store_lacks_is_not_written():
     await store.put("p/interim/X.pkl", b"abcd", metadata={DIGEST_KEY: D1})  # replaced again
     await update_cloud_hash(store, "p", {FILE: with_d2})
     assert (await read_cloud_state(store, ["p"])).entries == {}  # the stale entry was removed
+
+
+@pytest.mark.parametrize("value", [
+    "h1",
+    {"hash": "h", "digest": D1, "size": 3},
+    {"hash": "h", "files": {"a": {"digest": D1, "size": 1}, "b/c": {"digest": D2, "size": 2}}, "size": 3},
+    {"hash": "h", "files": {}, "size": 0},
+])
+def test_cloud_entries_keep_their_json_shape(value):
+    entry = CloudEntry.from_json(value)
+    assert json.dumps(entry.to_json(), sort_keys=True) == json.dumps(value, sort_keys=True)
+    assert entry.legacy is isinstance(value, str)
+
+
+def test_an_entry_is_current_for_its_code_hash_or_external_data():
+    entry = CloudEntry.from_json({"hash": "h", "digest": D1, "size": 3})
+    assert entry.is_current("h", external=False)
+    assert not entry.is_current("other", external=False) and not entry.is_current(None, external=False)
+    assert entry.is_current("other", external=True)
+    assert entry.objects(FILE) == {"p/interim/X.pkl": FileEntry(3, D1)}
+
+
+def test_the_session_turns_engine_errors_into_one_line_cloud_errors():
+    from luisy.cloud.session import CloudSession
+    from luisy.errors import CloudError, LuisyError, NotRecorded
+    from luisy_sync.errors import SyncError
+
+    session = CloudSession(None, "the test remote", MemoryStore)
+
+    async def raising(exc: BaseException) -> None:
+        raise exc
+
+    async def in_a_group(exc: Exception) -> None:
+        raise ExceptionGroup("several", [exc])
+
+    with pytest.raises(CloudHashError, match=r"p/.luisy.hash is corrupt \(top level is a list\)"):
+        session.call(raising, CorruptCloudHash("mem://p/.luisy.hash", "top level is a list"))
+    with pytest.raises(CloudError, match=r"^cloud sync failed \(the test remote\): boom$"):
+        session.call(in_a_group, SyncError("boom\nsecond line"))
+    with pytest.raises(CloudError, match="^uploaded content could not be recorded"):
+        session.call(raising, NotRecorded(SyncError("gone")))
+    with pytest.raises(ValueError, match="not an engine error"):  # anything else as it is
+        session.call(raising, ValueError("not an engine error"))
+    assert issubclass(CloudHashError, LuisyError) and issubclass(CloudError, LuisyError)

@@ -80,23 +80,23 @@ def test_lookups_are_cached_and_revalidated_by_etag(machines, local_remote):
     assert not writer.in_cloud(numbers)
     numbers.write(list(range(distpipe.N_NUMBERS)))
     assert writer.upload(numbers) == "/distdemo/raw/Numbers.pkl"
-    before = (writer.lookups.stats.heads, writer.lookups.stats.reads)
+    before = (writer.cache.stats.heads, writer.cache.stats.reads)
     assert writer.in_cloud(numbers)  # this process wrote it: no request
-    assert (writer.lookups.stats.heads, writer.lookups.stats.reads) == before
+    assert (writer.cache.stats.heads, writer.cache.stats.reads) == before
 
     reader = CloudShare(session, StateCache(session, ttl=60.0))
     assert reader.in_cloud(numbers)
-    assert (reader.lookups.stats.heads, reader.lookups.stats.reads) == (0, 1)
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (0, 1)
     assert not reader.in_cloud(part0)  # negative, but younger than the TTL: from the cache
-    assert (reader.lookups.stats.heads, reader.lookups.stats.reads) == (0, 1)
-    reader.lookups.ttl = 0.0
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (0, 1)
+    reader.cache.ttl = 0.0
     assert not reader.in_cloud(part0)  # revalidated: HEAD, same ETag, no re-read
-    assert (reader.lookups.stats.heads, reader.lookups.stats.reads) == (1, 1)
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (1, 1)
 
     part0.write(123)
     writer.upload(part0)
     assert reader.in_cloud(part0)  # HEAD saw a new ETag: read again
-    assert (reader.lookups.stats.heads, reader.lookups.stats.reads) == (2, 2)
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (2, 2)
     assert reader.in_cloud(numbers) and not reader.in_cloud(part1)
 
 
@@ -169,7 +169,7 @@ def test_build_against_luigid_shares_through_the_cloud(machines, local_remote, r
         first = luisy.build(distpipe.Total(), **params)
         assert first.success
         assert len(run_counter.read_text().split()) == 20
-        entries = CloudShare(open_session()).lookups.entries("distdemo", max_age=0.0)
+        entries = CloudShare(open_session()).cache.entries("distdemo", max_age=0.0)
         assert len(entries) == 20
 
         import time
@@ -209,7 +209,7 @@ def test_task_process_fetches_inputs_runs_and_uploads_before_done(machines, loca
     assert status == "DONE", expl
     assert run_counter.read_text().split() == [distpipe.Part(part=2).task_id]
     assert (m2 / "distdemo" / "raw" / "Numbers.pkl").exists()  # input fetched
-    entry = CloudShare(open_session()).lookups.entries("distdemo", max_age=0.0)["/distdemo/interim/Part_part=2.pkl"]
+    entry = CloudShare(open_session()).cache.entries("distdemo", max_age=0.0)["/distdemo/interim/Part_part=2.pkl"]
     assert entry.files[0].digest and entry.code_hash == index.code_hash(
         distpipe.Part(part=2), output_ref(distpipe.Part(part=2)))
 

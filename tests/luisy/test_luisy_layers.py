@@ -109,3 +109,15 @@ def test_no_import_cycle_inside_luisy() -> None:
 def test_lower_layers_do_not_import_upper_ones(lower: str, upper: str) -> None:
     graph = import_graph()
     assert not {m for m in graph[lower] if m == upper or m.startswith(upper + ".")}
+
+
+def test_import_luisy_fills_the_task_hooks() -> None:
+    import luisy
+    import luisy.cloud.verbs
+    import luisy.visualize
+    from luisy.tasks import hooks
+
+    assert hooks.fetch is luisy.cloud.verbs.fetch_output
+    assert hooks.transfer is luisy.cloud.verbs.sync_task_output
+    assert hooks.visualize is luisy.visualize.visualize_task
+    assert luisy.tasks.SparkTask is luisy.SparkTask
