@@ -275,6 +275,14 @@ _caches: dict[tuple[str | None, str], StateCache] = {}
 _caches_lock = threading.Lock()
 
 
+def _unlock_after_fork() -> None:
+    global _caches_lock
+    _caches_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_unlock_after_fork)
+
+
 def cache_of(session: CloudSession) -> StateCache:
     """The process-wide cache of ``session``'s remote."""
     with _caches_lock:
