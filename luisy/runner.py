@@ -22,7 +22,7 @@ from luisy.cloud.distributed import DistributedFactory, is_distributed
 from luisy.config import Config
 from luisy.run import BuildResult, PreparedRun, RunSync, execute
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("luisy.run")  # the logger luisy.build has always reported through
 
 
 def execute_run(roots: luigi.Task | Iterable[luigi.Task],
