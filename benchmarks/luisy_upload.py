@@ -5,7 +5,7 @@ against a one-by-one sync Azure SDK loop over the same files (what luisy 1.4.7 d
 
 Starts a private Azurite behind ``benchmarks.proxy`` (``--latency-ms`` each way), runs a
 generated pipeline of ``--tasks`` outputs in a temp working dir, then times
-``luisy.cloud.upload_outputs`` (scan + concurrent upload + one cloud hash update) and
+``luisy.cloud.upload`` (scan + concurrent upload + one cloud hash update) and
 the SDK loop (one ``upload_blob`` per file into another container). It also runs the
 example pipeline with ``--upload`` in one working dir and ``--download`` in a fresh
 one and prints how many tasks ran and how many files were downloaded there.
@@ -99,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             if not luisy.build(task, workers=2).success:
                 print("luisy_upload: error: the pipeline failed", file=sys.stderr)
                 return 1
-            from luisy.cloud import open_session, upload_outputs
+            from luisy.cloud import open_session, upload
             from luisy.graph import build_graph
 
             tasks = list(build_graph(task).tasks)
             open_session().check(create=True)
             started = time.perf_counter()
-            outcome = upload_outputs(tasks)
+            outcome = upload(tasks)
             ours = time.perf_counter() - started
             files = [(n, os.path.join(wd, *n.split("/"))) for n in
                      (t.output().path[len(wd) + 1:].replace(os.sep, "/") for t in tasks)]
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if not outcome.ok or outcome.files != len(files):
         print(f"luisy_upload: error: engine uploaded {outcome.files} of {len(files)} files", file=sys.stderr)
         return 1
-    total = outcome.bytes
+    total = outcome.report.bytes_transferred
     print(f"{len(files)} outputs, {format_bytes(total)}; Azurite +{args.latency_ms:g} ms each way")
     print(f"luisy --upload (engine): {ours:7.2f} s  ({outcome.summary_line()})")
     print(f"one-by-one SDK loop    : {sdk:7.2f} s")

@@ -54,7 +54,7 @@ from luisy.decorators import (
     requires,
     xlsx_output,
 )
-from luisy.run import BuildResult, build
+from luisy.run import BuildResult
 from luisy.spark import (
     SparkTask,
     azure_blob_storage_input,
@@ -63,6 +63,12 @@ from luisy.spark import (
     deltatable_output,
 )
 from luisy.tasks import ConcatenationTask, ExternalTask, Task, WrapperTask
+
+# The layers above the tasks, imported last: luisy.cloud and luisy.visualize fill the task
+# hooks (Task.download/upload/visualize, reads after activate_download()).
+import luisy.cloud  # noqa: E402,F401
+import luisy.visualize  # noqa: E402,F401
+from luisy.runner import run_tasks as build  # noqa: E402
 
 __version__ = "2.0.0.dev0"
 

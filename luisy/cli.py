@@ -15,21 +15,22 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import luigi
 import luigi.interface
 from luigi.cmdline_parser import CmdlineParser
+from luigi.execution_summary import LuigiRunResult
 from luigi.parameter import ParameterException
 from luigi.task_register import TaskClassException
 
 from luisy.clilogging import configure_cli_logging
 from luisy.cloud.cloudrun import CloudOptions
-from luisy.cloud.remote import CloudError
-from luisy.codehash import CodeHashError
+from luisy.cloud.distributed import DistributedFactory, uses_central_scheduler
 from luisy.config import DEFAULT_PARAMS, Config, azure_settings_problem, cloud_environment
-from luisy.hashfile import HashFileError
-from luisy.run import BuildResult, OutputCollisionError, execute
-from luisy.run import build as run_build
+from luisy.errors import LuisyError
+from luisy.run import BuildResult
+from luisy.runner import execute_run, run_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,10 @@ _SETTING_FLAGS = ("requirements_path", "azure_storage_key", "azure_account_name"
                   "azure_container_name")
 
 
-class CliError(Exception):
+class CliError(LuisyError):
     """A usage problem reported as one line, exit code 2."""
+
+    exit_code = EXIT_USAGE
 
 
 @contextlib.contextmanager
@@ -305,23 +308,16 @@ def run(argv: Sequence[str]) -> int:
     cloud = CloudOptions(download=args.download, upload=args.upload, remote=args.remote,
                          concurrency=args.transfer_concurrency, progress=True, json_path=args.json)
 
-    def run_luigi() -> luigi.execution_summary.LuigiRunResult:
-        from luisy.cloud.distributed import factory_for  # luigid + cloud: scale-out workers
-
+    def run_luigi(factory: DistributedFactory | None) -> LuigiRunResult:
         return luigi.interface._run(cmdline_args=luigi_argv, detailed_summary=True,
-                                    worker_scheduler_factory=factory_for(luigi_argv, cloud))
+                                    worker_scheduler_factory=factory)
 
     def say(text: str) -> None:  # with ``--json`` on stdout, the human lines go to stderr
         print(text, file=sys.stderr if args.json == "-" else sys.stdout, flush=True)
 
-    try:
-        result = execute(root, run_luigi, dry_run=args.dry_run, no_ask=args.no_ask,
-                         hash_update_mode=args.hash_update_mode, cloud=cloud, out=say)
-    except (HashFileError, CodeHashError, OutputCollisionError) as exc:
-        raise CliError(str(exc)) from None
-    except CloudError as exc:
-        print(f"luisy: error: {exc}", file=sys.stderr)
-        return 1
+    result = execute_run(root, run_luigi, cloud, local_scheduler=not uses_central_scheduler(luigi_argv),
+                      dry_run=args.dry_run, no_ask=args.no_ask,
+                      hash_update_mode=args.hash_update_mode, out=say)
     if result.summary_text:  # luigi's execution summary (":)" / ":(" lines), as 1.4.7 printed it
         say(result.summary_text.strip("\n"))
     return result.exit_code
@@ -346,12 +342,12 @@ def build(task: luigi.Task | Sequence[luigi.Task], workers: int = 1, local_sched
     :func:`luigi.build`. The result's ``tasks_set`` is luigi's summary dict (``completed``,
     ``failed``, ... -> sets of tasks).
     """
-    run_args = {k: luisy_args.pop(k) for k in ("dry_run", "hash_update_mode", "no_ask",
+    run_args: dict[str, Any] = {k: luisy_args.pop(k) for k in ("dry_run", "hash_update_mode", "no_ask",
                                                "working_dir", "download", "upload", "remote")
                 if k in luisy_args}
     Config().update({k: v for k, v in luisy_args.items() if k in DEFAULT_PARAMS})
-    luigi_args = {k: v for k, v in luisy_args.items() if k not in DEFAULT_PARAMS}
-    return run_build(task, workers=workers, local_scheduler=local_scheduler, **run_args, **luigi_args)
+    luigi_args: dict[str, Any] = {k: v for k, v in luisy_args.items() if k not in DEFAULT_PARAMS}
+    return run_tasks(task, workers=workers, local_scheduler=local_scheduler, **run_args, **luigi_args)
 
 
 def luisy_run(argv: Sequence[str] | None = None) -> None:
@@ -366,9 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _argparse_raises():
             code = run(argv)
-    except CliError as exc:
+    except LuisyError as exc:  # usage, input and cloud problems: one line, no traceback
         print(f"luisy: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         print("luisy: interrupted", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from luisy.errors import ConfigError
 from luisy_sync.stores.url import identity_installed
 
 #: Parameter names and their defaults (the 1.4.7 names, plus ``remote``).
@@ -86,7 +87,7 @@ class Config:
             return os.environ[env_key]
         if name in DEFAULT_PARAMS:
             return DEFAULT_PARAMS[name]
-        raise ValueError(f"unknown luisy setting {name!r}; known: {', '.join(DEFAULT_PARAMS)}")
+        raise ConfigError(f"unknown luisy setting {name!r}; known: {', '.join(DEFAULT_PARAMS)}")
 
     def set_param(self, name: str, value: Any) -> None:
         """Set one setting (it then wins over its environment variable)."""
@@ -109,12 +110,12 @@ class Config:
         """Raise ``ValueError`` (one line) when the working dir is missing, or when cloud
         sync is on and the Azure settings are incomplete."""
         if not self.get_param("working_dir"):
-            raise ValueError("working dir not set: pass --working-dir, set WORKING_DIR or call "
+            raise ConfigError("working dir not set: pass --working-dir, set WORKING_DIR or call "
                              "luisy.set_working_dir()")
         if self.download or self.upload:
             problem = azure_settings_problem(cloud_environment())
             if problem:
-                raise ValueError(problem)
+                raise ConfigError(problem)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -127,7 +128,7 @@ class Config:
         """The working dir, normalised; raises ``ValueError`` when it is not set."""
         value = self.get_param("working_dir")
         if not value:
-            raise ValueError(
+            raise ConfigError(
                 "working dir not set: pass --working-dir, set WORKING_DIR or call "
                 "luisy.set_working_dir()"
             )
@@ -147,7 +148,7 @@ class Config:
     def fs(self) -> Any:
         """luisy 1.4.7's Azure client is gone; this says what to use instead."""
         raise AttributeError("Config().fs (luisy 1.4.7's Azure client) is gone: use "
-                             "task.upload()/task.download(), luisy.cloud.upload_outputs/download_keys "
+                             "task.upload()/task.download(), luisy.cloud.upload/download "
                              "or luisy_sync.push/pull")
 
     @property

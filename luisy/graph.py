@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import luigi
@@ -18,6 +18,41 @@ from luisy.config import Config, remove_working_dir
 def requirements(task: luigi.Task) -> list[luigi.Task]:
     """The tasks ``task`` requires (flattened, in order, without duplicates)."""
     return list(dict.fromkeys(flatten(task.requires())))
+
+
+def walk(roots: Iterable[luigi.Task], *, expand: Callable[[luigi.Task], bool] | None = None,
+         seen: set[luigi.Task] | None = None, post_order: bool = False,
+         deps: dict[luigi.Task, tuple[luigi.Task, ...]] | None = None) -> list[luigi.Task]:
+    """The one walk over ``requires()``: every task reachable from ``roots``, each once,
+    depth first (iteratively, so deep graphs are fine).
+
+    ``expand(task)`` False: the requirements of ``task`` are not visited. ``seen``: tasks
+    already visited (updated in place, so walks can continue one another). ``post_order``:
+    requirements before the tasks that need them, else each task before its requirements.
+    ``deps`` is filled with each expanded task's requirements.
+    """
+    seen = set() if seen is None else seen
+    order: list[luigi.Task] = []
+    stack: list[tuple[luigi.Task, bool]] = [(r, False) for r in reversed(list(roots))]
+    while stack:
+        task, expanded = stack.pop()
+        if expanded:
+            order.append(task)
+            continue
+        if task in seen:
+            continue
+        seen.add(task)
+        if not post_order:
+            order.append(task)
+        children: tuple[luigi.Task, ...] = ()
+        if expand is None or expand(task):
+            children = tuple(requirements(task))
+        if deps is not None:
+            deps[task] = children
+        if post_order:
+            stack.append((task, True))
+        stack.extend((c, False) for c in reversed(children) if c not in seen)
+    return order
 
 
 @dataclass(frozen=True)
@@ -33,6 +68,17 @@ class OutputRef:
     path: str
     project: str
     is_dir: bool
+
+    def with_hash(self, code_hash: str) -> Output:
+        """This output with the code hash of the task that makes it."""
+        return Output(self.key, self.path, self.project, self.is_dir, code_hash)
+
+
+@dataclass(frozen=True)
+class Output(OutputRef):
+    """An output of a run with the current code hash of its task (built once per run)."""
+
+    code_hash: str
 
 
 def output_ref(task: luigi.Task) -> OutputRef | None:
@@ -82,18 +128,6 @@ def build_graph(roots: luigi.Task | Iterable[luigi.Task]) -> TaskGraph:
     roots = tuple(roots)
     Config().working_dir  # fail early with a clear message when it is not set
     deps: dict[luigi.Task, tuple[luigi.Task, ...]] = {}
-    order: list[luigi.Task] = []
-    stack: list[tuple[luigi.Task, bool]] = [(r, False) for r in reversed(roots)]
-    while stack:
-        task, expanded = stack.pop()
-        if expanded:
-            order.append(task)
-            continue
-        if task in deps:
-            continue
-        children = tuple(requirements(task))
-        deps[task] = children
-        stack.append((task, True))
-        stack.extend((c, False) for c in reversed(children) if c not in deps)
+    order = walk(roots, post_order=True, deps=deps)
     outputs = {t: output_ref(t) for t in order}
     return TaskGraph(roots=roots, tasks=tuple(order), deps=deps, outputs=outputs)

@@ -1,21 +1,160 @@
-"""The per-project ``.luisy.hash`` file (luisy 1.4.7 format).
+"""The ``.luisy.hash`` files: the local one (luisy 1.4.7 format) and the cloud one.
 
-A JSON object at ``<working_dir>/<project>/.luisy.hash`` mapping output keys
+Local: a JSON object at ``<working_dir>/<project>/.luisy.hash`` mapping output keys
 (``/project/interim/Task.pkl``) to the hash of the task that wrote the output.
+
+Cloud: one JSON object per project at ``<project>/.luisy.hash`` in the store, output
+key -> entry. luisy 1.4.7 wrote ``key -> code hash``; that form is accepted when
+reading. Entries written by this luisy also name the content::
+
+    "/proj/interim/X.pkl": {"hash": "<code hash>", "digest": "<xxh3-128>", "size": 123}
+    "/proj/interim/Dir":   {"hash": "<code hash>", "size": 456,
+                            "files": {"part-0.parquet": {"digest": "...", "size": 456}}}
+
+:class:`CloudEntry` is the parsed form of one such value.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
+from dataclasses import dataclass
+from typing import Any
 
+from luisy.errors import CloudHashError, LuisyError
 from luisy_sync.atomic import write_atomic
+from luisy_sync.conventions import object_name
+from luisy_sync.tree import FileEntry
 
 HASH_FILE_NAME = ".luisy.hash"
 
 
-class HashFileError(ValueError):
+def output_object(key: str) -> str:
+    """Output key ``/proj/interim/X.pkl`` -> store object ``proj/interim/X.pkl``."""
+    return object_name("", key.strip("/"))
+
+
+def hash_object(project: str) -> str:
+    """The store object holding ``project``'s cloud hash file."""
+    return f"{project}/{HASH_FILE_NAME}"
+
+
+def project_of(key: str) -> str:
+    """The project folder of an output key."""
+    return output_object(key).split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One file of an output: its name below the output (``""`` for a single-file
+    output), its content digest (xxh3-128) and its size in bytes."""
+
+    name: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CloudEntry:
+    """One output's entry in the cloud ``.luisy.hash``.
+
+    ``files``: the output's files (one named ``""`` for a single-file output);
+    ``is_dir``: a directory output (None for a legacy entry); ``legacy``: a luisy 1.4.7
+    ``key -> hash`` entry, which names no content.
+    """
+
+    code_hash: str
+    files: tuple[FileInfo, ...] = ()
+    is_dir: bool | None = None
+    legacy: bool = False
+
+    @property
+    def size(self) -> int:
+        """Total bytes of the files the entry names."""
+        return sum(f.size for f in self.files)
+
+    def is_current(self, code_hash: str | None, external: bool) -> bool:
+        """Whether the entry was made by code ``code_hash`` (any code for external data)."""
+        return external or (code_hash is not None and self.code_hash == code_hash)
+
+    def objects(self, key: str) -> dict[str, FileEntry]:
+        """Store object name -> expected content, for the content the entry names."""
+        name = output_object(key)
+        return {(f"{name}/{f.name}" if self.is_dir else name): FileEntry(f.size, f.digest)
+                for f in self.files}
+
+    @classmethod
+    def describing(cls, code_hash: str, key: str, is_dir: bool,
+                   objects: Mapping[str, FileEntry]) -> CloudEntry | None:
+        """The entry for output ``key`` whose store objects (or local files, by object
+        name) are among ``objects``; files without a digest are left out. None for a
+        single-file output that is not in ``objects``."""
+        name = output_object(key)
+        if is_dir:
+            head = name + "/"
+            return cls(code_hash, tuple(FileInfo(n[len(head):], fe.digest, fe.size)
+                                        for n, fe in sorted(objects.items())
+                                        if n.startswith(head) and fe.digest is not None), True)
+        fe = objects.get(name)
+        if fe is None or fe.digest is None:
+            return None
+        return cls(code_hash, (FileInfo("", fe.digest, fe.size),), False)
+
+    def to_json(self) -> str | dict[str, Any]:
+        """The JSON value of the entry, in the shapes described in the module docstring."""
+        if self.legacy:
+            return self.code_hash
+        if self.is_dir:
+            return {"hash": self.code_hash,
+                    "files": {f.name: {"digest": f.digest, "size": f.size} for f in self.files},
+                    "size": self.size}
+        only = self.files[0]
+        return {"hash": self.code_hash, "digest": only.digest, "size": only.size}
+
+    @classmethod
+    def from_json(cls, value: Any) -> CloudEntry:
+        """Parse one value; ValueError (a few words why) when it is malformed."""
+        if isinstance(value, str):
+            return cls(value, legacy=True)
+        if not isinstance(value, dict) or not isinstance(value.get("hash"), str):
+            raise ValueError("has no code hash")
+        files = value.get("files")
+        if files is not None:
+            if not isinstance(files, dict) or not all(isinstance(k, str) and _file_info_ok(v)
+                                                      for k, v in files.items()):
+                raise ValueError("has a malformed file list")
+            return cls(value["hash"], tuple(FileInfo(k, v["digest"], v["size"])
+                                            for k, v in sorted(files.items())), True)
+        if "digest" in value:
+            if not _file_info_ok(value):
+                raise ValueError("has a malformed digest or size")
+            return cls(value["hash"], (FileInfo("", value["digest"], value["size"]),), False)
+        return cls(value["hash"], legacy=True)
+
+
+def _file_info_ok(info: Any) -> bool:
+    return (isinstance(info, dict) and isinstance(info.get("digest"), str)
+            and isinstance(info.get("size"), int) and not isinstance(info.get("size"), bool))
+
+
+def parse_cloud_hash(doc: Mapping[str, Any] | None, where: str) -> dict[str, CloudEntry]:
+    """The entries of a cloud hash document (``None`` = no file = no entries); a
+    malformed document raises CloudHashError naming ``where``."""
+    if doc is None:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise CloudHashError(where, f"top level is a {type(doc).__name__}, not an object")
+    out: dict[str, CloudEntry] = {}
+    for key, value in doc.items():
+        try:
+            out[key] = CloudEntry.from_json(value)
+        except ValueError as exc:
+            raise CloudHashError(where, f"entry {key!r} {exc}") from None
+    return out
+
+
+class HashFileError(LuisyError, ValueError):
     """The hash file exists but cannot be used."""
 
 
@@ -53,8 +192,21 @@ def read_projects(working_dir: str, projects: set[str]) -> dict[str, dict[str, s
     return {p: read_hash_file(hash_file_path(working_dir, p)) for p in sorted(projects)}
 
 
+def record_hashes(working_dir: str, hashes: Mapping[str, str]) -> None:
+    """Merge ``key -> code hash`` into the local hash file of each key's project."""
+    by_project: dict[str, dict[str, str]] = {}
+    for key, value in hashes.items():
+        by_project.setdefault(project_of(key), {})[key] = value
+    for project, updates in sorted(by_project.items()):
+        path = hash_file_path(working_dir, project)
+        stored = read_hash_file(path)
+        merged = {**stored, **updates}
+        if merged != stored:
+            write_hash_file(path, merged)
+
+
 def merge_updates(
-    stored: Mapping[str, str], updates: Mapping[str, str], drop: set[str] = frozenset()
+    stored: Mapping[str, str], updates: Mapping[str, str], drop: Set[str] = frozenset()
 ) -> dict[str, str]:
     """``stored`` with ``updates`` applied and keys in ``drop`` removed."""
     merged = {k: v for k, v in stored.items() if k not in drop}

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import luigi
 import luigi.configuration
 from luigi.execution_summary import LuigiStatusCode, _summary_dict
 
-from luisy.cloud.cloudrun import CloudOptions, CloudRun, run_report, write_json_report
 from luisy.config import Config, add_working_dir
-from luisy.graph import TaskGraph, build_graph
-from luisy.hashfile import hash_file_path, read_projects, write_hash_file
+from luisy.errors import LuisyError
+from luisy.graph import Output, TaskGraph, build_graph
+from luisy.hashfile import CloudEntry, hash_file_path, read_projects, write_hash_file
+from luisy.report import run_report, write_json_report
 from luisy.runplan import PlanTask, RunPlan, hashes_to_record, plan_hash_update, plan_run
 
 logger = logging.getLogger(__name__)
@@ -34,6 +33,8 @@ class PreparedRun:
     current: dict[str, str]
     stored_by_project: dict[str, dict[str, str]]
     existing: set[str]
+    outputs: dict[str, Output] = field(default_factory=dict)
+    """Output key -> output with its current code hash (outputs of hashed tasks)."""
 
     @property
     def stored(self) -> dict[str, str]:
@@ -47,7 +48,7 @@ class PreparedRun:
         return [
             PlanTask(
                 name=t.task_id,
-                key=g.outputs[t].key if g.outputs[t] else None,
+                key=ref.key if (ref := g.outputs[t]) else None,
                 deps=tuple(d.task_id for d in g.deps[t]),
                 external=g.is_external(t),
             )
@@ -67,7 +68,7 @@ def compute_hashes(graph: TaskGraph) -> dict[str, str]:
     return {ref.key: by_task[t] for t, ref in graph.outputs.items() if ref is not None}
 
 
-class OutputCollisionError(ValueError):
+class OutputCollisionError(LuisyError, ValueError):
     """Two distinct tasks of one graph would write the same output file."""
 
 
@@ -93,7 +94,45 @@ def prepare(roots: luigi.Task | Iterable[luigi.Task]) -> PreparedRun:
     current = compute_hashes(graph)
     stored = read_projects(Config().working_dir, graph.projects())
     existing = {ref.key for ref in graph.outputs.values() if ref and os.path.exists(ref.path)}
-    return PreparedRun(graph, current, stored, existing)
+    outputs = {ref.key: ref.with_hash(current[ref.key]) for ref in graph.outputs.values()
+               if ref is not None and ref.key in current}
+    return PreparedRun(graph, current, stored, existing, outputs)
+
+
+class RunSync(Protocol):
+    """The cloud side of a run (``--download``/``--upload``), made before anything changes
+    (see :class:`luisy.cloud.cloudrun.CloudRun`)."""
+
+    @property
+    def uploads(self) -> bool:
+        """Whether the run uploads."""
+
+    @property
+    def downloads(self) -> bool:
+        """Whether the run downloads."""
+
+    @property
+    def predicted_uploads(self) -> Mapping[str, int | None]:
+        """What the plan said would be uploaded (filled by ``plan_lines``)."""
+
+    def plan_entries(self) -> Mapping[str, CloudEntry]:
+        """Cloud entries the planner may download."""
+
+    def plan_lines(self, plan: RunPlan) -> list[str]:
+        """The plan's transfer sections."""
+
+    def download(self, plan: RunPlan) -> object:
+        """Fetch the planned downloads, before luigi runs."""
+
+    def upload(self, stored_after: Mapping[str, str], made: Collection[str]) -> bool:
+        """Push what differs after luigi ran; False when an upload failed."""
+
+    def refresh(self, dry_run: bool) -> list[str]:
+        """Hash-update mode: refresh cloud hashes."""
+
+    def report(self, plan: RunPlan | None, summary: Mapping[str, Any], exit_code: int,
+               dry_run: bool) -> dict[str, Any]:
+        """The JSON report of the run, with the cloud part."""
 
 
 @dataclass
@@ -175,34 +214,37 @@ def execute(
     no_ask: bool = True,
     hash_update_mode: bool = False,
     out: Callable[[str], None] = print,
-    cloud: CloudOptions | None = None,
+    sync: Callable[[PreparedRun], RunSync] | None = None,
+    json_path: str | None = None,
 ) -> BuildResult:
     """Run the luisy cycle around ``run_luigi`` (which returns a ``LuigiRunResult``).
 
-    With ``cloud`` (``--download``/``--upload``) the remote is checked before anything
-    changes, downloads run before luigi and uploads after it, all in this process.
+    With ``sync`` (``--download``/``--upload``: it makes the cloud side of the run from the
+    prepared run, checking the remote) nothing changes before the cloud is known to be
+    usable; downloads run before luigi and uploads after it, all in this process.
+    ``json_path``: write a JSON report there (``-`` = stdout).
     """
     prepared = prepare(roots)
-    sync = CloudRun.start(prepared, cloud, out) if cloud is not None and cloud.active else None
+    cloud = sync(prepared) if sync is not None else None
     if hash_update_mode:
-        return _hash_update(prepared, dry_run, no_ask, out, sync)
-    download = bool(cloud and cloud.download)
-    upload = bool(cloud and cloud.upload)
-    plan = prepared.plan(sync.plan_entries() if sync else None, download=download, upload=upload)
-    out(format_plan(prepared, plan, sync.plan_lines(plan) if sync else None))
+        return _hash_update(prepared, dry_run, no_ask, out, cloud)
+    download = bool(cloud and cloud.downloads)
+    upload = bool(cloud and cloud.uploads)
+    plan = prepared.plan(cloud.plan_entries() if cloud else None, download=download, upload=upload)
+    out(format_plan(prepared, plan, cloud.plan_lines(plan) if cloud else None))
     if dry_run:
         out("dry run: nothing changed")
-        _write_report(prepared, cloud, sync, plan, {}, 0, dry_run=True)
+        _write_report(prepared, json_path, cloud, plan, {}, 0, dry_run=True)
         return BuildResult(success=True, exit_code=0, plan=plan)
-    if (plan.changes_anything or (sync and sync.predicted_uploads)) and not confirm("Proceed?", no_ask):
+    if (plan.changes_anything or (cloud and cloud.predicted_uploads)) and not confirm("Proceed?", no_ask):
         out("aborted: nothing changed")
         return BuildResult(success=False, exit_code=0, plan=plan)
     keyed = prepared.graph.keys()
     for key in plan.outdated_to_delete:
         logger.info("deleting outdated output %s", key)
         keyed[key].output().remove()
-    if sync:
-        sync.download(plan)
+    if cloud:
+        cloud.download(plan)
     result = run_luigi()
     summary = _summary_dict(result.worker)
     failed_keys = {
@@ -217,16 +259,13 @@ def execute(
     recorded = {k: v for k, v in recorded.items() if prepared.stored.get(k) != v}
     _write_project_hashes(prepared, recorded)
     ok = result.status in _OK
-    if sync and upload:
-        from luisy.cloud.distributed import refresh_after_run
-
-        refresh_after_run(sync)  # distributed: other machines changed the cloud meanwhile
+    if cloud and upload:
         stored_after = {**prepared.stored, **recorded}
         made = {ref.key for t in summary.get("completed", ())
                 if (ref := prepared.graph.outputs.get(t)) is not None}
-        ok = sync.upload(stored_after, made).ok and ok
+        ok = cloud.upload(stored_after, made) and ok
     exit_code = 0 if ok else 1
-    _write_report(prepared, cloud, sync, plan, summary, exit_code, dry_run=False)
+    _write_report(prepared, json_path, cloud, plan, summary, exit_code, dry_run=False)
     return BuildResult(
         success=ok, exit_code=exit_code, plan=plan, status=result.status,
         summary=summary, summary_text=result.summary_text,
@@ -247,89 +286,33 @@ def _remove_untrusted_outputs(prepared: PreparedRun, failed_keys: set[str],
             "trusted; the next run runs the task again")
 
 
-def _write_report(prepared: PreparedRun, cloud: CloudOptions | None, sync: CloudRun | None,
+def _write_report(prepared: PreparedRun, json_path: str | None, cloud: RunSync | None,
                   plan: RunPlan, summary: dict[str, Any], exit_code: int, dry_run: bool) -> None:
     """``--json``: the report of the run, with the cloud part when syncing."""
-    if cloud is None or not cloud.json_path:
+    if not json_path:
         return
-    doc = (sync.report(plan, summary, exit_code, dry_run) if sync
-           else run_report(prepared, plan, summary, exit_code, dry_run))
-    write_json_report(cloud.json_path, doc)
+    doc = (cloud.report(plan, summary, exit_code, dry_run) if cloud
+           else run_report(prepared.graph, plan, summary, exit_code, dry_run))
+    write_json_report(json_path, doc)
 
 
 def _hash_update(prepared: PreparedRun, dry_run: bool, no_ask: bool,
-                 out: Callable[[str], None], sync: CloudRun | None = None) -> BuildResult:
+                 out: Callable[[str], None], sync: RunSync | None = None) -> BuildResult:
     updates = plan_hash_update(prepared.current, prepared.stored, prepared.existing)
     lines = ["luisy hash-update mode: no task runs; stored hashes are refreshed"]
     lines += [f"  {k}" for k in updates] or ["  all stored hashes are current"]
     out("\n".join(lines))
-    refresh_cloud = sync is not None and sync.options.upload
-    if dry_run or not (updates or refresh_cloud):
+    cloud = sync if sync is not None and sync.uploads else None
+    if dry_run or not (updates or cloud):
         if dry_run:
-            if refresh_cloud:
-                sync.refresh(dry_run=True)
+            if cloud:
+                cloud.refresh(dry_run=True)
             out("dry run: nothing changed")
         return BuildResult(success=True, exit_code=0)
     if not confirm(f"Update {len(updates)} stored hash(es)?", no_ask):
         out("aborted: nothing changed")
         return BuildResult(success=False, exit_code=0)
     _write_project_hashes(prepared, updates)
-    if refresh_cloud:
-        sync.refresh(dry_run=False)
+    if cloud:
+        cloud.refresh(dry_run=False)
     return BuildResult(success=True, exit_code=0, recorded=updates)
-
-
-@contextlib.contextmanager
-def _shutdown_handler_off_outside_main_thread() -> Iterator[None]:
-    """luigi's worker installs a signal handler, which only the main thread may do."""
-    if threading.current_thread() is threading.main_thread():
-        yield
-        return
-    cfg = luigi.configuration.get_config()
-    had = cfg.has_option("worker", "no_install_shutdown_handler")
-    old = cfg.get("worker", "no_install_shutdown_handler") if had else None
-    cfg.set("worker", "no_install_shutdown_handler", "true")
-    try:
-        yield
-    finally:
-        if had:
-            cfg.set("worker", "no_install_shutdown_handler", old)
-        else:
-            cfg.remove_option("worker", "no_install_shutdown_handler")
-
-
-def build(
-    tasks: luigi.Task | Iterable[luigi.Task],
-    workers: int = 1,
-    local_scheduler: bool = True,
-    *,
-    dry_run: bool = False,
-    hash_update_mode: bool = False,
-    no_ask: bool = True,
-    working_dir: str | None = None,
-    download: bool = False,
-    upload: bool = False,
-    remote: str | None = None,
-    **luigi_params: Any,
-) -> BuildResult:
-    """Run ``tasks`` with luisy's rerun detection (like :func:`luigi.build`).
-
-    ``download``/``upload`` sync with the cloud remote (``remote`` URL or the
-    environment's). Extra keyword arguments go to :func:`luigi.build` (e.g. ``no_lock=False``).
-    """
-    if working_dir is not None:
-        Config().set_param("working_dir", os.fspath(working_dir))
-    task_list = [tasks] if isinstance(tasks, luigi.Task) else list(tasks)
-
-    def run_luigi() -> Any:
-        with _shutdown_handler_off_outside_main_thread():
-            return luigi.build(task_list, detailed_summary=True, workers=workers,
-                               local_scheduler=local_scheduler, **luigi_params)
-
-    cloud = CloudOptions(download=download, upload=upload, remote=remote, progress=False)
-    if not local_scheduler and cloud.active:  # luigid + cloud: scale-out workers
-        from luisy.cloud.distributed import DistributedFactory
-
-        luigi_params.setdefault("worker_scheduler_factory", DistributedFactory())
-    return execute(task_list, run_luigi, dry_run=dry_run, no_ask=no_ask,
-                   hash_update_mode=hash_update_mode, out=logger.info, cloud=cloud)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import Any
 
-CloudEntries = Mapping[str, Mapping[str, Any]]
+from luisy.hashfile import CloudEntry
+
+CloudEntries = Mapping[str, CloudEntry]
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,7 @@ def outdated_keys(
 
 def _downloadable(task: PlanTask, current: Mapping[str, str], cloud: CloudEntries) -> bool:
     entry = cloud.get(task.key) if task.key is not None else None
-    if entry is None:
-        return False
-    if task.external:
-        return True
-    want = current.get(task.key)
-    return want is not None and entry.get("hash") == want
+    return entry is not None and entry.is_current(current.get(task.key or ""), task.external)
 
 
 def plan_run(
@@ -136,7 +132,7 @@ def plan_run(
             visited.add(name)
             if is_complete(name):
                 continue
-            if use_cloud and t.key is not None and _downloadable(t, current, cloud):
+            if use_cloud and cloud is not None and t.key is not None and _downloadable(t, current, cloud):
                 to_download.append(t.key)
                 complete_memo.pop(name, None)
                 continue
@@ -157,7 +153,8 @@ def plan_run(
             k = t.key
             if k is None or k not in after or k not in current:
                 continue
-            if (cloud.get(k) or {}).get("hash") != current[k]:
+            entry = cloud.get(k)
+            if entry is None or not entry.is_current(current[k], external=False):
                 to_upload.append(k)
     return RunPlan(
         to_run=tuple(to_run),

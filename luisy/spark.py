@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from luisy.tasks import Task
+from luisy.tasks import Task, provide
 
 T = TypeVar("T", bound="type[Any]")
 
@@ -121,6 +121,9 @@ class SparkTask(Task):
         if not getattr(type(self), "spark_target", None) and hasattr(df, "toPandas"):
             df = df.toPandas()
         super().write(df)
+
+
+provide("SparkTask", SparkTask)
 
 
 def _set_on_class(attribute: str, make: Callable[[Any], Any]) -> Callable[[T], T]:

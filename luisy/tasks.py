@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import luigi
@@ -15,6 +17,39 @@ from luisy.filenames import with_ending
 from luisy.targets import LocalTarget, PickleTarget
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskHooks:
+    """Where the layers above the tasks plug in, so that this module imports none of them.
+
+    ``fetch(task) -> bool``: download a missing output when it is read (filled by
+    :mod:`luisy.cloud`; used after :func:`luisy.activate_download`).
+    ``transfer(task, "download" | "upload", overwrite)``: ``Task.download()``/``upload()``
+    (filled by :mod:`luisy.cloud`). ``visualize(task, ...)``: ``Task.visualize()`` (filled
+    by :mod:`luisy.visualize`). ``import luisy`` imports both modules.
+    """
+
+    fetch: Callable[["Task"], bool] | None = None
+    transfer: Callable[["Task", str, bool], Any] | None = None
+    visualize: Callable[..., Any] | None = None
+
+
+hooks = TaskHooks()
+_provided: dict[str, Any] = {}
+
+
+def provide(name: str, value: Any) -> None:
+    """Make ``luisy.tasks.<name>`` resolve to ``value`` (for a name a module above this one
+    defines, e.g. luisy.spark's ``SparkTask``, which 1.4.7 code imports from here)."""
+    _provided[name] = value
+
+
+def _hook(name: str) -> Callable[..., Any]:
+    hook = getattr(hooks, name)
+    if hook is None:
+        raise RuntimeError(f"luisy.tasks hook {name!r} is not installed: import luisy")
+    return hook  # type: ignore[no-any-return]
 
 
 @pickle_output
@@ -93,9 +128,7 @@ class Task(luigi.Task):
         current is downloaded (verified) first.
         """
         if not self.complete() and Config().download:
-            from luisy.cloud.lazy import fetch_output
-
-            fetch_output(self)
+            _hook("fetch")(self)
         if not self.complete():
             raise ValueError(
                 f"{self} needs to be executed first; try "
@@ -118,18 +151,14 @@ class Task(luigi.Task):
     def download(self) -> Any:
         """Fetch this task's output from the cloud (verified, renamed into place when
         complete); nothing happens when the cloud has no copy. Returns the transfer outcome."""
-        from luisy.cloud.api import sync_task_output
-
         self.logger.info("Start downloading of %s", self)
-        return sync_task_output(self, "download")
+        return _hook("transfer")(self, "download", False)
 
     def upload(self, overwrite: bool = False) -> Any:
         """Push this task's output to the cloud and record it in the cloud ``.luisy.hash``;
         an output already in the cloud is replaced only with ``overwrite=True``."""
-        from luisy.cloud.api import sync_task_output
-
         self.logger.info("Start uploading of %s", self)
-        return sync_task_output(self, "upload", overwrite=overwrite)
+        return _hook("transfer")(self, "upload", overwrite)
 
     def clean(self) -> None:
         """Delete the task's output; external data is never deleted."""
@@ -142,10 +171,8 @@ class Task(luigi.Task):
                   parameters_to_exclude: tuple[str, ...] = ()) -> Any:
         """Draw the dependency tree with matplotlib into ``ax`` (a new figure when None),
         coloured by state when a working dir is set; returns the axis."""
-        from luisy.visualize import visualize_task
-
-        return visualize_task(self, ax=ax, unique_children=unique_children,
-                              parameters_to_exclude=parameters_to_exclude)
+        return _hook("visualize")(self, ax=ax, unique_children=unique_children,
+                                  parameters_to_exclude=parameters_to_exclude)
 
 
 @Task.event_handler(luigi.Event.START)
@@ -204,11 +231,9 @@ class ConcatenationTask(Task):
 
 
 def __getattr__(name: str) -> Any:
-    """``luisy.tasks.SparkTask`` (1.4.7's place for it) without importing Spark code eagerly."""
-    if name == "SparkTask":
-        from luisy.spark import SparkTask
-
-        return SparkTask
+    """Names provided by modules above this one (``luisy.tasks.SparkTask``, 1.4.7's place)."""
+    if name in _provided:
+        return _provided[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -24,6 +24,7 @@ import luigi
 from luigi.execution_summary import LuigiStatusCode, _summary_dict
 
 from luisy.config import Config, get_default_params
+from luisy.graph import walk
 
 __all__ = [
     "LuisyTestCase", "create_testing_config", "debug_run", "get_all_dependencies",
@@ -46,14 +47,7 @@ def debug_run(tasks: luigi.Task | Iterable[luigi.Task], return_summary: bool = T
 
 def get_all_dependencies(task: luigi.Task) -> set[luigi.Task]:
     """``task`` and every task upstream of it."""
-    seen: set[luigi.Task] = set()
-    stack = [task]
-    while stack:
-        node = stack.pop()
-        if node not in seen:
-            seen.add(node)
-            stack.extend(luigi.task.flatten(node.requires()))
-    return seen
+    return set(walk([task]))
 
 
 def create_file(file: str, val: Any) -> None:

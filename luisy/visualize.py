@@ -19,6 +19,7 @@ import luigi
 
 from luisy_sync.atomic import atomic_path
 from luisy.graph import requirements
+from luisy.tasks import hooks
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,8 @@ def task_states(task: luigi.Task, cloud: bool = False) -> dict[luigi.Task, str]:
             states[t] = "to run"
         elif key in prepared.existing or (key is None and t.complete()):
             states[t] = "done"
-        elif key and (entries or {}).get(key, {}).get("hash") == prepared.current.get(key):
+        elif key and (entry := (entries or {}).get(key)) is not None \
+                and entry.code_hash == prepared.current.get(key):
             states[t] = "in the cloud"  # not needed by this run, but current in the cloud
         else:
             states[t] = "not needed"
@@ -238,3 +240,6 @@ def picture_format(path: str) -> str:
         raise ValueError(f"cannot write a picture to {path!r}: end the file name in "
                          f"{', '.join('.' + f for f in PICTURE_FORMATS)}")
     return ending
+
+
+hooks.visualize = visualize_task

@@ -1,27 +1,36 @@
-"""Cloud sync for luisy runs: the remote, the cloud ``.luisy.hash`` and output transfers.
-
-Public API (blocking; safe from any thread and from forked luigi workers):
+"""Cloud sync for luisy runs: one verb per operation (blocking; safe from any thread and
+from forked luigi workers).
 
 - ``open_session(remote=None)`` / ``current_session()``: the process-wide
   :class:`CloudSession` (store, bridge, current code hashes).
-- ``read_cloud_entries(projects)``: output key -> cloud entry.
-- ``download_keys(keys)``: fetch outputs, verified, renamed into place when complete.
-- ``upload_outputs(tasks_or_keys)``: push outputs whose hash or content differs and
+- ``read_state(projects)``: the cloud entries (:class:`~luisy.hashfile.CloudEntry`) and
+  the folder listing of some projects.
+- ``download(outputs_or_keys)``: fetch outputs, verified, renamed into place when complete.
+- ``upload(tasks_or_keys_or_outputs)``: push outputs whose hash or content differs and
   record them in the cloud hash file (read -> merge -> conditional write).
-- ``sync_task_output(task, "upload" | "download", overwrite=False)``: one task's output
-  (``Task.upload()`` / ``Task.download()``).
+- ``refresh_hashes(outputs, state)``: hash-update mode on cloud entries.
+
+Modules: ``session`` (the remote; the only user of the bridge), ``state`` (the cloud hash
+files and the per-process cache), ``sync`` (the transfers), ``verbs`` (these functions),
+``cloudrun`` (the cloud side of a run), ``distributed`` (scale-out workers).
+
+Importing this package fills the task hooks: ``Task.download()``/``Task.upload()`` and
+reading a missing output after ``luisy.activate_download()``.
 """
 
-from luisy.cloud.api import (download_keys, download_refs, read_cloud_entries, read_state,
-                             record_local_hashes, refresh_hashes, sync_task_output, upload_keyed,
-                             upload_outputs)
-from luisy.cloud.cloudhash import CloudHashError, CloudState
-from luisy.cloud.remote import CloudError, CloudSession, current_session, open_session
-from luisy.cloud.transfers import SyncOutcome
+from luisy.cloud.session import CloudSession, current_session, open_session
+from luisy.cloud.state import CloudState
+from luisy.cloud.sync import OutputsReport
+from luisy.cloud.verbs import (download, fetch_output, read_state, record_local_hashes, refresh_hashes,
+                               sync_task_output, upload)
+from luisy.errors import CloudError, CloudHashError
+from luisy.tasks import hooks
+
+hooks.fetch = fetch_output
+hooks.transfer = sync_task_output
 
 __all__ = [
-    "CloudError", "CloudHashError", "CloudSession", "CloudState", "SyncOutcome",
-    "open_session", "current_session", "read_cloud_entries", "read_state",
-    "download_keys", "download_refs", "upload_outputs", "upload_keyed", "refresh_hashes",
-    "record_local_hashes", "sync_task_output",
+    "CloudError", "CloudHashError", "CloudSession", "CloudState", "OutputsReport",
+    "open_session", "current_session", "read_state", "download", "upload", "refresh_hashes",
+    "record_local_hashes",
 ]

@@ -5,29 +5,30 @@ upload after it, and report.
     plan = prepared.plan(sync.plan_entries(), download=..., upload=...)
     sync.download(plan)                                  # all at once, before luigi
     ... luigi runs (workers may fork; nothing is transferred inside it) ...
-    sync.upload(recorded_hashes)                         # all at once, after luigi
+    sync.upload(recorded_hashes, made)                   # all at once, after luigi
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from luisy.cloud.api import bridge_call, download_refs, read_state, refresh_hashes, upload_keyed
-from luisy.cloud.cloudhash import CloudState
-from luisy.cloud.remote import CloudError, CloudSession, open_session
-from luisy.cloud.transfers import SyncOutcome, plan_uploads, scan_outputs
+from luisy.cloud.session import CloudSession, open_session
+from luisy.cloud.state import CloudState
+from luisy.cloud.sync import OutputsReport, plan_uploads, scan_outputs
+from luisy.cloud.verbs import download, read_state, refresh_hashes, upload
 from luisy.config import Config
-from luisy_sync.report import format_bytes
+from luisy.errors import CloudError
+from luisy.graph import Output
+from luisy.hashfile import CloudEntry
+from luisy.report import run_report
+from luisy.run import PreparedRun
+from luisy.runplan import RunPlan
+from luisy_sync.conventions import format_bytes
+from luisy_sync.stores.base import Store
 from luisy_sync.transfer import DEFAULT_CONCURRENCY
-
-if TYPE_CHECKING:
-    from luisy.run import PreparedRun
-    from luisy.runplan import RunPlan
 
 
 @dataclass
@@ -43,25 +44,28 @@ class CloudOptions:
 
     @property
     def active(self) -> bool:
+        """Whether the run syncs with the cloud at all."""
         return self.download or self.upload
 
 
 @dataclass
 class CloudRun:
-    """State of the cloud side of one run."""
+    """State of the cloud side of one run. ``distributed``: other machines change the
+    cloud during the run, so it is read again before the upload."""
 
-    prepared: "PreparedRun"
+    prepared: PreparedRun
     options: CloudOptions
     session: CloudSession
     state: CloudState
     out: Callable[[str], None] = print
-    outcomes: dict[str, SyncOutcome] = field(default_factory=dict)
+    distributed: bool = False
+    outcomes: dict[str, OutputsReport] = field(default_factory=dict)
     predicted_uploads: dict[str, int | None] = field(default_factory=dict)
     predicted_held: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, prepared: "PreparedRun", options: CloudOptions,
-              out: Callable[[str], None] = print) -> "CloudRun":
+    def start(cls, prepared: PreparedRun, options: CloudOptions,
+              out: Callable[[str], None] = print, *, distributed: bool = False) -> CloudRun:
         """Resolve and check the remote and read the cloud hash files (CloudError if unusable)."""
         session = open_session(options.remote)
         out(f"luisy: cloud remote: {session.description}")
@@ -75,29 +79,40 @@ class CloudRun:
         state = read_state(projects, session=session) if exists else CloudState(container_exists=False)
         if not exists:
             out("luisy: the cloud container does not exist yet (nothing to download)")
-        return cls(prepared, options, session, state, out)
+        return cls(prepared, options, session, state, out, distributed)
+
+    @property
+    def uploads(self) -> bool:
+        """Whether the run uploads."""
+        return self.options.upload
+
+    @property
+    def downloads(self) -> bool:
+        """Whether the run downloads."""
+        return self.options.download
 
     @property
     def is_dir(self) -> dict[str, bool]:
+        """Output key -> directory output, for every output of the graph."""
         return {ref.key: ref.is_dir for ref in self.prepared.graph.outputs.values() if ref}
 
-    def plan_entries(self) -> dict[str, dict[str, Any]]:
+    def plan_entries(self) -> dict[str, CloudEntry]:
         """Cloud entries for the planner: only those whose content can be downloaded verified."""
         return self.state.verifiable_entries(self.is_dir)
 
     def download_size(self, key: str) -> int:
+        """Bytes the download of ``key`` moves."""
         files = self.state.expected_files(key, self.is_dir.get(key, False)) or {}
         return sum(f.size for f in files.values())
 
-    def predict_uploads(self, plan: "RunPlan") -> dict[str, int | None]:
+    def predict_uploads(self, plan: RunPlan) -> dict[str, int | None]:
         """Outputs the upload will push: existing ones whose hash or content differs
         (scanned now, size known) and ones the run makes whose cloud hash differs."""
         if not self.options.upload:
             return {}
-        present = {k: (self.is_dir[k], self.prepared.current[k]) for k in plan.up_to_date
-                   if k in self.prepared.current and k in self.is_dir}
-        wd = Config().working_dir
-        local = bridge_call(self.session, scan_outputs, wd, sorted(present))
+        outputs = self.prepared.outputs
+        present = [outputs[k] for k in plan.up_to_date if k in outputs]
+        local = self.session.call(scan_outputs, Config().working_dir, [o.key for o in present])
         up = plan_uploads(present, local, self.state, replace=())  # these are not recomputed
         self.predicted_held = up.held
         sizes: dict[str, int | None] = {
@@ -107,7 +122,7 @@ class CloudRun:
         self.predicted_uploads = dict(sorted(sizes.items()))
         return self.predicted_uploads
 
-    def plan_lines(self, plan: "RunPlan") -> list[str]:
+    def plan_lines(self, plan: RunPlan) -> list[str]:
         """Plan sections for downloads (with sizes) and uploads."""
         lines: list[str] = []
         if plan.to_download:
@@ -125,53 +140,49 @@ class CloudRun:
             lines += [f"    {k}" for k in self.predicted_held]
         return lines
 
-    def download(self, plan: "RunPlan") -> SyncOutcome | None:
+    def download(self, plan: RunPlan) -> OutputsReport | None:
         """Fetch every planned download at once; failed ones are left for luigi to run."""
         if not plan.to_download:
             return None
-        outputs = {k: self.is_dir.get(k, False) for k in plan.to_download}
-        outcome = download_refs(outputs, self.state, session=self.session, record=False,
-                                progress=self.options.progress, concurrency=self.options.concurrency)
+        refs = [ref for ref in self.prepared.graph.outputs.values()
+                if ref is not None and ref.key in plan.to_download]
+        outcome = download(refs, session=self.session, state=self.state, record=False,
+                           progress=self.options.progress, concurrency=self.options.concurrency)
         self.outcomes["download"] = outcome
         self.out(f"luisy: {outcome.summary_line()}")
         for key, reason in outcome.keys_failed:
             self.out(f"luisy: download of {key} failed ({reason}); the task will run instead")
         return outcome
 
-    def upload(self, stored_after: Mapping[str, str], made: Collection[str] = ()) -> SyncOutcome:
+    def upload(self, stored_after: Mapping[str, str], made: Collection[str] = ()) -> bool:
         """Push every output of the graph that exists with its current hash and differs from
         the cloud; only the outputs this run ``made`` may replace a cloud copy of the same
-        code hash (any other is held back with a warning)."""
-        current = self.prepared.current
-        outputs = {}
-        for ref in self.prepared.graph.outputs.values():
-            if ref is None or ref.key not in current or stored_after.get(ref.key) != current[ref.key]:
-                continue
-            if os.path.exists(ref.path):
-                outputs[ref.key] = (ref.is_dir, current[ref.key])
-        outcome = upload_keyed(outputs, session=self.session, state=self.state,
-                               progress=self.options.progress, concurrency=self.options.concurrency,
-                               replace=set(made))
+        code hash (any other is held back with a warning). False when an upload failed."""
+        if self.distributed:  # other machines and this machine's task processes changed it
+            self.state = read_state(self.prepared.graph.projects(), session=self.session)
+        outputs: list[Output] = [o for o in self.prepared.outputs.values()
+                                 if stored_after.get(o.key) == o.code_hash and os.path.exists(o.path)]
+        outcome = upload(outputs, session=self.session, state=self.state,
+                         progress=self.options.progress, concurrency=self.options.concurrency,
+                         replace=set(made))
         self.outcomes["upload"] = outcome
         self.out(f"luisy: {outcome.summary_line()}")
         for key, reason in outcome.held:
             self.out(f"luisy: warning: not uploading {key}: {reason}")
-        return outcome
+        return outcome.ok
 
     def refresh(self, dry_run: bool) -> list[str]:
         """Hash-update mode with --upload: current hashes on cloud entries whose content is there."""
-        outputs = {ref.key: (ref.is_dir, self.prepared.current[ref.key])
-                   for ref in self.prepared.graph.outputs.values()
-                   if ref is not None and ref.key in self.prepared.current}
-        keys = refresh_hashes(outputs, self.state, session=self.session, dry_run=dry_run)
+        keys = refresh_hashes(self.prepared.outputs.values(), self.state, session=self.session,
+                              dry_run=dry_run)
         verb = "would refresh" if dry_run else "refreshed"
         self.out(f"luisy: {verb} {len(keys)} cloud hash(es)" + "".join(f"\n  {k}" for k in keys))
         return keys
 
-    def report(self, plan: "RunPlan | None", summary: Mapping[str, Any], exit_code: int,
+    def report(self, plan: RunPlan | None, summary: Mapping[str, Any], exit_code: int,
                dry_run: bool) -> dict[str, Any]:
         """A JSON-ready report of the run."""
-        doc = run_report(self.prepared, plan, summary, exit_code, dry_run)
+        doc = run_report(self.prepared.graph, plan, summary, exit_code, dry_run)
         doc["remote"] = self.session.description
         if plan is not None:
             doc["plan"]["download"] = [{"key": k, "bytes": self.download_size(k)}
@@ -180,11 +191,8 @@ class CloudRun:
         doc.update({d: o.to_dict() for d, o in self.outcomes.items()})
         return doc
 
-    def write_report(self, doc: Mapping[str, Any]) -> None:
-        write_json_report(self.options.json_path, doc)
 
-
-def _uncreatable_local_root(store: Any) -> str | None:
+def _uncreatable_local_root(store: Store) -> str | None:
     """Why the missing root of a local remote could not be created, None if it can (or
     the store is not a LocalStore): found before any task runs, not after the last."""
     from luisy_sync.stores.local import LocalStore
@@ -199,30 +207,3 @@ def _uncreatable_local_root(store: Any) -> str | None:
     if not os.access(path, os.W_OK | os.X_OK):
         return f"the local remote {store.root} cannot be created: {path} is not writable"
     return None
-
-
-def run_report(prepared: "PreparedRun", plan: "RunPlan | None", summary: Mapping[str, Any],
-               exit_code: int, dry_run: bool) -> dict[str, Any]:
-    """The cloud-independent part of a run's JSON report: plan and task outcomes."""
-    doc: dict[str, Any] = {"dry_run": dry_run, "exit_code": exit_code}
-    if plan is not None:
-        names = {t.task_id: str(t) for t in prepared.graph.tasks}
-        doc["plan"] = {"run": [names.get(n, n) for n in plan.to_run], "download": [],
-                       "upload": [], "delete": list(plan.outdated_to_delete)}
-    doc["tasks"] = {state: sorted(str(t) for t in tasks) for state, tasks in summary.items()
-                    if tasks and state in ("completed", "already_done", "failed",
-                                           "upstream_failure", "scheduling_error")}
-    return doc
-
-
-def write_json_report(path: str | None, doc: Mapping[str, Any]) -> None:
-    """Write ``doc`` as JSON to ``path`` (``-`` = stdout; nothing when ``path`` is empty)."""
-    if not path:
-        return
-    text = json.dumps(doc, indent=1, sort_keys=True)
-    if path == "-":
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    else:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")

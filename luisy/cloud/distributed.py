@@ -23,9 +23,9 @@ What a distributed luisy worker (:class:`DistributedWorker`) does instead:
   loop is never blocked; the bridge gives the child its own loop and store.
 - **Cloud counts as complete.** When scheduling, a task whose output is missing
   locally but is in the cloud with the current code hash is reported DONE, so no
-  machine recomputes it. Lookups are served from a per-process cache of the cloud
-  hash file (positive answers are final, negative ones are revalidated after 0.5 s
-  by a HEAD + ETag compare). A task that is complete only locally is uploaded
+  machine recomputes it. Lookups are served from the per-process cache of the cloud
+  hash files (:class:`luisy.cloud.state.StateCache`; positive answers are final,
+  negative ones are revalidated after 0.5 s by a HEAD + ETag compare). A task that is complete only locally is uploaded
   first, so DONE always means "in the cloud".
 - **Inputs fetched before run.** Before a task runs, the outputs of its
   requirements that are missing locally are downloaded together, verified against
@@ -44,18 +44,24 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import luigi
 import luigi.interface
 import luigi.worker
 from luigi.configuration import get_config
+from luigi.task import flatten
 
-from luisy.cloud.dist_index import CloudIndex, wanted_outputs
-from luisy.cloud.remote import current_session
-from luisy.graph import output_ref, requirements
+from luisy.cloud.cloudrun import CloudOptions
+from luisy.cloud.session import CloudSession, current_session
+from luisy.cloud.state import CloudState, StateCache, cache_of, head_objects
+from luisy.cloud.verbs import download, upload
+from luisy.errors import CloudError
+from luisy.graph import Output, OutputRef, output_ref, requirements, walk
+from luisy.hashfile import CloudEntry, project_of
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +70,6 @@ FAST_POLLING = {"wait_interval": 0.2, "wait_jitter": 0.3}
 """Idle polling of a distributed worker unless [worker] in the luigi config says otherwise
 (luigi's default waits up to 6 s between polls)."""
 
-_active = False
-
 
 def uses_central_scheduler(luigi_argv: Sequence[str]) -> bool:
     """Whether luigi's arguments point at a central scheduler (not ``--local-scheduler``)."""
@@ -73,29 +77,140 @@ def uses_central_scheduler(luigi_argv: Sequence[str]) -> bool:
     return bool(names & set(SCHEDULER_FLAGS)) and "--local-scheduler" not in names
 
 
-def is_active() -> bool:
-    """True from creating a distributed worker until the end-of-run refresh."""
-    return _active
+def is_distributed(cloud: CloudOptions | None, local_scheduler: bool) -> bool:
+    """The one rule: a run is distributed when it uses a central scheduler (luigid) and
+    syncs with the cloud (``--download`` or ``--upload``)."""
+    return cloud is not None and cloud.active and not local_scheduler
 
 
-def factory_for(luigi_argv: Sequence[str], cloud: Any) -> "DistributedFactory | None":
-    """The worker factory for a CLI run: distributed when the run uses a central
-    scheduler and ``cloud`` (CloudOptions) syncs; None (luigi's default) otherwise."""
-    if cloud is None or not getattr(cloud, "active", False):
+def wanted_outputs(roots: Iterable[luigi.Task]) -> list[luigi.Task]:
+    """Tasks whose outputs a machine asked for: the roots, or for a root without its own
+    output (a wrapper task) what it requires, recursively."""
+    def through(task: luigi.Task) -> bool:
+        return output_ref(task) is None and (isinstance(task, luigi.WrapperTask)
+                                             or not flatten(task.output()))
+
+    return [t for t in walk(roots, expand=through) if output_ref(t) is not None]
+
+
+class CloudShare:
+    """What a distributed worker asks the cloud (through the state cache; by default the
+    process-wide one of the session) and moves (through the sync verbs), plus the code
+    hash of each task."""
+
+    def __init__(self, session: CloudSession | None = None, cache: StateCache | None = None) -> None:
+        self.session = session or current_session()
+        self.cache = cache or cache_of(self.session)
+        self._hashes: dict[str, str] = {}
+
+    def code_hash(self, task: luigi.Task, ref: OutputRef) -> str | None:
+        """The current code hash of ``task`` (from the run's session, else computed)."""
+        known = self.session.current_hashes.get(ref.key) or self._hashes.get(ref.key)
+        if known is None:
+            from luisy.codehash import compute_task_hashes
+
+            known = compute_task_hashes([task]).get(task)
+            if known is not None:
+                self._hashes[ref.key] = known
+        return known
+
+    def current_entry(self, task: luigi.Task, *, fresh: bool = False) -> CloudEntry | None:
+        """The cloud entry of ``task``'s output if it names content made by the current
+        code, else None. ``fresh`` revalidates a negative answer now (a HEAD)."""
+        ref = output_ref(task)
+        if ref is None:
+            return None
+        code_hash = self.code_hash(task, ref)
+        external = isinstance(task, luigi.ExternalTask)
+
+        def current(entry: CloudEntry | None) -> bool:
+            return entry is not None and not entry.legacy and entry.is_current(code_hash, external)
+
+        entry = self.cache.entries(ref.project).get(ref.key)
+        if current(entry):
+            self.cache.stats.hits += 1
+            return entry
+        if fresh:
+            entry = self.cache.entries(ref.project, max_age=0.0).get(ref.key)
+            if current(entry):
+                return entry
         return None
-    return DistributedFactory() if uses_central_scheduler(luigi_argv) else None
 
+    def in_cloud(self, task: luigi.Task) -> bool:
+        """Distributed completeness: the task's output is in the cloud with the current hash."""
+        return self.current_entry(task) is not None
 
-def refresh_after_run(sync: Any) -> None:
-    """Before the end-of-run upload of a distributed run: re-read the cloud hash files
-    (other machines and this machine's task processes changed them during the run)."""
-    global _active
-    if not _active or sync is None:
-        return
-    _active = False  # one distributed run, one refresh
-    from luisy.cloud.api import read_state
+    def fetch(self, tasks: Iterable[luigi.Task], *, wait: float = 2.0) -> list[str]:
+        """Download the outputs of ``tasks`` that are missing locally, verified.
 
-    sync.state = read_state(sync.prepared.graph.projects(), session=sync.session)
+        An output not (yet) in the cloud with the current hash is looked for again for
+        up to ``wait`` seconds (another machine may be finishing it); then CloudError.
+        Returns the keys downloaded.
+        """
+        wanted: dict[str, tuple[luigi.Task, OutputRef]] = {}
+        for task in tasks:
+            ref = output_ref(task)
+            if ref is not None and not os.path.exists(ref.path):
+                wanted[ref.key] = (task, ref)
+        if not wanted:
+            return []
+        deadline = time.monotonic() + wait
+        entries: dict[str, CloudEntry] = {}
+        while True:
+            for key, (task, _ref) in wanted.items():
+                if key not in entries and (entry := self.current_entry(task, fresh=True)) is not None:
+                    entries[key] = entry
+            missing = sorted(set(wanted) - set(entries))
+            if not missing:
+                break
+            if time.monotonic() >= deadline:
+                raise CloudError(f"{len(missing)} input(s) are neither local nor in the cloud with "
+                                 f"the current code hash, first {missing[0]}; run the task that "
+                                 f"makes it, or check that all machines run the same code")
+            time.sleep(0.2)
+        names = sorted({n for k, e in entries.items() for n in e.objects(k)})
+        listed = self.session.call(head_objects, self.session.store(), names)
+        state = CloudState(entries=dict(entries), objects=listed)
+        outcome = download([ref for _t, ref in wanted.values()], session=self.session, state=state,
+                           record=True, progress=False)
+        if not outcome.ok:
+            key, reason = outcome.keys_failed[0]
+            raise CloudError(f"download of input {key} failed: {reason}")
+        return list(outcome.keys_done)
+
+    def upload(self, task: luigi.Task) -> str | None:
+        """Push ``task``'s output (if it has one and it exists) and record it in the cloud
+        hash file with a conditional write. Returns the key uploaded, or None."""
+        keys = self.upload_many([task])
+        return keys[0] if keys else None
+
+    def upload_many(self, tasks: Iterable[luigi.Task]) -> list[str]:
+        """Push the existing outputs of ``tasks`` in one batch (content the cloud lacks
+        goes up concurrently, then one conditional write per project). Returns the keys
+        whose entry is now in the cloud; CloudError if any failed."""
+        outputs: list[Output] = []
+        for task in tasks:
+            ref = output_ref(task)
+            if ref is None or not os.path.exists(ref.path):
+                continue
+            code_hash = self.code_hash(task, ref)
+            if code_hash is not None:
+                outputs.append(ref.with_hash(code_hash))
+        if not outputs:
+            return []
+        known: dict[str, CloudEntry] = {}
+        for project in {project_of(o.key) for o in outputs}:
+            entries = self.cache.entries(project)
+            known.update({o.key: entries[o.key] for o in outputs if o.key in entries})
+        state = CloudState(entries=known)
+        outcome = upload(outputs, session=self.session, state=state, progress=False)
+        if not outcome.ok:
+            key, reason = outcome.keys_failed[0]
+            raise CloudError(f"upload of {key} failed: {reason}")
+        done = sorted(o.key for o in outputs if o.key in state.entries)
+        for key in done:
+            self.cache.remember(key, state.entries[key])
+        return done
 
 
 def _traceback() -> luigi.worker.TracebackWrapper:
@@ -105,9 +220,9 @@ def _traceback() -> luigi.worker.TracebackWrapper:
 class DistributedTaskProcess(luigi.worker.ContextManagedTaskProcess):
     """Runs one task: fetch missing inputs, run, upload the output before DONE."""
 
-    index: CloudIndex
+    index: CloudShare
 
-    def __init__(self, index: CloudIndex, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, index: CloudShare, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.index = index
         self.check_complete = self._complete_or_fetch
@@ -146,15 +261,15 @@ class DistributedTaskProcess(luigi.worker.ContextManagedTaskProcess):
 class DistributedWorker(luigi.worker.Worker):
     """A luigi worker that shares outputs through the cloud (see the module docstring)."""
 
-    def __init__(self, *args: Any, index: CloudIndex | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, index: CloudShare | None = None, **kwargs: Any) -> None:
         config = get_config()
         for name, value in FAST_POLLING.items():
             if name not in kwargs and not config.has_option("worker", name):
                 kwargs[name] = value
         super().__init__(*args, **kwargs)
-        self.index = index or CloudIndex(current_session())
+        self.index = index or CloudShare()
         self._roots: list[luigi.Task] = []
-        self._shared: set[str] = set()
+        self._shared: set[luigi.Task] = set()
         self.fetched_roots: list[str] = []
 
     def add(self, task: luigi.Task, *args: Any, **kwargs: Any) -> bool:
@@ -175,18 +290,12 @@ class DistributedWorker(luigi.worker.Worker):
         """Upload, in one batch, the local outputs of ``task`` and of everything upstream
         of it that the cloud lacks (luigi does not look upstream of a complete task, but
         other machines may need those outputs)."""
-        stack, todo = [task], []
-        while stack:
-            current = stack.pop()
-            if current.task_id in self._shared:
-                continue
-            self._shared.add(current.task_id)
+        def here(current: luigi.Task) -> bool:  # not here: nothing to share below it
             ref = output_ref(current)
-            if ref is not None and not os.path.exists(ref.path):
-                continue  # not here: nothing to share below it
-            if ref is not None and not self.index.in_cloud(current):
-                todo.append(current)
-            stack.extend(requirements(current))
+            return ref is None or os.path.exists(ref.path)
+
+        todo = [t for t in walk([task], expand=here, seen=self._shared)
+                if output_ref(t) is not None and here(t) and not self.index.in_cloud(t)]
         if todo:
             keys = self.index.upload_many(todo)
             logger.info("shared %d output(s) this machine had before the run", len(keys))
@@ -225,7 +334,7 @@ class DistributedWorker(luigi.worker.Worker):
             self._add_task_history.append((task, luigi.worker.FAILED, False))
         return ok and not missing
 
-    def _cloud_entry(self, task: luigi.Task) -> Any:
+    def _cloud_entry(self, task: luigi.Task) -> CloudEntry | None:
         try:
             return self.index.current_entry(task, fresh=True)
         except Exception as exc:
@@ -271,7 +380,5 @@ class DistributedFactory(luigi.interface._WorkerSchedulerFactory):
 
     def create_worker(self, scheduler: Any, worker_processes: int,
                       assistant: bool = False) -> DistributedWorker:
-        global _active
-        _active = True
         return DistributedWorker(scheduler=scheduler, worker_processes=worker_processes,
                                  assistant=assistant)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from luisy.errors import LuisyError
 
-class CodeHashError(Exception):
+
+class CodeHashError(LuisyError):
     """Task code cannot be hashed; the message says why and what to do."""
 
 

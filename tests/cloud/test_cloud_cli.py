@@ -90,9 +90,9 @@ def test_concurrent_uploads_from_two_machines_keep_both_sets_of_entries(pipeline
     check = luisy_cmd(["--module", pipeline.module, "Final", "--n", "5", "--upload", "--download",
                        "--dry-run", "--json", str(tmp_path / "check.json")], tmp_path / "fresh")
     assert check.returncode == 0, check.stderr[-2000:]
-    from luisy.cloud import open_session, read_cloud_entries
+    from luisy.cloud import open_session, read_state
 
-    entries = read_cloud_entries("cloudproj", session=open_session())
+    entries = read_state("cloudproj", session=open_session()).entries
     for n in (5, 6, 7):
         assert {k for k in entries if f"_n={n}" in k or f"n={n}" in k} >= {
             f"/cloudproj/raw/Raw_n={n}.pkl", f"/cloudproj/interim/Double_n={n}.pkl",

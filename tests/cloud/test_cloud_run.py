@@ -11,12 +11,17 @@ from pathlib import Path
 import pytest
 
 import luisy
-from luisy.cloud import CloudError, open_session, read_cloud_entries
+from luisy.cloud import CloudError, open_session, read_state
 from luisy.config import Config
 
 pytestmark = pytest.mark.timeout(180)
 
 ALL = ["Double", "Final", "Raw", "Table"]
+
+
+def read_cloud_entries(project: str) -> dict:
+    """The cloud hash file of ``project`` as JSON values (the shapes other readers see)."""
+    return {k: e.to_json() for k, e in read_state(project).entries.items()}
 
 
 def _files(wd: Path) -> set[str]:
@@ -107,14 +112,14 @@ def test_dry_run_changes_nothing_local_or_remote(pipeline, run_log, remote, mach
     wd_b = machines("b")
     session = open_session()
     store = session.store()
-    listing = session.run(store.list, "")
+    listing = session.call(store.list, "")
     cloud_before = read_cloud_entries("cloudproj")
     result = luisy.build(mod.Final(), download=True, upload=True, dry_run=True)
     assert result.success and run_log() == []
     assert result.plan.to_run == (next(iter(result.plan.to_run)),) and "Final" in result.plan.to_run[0]
     assert _files(wd_b) == set()
     assert read_cloud_entries("cloudproj") == cloud_before
-    assert session.run(store.list, "") == listing
+    assert session.call(store.list, "") == listing
 
 
 def test_corrupt_cloud_hash_file_is_one_clear_error_and_nothing_runs(pipeline, run_log, local_remote, machines):

@@ -1,21 +1,23 @@
-"""CloudIndex: cached cloud lookups, one-task uploads and verified input fetches
+"""CloudShare: cached cloud lookups, one-task uploads and verified input fetches
 (in-process, against a local directory remote); the scheduler-flag helpers."""
 
 from __future__ import annotations
 
 import os
 import sys
-from types import SimpleNamespace
-
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dist_pipeline"))
 
 import distpipe  # noqa: E402
 
-from luisy.cloud.dist_index import CloudIndex, is_current, wanted_outputs  # noqa: E402
-from luisy.cloud.distributed import DistributedFactory, factory_for, uses_central_scheduler  # noqa: E402
-from luisy.cloud.remote import CloudError, open_session  # noqa: E402
+from luisy.cloud.cloudrun import CloudOptions  # noqa: E402
+from luisy.cloud.distributed import (CloudShare, is_distributed, uses_central_scheduler,  # noqa: E402
+                                     wanted_outputs)
+from luisy.cloud.session import open_session  # noqa: E402
+from luisy.cloud.state import StateCache  # noqa: E402
+from luisy.errors import CloudError  # noqa: E402
+from luisy.hashfile import CloudEntry  # noqa: E402
 from luisy.graph import output_ref  # noqa: E402
 from luisy.hashfile import read_hash_file  # noqa: E402
 
@@ -37,10 +39,11 @@ def test_central_scheduler_is_recognised(argv, central):
     (False, False, ["T", "--scheduler-host", "h"], False),
     (True, True, ["T", "--local-scheduler"], False),
 ])
-def test_factory_only_for_central_scheduler_with_cloud(download, upload, argv, distributed):
-    cloud = SimpleNamespace(active=download or upload)
-    assert isinstance(factory_for(argv, cloud), DistributedFactory) is distributed
-    assert factory_for(argv, None) is None
+def test_distributed_only_for_central_scheduler_with_cloud(download, upload, argv, distributed):
+    cloud = CloudOptions(download=download, upload=upload)
+    local = not uses_central_scheduler(argv)
+    assert is_distributed(cloud, local_scheduler=local) is distributed
+    assert is_distributed(None, local_scheduler=local) is False
 
 
 @pytest.mark.parametrize("entry, code_hash, external, expected", [
@@ -52,7 +55,9 @@ def test_factory_only_for_central_scheduler_with_cloud(download, upload, argv, d
     (None, "h1", False, False),
 ])
 def test_is_current(entry, code_hash, external, expected):
-    assert is_current(entry, code_hash, external) is expected
+    parsed = CloudEntry.from_json(entry) if entry is not None else None
+    names_content = parsed is not None and not parsed.legacy
+    assert (names_content and parsed.is_current(code_hash, external)) is expected
 
 
 def test_wanted_outputs_looks_through_wrappers(machines, local_remote):
@@ -69,36 +74,36 @@ def test_wanted_outputs_looks_through_wrappers(machines, local_remote):
 def test_lookups_are_cached_and_revalidated_by_etag(machines, local_remote):
     machines("m1")
     session = open_session()
-    writer = CloudIndex(session, ttl=60.0)
+    writer = CloudShare(session, StateCache(session, ttl=60.0))
     numbers, part0, part1 = distpipe.Numbers(), distpipe.Part(part=0), distpipe.Part(part=1)
 
     assert not writer.in_cloud(numbers)
     numbers.write(list(range(distpipe.N_NUMBERS)))
     assert writer.upload(numbers) == "/distdemo/raw/Numbers.pkl"
-    before = (writer.stats.heads, writer.stats.reads)
+    before = (writer.cache.stats.heads, writer.cache.stats.reads)
     assert writer.in_cloud(numbers)  # this process wrote it: no request
-    assert (writer.stats.heads, writer.stats.reads) == before
+    assert (writer.cache.stats.heads, writer.cache.stats.reads) == before
 
-    reader = CloudIndex(session, ttl=60.0)
+    reader = CloudShare(session, StateCache(session, ttl=60.0))
     assert reader.in_cloud(numbers)
-    assert (reader.stats.heads, reader.stats.reads) == (0, 1)
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (0, 1)
     assert not reader.in_cloud(part0)  # negative, but younger than the TTL: from the cache
-    assert (reader.stats.heads, reader.stats.reads) == (0, 1)
-    reader.ttl = 0.0
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (0, 1)
+    reader.cache.ttl = 0.0
     assert not reader.in_cloud(part0)  # revalidated: HEAD, same ETag, no re-read
-    assert (reader.stats.heads, reader.stats.reads) == (1, 1)
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (1, 1)
 
     part0.write(123)
     writer.upload(part0)
     assert reader.in_cloud(part0)  # HEAD saw a new ETag: read again
-    assert (reader.stats.heads, reader.stats.reads) == (2, 2)
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (2, 2)
     assert reader.in_cloud(numbers) and not reader.in_cloud(part1)
 
 
 def test_fetch_downloads_verified_and_records_the_hash(machines, local_remote):
     m1 = machines("m1")
     session = open_session()
-    index = CloudIndex(session)
+    index = CloudShare(session)
     numbers = distpipe.Numbers()
     numbers.write(list(range(distpipe.N_NUMBERS)))
     index.upload(numbers)
@@ -107,7 +112,7 @@ def test_fetch_downloads_verified_and_records_the_hash(machines, local_remote):
     assert numbers_ref.key == "/distdemo/raw/Numbers.pkl"
 
     m2 = machines("m2")
-    other = CloudIndex(open_session())
+    other = CloudShare(open_session())
     with pytest.raises(CloudError, match="neither local nor in the cloud"):
         other.fetch([distpipe.Part(part=0)], wait=0.0)
     assert not (m2 / "distdemo" / "interim").exists()
@@ -122,7 +127,7 @@ def test_fetch_downloads_verified_and_records_the_hash(machines, local_remote):
 
 def test_fetch_refuses_content_that_does_not_match_its_digest(machines, local_remote):
     machines("m1")
-    index = CloudIndex(open_session())
+    index = CloudShare(open_session())
     numbers = distpipe.Numbers()
     numbers.write([1, 2, 3])
     index.upload(numbers)
@@ -131,7 +136,7 @@ def test_fetch_refuses_content_that_does_not_match_its_digest(machines, local_re
 
     m2 = machines("m2")
     with pytest.raises(CloudError, match="download of input /distdemo/raw/Numbers.pkl failed") as err:
-        CloudIndex(open_session()).fetch([distpipe.Numbers()], wait=0.0)
+        CloudShare(open_session()).fetch([distpipe.Numbers()], wait=0.0)
     assert "does not match its digest" in str(err.value)
     assert not (m2 / "distdemo" / "raw" / "Numbers.pkl").exists()
 
@@ -148,7 +153,7 @@ def _publish_numbers_from(machines) -> None:
     """Machine m1 makes Numbers and uploads it with its cloud hash entry."""
     machines("m1")
     distpipe.Numbers().write(list(range(distpipe.N_NUMBERS)))
-    CloudIndex(open_session()).upload(distpipe.Numbers())
+    CloudShare(open_session()).upload(distpipe.Numbers())
 
 
 def test_build_against_luigid_shares_through_the_cloud(machines, local_remote, run_counter):
@@ -164,7 +169,7 @@ def test_build_against_luigid_shares_through_the_cloud(machines, local_remote, r
         first = luisy.build(distpipe.Total(), **params)
         assert first.success
         assert len(run_counter.read_text().split()) == 20
-        entries = CloudIndex(open_session()).entries("distdemo", max_age=0.0)
+        entries = CloudShare(open_session()).cache.entries("distdemo", max_age=0.0)
         assert len(entries) == 20
 
         import time
@@ -199,19 +204,19 @@ def test_task_process_fetches_inputs_runs_and_uploads_before_done(machines, loca
     _publish_numbers_from(machines)
 
     m2 = machines("m2")
-    index = CloudIndex(open_session())
+    index = CloudShare(open_session())
     status, expl = _run_task_process(distpipe.Part(part=2), index)
     assert status == "DONE", expl
     assert run_counter.read_text().split() == [distpipe.Part(part=2).task_id]
     assert (m2 / "distdemo" / "raw" / "Numbers.pkl").exists()  # input fetched
-    entry = CloudIndex(open_session()).entries("distdemo", max_age=0.0)["/distdemo/interim/Part_part=2.pkl"]
-    assert entry["digest"] and entry["hash"] == index.code_hash(
+    entry = CloudShare(open_session()).cache.entries("distdemo", max_age=0.0)["/distdemo/interim/Part_part=2.pkl"]
+    assert entry.files[0].digest and entry.code_hash == index.code_hash(
         distpipe.Part(part=2), output_ref(distpipe.Part(part=2)))
 
 
 def test_task_process_fails_when_an_input_is_nowhere(machines, local_remote, run_counter):
     machines("m1")
-    status, expl = _run_task_process(distpipe.Part(part=2), CloudIndex(open_session()))
+    status, expl = _run_task_process(distpipe.Part(part=2), CloudShare(open_session()))
     assert status == "FAILED"
     assert "Unfulfilled dependency" in expl and "Numbers.pkl" in expl
     assert not run_counter.exists()
@@ -221,7 +226,7 @@ def test_task_published_meanwhile_is_fetched_not_run(machines, local_remote, run
     _publish_numbers_from(machines)
 
     m2 = machines("m2")
-    status, expl = _run_task_process(distpipe.Numbers(), CloudIndex(open_session()))
+    status, expl = _run_task_process(distpipe.Numbers(), CloudShare(open_session()))
     assert status == "DONE", expl
     assert not run_counter.exists()  # run() never called
     assert distpipe.Numbers().output().read() == list(range(distpipe.N_NUMBERS))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from luisy.hashfile import CloudEntry
 from luisy.runplan import (
     PlanTask,
     RunPlan,
@@ -107,7 +108,8 @@ CLOUD_CASES = [
 @pytest.mark.parametrize("existing,cloud,to_run,downloads,uploads",
                          [c[1:] for c in CLOUD_CASES], ids=[c[0] for c in CLOUD_CASES])
 def test_plan_with_cloud(existing, cloud, to_run, downloads, uploads) -> None:
-    entries = {KEYS[n]: {"hash": h, "digest": "d", "size": 1} for n, h in cloud.items()}
+    entries = {KEYS[n]: CloudEntry.from_json({"hash": h, "digest": "d", "size": 1})
+               for n, h in cloud.items()}
     plan = plan_run(GRAPH, ["final"], H, {}, existing, entries, download=True, upload=True)
     assert sorted(plan.to_run) == sorted(to_run)
     assert plan.to_download == keys(*downloads)
@@ -115,7 +117,7 @@ def test_plan_with_cloud(existing, cloud, to_run, downloads, uploads) -> None:
 
 
 def test_cloud_ignored_without_flags() -> None:
-    entries = {KEYS["final"]: {"hash": H[KEYS["final"]]}}
+    entries = {KEYS["final"]: CloudEntry.from_json(H[KEYS["final"]])}
     plan = plan_run(GRAPH, ["final"], H, {}, {KEYS["raw"]}, entries)
     assert plan.to_download == () and plan.to_upload == ()
     assert len(plan.to_run) == 4

@@ -169,13 +169,13 @@ def _pausing(inner: Any, after_put: Any) -> FaultStore:
 
 async def _upload_from(wd: Path, store: Any) -> Any:
     """What ``luisy --upload`` does after the run, for the one output ``KEY``."""
-    from luisy.cloud.cloudhash import read_cloud_state
-    from luisy.cloud.transfers import plan_uploads, scan_outputs, upload_planned
+    from luisy.cloud.state import read_cloud_state
+    from luisy.cloud.sync import upload
+    from luisy.graph import Output
 
     state = await read_cloud_state(store, [PROJECT])
-    outputs = {KEY: (False, "same-code-hash")}
-    local = await scan_outputs(str(wd), [KEY])
-    return await upload_planned(store, str(wd), plan_uploads(outputs, local, state), local, state)
+    output = Output(KEY, str(wd / PRODUCER), PROJECT, False, "same-code-hash")
+    return await upload(store, str(wd), [output], state)
 
 
 def _two_machines(tmp_path: Path) -> tuple[Path, Path]:

@@ -1,9 +1,12 @@
-"""Where the cloud is: resolving the remote store and a process-wide cloud session.
+"""Where the cloud is: the remote store of this process and the one way to drive it.
 
 The remote is picked by ``--remote URL`` / ``Config remote``, else by the environment
 (``LUISY_REMOTE``, the Azure variables, the embedded local default), through
 ``luisy_sync.stores``. Stores are made on the bridge loop (``bridge.resource``), so a
 forked luigi worker gets a fresh store on first use and never a parent's connections.
+
+:meth:`CloudSession.call` is the only caller of the bridge: coroutines raise the
+engine's errors, and this module alone turns them into luisy's one-line CloudError.
 
 Layout in the store: one folder per project. Output key ``/proj/interim/X.pkl`` is the
 object ``proj/interim/X.pkl``; the project's cloud hash file is ``proj/.luisy.hash``.
@@ -13,18 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from luisy.errors import CloudError, CloudHashError, CorruptCloudHash, NotRecorded
 from luisy_sync.bridge import SyncBridge, get_bridge
 from luisy_sync.errors import AuthError, ContainerNotFound, StoreError, SyncError, one_line
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.stores.base import Store
+from luisy_sync.transfer import first_error
 
 T = TypeVar("T")
 
-HASH_OBJECT_NAME = ".luisy.hash"
 CHECK_POLICY = RetryPolicy(max_attempts=3, base=0.2, cap=1.0, deadline=8.0)
 """Short, bounded retries for the early store check (a dead endpoint fails fast)."""
 
@@ -33,25 +37,6 @@ _ENV_VARS = (
     "LUISY_AZURE_STORAGE_KEY", "LUISY_AZURE_ENDPOINT", "LUISY_AZURE_CONTAINER_NAME",
     "LUISY_AZURE_SAS_URL", "AZURE_STORAGE_SAS_URL", "LUISY_LOCAL_REMOTE", "XDG_DATA_HOME",
 )
-
-
-class CloudError(Exception):
-    """A cloud problem reported to the user as one line (no secrets in the message)."""
-
-
-def object_name(key: str) -> str:
-    """Output key ``/proj/interim/X.pkl`` -> store object ``proj/interim/X.pkl``."""
-    return key.strip("/")
-
-
-def hash_object(project: str) -> str:
-    """The store object holding ``project``'s cloud hash file."""
-    return f"{project}/{HASH_OBJECT_NAME}"
-
-
-def project_of(key: str) -> str:
-    """The project folder of an output key."""
-    return object_name(key).split("/", 1)[0]
 
 
 def _env_fingerprint() -> str:
@@ -82,6 +67,28 @@ def _describe_and_factory(remote: str | None) -> tuple[str, Callable[[], Store]]
         raise CloudError(f"cloud remote misconfigured: {one_line(exc, with_type=False)}") from None
 
 
+def _as_cloud_error(exc: BaseException, description: str, checking: bool) -> BaseException:
+    """luisy's one-line error for an engine error (others, CloudErrors included, are
+    returned as they are)."""
+    if isinstance(exc, CorruptCloudHash):
+        return CloudHashError(exc.where, exc.reason)
+    if isinstance(exc, NotRecorded):
+        return CloudError(str(exc))
+    if checking:
+        if isinstance(exc, AuthError):
+            return CloudError(f"the cloud remote rejected the credentials: {one_line(exc, with_type=False)}")
+        if isinstance(exc, StoreError):
+            return CloudError(f"cannot reach the cloud remote: {one_line(exc, with_type=False)}")
+        if isinstance(exc, SyncError):
+            return CloudError(f"cloud remote unusable: {one_line(exc, with_type=False)}")
+        if isinstance(exc, OSError):
+            return CloudError(f"cannot reach the cloud remote {description}: {one_line(exc)}")
+        return exc
+    if isinstance(exc, (SyncError, OSError)):
+        return CloudError(f"cloud sync failed ({description}): {one_line(exc, with_type=False)}")
+    return exc
+
+
 @dataclass
 class CloudSession:
     """The remote store of this process, the bridge that drives it, and known code hashes.
@@ -94,23 +101,37 @@ class CloudSession:
     remote: str | None
     description: str
     factory: Callable[[], Store]
-    bridge: SyncBridge = field(default_factory=get_bridge)
     current_hashes: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
 
+    @property
+    def bridge(self) -> SyncBridge:
+        """The process-wide bridge (a forked child has a new one)."""
+        return get_bridge()
+
     def store(self) -> Store:
         """The store for this session on the bridge loop."""
-        bridge = get_bridge()  # a forked child has a new process-wide bridge
-        self.bridge = bridge
         key = ("luisy.cloud.store", self.remote, self.fingerprint)
         try:
-            return bridge.resource(key, self.factory)
+            store: Store = self.bridge.resource(key, self.factory)
         except SyncError as exc:
             raise CloudError(f"cannot open the cloud remote: {one_line(exc, with_type=False)}") from None
+        return store
 
-    def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Run the coroutine function ``fn`` on the bridge loop and wait for it."""
-        return get_bridge().run(fn, *args, **kwargs)
+    def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+        """Run the coroutine function ``fn`` on the bridge loop and wait for it; engine
+        errors (the first of a group) become one-line CloudErrors."""
+        return self._call(False, fn, *args, **kwargs)
+
+    def _call(self, checking: bool, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+        try:
+            return cast(T, self.bridge.run(cast(Callable[..., Any], fn), *args, **kwargs))
+        except BaseException as raised:
+            exc = first_error(raised) if isinstance(raised, BaseExceptionGroup) else raised
+            translated = _as_cloud_error(exc, self.description, checking)
+            if isinstance(translated, CloudError):
+                raise translated from None
+            raise
 
     def check(self, create: bool = False) -> bool:
         """Fail early with a CloudError when the store is unusable.
@@ -128,17 +149,7 @@ class CloudSession:
                 return False
             return True
 
-        try:
-            return self.run(probe)
-        except AuthError as exc:
-            raise CloudError(f"the cloud remote rejected the credentials: {one_line(exc, with_type=False)}") from None
-        except StoreError as exc:
-            raise CloudError(f"cannot reach the cloud remote: {one_line(exc, with_type=False)}") from None
-        except SyncError as exc:
-            raise CloudError(f"cloud remote unusable: {one_line(exc, with_type=False)}") from None
-        except OSError as exc:
-            raise CloudError(f"cannot reach the cloud remote {self.description}: "
-                             f"{one_line(exc)}") from None
+        return self._call(True, probe)
 
 
 _lock = threading.Lock()
