@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import luigi
 import luigi.interface
@@ -55,7 +55,7 @@ def _argparse_raises() -> Iterator[None]:
     """Make every argparse parser (luisy's and luigi's) raise instead of exiting."""
     original = argparse.ArgumentParser.error
 
-    def error(self: argparse.ArgumentParser, message: str) -> None:
+    def error(self: argparse.ArgumentParser, message: str) -> NoReturn:
         raise CliError(message)
 
     argparse.ArgumentParser.error = error  # type: ignore[method-assign]

@@ -49,7 +49,7 @@ def _hook(name: str) -> Callable[..., Any]:
     hook = getattr(hooks, name)
     if hook is None:
         raise RuntimeError(f"luisy.tasks hook {name!r} is not installed: import luisy")
-    return hook  # type: ignore[no-any-return]
+    return hook
 
 
 @pickle_output

@@ -72,7 +72,8 @@ class SyncBridge:
         portal = self._ensure_portal()
         future = portal.start_task_soon(_invoke, fn, args, kwargs)
         try:
-            return future.result()
+            result: T = future.result()
+            return result
         except BaseException:
             future.cancel()
             raise

@@ -165,7 +165,7 @@ async def update_manifest(store: Store, name: str,
             return dict(entry)
         old = files.get(path)
         if old is not None and (old.get("digest"), old.get("size")) == (have.digest, have.size):
-            return old  # the other writer's entry already describes the stored object
+            return dict(old)  # the other writer's entry already describes the stored object
         return {"digest": have.digest, "size": have.size}
 
     def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
@@ -182,4 +182,5 @@ async def update_manifest(store: Store, name: str,
 
     doc = await update_json_object(store, name, merge, attempts=attempts, policy=policy,
                                    refresh=None if stored is None else refresh, initial=initial)
-    return doc["files"]
+    files: dict[str, dict[str, Any]] = doc["files"]
+    return files

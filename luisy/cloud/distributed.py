@@ -225,7 +225,7 @@ class DistributedTaskProcess(luigi.worker.ContextManagedTaskProcess):
     def __init__(self, index: CloudShare, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.index = index
-        self.check_complete = self._complete_or_fetch
+        self.check_complete = self._complete_or_fetch  # type: ignore[assignment]  # luigi types it as a partial
 
     def _complete_or_fetch(self, task: luigi.Task) -> bool:
         """luigi's completeness check inside the task process: local, or fetched now."""
@@ -234,7 +234,7 @@ class DistributedTaskProcess(luigi.worker.ContextManagedTaskProcess):
         if output_ref(task) is None or self.index.current_entry(task, fresh=True) is None:
             return False
         self.index.fetch([task], wait=0.0)
-        return luigi.worker.check_complete_cached(task, self.task_completion_cache)
+        return bool(luigi.worker.check_complete_cached(task, self.task_completion_cache))
 
     def run(self) -> None:
         if not luigi.worker._is_external(self.task):
@@ -274,7 +274,7 @@ class DistributedWorker(luigi.worker.Worker):
 
     def add(self, task: luigi.Task, *args: Any, **kwargs: Any) -> bool:
         self._roots.append(task)
-        return super().add(task, *args, **kwargs)
+        return bool(super().add(task, *args, **kwargs))
 
     def _add(self, task: luigi.Task, is_complete: Any) -> Any:
         try:

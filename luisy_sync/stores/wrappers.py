@@ -58,20 +58,24 @@ class ForwardingStore:
 
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         """``inner.list``."""
-        return await self._forward("list", prefix)
+        listed: list[ObjectInfo] = await self._forward("list", prefix)
+        return listed
 
     async def head(self, name: str) -> ObjectInfo:
         """``inner.head``."""
-        return await self._forward("head", name)
+        info: ObjectInfo = await self._forward("head", name)
+        return info
 
     async def get(self, name: str, start: int = 0, length: int | None = None) -> GetResult:
         """``inner.get``."""
-        return await self._forward("get", name, start, length)
+        got: GetResult = await self._forward("get", name, start, length)
+        return got
 
     async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
                   mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
         """``inner.put``."""
-        return await self._forward("put", name, data, metadata=metadata, mode=mode)
+        info: ObjectInfo = await self._forward("put", name, data, metadata=metadata, mode=mode)
+        return info
 
     async def put_block(self, name: str, block_id: str, data: bytes) -> None:
         """``inner.put_block``."""
@@ -80,7 +84,8 @@ class ForwardingStore:
     async def commit_blocks(self, name: str, block_ids: Sequence[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """``inner.commit_blocks``."""
-        return await self._forward("commit_blocks", name, block_ids, metadata=metadata)
+        info: ObjectInfo = await self._forward("commit_blocks", name, block_ids, metadata=metadata)
+        return info
 
     async def delete(self, name: str) -> None:
         """``inner.delete``."""
