@@ -22,6 +22,7 @@ from luisy_sync.download import remove_stale_temps
 from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncFailed, UnsafePathError
 from luisy_sync.manifest import (manifest_entries, read_json_object,
                                  update_manifest)
+from luisy_sync.moves import download_paths, upload_paths
 from luisy_sync.paths import safe_relpath
 from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts
 from luisy_sync.progress import ProgressCallback, make_progress
@@ -31,8 +32,7 @@ from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.scan import PathFilter, remote_tree, scan, tree_from_paths
 from luisy_sync.statcache import NullStatCache, StatCache, open_default_cache
 from luisy_sync.stores.base import ObjectInfo, Store
-from luisy_sync.transfer import (DEFAULT_BLOCK_SIZE, DEFAULT_CONCURRENCY, Transfer, TransferResult,
-                                 download_paths, upload_paths)
+from luisy_sync.transfer import DEFAULT_BLOCK_SIZE, DEFAULT_CONCURRENCY, Transfer, TransferResult
 from luisy_sync.tree import Tree
 
 __all__ = ["push", "pull", "upload_paths", "download_paths", "Transfer", "TransferResult"]

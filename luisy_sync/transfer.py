@@ -3,15 +3,14 @@
 One ``Transfer`` holds the shared pieces of a session: a single
 ``anyio.CapacityLimiter`` over every store request (a multi-block file and many small
 files draw from the same pool), a thread limiter for blocking file IO, the retry
-policy and the progress tracker. ``upload_paths`` / ``download_paths`` move an exact
-list of files; the per-file work lives in ``luisy_sync.upload`` and
+policy and the progress tracker. ``luisy_sync.moves`` moves an exact list of files
+through it; the per-file work lives in ``luisy_sync.upload`` and
 ``luisy_sync.download``. A file that fails for good is recorded with a one-line reason
 and the other files continue; cancellation propagates and leaves nothing half-written.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, TypeVar
@@ -21,14 +20,10 @@ import anyio
 from luisy_sync.adaptive import AdaptiveLimiter, observed
 from luisy_sync.batching import batched
 from luisy_sync.budget import ByteBudget
-from luisy_sync.conventions import object_name
-from luisy_sync.download import download_batch, download_file
 from luisy_sync.errors import one_line
 from luisy_sync.progress import FileTracker, ProgressCallback
 from luisy_sync.retry import RetryPolicy, call_with_retry
-from luisy_sync.stores.base import Store
-from luisy_sync.tree import FileEntry, Tree
-from luisy_sync.upload import upload_batch, upload_file
+from luisy_sync.tree import FileEntry
 
 T = TypeVar("T")
 
@@ -235,53 +230,3 @@ class Transfer:
         result.bytes_transferred = tracker.bytes_done - before
         result.seconds = time.monotonic() - started
         return result
-
-
-def _entries(tree: Tree, paths: Iterable[str]) -> list[tuple[str, FileEntry]]:
-    out = []
-    for path in paths:
-        if path not in tree:
-            raise KeyError(f"{path!r} is not in the tree given to the transfer; scan or list it first")
-        out.append((path, tree[path]))
-    return out
-
-
-async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterable[str], tree: Tree, *,
-                       prefix: str = "", transfer: Transfer | None = None) -> TransferResult:
-    """Upload ``paths`` (relative to local ``root``, described by ``tree``) to ``store``.
-
-    Each file is checked against its digest in ``tree`` while it is read; a file that
-    changed since the scan fails with IntegrityError instead of uploading other bytes.
-    """
-    transfer = transfer or Transfer()
-    root = os.fspath(root)
-
-    async def move(path: str, entry: FileEntry) -> None:
-        await upload_file(transfer, store, root, path, entry, object_name(prefix, path))
-
-    async def move_batch(batch: list[Item]) -> list[BaseException | None]:
-        return await upload_batch(transfer, store, root, [(p, e, object_name(prefix, p)) for p, e in batch])
-
-    return await transfer.run_files("push", _entries(tree, paths), move, move_batch,
-                                    batch_store=hasattr(store, "put_many"))
-
-
-async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iterable[str], expected: Tree, *,
-                         prefix: str = "", transfer: Transfer | None = None) -> TransferResult:
-    """Download ``paths`` from ``store`` into ``dest``, verifying each against ``expected``.
-
-    Every file is written to a temp file next to its final name and renamed into place
-    only after its size and digest matched (an entry without a digest is checked by size
-    only); unsafe names fail with UnsafePathError per file.
-    """
-    transfer = transfer or Transfer()
-    dest = os.fspath(dest)
-
-    async def move(path: str, entry: FileEntry) -> None:
-        await download_file(transfer, store, dest, path, entry, object_name(prefix, path))
-
-    async def move_batch(batch: list[Item]) -> list[BaseException | None]:
-        return await download_batch(transfer, store, dest, [(p, e, object_name(prefix, p)) for p, e in batch])
-
-    return await transfer.run_files("pull", _entries(expected, paths), move, move_batch,
-                                    batch_store=hasattr(store, "get_many"))

@@ -34,7 +34,8 @@ from luisy_sync.report import Report
 from luisy_sync.scan import tree_from_paths
 from luisy_sync.statcache import open_default_cache
 from luisy_sync.stores.base import Store
-from luisy_sync.transfer import DEFAULT_CONCURRENCY, Transfer, download_paths, upload_paths
+from luisy_sync.moves import download_paths, upload_paths
+from luisy_sync.transfer import DEFAULT_CONCURRENCY, Transfer
 from luisy_sync.tree import FileEntry, Tree
 
 Progress = bool | ProgressCallback | None

@@ -35,7 +35,7 @@ from luisy_sync.atomic import remove_quietly, write_temp
 from luisy_sync.conventions import STORE_DIR
 from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFailed,
                                StoreError)
-from luisy_sync.stores import local_blocks
+import luisy_sync.stores.local_blocks as local_blocks
 from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode, check_range
 from luisy_sync.stores.local_index import Change, Lookup, ObjectIndex, Row, row_for
 from luisy_sync.stores.local_paths import link_error, lstat_object, object_path, walk

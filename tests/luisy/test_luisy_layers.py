@@ -1,5 +1,6 @@
-"""luisy's modules import one way: no import cycle (imports inside functions and
-``TYPE_CHECKING`` blocks included), and the tasks never import the cloud layer."""
+"""luisy's and luisy_sync's modules import one way: no import cycle (imports inside
+functions and ``TYPE_CHECKING`` blocks included), the tasks never import the cloud layer,
+and luisy_sync never imports luigi or luisy."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "luisy"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "luisy"
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -49,8 +51,8 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    paths = sorted(PACKAGE.rglob("*.py"))
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    paths = sorted(package.rglob("*.py"))
     modules = {module_name(p) for p in paths}
     return {module_name(p): imports_of(p, modules) for p in paths}
 
@@ -99,6 +101,20 @@ def test_no_import_cycle_inside_luisy() -> None:
     graph = import_graph()
     assert "luisy.tasks" in graph and "luisy.cloud.session" in graph
     assert cycles(graph) == []
+
+
+def test_no_import_cycle_inside_luisy_sync() -> None:
+    graph = import_graph(ROOT / "luisy_sync")
+    assert "luisy_sync.api" in graph and "luisy_sync.stores.local" in graph
+    assert cycles(graph) == []
+
+
+def test_luisy_sync_never_imports_luigi_or_luisy() -> None:
+    for path in sorted((ROOT / "luisy_sync").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            assert not [n for n in names if n.split(".")[0] in ("luigi", "luisy")], path
 
 
 @pytest.mark.parametrize("lower, upper", [

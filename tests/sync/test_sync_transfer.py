@@ -17,7 +17,8 @@ from luisy_sync.retry import RetryPolicy
 from luisy_sync.stores.base import DIGEST_KEY
 from luisy_sync.stores.memory import MemoryStore
 from luisy_sync.stores.wrappers import CountingStore, Fault, FaultStore
-from luisy_sync.transfer import Transfer, download_paths, upload_paths
+from luisy_sync.moves import download_paths, upload_paths
+from luisy_sync.transfer import Transfer
 from luisy_sync.tree import FileEntry, Tree
 
 BLOCK = 256 * 1024

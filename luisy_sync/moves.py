@@ -1,0 +1,76 @@
+"""Moving an exact list of files between a local directory and a Store, through one
+``Transfer``: ``upload_paths`` (push) and ``download_paths`` (pull).
+
+Callers decide *what* moves (``luisy_sync.api`` from a plan, luisy from its outputs);
+this module only pairs each file with its object name and hands the files to the
+transfer engine, small files in batches and large ones one by one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterable
+
+from luisy_sync.conventions import object_name
+from luisy_sync.download import download_batch, download_file
+from luisy_sync.stores.base import Store
+from luisy_sync.transfer import Item, Transfer, TransferResult
+from luisy_sync.tree import FileEntry, Tree
+from luisy_sync.upload import upload_batch, upload_file
+
+__all__ = ["download_paths", "upload_paths"]
+
+_OneFile = Callable[[Transfer, Store, str, str, FileEntry, str], Awaitable[None]]
+_Batch = Callable[[Transfer, Store, str, list[tuple[str, FileEntry, str]]], Awaitable[list[BaseException | None]]]
+
+_DIRECTIONS: dict[str, tuple[_OneFile, _Batch, str]] = {
+    "push": (upload_file, upload_batch, "put_many"),
+    "pull": (download_file, download_batch, "get_many"),
+}
+"""direction -> (move one file, move a batch of small files, the store's batch verb)."""
+
+
+def _entries(tree: Tree, paths: Iterable[str]) -> list[Item]:
+    out = []
+    for path in paths:
+        if path not in tree:
+            raise KeyError(f"{path!r} is not in the tree given to the transfer; scan or list it first")
+        out.append((path, tree[path]))
+    return out
+
+
+async def _move(direction: str, store: Store, local: str | os.PathLike[str], paths: Iterable[str],
+                tree: Tree, prefix: str, transfer: Transfer | None) -> TransferResult:
+    one, many, batch_verb = _DIRECTIONS[direction]
+    transfer = transfer or Transfer()
+    root = os.fspath(local)
+
+    async def move(path: str, entry: FileEntry) -> None:
+        await one(transfer, store, root, path, entry, object_name(prefix, path))
+
+    async def move_batch(batch: list[Item]) -> list[BaseException | None]:
+        return await many(transfer, store, root, [(p, e, object_name(prefix, p)) for p, e in batch])
+
+    return await transfer.run_files(direction, _entries(tree, paths), move, move_batch,
+                                    batch_store=hasattr(store, batch_verb))
+
+
+async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterable[str], tree: Tree, *,
+                       prefix: str = "", transfer: Transfer | None = None) -> TransferResult:
+    """Upload ``paths`` (relative to local ``root``, described by ``tree``) to ``store``.
+
+    Each file is checked against its digest in ``tree`` while it is read; a file that
+    changed since the scan fails with IntegrityError instead of uploading other bytes.
+    """
+    return await _move("push", store, root, paths, tree, prefix, transfer)
+
+
+async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iterable[str], expected: Tree, *,
+                         prefix: str = "", transfer: Transfer | None = None) -> TransferResult:
+    """Download ``paths`` from ``store`` into ``dest``, verifying each against ``expected``.
+
+    Every file is written to a temp file next to its final name and renamed into place
+    only after its size and digest matched (an entry without a digest is checked by size
+    only); unsafe names fail with UnsafePathError per file.
+    """
+    return await _move("pull", store, dest, paths, expected, prefix, transfer)
