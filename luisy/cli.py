@@ -1,6 +1,7 @@
 """The ``luisy`` command: luisy's own flags, everything else goes to luigi.
 
     luisy --module pkg.tasks FinalTask --a 3 --workers 4 --working-dir /data --no-ask
+    luisy status --module pkg.tasks FinalTask --a 3 --working-dir /data [--json] [--no-cloud]
 
 From Python (the luisy 1.4.7 names): ``build(task, workers=1, **luisy_args)``,
 ``parse_args(argv)``, ``luisy_run(argv)``.
@@ -29,6 +30,7 @@ from luisy.cloud.cloudrun import CloudOptions
 from luisy.cloud.distributed import DistributedFactory, uses_central_scheduler
 from luisy.config import DEFAULT_PARAMS, Config, azure_settings_problem, cloud_environment
 from luisy.errors import LuisyError
+from luisy.report import write_json_report
 from luisy.run import BuildResult
 from luisy.runner import execute_run, run_tasks
 
@@ -266,8 +268,46 @@ def _check_report_path(path: str | None) -> None:
         raise CliError(f"--json {path}: the directory {folder} is not writable")
 
 
+def _working_dir(args: argparse.Namespace) -> str:
+    """The working dir of ``--working-dir`` / ``$WORKING_DIR``, checked."""
+    working_dir: str | None = args.working_dir or os.environ.get("WORKING_DIR")
+    if not working_dir:
+        raise CliError("no working dir: pass --working-dir DIR or set WORKING_DIR")
+    if os.path.exists(working_dir) and not os.path.isdir(working_dir):
+        raise CliError(f"working dir {working_dir} is not a directory")
+    return working_dir
+
+
+def status(argv: Sequence[str]) -> int:
+    """``luisy status``: each task's local and cloud state, sizes, and why it would run
+    (see :mod:`luisy.status`); ``--no-cloud`` skips the cloud. Changes nothing."""
+    from luisy.status import collect_status, render_status
+
+    args, rest = _parse([a for a in argv if a != "--no-cloud"])
+    if args.help:
+        print("usage: luisy status [--module M] Task [task parameters] [--working-dir DIR] "
+              "[--json [FILE]] [--no-cloud] [--remote URL] [--azure-* settings]")
+        return 0
+    working_dir = _working_dir(args)
+    _check_report_path(args.json)
+    Config().update({"working_dir": working_dir, "remote": args.remote})
+    _apply_settings(args)
+    if args.module:
+        _import_module(args.module)
+    root = _root_task(_luigi_argv(args, rest))
+    report = collect_status(root, cloud="--no-cloud" not in argv, remote=args.remote,
+                            say=lambda text: print(text, file=sys.stderr))
+    if args.json:
+        write_json_report(args.json, report.to_json())
+    if args.json != "-":
+        print(render_status(report))
+    return 0
+
+
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and run; returns the exit code (errors raise :class:`CliError`)."""
+    if argv and argv[0] == "status":
+        return status(argv[1:])
     parser = build_parser()
     args, rest = _parse(argv)
     if args.help:
@@ -279,15 +319,11 @@ def run(argv: Sequence[str]) -> int:
             with CmdlineParser.global_instance(_luigi_argv(args, rest) + ["--help"]):
                 pass
         return 0
-    working_dir = args.working_dir or os.environ.get("WORKING_DIR")
-    if not working_dir and args.visualize == "-":
+    if not (args.working_dir or os.environ.get("WORKING_DIR")) and args.visualize == "-":
         if args.module:
             _import_module(args.module)
         return _visualize(_root_task(_luigi_argv(args, rest)), "-", cloud=False)
-    if not working_dir:
-        raise CliError("no working dir: pass --working-dir DIR or set WORKING_DIR")
-    if os.path.exists(working_dir) and not os.path.isdir(working_dir):
-        raise CliError(f"working dir {working_dir} is not a directory")
+    working_dir = _working_dir(args)
     _check_report_path(args.json)
     if not args.dry_run and args.visualize is None:
         os.makedirs(working_dir, exist_ok=True)

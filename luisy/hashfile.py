@@ -22,12 +22,15 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
+from luisy.codehash.parts import HashParts
 from luisy.errors import CloudHashError, LuisyError
 from luisy_sync.atomic import write_atomic
 from luisy_sync.conventions import object_name
 from luisy_sync.tree import FileEntry
 
 HASH_FILE_NAME = ".luisy.hash"
+PARTS_FILE_NAME = ".luisy.parts"
+"""Beside the hash file: what each recorded hash is made of (to explain reruns)."""
 
 
 def output_object(key: str) -> str:
@@ -205,10 +208,40 @@ def record_hashes(working_dir: str, hashes: Mapping[str, str]) -> None:
             write_hash_file(path, merged)
 
 
-def merge_updates(
-    stored: Mapping[str, str], updates: Mapping[str, str], drop: Set[str] = frozenset()
-) -> dict[str, str]:
-    """``stored`` with ``updates`` applied and keys in ``drop`` removed."""
-    merged = {k: v for k, v in stored.items() if k not in drop}
-    merged.update(updates)
-    return merged
+
+def parts_file_path(working_dir: str, project: str) -> str:
+    """Where the hash parts of ``project``'s recorded hashes live (beside its hash file)."""
+    return os.path.join(working_dir, project, PARTS_FILE_NAME)
+
+
+def read_parts_file(path: str) -> dict[str, HashParts]:
+    """Output key -> the parts of its recorded hash. The parts only explain a rerun, they
+    never decide one: an absent or unreadable file, or a malformed entry, is no record."""
+    try:
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    out: dict[str, HashParts] = {}
+    for key, value in doc.items():
+        try:
+            out[key] = HashParts.from_json(value)
+        except ValueError:
+            continue
+    return out
+
+
+def record_parts(working_dir: str, parts: Mapping[str, HashParts], drop: Set[str] = frozenset()) -> None:
+    """Merge ``key -> parts`` into each project's parts file, removing the keys in ``drop``
+    (outputs that are gone); a file is only rewritten when it changes."""
+    projects = {project_of(k) for k in parts} | {project_of(k) for k in drop}
+    for project in sorted(projects):
+        path = parts_file_path(working_dir, project)
+        stored = read_parts_file(path)
+        merged = {k: v for k, v in stored.items() if k not in drop}
+        merged.update({k: v for k, v in parts.items() if project_of(k) == project})
+        if merged != stored and (merged or os.path.exists(path)):
+            data = json.dumps({k: merged[k].to_json() for k in sorted(merged)}, separators=(",", ":"))
+            write_atomic(path, [data.encode("utf-8") + b"\n"], fsync=True)

@@ -16,7 +16,8 @@ from luigi.execution_summary import LuigiStatusCode, _summary_dict
 from luisy.config import Config, add_working_dir
 from luisy.errors import LuisyError
 from luisy.graph import Output, TaskGraph, build_graph
-from luisy.hashfile import CloudEntry, hash_file_path, read_projects, write_hash_file
+from luisy.codehash import HashParts, TaskCode, compute_task_code
+from luisy.hashfile import CloudEntry, hash_file_path, read_projects, record_parts, write_hash_file
 from luisy.report import run_report, write_json_report
 from luisy.runplan import PlanTask, RunPlan, hashes_to_record, plan_hash_update, plan_run
 
@@ -35,6 +36,8 @@ class PreparedRun:
     existing: set[str]
     outputs: dict[str, Output] = field(default_factory=dict)
     """Output key -> output with its current code hash (outputs of hashed tasks)."""
+    parts: dict[str, HashParts] = field(default_factory=dict)
+    """Output key -> what its current code hash is made of (recorded beside the hash)."""
 
     @property
     def stored(self) -> dict[str, str]:
@@ -60,11 +63,9 @@ class PreparedRun:
                         self.stored, self.existing, cloud, download=download, upload=upload)
 
 
-def compute_hashes(graph: TaskGraph) -> dict[str, str]:
-    """Current code hash per output key."""
-    from luisy.codehash import compute_task_hashes
-
-    by_task = compute_task_hashes(graph.tasks)
+def compute_code(graph: TaskGraph) -> dict[str, TaskCode]:
+    """Current code hash and its parts per output key."""
+    by_task = compute_task_code(graph.tasks)
     return {ref.key: by_task[t] for t, ref in graph.outputs.items() if ref is not None}
 
 
@@ -91,12 +92,13 @@ def prepare(roots: luigi.Task | Iterable[luigi.Task]) -> PreparedRun:
     """Build the graph of ``roots`` and gather hashes and existing outputs."""
     graph = build_graph(roots)
     check_output_collisions(graph)
-    current = compute_hashes(graph)
+    code = compute_code(graph)
+    current = {key: c.hash for key, c in code.items()}
     stored = read_projects(Config().working_dir, graph.projects())
     existing = {ref.key for ref in graph.outputs.values() if ref and os.path.exists(ref.path)}
     outputs = {ref.key: ref.with_hash(current[ref.key]) for ref in graph.outputs.values()
                if ref is not None and ref.key in current}
-    return PreparedRun(graph, current, stored, existing, outputs)
+    return PreparedRun(graph, current, stored, existing, outputs, {k: c.parts for k, c in code.items()})
 
 
 class RunSync(Protocol):
@@ -195,15 +197,22 @@ def confirm(question: str, no_ask: bool, stdin: TextIO | None = None) -> bool:
 
 
 def _write_project_hashes(prepared: PreparedRun, updates: dict[str, str]) -> None:
-    """Apply ``updates`` to each project's hash file, dropping entries whose output is gone."""
+    """Apply ``updates`` to each project's hash file, dropping entries whose output is gone,
+    and record beside it what each current hash written is made of."""
     wd = Config().working_dir
     project_of = {ref.key: ref.project for ref in prepared.graph.outputs.values() if ref}
+    gone: set[str] = set()
     for project, stored in prepared.stored_by_project.items():
         mine = {k: v for k, v in updates.items() if project_of.get(k) == project}
         merged = {**stored, **mine}
-        merged = {k: v for k, v in merged.items() if os.path.exists(add_working_dir(k))}
+        gone |= {k for k in merged if not os.path.exists(add_working_dir(k))}
+        merged = {k: v for k, v in merged.items() if k not in gone}
         if merged != stored:
             write_hash_file(hash_file_path(wd, project), merged)
+    parts = {k: prepared.parts[k] for k, v in updates.items()
+             if k in prepared.parts and prepared.current.get(k) == v and k not in gone}
+    if parts or gone:
+        record_parts(wd, parts, drop=gone)
 
 
 def execute(

@@ -9,7 +9,7 @@ Pure: no IO.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,9 +87,11 @@ def _package_versions(entries: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def explain(old: HashParts | None, new: HashParts) -> list[Reason]:
+def explain(old: HashParts | None, new: HashParts, *,
+            name_of: Callable[[str], str | None] | None = None) -> list[Reason]:
     """Why a task whose output was made with ``old`` differs under ``new`` (empty when
-    nothing in the parts differs). ``old`` None: no record of how it was made."""
+    nothing in the parts differs). ``old`` None: no record of how it was made.
+    ``name_of``: a readable name for an upstream task id (the id when it gives None)."""
     if old is None:
         return [Reason(NO_RECORD, new.task.name,
                        f"no record of the code its output was made with ({new.task.name})")]
@@ -121,5 +123,6 @@ def explain(old: HashParts | None, new: HashParts) -> list[Reason]:
         if upstream_before.get(task_id) != upstream_now.get(task_id):
             what = ("reruns" if task_id in upstream_before else "is a new requirement"
                     ) if task_id in upstream_now else "is no longer required"
-            reasons.append(Reason(UPSTREAM, task_id, f"upstream task {task_id} {what}"))
+            shown = (name_of(task_id) if name_of else None) or task_id
+            reasons.append(Reason(UPSTREAM, task_id, f"upstream task {shown} {what}"))
     return reasons

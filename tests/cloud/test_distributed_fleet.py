@@ -33,13 +33,13 @@ N_TASKS = 20
 def current_hashes(working_dir: str) -> dict[str, str]:
     """Output key -> current code hash of every task of the pipeline."""
     from luisy.graph import build_graph
-    from luisy.run import compute_hashes
+    from luisy.run import compute_code
 
     config = Config()
     before = config.get_param("working_dir")
     config.set_param("working_dir", working_dir)
     try:
-        return compute_hashes(build_graph(distpipe.Total()))
+        return {key: code.hash for key, code in compute_code(build_graph(distpipe.Total())).items()}
     finally:
         config.set_param("working_dir", before)
 
