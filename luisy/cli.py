@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import logging
 import os
 import sys
@@ -22,21 +21,19 @@ import luigi
 import luigi.interface
 from luigi.cmdline_parser import CmdlineParser
 from luigi.execution_summary import LuigiRunResult
-from luigi.parameter import ParameterException
-from luigi.task_register import TaskClassException
 
 from luisy.clilogging import configure_cli_logging
+from luisy.clitask import import_module, root_task
 from luisy.cloud.cloudrun import CloudOptions
 from luisy.cloud.distributed import DistributedFactory, uses_central_scheduler
 from luisy.config import DEFAULT_PARAMS, Config, azure_settings_problem, cloud_environment
-from luisy.errors import LuisyError
+from luisy.errors import CliError, LuisyError
 from luisy.report import write_json_report
 from luisy.run import BuildResult
 from luisy.runner import execute_run, run_tasks
 
 logger = logging.getLogger(__name__)
 
-EXIT_USAGE = 2
 _SCHEDULER_FLAGS = ("--local-scheduler", "--scheduler-host", "--scheduler-url")
 _LOGGING_FLAGS = ("--log-level", "--logging-conf-file", "--no-configure-logging")
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
@@ -44,12 +41,6 @@ _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
 #: 1.4.7 flags that set a luisy setting (argparse dest = Config parameter).
 _SETTING_FLAGS = ("requirements_path", "azure_storage_key", "azure_account_name",
                   "azure_container_name")
-
-
-class CliError(LuisyError):
-    """A usage problem reported as one line, exit code 2."""
-
-    exit_code = EXIT_USAGE
 
 
 @contextlib.contextmanager
@@ -152,59 +143,6 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], list[str]]:
     return options, (["--module", args.module] if args.module else []) + rest
 
 
-def _import_module(name: str) -> None:
-    try:
-        importlib.import_module(name)
-    except ImportError as exc:
-        raise CliError(f"cannot import module {name!r}: {exc}; {_import_hint(name, exc)}") from None
-    except SyntaxError as exc:
-        raise CliError(f"module {name!r} has a syntax error: {exc}") from None
-
-
-def _import_hint(name: str, exc: ImportError) -> str:
-    """What to do when ``--module`` cannot be imported: a package that sits in the current
-    directory but is not on the path needs ``PYTHONPATH=.``, as with ``luigi --module``."""
-    top = name.split(".")[0]
-    if exc.name == top and (os.path.isdir(top) or os.path.isfile(f"{top}.py")):
-        return f"'{top}' is in this directory but not on the path: run with PYTHONPATH=. or pip install it"
-    return "check --module (the package must be installed or on PYTHONPATH)"
-
-
-def _root_task(luigi_argv: list[str]) -> luigi.Task:
-    try:
-        with CmdlineParser.global_instance(luigi_argv) as cp:
-            return cp.get_task_obj()
-    except TaskClassException as exc:
-        raise CliError(_unknown_task(exc, "--module" in luigi_argv)) from None
-    except ParameterException as exc:
-        raise CliError(f"bad parameters: {exc}") from None
-    except (ValueError, TypeError) as exc:
-        raise CliError(f"bad parameter value: {exc}") from None
-    except SystemExit as exc:  # luigi exits with a message, e.g. when no task is named
-        if exc.code in (0, None):
-            raise
-        raise CliError(f"{exc.code}; name a task: luisy --module pkg.mod TaskName") from None
-
-
-def _is_pipeline_task(name: str) -> bool:
-    """Whether ``name`` is a task of the user's pipeline (not one of luigi's or luisy's own)."""
-    from luigi.task_register import Register
-
-    cls = Register._get_reg().get(name)
-    module = getattr(cls, "__module__", "") or ""
-    if module.startswith("luisy.examples."):
-        return True
-    return cls is not None and not module.startswith(("luigi", "luisy"))
-
-
-def _unknown_task(exc: TaskClassException, has_module: bool) -> str:
-    """luigi's message, with guesses limited to pipeline tasks and a hint for --module."""
-    head, _, guesses = " ".join(str(exc).split()).partition(" Did you mean: ")
-    names = [n for n in guesses.split() if _is_pipeline_task(n)]
-    message = f"unknown task: {head.rstrip('.')}" + (f"; did you mean {', '.join(names)}?" if names else "")
-    return message if has_module else f"{message}; name the module: luisy --module pkg.mod TaskName"
-
-
 def _luigi_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
     argv = list(rest)
     if args.module:
@@ -293,8 +231,8 @@ def status(argv: Sequence[str]) -> int:
     Config().update({"working_dir": working_dir, "remote": args.remote})
     _apply_settings(args)
     if args.module:
-        _import_module(args.module)
-    root = _root_task(_luigi_argv(args, rest))
+        import_module(args.module)
+    root = root_task(_luigi_argv(args, rest))
     report = collect_status(root, cloud="--no-cloud" not in argv, remote=args.remote,
                             say=lambda text: print(text, file=sys.stderr))
     if args.json:
@@ -314,15 +252,15 @@ def run(argv: Sequence[str]) -> int:
         parser.print_help()
         print("\nluigi options (and the task's parameters):")
         if args.module:
-            _import_module(args.module)
+            import_module(args.module)
         with contextlib.suppress(SystemExit):
             with CmdlineParser.global_instance(_luigi_argv(args, rest) + ["--help"]):
                 pass
         return 0
     if not (args.working_dir or os.environ.get("WORKING_DIR")) and args.visualize == "-":
         if args.module:
-            _import_module(args.module)
-        return _visualize(_root_task(_luigi_argv(args, rest)), "-", cloud=False)
+            import_module(args.module)
+        return _visualize(root_task(_luigi_argv(args, rest)), "-", cloud=False)
     working_dir = _working_dir(args)
     _check_report_path(args.json)
     if not args.dry_run and args.visualize is None:
@@ -333,9 +271,9 @@ def run(argv: Sequence[str]) -> int:
     _apply_settings(args)
     _check_cloud_settings(args)
     if args.module:
-        _import_module(args.module)
+        import_module(args.module)
     luigi_argv = _luigi_argv(args, rest)
-    root = _root_task(luigi_argv)
+    root = root_task(luigi_argv)
     if args.visualize is not None:
         return _visualize(root, args.visualize, cloud=args.download)
     if args.transfer_concurrency < 1:

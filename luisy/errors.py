@@ -15,6 +15,10 @@ class LuisyError(Exception):
     exit_code = 2
 
 
+class CliError(LuisyError):
+    """A usage problem of the ``luisy`` command (flags, module, task, parameters)."""
+
+
 class ConfigError(LuisyError, ValueError):
     """A luisy setting is missing or unusable (a ValueError, as in luisy 1.4.7)."""
 

@@ -27,6 +27,7 @@ from rel_helpers import REPO, read_tree, worker_env
 
 PIPELINE = ["--module", "luisy.examples.pipeline"]
 HASH_FILE = ".luisy.hash"
+HASH_FILES = (HASH_FILE, ".luisy.parts")
 TRIALS = 5
 
 
@@ -44,8 +45,8 @@ def luisy(args: list[str], wd: Path, env: dict[str, str], timeout: float = 50) -
 
 
 def outputs(wd: Path) -> dict[str, bytes]:
-    """The output files of a working dir (hash files left out)."""
-    return {rel: data for rel, data in read_tree(wd).items() if not rel.endswith(HASH_FILE)}
+    """The output files of a working dir (the hash files and their parts left out)."""
+    return {rel: data for rel, data in read_tree(wd).items() if not rel.endswith(HASH_FILES)}
 
 
 async def cloud_state(store: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
