@@ -23,8 +23,14 @@ from luisy_sync.stores.azure_sharedkey import quoted_etag
 from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode
 
 
+def _seconds(when: Any) -> float | None:
+    """POSIX seconds of the SDK's ``last_modified`` (an aware datetime), None if absent."""
+    return None if when is None else float(when.timestamp())
+
+
 def _info(name: str, props: Any) -> ObjectInfo:
-    return ObjectInfo(name, int(props.size or 0), quoted_etag(props.etag), dict(props.metadata or {}))
+    return ObjectInfo(name, int(props.size or 0), quoted_etag(props.etag), dict(props.metadata or {}),
+                      _seconds(props.last_modified))
 
 
 def _conditions(mode: PutMode) -> dict[str, Any]:
@@ -102,7 +108,8 @@ class SdkBlobClient:
                                             length=len(data), max_concurrency=1, **_conditions(mode))
         except Exception as exc:
             raise self._error(exc, f"put {name!r}") from None
-        return ObjectInfo(name, len(data), quoted_etag(result.get("etag")), dict(metadata or {}))
+        return ObjectInfo(name, len(data), quoted_etag(result.get("etag")), dict(metadata or {}),
+                          _seconds(result.get("last_modified")))
 
     async def put_block(self, full: str, name: str, block_id: str, data: bytes) -> None:
         """Put Block (``block_id`` travels base64-encoded)."""

@@ -6,8 +6,11 @@ xxh3-128 hex strings carried in object metadata under the key ``DIGEST_KEY``.
 The verbs follow object_store: ``list``, ``head``, ``get`` (optionally ranged, with
 the ETag of the version read) and ``put`` with a ``PutMode`` (overwrite, create only
 if absent, update only if the ETag still matches), plus staged blocks for large
-objects. Every store reports one ETag per object version: the one ``put`` returns is
-the one ``head``, ``list`` and ``get`` report until the object changes.
+objects, and ``copy``, a server-side copy of one object onto another name (no bytes
+pass through the client). Every store reports one ETag per object version: the one
+``put`` (or ``copy``) returns is the one ``head``, ``list`` and ``get`` report until the
+object changes, and the object's last-modified time where it knows it
+(``ObjectInfo.modified``).
 
 Optional batch capabilities (callers check with ``hasattr``):
 
@@ -36,6 +39,8 @@ class ObjectInfo:
     size: int
     etag: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    modified: float | None = None
+    """When the object was last written (POSIX seconds); None when the store cannot tell."""
 
     @property
     def digest(self) -> str | None:

@@ -74,11 +74,11 @@ def _etag(st: os.stat_result, row: Row | None) -> str:
 def _info(name: str, st: os.stat_result, row: Row | None) -> ObjectInfo:
     """The ObjectInfo of a file, from its index row (None: a file put there by hand)."""
     if row is None:
-        return ObjectInfo(name, st.st_size, stat_etag(st), {})
+        return ObjectInfo(name, st.st_size, stat_etag(st), {}, st.st_mtime)
     meta: dict[str, str] = json.loads(row[5]) if row[5] else {}
     if row[4] is not None:
         meta[DIGEST_KEY] = row[4]
-    return ObjectInfo(name, st.st_size, row[3], meta)
+    return ObjectInfo(name, st.st_size, row[3], meta, st.st_mtime)
 
 
 class LocalStore:
@@ -168,7 +168,7 @@ class LocalStore:
             change = Change(name, row=row_for(st, etag, digest, extra),
                             keep=None if current is None else current.st_ino)
             ready.append((len(out), change, tmp, path))
-            out.append(ObjectInfo(name, st.st_size, etag, dict(metadata or {})))
+            out.append(ObjectInfo(name, st.st_size, etag, dict(metadata or {}), st.st_mtime))
         self._index.apply([c for _, c, _, _ in ready])
         for position, change, tmp, path in ready:
             try:
@@ -318,7 +318,7 @@ class LocalStore:
         except BaseException:
             remove_quietly(tmp)
             raise
-        return ObjectInfo(name, st.st_size, etag, dict(metadata or {}))
+        return ObjectInfo(name, st.st_size, etag, dict(metadata or {}), st.st_mtime)
 
     def _put_many(self, items: Sequence[PutItem]) -> builtins.list[ObjectInfo | Exception]:
         """Overwrites share one index commit; conditional writes go one by one."""

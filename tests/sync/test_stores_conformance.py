@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import xxhash
@@ -213,6 +214,31 @@ async def test_ensure_container_is_idempotent(any_store: Store) -> None:
     await any_store.put("x", b"1")
     await any_store.ensure_container(create=True)
     assert [o.name for o in await any_store.list()] == ["x"]
+
+
+def _recent(info: ObjectInfo, since: float) -> bool:
+    """``info.modified`` lies between ``since`` and now, give or take a few seconds (Azure
+    reports whole seconds; the clocks of one machine)."""
+    return info.modified is not None and since - 3 <= info.modified <= time.time() + 3
+
+
+async def test_modified_is_the_time_of_the_last_write(any_store: Store) -> None:
+    since = time.time()
+    written = [await any_store.put("t/a", b"one"), await any_store.put("t/b", b"two", mode=PutMode.CREATE)]
+    await any_store.put_block("t/c", "b0", b"three")
+    written.append(await any_store.commit_blocks("t/c", ["b0"]))
+    heads = [await any_store.head(n) for n in ("t/a", "t/b", "t/c")]
+    listed = await any_store.list("t/")
+    for info in written + heads + listed:
+        assert _recent(info, since), info
+    first = heads[0].modified
+    assert first is not None
+    time.sleep(0.05)
+    again = await any_store.put("t/a", b"one, overwritten")
+    later = await any_store.head("t/a")
+    assert again.modified is not None and later.modified is not None
+    assert again.modified >= first and later.modified >= first
+    assert [o.modified for o in await any_store.list("t/a")] == [later.modified]
 
 
 async def test_objectinfo_digest_property() -> None:
