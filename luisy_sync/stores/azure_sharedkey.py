@@ -1,8 +1,9 @@
 """The fast data path of AzureBlobStore: Blob REST calls signed with Shared Key.
 
 When an account key is known, the Store's requests (Put Blob, also conditional, Put
-Block, Put Block List, Get Blob, Get Blob Properties, List Blobs) go straight through
-the store's aiohttp session, signed here with ``Authorization: SharedKey account:signature``,
+Block, Put Block List, Get Blob, Get Blob Properties, List Blobs, Copy Blob and Abort
+Copy Blob) go straight through the store's aiohttp session, signed here with
+``Authorization: SharedKey account:signature``,
 without the SDK's per-request policy chain. Everything that can be is computed once
 (the HMAC key schedule, the canonical resource prefix, the date of the current second).
 
@@ -23,6 +24,7 @@ import hmac
 import re
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote, urlsplit
@@ -41,6 +43,9 @@ _PLAIN_META_NAME = re.compile(r"[a-z0-9]+")
 _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<\r\n]{1,300})")
 _META_ITEM = re.compile(rb"<([^\s/>]+)\s*(?:/>|>([^<]*)</\1>)")
+
+_NO_BODY_TYPE = "application/octet-stream"
+"""The Content-Type aiohttp sends with a PUT without a body (so it is signed as sent)."""
 
 Query = tuple[tuple[str, str], ...]
 
@@ -103,6 +108,26 @@ def quoted_etag(value: str | None) -> str | None:
     if value and not value.startswith('"'):  # listings report ETags unquoted
         return f'"{value}"'
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class CopyState:
+    """Where a Copy Blob stands: ``status`` (``success``, ``pending``, ``failed`` or
+    ``aborted``), its ``copy_id``, and the destination's ETag and Last-Modified (POSIX
+    seconds) as of this answer; ``detail``: the service's status description, if any."""
+
+    status: str
+    copy_id: str
+    etag: str | None
+    modified: float | None
+    detail: str = ""
+
+
+def _copy_state(headers: Mapping[str, str]) -> CopyState:
+    """The CopyState in the headers of a Copy Blob or Get Blob Properties answer."""
+    return CopyState((headers.get("x-ms-copy-status") or "").lower(), headers.get("x-ms-copy-id") or "",
+                     headers.get("ETag"), http_date(headers.get("Last-Modified")),
+                     headers.get("x-ms-copy-status-description") or "")
 
 
 class SharedKeyBlobClient:
@@ -224,6 +249,27 @@ class SharedKeyBlobClient:
                          f"commit {name!r}", body, "application/xml",
                          _header_sort(meta) if meta else _plain_sort)
         return await self.head(full, name, f"commit {name!r}")
+
+    async def start_copy(self, full_src: str, full: str, name: str, source_etag: str | None,
+                         what: str) -> CopyState:
+        """Copy Blob from ``full_src`` (its URL in this account, authorized by the same
+        Shared Key), only while the source still has ``source_etag`` (when given)."""
+        headers = self._headers({"x-ms-copy-source": self._origin + self._path(full_src)})
+        if source_etag:
+            headers["x-ms-source-if-match"] = source_etag
+        _, rheaders, _ = await self._call("PUT", self._path(full), (), headers, what,
+                                          content_type=_NO_BODY_TYPE)
+        return _copy_state(rheaders)
+
+    async def copy_state(self, full: str, name: str, what: str) -> CopyState:
+        """Get Blob Properties: the state of the last copy onto ``full``."""
+        _, rheaders, _ = await self._call("HEAD", self._path(full), (), self._headers(), what)
+        return _copy_state(rheaders)
+
+    async def abort_copy(self, full: str, name: str, copy_id: str, what: str) -> None:
+        """Abort Copy Blob: stop the pending copy ``copy_id`` onto ``full``."""
+        await self._call("PUT", self._path(full), (("comp", "copy"), ("copyid", copy_id)),
+                         self._headers({"x-ms-copy-action": "abort"}), what, content_type=_NO_BODY_TYPE)
 
     async def head(self, full: str, name: str,
                    what: str = "") -> ObjectInfo:

@@ -126,6 +126,14 @@ class Store(Protocol):
         """Make the object the concatenation of staged blocks, atomically."""
         ...
 
+    async def copy(self, src: str, dst: str) -> ObjectInfo:
+        """Copy object ``src`` onto ``dst`` inside the store (server-side: no bytes pass
+        through the client), replacing ``dst``, with ``src``'s metadata (its digest);
+        returns ``dst``'s info with its new ETag. A later write of either name leaves the
+        other unchanged; a copy onto itself changes nothing (returns its info). Raises
+        NotFoundError when ``src`` is missing."""
+        ...
+
     async def delete(self, name: str) -> None:
         """Remove an object; a missing object is not an error."""
         ...

@@ -111,6 +111,16 @@ class MemoryStore:
         self._staged.pop(name, None)
         return await self.put(name, data, metadata=metadata)
 
+    async def copy(self, src: str, dst: str) -> ObjectInfo:
+        """Copy the bytes and metadata of ``src`` onto ``dst`` (a new ETag and time)."""
+        obj = self._get(src)
+        dst = self._check(dst)
+        if dst == src:
+            return self._info(dst, obj)
+        copied = _Object(obj.data, self._etag(), dict(obj.metadata))
+        self._objects[dst] = copied
+        return self._info(dst, copied)
+
     async def delete(self, name: str) -> None:
         """Remove an object; missing is fine."""
         self._objects.pop(self._check(name), None)
