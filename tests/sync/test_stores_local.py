@@ -364,3 +364,50 @@ async def test_copy_of_a_hand_made_file_and_refused_names(local_store: LocalStor
         with pytest.raises(UnsafePathError):
             await local_store.copy(*bad)
     assert [p for p in _files(root) if not p.startswith(STORE_DIR)] == ["adir/f", "copy.txt", "hand.txt"]
+
+
+async def test_copy_records_its_row_again_when_a_concurrent_write_pruned_it(
+        local_store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link keeps the source's (old) mtime, so a concurrent write of dst, which prunes
+    the rows of dst that look stale, may drop the copy's row before its rename lands."""
+    from luisy_sync.stores import local as local_module
+    from luisy_sync.stores import local_index
+    from luisy_sync.stores.local_index import Change
+
+    root = Path(local_store.root)
+    await local_store.put("dst", b"old")
+    await local_store.put("src", b"new", metadata={DIGEST_KEY: "1" * 32})
+    monkeypatch.setattr(local_index, "STALE_ROW_NS", 0)  # every row not at its name looks stale
+    monkeypatch.setattr(local_module, "STALE_ROW_NS", 0)
+    real_replace = os.replace
+
+    def concurrent_write_first(tmp: str, final: str) -> None:
+        if final == str(root / "dst"):  # another writer of dst commits its row meanwhile
+            local_store._index.apply([Change("dst", keep=os.lstat(final).st_ino)])
+            assert local_store._index.get("dst", os.lstat(tmp)) is None  # ours was pruned
+        real_replace(tmp, final)
+
+    monkeypatch.setattr(os, "replace", concurrent_write_first)
+    copied = await local_store.copy("src", "dst")
+    monkeypatch.setattr(os, "replace", real_replace)
+    head = await local_store.head("dst")
+    assert (head.digest, head.etag) == ("1" * 32, copied.etag) and copied.digest == "1" * 32
+
+
+async def test_concurrent_copies_and_writes_keep_metadata_true(local_store: LocalStore) -> None:
+    """Copies racing with writes of the source and of the destination: every object's
+    digest always describes the bytes at its name."""
+    from luisy_sync.hashing import hash_bytes
+
+    async def write(name: str, i: int) -> None:
+        data = f"{name} version {i}".encode()
+        await local_store.put(name, data, metadata={DIGEST_KEY: hash_bytes(data)})
+
+    await write("src", 0)
+    for i in range(1, 25):
+        await asyncio.gather(write("src", i), local_store.copy("src", "dst"), local_store.copy("src", "dst2"),
+                             write("dst2", i))
+        for name in ("src", "dst", "dst2"):
+            head, got = await local_store.head(name), await local_store.get(name)
+            assert (head.digest, head.etag) == (hash_bytes(got.data), got.etag), name
+    assert [p for p in _files(Path(local_store.root)) if not p.startswith(STORE_DIR)] == ["dst", "dst2", "src"]
