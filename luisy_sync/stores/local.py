@@ -14,10 +14,12 @@ and the index row are committed together (one transaction for all writes that ar
 ready at the same moment). A ``copy`` is a hard link to the source's file (a plain
 file copy where links are impossible), published the same way; since writes replace
 files by rename, a later write of either name never changes the other (a file edited
-in place by hand changes both names, which then read as files put there by hand). Symlinks inside the root are refused on every path: reads,
-writes, listings and deletes (see ``local_paths``). Blocking filesystem calls run in
-worker threads under a limiter of their own; ``put_many`` / ``get_many`` move many
-small objects per thread call.
+in place by hand changes both names, which then read as files put there by hand). An
+object's ``modified`` is its file's mtime, so a linked copy reports when its content
+was written, not when it was copied. Symlinks inside the root are refused on every
+path: reads, writes, copies, listings and deletes (see ``local_paths``). Blocking
+filesystem calls run in worker threads under a limiter of their own; ``put_many`` /
+``get_many`` move many small objects per thread call.
 """
 
 from __future__ import annotations
