@@ -160,3 +160,23 @@ async def test_copy_with_a_container_sas(azurite: Azurite, container_name: str) 
             assert (copied.digest, copied.size) == ("e" * 32, 6) and copied.etag != source.etag
             assert (await admin.get("p/view/1")).data == b"by sas"
             assert (await admin.head("p/view/1")).etag == copied.etag
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize("fast", [True, False])
+async def test_copy_of_awkward_names(azurite: Azurite, container_name: str, fast: bool) -> None:
+    names = ["100%/a b.txt", "hash#tag", "what?.csv", "amp&eq=plus+tilde~", "ünïcødé/日本語 ファイル",
+             "percent%2Fencoded", "semi;colon,comma"]
+    async with AzureBlobStore.from_account_key(ACCOUNT, KEY, container_name, endpoint=azurite.endpoint,
+                                               fast_path=fast) as store, \
+            AzureBlobStore.from_account_key(ACCOUNT, KEY, container_name, endpoint=azurite.endpoint,
+                                            fast_path=not fast) as other:
+        await store.ensure_container()
+        for i, name in enumerate(names):
+            await store.put(name, name.encode(), metadata={DIGEST_KEY: f"{i:032x}"})
+            copied = await store.copy(name, f"copies/{name}")
+            assert copied.digest == f"{i:032x}"
+            got = await other.get(f"copies/{name}")
+            assert (got.data, got.etag) == (name.encode(), copied.etag)
+            await store.copy(f"copies/{name}", name)  # and back, onto the source
+            assert (await other.get(name)).data == name.encode()
