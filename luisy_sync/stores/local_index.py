@@ -3,7 +3,8 @@
 ``<root>/.luisy-store/index.db`` holds one row per written content file: the object's
 metadata (digest) and ETag, keyed by (name, inode) and checked against the file's
 (size, mtime_ns). Only the row matching the file now at the name counts, so metadata
-never describes content that is not there (someone replaced the file by hand).
+never describes content that is not there (someone replaced the file by hand). A copy
+(a hard link) has a row of its own, under its own name, for the shared inode.
 
 A write commits its row (for the inode of its temp file) *before* renaming the file
 into place, so an object is never visible without its metadata, not even after a
