@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import errno
-import json
 import os
-import shutil
 import stat as stat_mod
 import time
 from pathlib import Path
@@ -37,15 +34,16 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import anyio
 import anyio.to_thread
-import xxhash
 
-from luisy_sync.atomic import publish, remove_quietly, write_temp
-from luisy_sync.conventions import STORE_DIR, temp_path
+from luisy_sync.atomic import publish, remove_quietly
+from luisy_sync.conventions import STORE_DIR
 from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFailed,
                                StoreError, TransientError)
 import luisy_sync.stores.local_blocks as local_blocks
 from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode, check_range
-from luisy_sync.stores.local_index import STALE_ROW_NS, Change, Lookup, ObjectIndex, Row, row_for
+from luisy_sync.stores.local_files import (clone_file, etag_of, info_of, same_file, stat_etag,
+                                           write_content)
+from luisy_sync.stores.local_index import STALE_ROW_NS, Change, Lookup, ObjectIndex, row_for
 from luisy_sync.stores.local_paths import link_error, lstat_object, object_path, walk
 
 T = TypeVar("T")
@@ -55,49 +53,6 @@ PutItem = (tuple[str, bytes, Mapping[str, str] | None]
 """One item of ``put_many``: ``(name, data, metadata)``, optionally with a PutMode."""
 
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-_NO_HARD_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP,
-                           getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)})
-"""Errors of ``os.link`` that mean "no hard link here" (copy the bytes instead)."""
-
-
-def content_etag(data: bytes) -> str:
-    """The ETag this store gives content it wrote: quoted xxh3-64 hex."""
-    return f'"{xxhash.xxh3_64_hexdigest(data)}"'
-
-
-def _write_content(path: str, chunks: Iterable[bytes], fsync: bool) -> tuple[str, os.stat_result, str]:
-    """A temp file beside ``path`` holding ``chunks``: (temp path, its stat, content ETag)."""
-    hasher = xxhash.xxh3_64()
-    tmp, st = write_temp(path, chunks, fsync=fsync, hasher=hasher)
-    return tmp, st, f'"{hasher.hexdigest()}"'
-
-
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    """Whether two stats describe one regular file, unchanged (what an index row checks)."""
-    return (stat_mod.S_ISREG(a.st_mode) and a.st_ino == b.st_ino and a.st_dev == b.st_dev
-            and a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns)
-
-
-def stat_etag(st: os.stat_result) -> str:
-    """The ETag of a file the index has no valid row for (put there by hand)."""
-    return f'"s{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"'
-
-
-def _etag(st: os.stat_result, row: Row | None) -> str:
-    """The ETag of a file, from its index row (None: a file put there by hand)."""
-    return stat_etag(st) if row is None else row[3]
-
-
-def _info(name: str, st: os.stat_result, row: Row | None) -> ObjectInfo:
-    """The ObjectInfo of a file, from its index row (None: a file put there by hand)."""
-    if row is None:
-        return ObjectInfo(name, st.st_size, stat_etag(st), {}, st.st_mtime)
-    meta: dict[str, str] = json.loads(row[5]) if row[5] else {}
-    if row[4] is not None:
-        meta[DIGEST_KEY] = row[4]
-    return ObjectInfo(name, st.st_size, row[3], meta, st.st_mtime)
-
-
 class LocalStore:
     """A Store backed by a directory on the local filesystem.
 
@@ -173,7 +128,7 @@ class LocalStore:
                     self._root_missing()
                     root_checked = True
                 current = self._current(name, path)
-                tmp, st, etag = _write_content(path, chunks, self._fsync)
+                tmp, st, etag = write_content(path, chunks, self._fsync)
             except OSError as exc:
                 out.append(self._oserror(op, name, exc))
                 continue
@@ -213,7 +168,7 @@ class LocalStore:
         base = prefix.rpartition("/")[0]
         rows = self._index.rows(base + "/" if base else "")
         lookup = self._index.lookup
-        out = [_info(name, st, lookup(rows, name, st)) for name, st in found]
+        out = [info_of(name, st, lookup(rows, name, st)) for name, st in found]
         out.sort(key=lambda i: i.name)
         return out
 
@@ -222,7 +177,7 @@ class LocalStore:
         st = None if self._root_missing() else lstat_object(self.root, name, path)
         if st is None or not stat_mod.S_ISREG(st.st_mode):
             raise self._not_found(name)
-        return _info(name, st, self._index.get(name, st))
+        return info_of(name, st, self._index.get(name, st))
 
     def _open(self, name: str) -> int:
         path = object_path(self.root, name)
@@ -255,7 +210,7 @@ class LocalStore:
 
     def _get(self, name: str, start: int, length: int | None) -> GetResult:
         data, st = self._read(name, start, length)
-        return GetResult(data, _etag(st, self._index.get(name, st)))
+        return GetResult(data, etag_of(st, self._index.get(name, st)))
 
     def _get_many(self, names: Sequence[str]) -> builtins.list[GetResult | Exception]:
         read: list[tuple[bytes, os.stat_result] | Exception] = []
@@ -268,7 +223,7 @@ class LocalStore:
                 read.append(exc)
         found = [(name, got[1]) for name, got in zip(names, read) if not isinstance(got, Exception)]
         rows = iter(self._index.get_many(found))
-        return [got if isinstance(got, Exception) else GetResult(got[0], _etag(got[1], next(rows)))
+        return [got if isinstance(got, Exception) else GetResult(got[0], etag_of(got[1], next(rows)))
                 for name, got in zip(names, read)]
 
     def _put_block(self, name: str, block_id: str, data: bytes) -> None:
@@ -307,41 +262,6 @@ class LocalStore:
         if change.error is not None:
             raise change.error
 
-    def _clone(self, src: str, src_path: str, path: str) -> tuple[str, bool]:
-        """A temp name beside ``path`` for the file at ``src_path``: a hard link when the
-        filesystem allows one (True), else a copy of the bytes (False). Raises NotFound
-        when the source is gone."""
-        tmp = temp_path(path)
-        for attempt in range(3):  # a concurrent delete may prune the directory just made
-            try:
-                os.link(src_path, tmp, follow_symlinks=False)
-                return tmp, True
-            except FileNotFoundError:
-                if not os.path.lexists(src_path):
-                    raise self._not_found(src) from None
-                if attempt == 2:
-                    raise
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-            except OSError as exc:
-                if exc.errno not in _NO_HARD_LINK:
-                    raise
-                break
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            shutil.copyfile(src_path, tmp, follow_symlinks=False)  # copy_file_range / sendfile
-            if self._fsync:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        except BaseException as exc:
-            remove_quietly(tmp)
-            if isinstance(exc, FileNotFoundError) and not os.path.lexists(src_path):
-                raise self._not_found(src) from None
-            raise
-        return tmp, False
-
     def _copy(self, src: str, dst: str) -> ObjectInfo:
         """Link (or copy) ``src``'s file to a temp name beside ``dst``, commit its index row
         (the source's metadata and ETag), then rename it into place: like a write."""
@@ -357,20 +277,25 @@ class LocalStore:
                 raise self._not_found(src)
             src_row = self._index.get(src, st_src)
             current = self._current(dst, path)
-            tmp, linked = self._clone(src, src_path, path)
+            try:
+                tmp, linked = clone_file(src_path, path, self._fsync)
+            except FileNotFoundError:
+                if not os.path.lexists(src_path):
+                    raise self._not_found(src) from None
+                raise
             st = os.lstat(tmp)
             if linked:
-                unchanged = _same_file(st, st_src)
+                unchanged = same_file(st, st_src)
             else:
                 after = lstat_object(self.root, src, src_path)
-                unchanged = stat_mod.S_ISREG(st.st_mode) and after is not None and _same_file(after, st_src)
+                unchanged = stat_mod.S_ISREG(st.st_mode) and after is not None and same_file(after, st_src)
             if unchanged:
                 break
             remove_quietly(tmp)
         else:
             raise TransientError(f"copy {src!r} to {dst!r} in local store {self.root}: the source "
                                  "kept changing; the copy can be retried")
-        source = _info(src, st_src, src_row)
+        source = info_of(src, st_src, src_row)
         # the source's ETag names its content (a link is the very file; a file copy has the
         # content of a row's file); a file put there by hand gets the stat ETag of the copy
         etag = source.etag if linked or src_row is not None else stat_etag(st)
@@ -389,7 +314,7 @@ class LocalStore:
             # a link keeps the source's mtime, so its row may look stale to a concurrent
             # write of dst (which prunes such rows): record it again if dst is still ours
             now = lstat_object(self.root, dst, path)
-            if now is not None and _same_file(now, st):
+            if now is not None and same_file(now, st):
                 self._index.apply([Change(dst, row=row, keep=st.st_ino)])
         return ObjectInfo(dst, st.st_size, etag, dict(source.metadata), st.st_mtime)
 
@@ -400,13 +325,13 @@ class LocalStore:
         path = object_path(self.root, name)
         self._root_missing()
         self._current(name, path)
-        tmp, st, etag = _write_content(path, [data], self._fsync)
+        tmp, st, etag = write_content(path, [data], self._fsync)
         extra = dict(metadata or {})
         digest = extra.pop(DIGEST_KEY, None)
 
         def compare_and_replace(lookup: Lookup, record: Callable[[Change], None]) -> None:
             current = self._current(name, path)
-            found = None if current is None else _info(name, current, lookup(name, current)).etag
+            found = None if current is None else info_of(name, current, lookup(name, current)).etag
             if mode.kind == "create" and found is not None:
                 raise PreconditionFailed(f"{name!r} already exists in local store {self.root}", status=412)
             if mode.kind == "update" and found != mode.etag:

@@ -14,7 +14,8 @@ import pytest
 from luisy_sync.conventions import STORE_DIR, TEMP_NAME
 from luisy_sync.errors import ContainerNotFound, NotFoundError, PreconditionFailed, StoreError, UnsafePathError
 from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode
-from luisy_sync.stores.local import LocalStore, content_etag
+from luisy_sync.stores.local import LocalStore
+from luisy_sync.stores.local_files import content_etag
 from luisy_sync.stores.small import read_small, write_small
 
 
