@@ -6,7 +6,7 @@ The xxh3 digest travels as blob metadata ``xxh3``. Errors are translated in
 ``azure_errors``; no message carries a key, SAS token or connection string.
 
 The request path is chosen once, at construction: with an account key the verbs
-(list, head, get, put, put_block, commit_blocks) go through ``SharedKeyBlobClient``
+(list, head, get, put, put_block, commit_blocks, copy) go through ``SharedKeyBlobClient``
 (``azure_sharedkey``, Shared Key signed on the same session), otherwise (SAS, Azure
 AD, ``fast_path=False`` or ``LUISY_SYNC_AZURE_FASTPATH=0``) through ``SdkBlobClient``
 (``azure_sdk``), which also does delete and container management on both paths.
@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import os
+import time
 from typing import Any, Mapping, Protocol, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,13 +27,18 @@ from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from luisy_sync.errors import ConfigError
+from luisy_sync.errors import ConfigError, PreconditionFailed, StoreError, TransientError
 from luisy_sync.paths import safe_relpath
+from luisy_sync.stores.azure_errors import scrub
 from luisy_sync.stores.azure_sdk import SdkBlobClient
-from luisy_sync.stores.azure_sharedkey import SharedKeyBlobClient
+from luisy_sync.stores.azure_sharedkey import CopyState, SharedKeyBlobClient
 from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode, check_range
 
 DEFAULT_ENDPOINT = "https://{account}.blob.core.windows.net"
+COPY_TIMEOUT = 300.0
+"""Seconds a pending Copy Blob may take before ``copy`` aborts it and fails."""
+_COPY_POLL = (0.05, 2.0)
+"""The first and the longest pause between two looks at a pending copy (seconds)."""
 
 
 def _parse_connection_string(cs: str) -> dict[str, str]:
@@ -77,6 +83,13 @@ class BlobRequests(Protocol):
     async def commit_blocks(self, full: str, name: str, block_ids: Sequence[str],
                             metadata: Mapping[str, str] | None) -> ObjectInfo: ...
 
+    async def start_copy(self, full_src: str, full: str, name: str, source_etag: str | None,
+                         what: str) -> CopyState: ...
+
+    async def copy_state(self, full: str, name: str, what: str) -> CopyState: ...
+
+    async def abort_copy(self, full: str, name: str, copy_id: str, what: str) -> None: ...
+
 
 class AzureBlobStore:
     """A Store on one Azure Blob container; names are relative to ``prefix``.
@@ -86,13 +99,14 @@ class AzureBlobStore:
     or a ``sas_url``; with ``account_url`` alone, ``DefaultAzureCredential`` from
     azure-identity is used. ``fast_path`` (default: on unless LUISY_SYNC_AZURE_FASTPATH=0)
     sends the hot calls Shared Key signed without the SDK when an account key is known.
+    ``copy_timeout``: seconds ``copy`` waits for a Copy Blob the service reports pending.
     """
 
     def __init__(self, container: str | None, prefix: str = "", *, account_url: str | None = None,
                  credential: Any = None, connection_string: str | None = None,
                  sas_url: str | None = None, max_connections: int = 64,
                  connection_timeout: float = 20.0, read_timeout: float = 120.0,
-                 fast_path: bool | None = None):
+                 fast_path: bool | None = None, copy_timeout: float = COPY_TIMEOUT):
         self._secrets: list[str] = []
         self._owned_credential: Any = None
         self._sas_container_url: str | None = None
@@ -151,7 +165,9 @@ class AzureBlobStore:
         self._session: aiohttp.ClientSession | None = None
         self._service: BlobServiceClient | None = None
         self._client: ContainerClient | None = None
-        self._sdk = SdkBlobClient(self._container, container, self.account_url, self._secrets)
+        self.copy_timeout = copy_timeout
+        self._sdk = SdkBlobClient(self._container, container, self.account_url, self._secrets,
+                                  credential.signature if isinstance(credential, AzureSasCredential) else None)
         if fast_path is None:
             fast_path = os.environ.get("LUISY_SYNC_AZURE_FASTPATH", "1").strip() not in ("0", "false", "no")
         self._requests: BlobRequests = self._sdk
@@ -250,6 +266,56 @@ class AzureBlobStore:
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Put Block List with metadata, then read back the committed size."""
         return await self._requests.commit_blocks(self._full(name), name, block_ids, metadata)
+
+    async def copy(self, src: str, dst: str) -> ObjectInfo:
+        """Copy Blob from ``src``'s URL (same account): Get Blob Properties of ``src``, then
+        the copy of exactly that version (``x-ms-source-if-match``; a source replaced in
+        between is read again), its metadata included. Same-account copies usually finish
+        at once; a pending one is watched until it succeeds, and aborted (failing with
+        TransientError) after ``copy_timeout`` seconds."""
+        full_src, full = self._full(src), self._full(dst)
+        what = f"copy {src!r} to {dst!r}"
+        if full_src == full:
+            return await self._requests.head(full, dst, what)
+        for attempt in range(3):
+            source = await self._requests.head(full_src, src, f"{what} (reading the source)")
+            try:
+                state = await self._requests.start_copy(full_src, full, dst, source.etag, what)
+                break
+            except PreconditionFailed:
+                if attempt == 2:
+                    raise TransientError(f"{what}: the source kept changing during the copy; "
+                                         "the copy can be retried") from None
+        state = await self._finish_copy(full, dst, state, what)
+        return ObjectInfo(dst, source.size, state.etag, dict(source.metadata), state.modified)
+
+    async def _finish_copy(self, full: str, name: str, state: CopyState, what: str) -> CopyState:
+        """The state of a started copy once it is no longer pending (a success), polling
+        Get Blob Properties meanwhile; a failed, aborted, replaced or too slow copy raises."""
+        deadline = time.monotonic() + self.copy_timeout
+        pause = _COPY_POLL[0]
+        while state.status == "pending":
+            left = deadline - time.monotonic()
+            if left <= 0:
+                try:
+                    await self._requests.abort_copy(full, name, state.copy_id, what)
+                except StoreError:
+                    pass  # finished or gone meanwhile: the error below says what to do either way
+                raise TransientError(f"{what}: the copy was still pending after {self.copy_timeout:g} s "
+                                     "and was aborted; the copy can be retried")
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, _COPY_POLL[1])
+            current = await self._requests.copy_state(full, name, what)
+            if current.copy_id != state.copy_id:
+                raise StoreError(f"{what}: {name!r} was replaced while the copy was pending; "
+                                 "copy again if it should still be a copy")
+            state = current
+        reason = scrub(state.detail, self._secrets) or "no reason given"
+        if state.status == "failed":
+            raise TransientError(f"{what}: the copy failed ({reason}); the copy can be retried")
+        if state.status not in ("success", ""):
+            raise StoreError(f"{what}: the copy ended {state.status!r} ({reason}); copy again")
+        return state
 
     async def delete(self, name: str) -> None:
         """Delete Blob (with its snapshots); a missing blob is fine."""

@@ -19,12 +19,18 @@ from azure.storage.blob.aio import ContainerClient
 
 from luisy_sync.errors import TransientError
 from luisy_sync.stores.azure_errors import translate
-from luisy_sync.stores.azure_sharedkey import quoted_etag
+from luisy_sync.stores.azure_sharedkey import CopyState, quoted_etag
 from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode
 
 
+def _seconds(when: Any) -> float | None:
+    """POSIX seconds of the SDK's ``last_modified`` (an aware datetime), None if absent."""
+    return None if when is None else float(when.timestamp())
+
+
 def _info(name: str, props: Any) -> ObjectInfo:
-    return ObjectInfo(name, int(props.size or 0), quoted_etag(props.etag), dict(props.metadata or {}))
+    return ObjectInfo(name, int(props.size or 0), quoted_etag(props.etag), dict(props.metadata or {}),
+                      _seconds(props.last_modified))
 
 
 def _conditions(mode: PutMode) -> dict[str, Any]:
@@ -40,11 +46,12 @@ class SdkBlobClient:
     """Blob calls through the azure SDK on one container (see the module docstring)."""
 
     def __init__(self, container: Callable[[], ContainerClient], container_name: str,
-                 account_url: str, secrets: Iterable[str] = ()):
+                 account_url: str, secrets: Iterable[str] = (), source_sas: str | None = None):
         self._container = container
         self.container_name = container_name
         self.account_url = account_url
         self._secrets = list(secrets)
+        self._source_sas = source_sas.lstrip("?") if source_sas else None
 
     def _error(self, exc: BaseException, what: str) -> BaseException:
         return translate(exc, what, self.account_url, self._secrets)
@@ -102,7 +109,8 @@ class SdkBlobClient:
                                             length=len(data), max_concurrency=1, **_conditions(mode))
         except Exception as exc:
             raise self._error(exc, f"put {name!r}") from None
-        return ObjectInfo(name, len(data), quoted_etag(result.get("etag")), dict(metadata or {}))
+        return ObjectInfo(name, len(data), quoted_etag(result.get("etag")), dict(metadata or {}),
+                          _seconds(result.get("last_modified")))
 
     async def put_block(self, full: str, name: str, block_id: str, data: bytes) -> None:
         """Put Block (``block_id`` travels base64-encoded)."""
@@ -122,6 +130,44 @@ class SdkBlobClient:
         except Exception as exc:
             raise self._error(exc, f"commit {name!r}") from None
         return _info(name, props)
+
+    async def start_copy(self, full_src: str, full: str, name: str, source_etag: str | None,
+                         what: str) -> CopyState:
+        """Copy Blob (``start_copy_from_url``) from ``full_src`` in this container, only
+        while the source still has ``source_etag`` (when given). A SAS-authorized store
+        authorizes the source with its SAS too (Azure AD and Shared Key need nothing)."""
+        conditions: dict[str, Any] = {}
+        if source_etag:
+            conditions = {"source_etag": source_etag, "source_match_condition": MatchConditions.IfNotModified}
+        try:
+            container = self._container()
+            source = container.get_blob_client(full_src).url
+            if self._source_sas:
+                source += "?" + self._source_sas
+            result = await container.get_blob_client(full).start_copy_from_url(source, **conditions)
+        except Exception as exc:
+            raise self._error(exc, what) from None
+        etag = result.get("etag")
+        return CopyState(str(result.get("copy_status") or "").lower(), str(result.get("copy_id") or ""),
+                         quoted_etag(etag if isinstance(etag, str) else None),
+                         _seconds(result.get("last_modified")))
+
+    async def copy_state(self, full: str, name: str, what: str) -> CopyState:
+        """Get Blob Properties: the state of the last copy onto ``full``."""
+        try:
+            props = await self._container().get_blob_client(full).get_blob_properties()
+        except Exception as exc:
+            raise self._error(exc, what) from None
+        copy = props.copy
+        return CopyState(str(copy.status or "").lower(), str(copy.id or ""), quoted_etag(props.etag),
+                         _seconds(props.last_modified), str(copy.status_description or ""))
+
+    async def abort_copy(self, full: str, name: str, copy_id: str, what: str) -> None:
+        """Abort Copy Blob: stop the pending copy ``copy_id`` onto ``full``."""
+        try:
+            await self._container().get_blob_client(full).abort_copy(copy_id)
+        except Exception as exc:
+            raise self._error(exc, what) from None
 
     # -- only here ---------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The fast data path of AzureBlobStore: Blob REST calls signed with Shared Key.
 
 When an account key is known, the Store's requests (Put Blob, also conditional, Put
-Block, Put Block List, Get Blob, Get Blob Properties, List Blobs) go straight through
-the store's aiohttp session, signed here with ``Authorization: SharedKey account:signature``,
+Block, Put Block List, Get Blob, Get Blob Properties, List Blobs, Copy Blob and Abort
+Copy Blob) go straight through the store's aiohttp session, signed here with
+``Authorization: SharedKey account:signature``,
 without the SDK's per-request policy chain. Everything that can be is computed once
 (the HMAC key schedule, the canonical resource prefix, the date of the current second).
 
@@ -16,12 +17,15 @@ requests go to ``<account_url>/<container>/<blob>`` and the signed resource is
 from __future__ import annotations
 
 import base64
+import datetime
+import functools
 import hashlib
 import hmac
 import re
 import time
 import xml.etree.ElementTree as ET
-from email.utils import formatdate
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
@@ -40,6 +44,9 @@ _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<\r\n]{1,300})")
 _META_ITEM = re.compile(rb"<([^\s/>]+)\s*(?:/>|>([^<]*)</\1>)")
 
+_NO_BODY_TYPE = "application/octet-stream"
+"""The Content-Type aiohttp sends with a PUT without a body (so it is signed as sent)."""
+
 Query = tuple[tuple[str, str], ...]
 
 
@@ -57,6 +64,40 @@ def _header_sort(meta_names: Iterable[str]) -> Any:
     return _storage_header_sort
 
 
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+                                        "Oct", "Nov", "Dec"), 1)}
+_EPOCH_DAY = datetime.date(1970, 1, 1).toordinal()
+
+
+@functools.lru_cache(maxsize=1024)
+def http_date(value: str | None) -> float | None:
+    """POSIX seconds of an HTTP date (``Last-Modified``: ``Wed, 25 Nov 2026 20:50:43 GMT``);
+    None when absent or unreadable. The fixed format is read by position (a listing
+    has one per blob, mostly repeating); anything else goes through email.utils."""
+    if not value:
+        return None
+    if len(value) == 29 and value[3:5] == ", " and value[25:] == " GMT":
+        try:
+            days = datetime.date(int(value[12:16]), _MONTHS[value[8:11]], int(value[5:7])).toordinal()
+            return float((days - _EPOCH_DAY) * 86400 + int(value[17:19]) * 3600
+                         + int(value[20:22]) * 60 + int(value[23:25]))
+        except (KeyError, ValueError):
+            pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
+
+
+@functools.lru_cache(maxsize=1024)
+def _listed_date(value: bytes) -> float | None:
+    """``http_date`` of a listing's ``<Last-Modified>`` text (cached as bytes, undecoded)."""
+    return http_date(value.decode("utf-8", "replace"))
+
+
 def block_id_b64(block_id: str) -> str:
     """The wire form of a block id (base64 of its UTF-8 bytes), as the SDK sends it."""
     return base64.b64encode(block_id.encode("utf-8")).decode("ascii")
@@ -67,6 +108,26 @@ def quoted_etag(value: str | None) -> str | None:
     if value and not value.startswith('"'):  # listings report ETags unquoted
         return f'"{value}"'
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class CopyState:
+    """Where a Copy Blob stands: ``status`` (``success``, ``pending``, ``failed`` or
+    ``aborted``), its ``copy_id``, and the destination's ETag and Last-Modified (POSIX
+    seconds) as of this answer; ``detail``: the service's status description, if any."""
+
+    status: str
+    copy_id: str
+    etag: str | None
+    modified: float | None
+    detail: str = ""
+
+
+def _copy_state(headers: Mapping[str, str]) -> CopyState:
+    """The CopyState in the headers of a Copy Blob or Get Blob Properties answer."""
+    return CopyState((headers.get("x-ms-copy-status") or "").lower(), headers.get("x-ms-copy-id") or "",
+                     headers.get("ETag"), http_date(headers.get("Last-Modified")),
+                     headers.get("x-ms-copy-status-description") or "")
 
 
 class SharedKeyBlobClient:
@@ -167,7 +228,7 @@ class SharedKeyBlobClient:
         _, rheaders, _ = await self._call("PUT", self._path(full), (), headers,
                                           f"put {name!r}", data, "application/octet-stream",
                                           _header_sort(meta) if meta else _plain_sort)
-        return ObjectInfo(name, len(data), rheaders.get("ETag"), meta)
+        return ObjectInfo(name, len(data), rheaders.get("ETag"), meta, http_date(rheaders.get("Last-Modified")))
 
     async def put_block(self, full: str, name: str,
                         block_id: str, data: bytes) -> None:
@@ -189,13 +250,35 @@ class SharedKeyBlobClient:
                          _header_sort(meta) if meta else _plain_sort)
         return await self.head(full, name, f"commit {name!r}")
 
+    async def start_copy(self, full_src: str, full: str, name: str, source_etag: str | None,
+                         what: str) -> CopyState:
+        """Copy Blob from ``full_src`` (its URL in this account, authorized by the same
+        Shared Key), only while the source still has ``source_etag`` (when given)."""
+        headers = self._headers({"x-ms-copy-source": self._origin + self._path(full_src)})
+        if source_etag:
+            headers["x-ms-source-if-match"] = source_etag
+        _, rheaders, _ = await self._call("PUT", self._path(full), (), headers, what,
+                                          content_type=_NO_BODY_TYPE)
+        return _copy_state(rheaders)
+
+    async def copy_state(self, full: str, name: str, what: str) -> CopyState:
+        """Get Blob Properties: the state of the last copy onto ``full``."""
+        _, rheaders, _ = await self._call("HEAD", self._path(full), (), self._headers(), what)
+        return _copy_state(rheaders)
+
+    async def abort_copy(self, full: str, name: str, copy_id: str, what: str) -> None:
+        """Abort Copy Blob: stop the pending copy ``copy_id`` onto ``full``."""
+        await self._call("PUT", self._path(full), (("comp", "copy"), ("copyid", copy_id)),
+                         self._headers({"x-ms-copy-action": "abort"}), what, content_type=_NO_BODY_TYPE)
+
     async def head(self, full: str, name: str,
                    what: str = "") -> ObjectInfo:
         """Get Blob Properties: size, ETag and the x-ms-meta-* metadata."""
         _, rheaders, _ = await self._call("HEAD", self._path(full), (), self._headers(),
                                           what or f"head {name!r}")
         meta = {k[len(_META):]: v for k, v in rheaders.items() if k[:len(_META)].lower() == _META}
-        return ObjectInfo(name, int(rheaders.get("Content-Length") or 0), rheaders.get("ETag"), meta)
+        return ObjectInfo(name, int(rheaders.get("Content-Length") or 0), rheaders.get("ETag"), meta,
+                          http_date(rheaders.get("Last-Modified")))
 
     async def get(self, full: str, name: str, start: int, length: int | None,
                   what: str) -> GetResult | None:
@@ -276,7 +359,9 @@ def _usual_blob(chunk: bytes, cut: int) -> ObjectInfo | None:
         return None
     etag = _between(chunk, b"<Etag>", b"</Etag>", name_end, props_end)
     size = _between(chunk, b"<Content-Length>", b"</Content-Length>", name_end, props_end)
-    if etag is None or size is None or not size.isdigit() or b"<" in etag:
+    modified = _between(chunk, b"<Last-Modified>", b"</Last-Modified>", name_end, props_end)
+    if etag is None or size is None or not size.isdigit() or b"<" in etag or (
+            modified is not None and b"<" in modified):
         return None
     meta: dict[str, str] = {}
     raw = _between(chunk, b"<Metadata>", b"</Metadata>", props_end, end)
@@ -287,7 +372,8 @@ def _usual_blob(chunk: bytes, cut: int) -> ObjectInfo | None:
     elif b"<Metadata>" in chunk[props_end:end]:
         return None
     return ObjectInfo(chunk[6:name_end].decode("utf-8")[cut:], int(size),
-                      quoted_etag(etag.decode("utf-8")), meta)
+                      quoted_etag(etag.decode("utf-8")), meta,
+                      None if modified is None else _listed_date(modified))
 
 
 def _parse_list_page_tree(body: bytes, cut: int, what: str) -> tuple[list[ObjectInfo], str]:
@@ -310,4 +396,4 @@ def _listed(blob: ET.Element, cut: int) -> ObjectInfo:
     etag = quoted_etag(blob.findtext("Properties/Etag"))
     meta_node = blob.find("Metadata")
     meta = {m.tag: m.text or "" for m in meta_node} if meta_node is not None else {}
-    return ObjectInfo(name[cut:], size, etag, meta)
+    return ObjectInfo(name[cut:], size, etag, meta, http_date(blob.findtext("Properties/Last-Modified")))

@@ -6,8 +6,11 @@ xxh3-128 hex strings carried in object metadata under the key ``DIGEST_KEY``.
 The verbs follow object_store: ``list``, ``head``, ``get`` (optionally ranged, with
 the ETag of the version read) and ``put`` with a ``PutMode`` (overwrite, create only
 if absent, update only if the ETag still matches), plus staged blocks for large
-objects. Every store reports one ETag per object version: the one ``put`` returns is
-the one ``head``, ``list`` and ``get`` report until the object changes.
+objects, and ``copy``, a server-side copy of one object onto another name (no bytes
+pass through the client). Every store reports one ETag per object version: the one
+``put`` (or ``copy``) returns is the one ``head``, ``list`` and ``get`` report until the
+object changes, and the object's last-modified time where it knows it
+(``ObjectInfo.modified``).
 
 Optional batch capabilities (callers check with ``hasattr``):
 
@@ -36,6 +39,8 @@ class ObjectInfo:
     size: int
     etag: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    modified: float | None = None
+    """When the object was last written (POSIX seconds); None when the store cannot tell."""
 
     @property
     def digest(self) -> str | None:
@@ -119,6 +124,14 @@ class Store(Protocol):
     async def commit_blocks(self, name: str, block_ids: Sequence[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Make the object the concatenation of staged blocks, atomically."""
+        ...
+
+    async def copy(self, src: str, dst: str) -> ObjectInfo:
+        """Copy object ``src`` onto ``dst`` inside the store (server-side: no bytes pass
+        through the client), replacing ``dst``, with ``src``'s metadata (its digest);
+        returns ``dst``'s info with its new ETag. A later write of either name leaves the
+        other unchanged; a copy onto itself changes nothing (returns its info). Raises
+        NotFoundError when ``src`` is missing."""
         ...
 
     async def delete(self, name: str) -> None:

@@ -11,7 +11,10 @@ the tree. Bookkeeping lives in ``root/.luisy-store/``:
 
 Every write goes to a hidden temp file in the target directory; the rename into place
 and the index row are committed together (one transaction for all writes that are
-ready at the same moment). Symlinks inside the root are refused on every path: reads,
+ready at the same moment). A ``copy`` is a hard link to the source's file (a plain
+file copy where links are impossible), published the same way; since writes replace
+files by rename, a later write of either name never changes the other (a file edited
+in place by hand changes both names, which then read as files put there by hand). Symlinks inside the root are refused on every path: reads,
 writes, listings and deletes (see ``local_paths``). Blocking filesystem calls run in
 worker threads under a limiter of their own; ``put_many`` / ``get_many`` move many
 small objects per thread call.
@@ -21,9 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import errno
 import json
 import os
+import shutil
 import stat as stat_mod
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
@@ -31,13 +37,13 @@ import anyio
 import anyio.to_thread
 import xxhash
 
-from luisy_sync.atomic import remove_quietly, write_temp
-from luisy_sync.conventions import STORE_DIR
+from luisy_sync.atomic import publish, remove_quietly, write_temp
+from luisy_sync.conventions import STORE_DIR, temp_path
 from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFailed,
-                               StoreError)
+                               StoreError, TransientError)
 import luisy_sync.stores.local_blocks as local_blocks
 from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode, check_range
-from luisy_sync.stores.local_index import Change, Lookup, ObjectIndex, Row, row_for
+from luisy_sync.stores.local_index import STALE_ROW_NS, Change, Lookup, ObjectIndex, Row, row_for
 from luisy_sync.stores.local_paths import link_error, lstat_object, object_path, walk
 
 T = TypeVar("T")
@@ -47,6 +53,9 @@ PutItem = (tuple[str, bytes, Mapping[str, str] | None]
 """One item of ``put_many``: ``(name, data, metadata)``, optionally with a PutMode."""
 
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+_NO_HARD_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP,
+                           getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)})
+"""Errors of ``os.link`` that mean "no hard link here" (copy the bytes instead)."""
 
 
 def content_etag(data: bytes) -> str:
@@ -59,6 +68,12 @@ def _write_content(path: str, chunks: Iterable[bytes], fsync: bool) -> tuple[str
     hasher = xxhash.xxh3_64()
     tmp, st = write_temp(path, chunks, fsync=fsync, hasher=hasher)
     return tmp, st, f'"{hasher.hexdigest()}"'
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    """Whether two stats describe one regular file, unchanged (what an index row checks)."""
+    return (stat_mod.S_ISREG(a.st_mode) and a.st_ino == b.st_ino and a.st_dev == b.st_dev
+            and a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns)
 
 
 def stat_etag(st: os.stat_result) -> str:
@@ -74,11 +89,11 @@ def _etag(st: os.stat_result, row: Row | None) -> str:
 def _info(name: str, st: os.stat_result, row: Row | None) -> ObjectInfo:
     """The ObjectInfo of a file, from its index row (None: a file put there by hand)."""
     if row is None:
-        return ObjectInfo(name, st.st_size, stat_etag(st), {})
+        return ObjectInfo(name, st.st_size, stat_etag(st), {}, st.st_mtime)
     meta: dict[str, str] = json.loads(row[5]) if row[5] else {}
     if row[4] is not None:
         meta[DIGEST_KEY] = row[4]
-    return ObjectInfo(name, st.st_size, row[3], meta)
+    return ObjectInfo(name, st.st_size, row[3], meta, st.st_mtime)
 
 
 class LocalStore:
@@ -168,7 +183,7 @@ class LocalStore:
             change = Change(name, row=row_for(st, etag, digest, extra),
                             keep=None if current is None else current.st_ino)
             ready.append((len(out), change, tmp, path))
-            out.append(ObjectInfo(name, st.st_size, etag, dict(metadata or {})))
+            out.append(ObjectInfo(name, st.st_size, etag, dict(metadata or {}), st.st_mtime))
         self._index.apply([c for _, c, _, _ in ready])
         for position, change, tmp, path in ready:
             try:
@@ -290,6 +305,92 @@ class LocalStore:
         if change.error is not None:
             raise change.error
 
+    def _clone(self, src: str, src_path: str, path: str) -> tuple[str, bool]:
+        """A temp name beside ``path`` for the file at ``src_path``: a hard link when the
+        filesystem allows one (True), else a copy of the bytes (False). Raises NotFound
+        when the source is gone."""
+        tmp = temp_path(path)
+        for attempt in range(3):  # a concurrent delete may prune the directory just made
+            try:
+                os.link(src_path, tmp, follow_symlinks=False)
+                return tmp, True
+            except FileNotFoundError:
+                if not os.path.lexists(src_path):
+                    raise self._not_found(src) from None
+                if attempt == 2:
+                    raise
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINK:
+                    raise
+                break
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            shutil.copyfile(src_path, tmp, follow_symlinks=False)  # copy_file_range / sendfile
+            if self._fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except BaseException as exc:
+            remove_quietly(tmp)
+            if isinstance(exc, FileNotFoundError) and not os.path.lexists(src_path):
+                raise self._not_found(src) from None
+            raise
+        return tmp, False
+
+    def _copy(self, src: str, dst: str) -> ObjectInfo:
+        """Link (or copy) ``src``'s file to a temp name beside ``dst``, commit its index row
+        (the source's metadata and ETag), then rename it into place: like a write."""
+        src_path = object_path(self.root, src)
+        path = object_path(self.root, dst)
+        if self._root_missing():
+            raise self._not_found(src)
+        if src == dst:
+            return self._head(src)
+        for _ in range(3):  # the source replaced between its stat and the link: again
+            st_src = lstat_object(self.root, src, src_path)
+            if st_src is None or not stat_mod.S_ISREG(st_src.st_mode):
+                raise self._not_found(src)
+            src_row = self._index.get(src, st_src)
+            current = self._current(dst, path)
+            tmp, linked = self._clone(src, src_path, path)
+            st = os.lstat(tmp)
+            if linked:
+                unchanged = _same_file(st, st_src)
+            else:
+                after = lstat_object(self.root, src, src_path)
+                unchanged = stat_mod.S_ISREG(st.st_mode) and after is not None and _same_file(after, st_src)
+            if unchanged:
+                break
+            remove_quietly(tmp)
+        else:
+            raise TransientError(f"copy {src!r} to {dst!r} in local store {self.root}: the source "
+                                 "kept changing; the copy can be retried")
+        source = _info(src, st_src, src_row)
+        # the source's ETag names its content (a link is the very file; a file copy has the
+        # content of a row's file); a file put there by hand gets the stat ETag of the copy
+        etag = source.etag if linked or src_row is not None else stat_etag(st)
+        assert etag is not None
+        extra = dict(source.metadata)
+        digest = extra.pop(DIGEST_KEY, None)
+        row = row_for(st, etag, digest, extra)
+        change = Change(dst, row=row, keep=None if current is None else current.st_ino)
+        self._index.apply([change])
+        if change.error is not None:
+            remove_quietly(tmp)
+            raise change.error
+        publish(tmp, path)
+        remove_quietly(tmp)  # a rename onto another link of the same file leaves its source
+        if st.st_mtime_ns < time.time_ns() - STALE_ROW_NS // 2 and self._index.get(dst, st) is None:
+            # a link keeps the source's mtime, so its row may look stale to a concurrent
+            # write of dst (which prunes such rows): record it again if dst is still ours
+            now = lstat_object(self.root, dst, path)
+            if now is not None and _same_file(now, st):
+                self._index.apply([Change(dst, row=row, keep=st.st_ino)])
+        return ObjectInfo(dst, st.st_size, etag, dict(source.metadata), st.st_mtime)
+
     def _write_if(self, name: str, data: bytes, metadata: Mapping[str, str] | None,
                   mode: PutMode) -> ObjectInfo:
         """A conditional write: the ETag check and the rename happen inside one index
@@ -318,7 +419,7 @@ class LocalStore:
         except BaseException:
             remove_quietly(tmp)
             raise
-        return ObjectInfo(name, st.st_size, etag, dict(metadata or {}))
+        return ObjectInfo(name, st.st_size, etag, dict(metadata or {}), st.st_mtime)
 
     def _put_many(self, items: Sequence[PutItem]) -> builtins.list[ObjectInfo | Exception]:
         """Overwrites share one index commit; conditional writes go one by one."""
@@ -396,6 +497,11 @@ class LocalStore:
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Concatenate staged blocks into the object (streaming), then drop the staging."""
         return await self._call("commit", name, self._commit, name, list(block_ids), metadata)
+
+    async def copy(self, src: str, dst: str) -> ObjectInfo:
+        """Hard-link ``src``'s file to ``dst`` (a file copy where links are impossible),
+        recorded in the index like a write, with ``src``'s metadata and ETag."""
+        return await self._call(f"copy {src!r} to", dst, self._copy, src, dst)
 
     async def delete(self, name: str) -> None:
         """Remove an object and its index row; missing is fine."""

@@ -7,6 +7,7 @@ conditional puts honour ETags, names are validated like LocalStore's.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -21,6 +22,7 @@ class _Object:
     data: bytes
     etag: str
     metadata: dict[str, str] = field(default_factory=dict)
+    modified: float = field(default_factory=time.time)
 
 
 class MemoryStore:
@@ -45,7 +47,7 @@ class MemoryStore:
         return safe_relpath(name)
 
     def _info(self, name: str, obj: _Object) -> ObjectInfo:
-        return ObjectInfo(name, len(obj.data), obj.etag, dict(obj.metadata))
+        return ObjectInfo(name, len(obj.data), obj.etag, dict(obj.metadata), obj.modified)
 
     def _get(self, name: str) -> _Object:
         obj = self._objects.get(self._check(name))
@@ -108,6 +110,16 @@ class MemoryStore:
         data = b"".join(staged[b] for b in block_ids)
         self._staged.pop(name, None)
         return await self.put(name, data, metadata=metadata)
+
+    async def copy(self, src: str, dst: str) -> ObjectInfo:
+        """Copy the bytes and metadata of ``src`` onto ``dst`` (a new ETag and time)."""
+        obj = self._get(src)
+        dst = self._check(dst)
+        if dst == src:
+            return self._info(dst, obj)
+        copied = _Object(obj.data, self._etag(), dict(obj.metadata))
+        self._objects[dst] = copied
+        return self._info(dst, copied)
 
     async def delete(self, name: str) -> None:
         """Remove an object; missing is fine."""

@@ -30,7 +30,8 @@ Hook = Callable[[], "Awaitable[None] | None"]
 
 
 def _name_of(verb: str, args: tuple[Any, ...]) -> str:
-    """The object name (list: the prefix) a call is about; "" for batch and container calls."""
+    """The object name (list: the prefix; copy: the source) a call is about; "" for batch
+    and container calls."""
     if verb in BATCH_VERBS or not args or not isinstance(args[0], str):
         return ""
     return args[0]
@@ -87,6 +88,11 @@ class ForwardingStore:
         info: ObjectInfo = await self._forward("commit_blocks", name, block_ids, metadata=metadata)
         return info
 
+    async def copy(self, src: str, dst: str) -> ObjectInfo:
+        """``inner.copy``."""
+        info: ObjectInfo = await self._forward("copy", src, dst)
+        return info
+
     async def delete(self, name: str) -> None:
         """``inner.delete``."""
         await self._forward("delete", name)
@@ -132,6 +138,8 @@ class PrefixStore(ForwardingStore):
             return [r if isinstance(r, Exception) else self._outer(r) for r in results]
         if verb == "get_many":
             return await super()._forward(verb, [self._inner_name(n) for n in args[0]])
+        if verb == "copy":
+            return self._outer(await super()._forward(verb, *map(self._inner_name, args)))
         result = await super()._forward(verb, self._inner_name(args[0]), *args[1:], **kw)
         if verb == "list":
             return [self._outer(info) for info in result]

@@ -58,6 +58,10 @@ async def test_symlinks_inside_the_store_are_refused_on_every_path(planted: tupl
         "overwrite a linked file": lambda: store.put("proj/passwd", b"x"),
         "list a tree holding a link": lambda: store.list("proj/"),
         "list below a linked directory": lambda: store.list("evil/"),
+        "copy a linked file": lambda: store.copy("proj/passwd", "proj/copied"),
+        "copy from a linked directory": lambda: store.copy("evil/secret", "proj/copied"),
+        "copy onto a linked file": lambda: store.copy("proj/ok.txt", "proj/passwd"),
+        "copy into a linked directory": lambda: store.copy("proj/ok.txt", "evil/copied"),
     }
     for what, call in calls.items():
         with pytest.raises(UnsafePathError) as err:

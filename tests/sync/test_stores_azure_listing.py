@@ -18,6 +18,11 @@ HEAD = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><EnumerationRes
         b"<Prefix/><Marker/><MaxResults>5000</MaxResults>")
 
 
+MODIFIED = [("Wed, 25 Nov 2026 20:50:43 GMT", 1795639843.0), ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+            ("Tue, 29 Feb 2028 23:59:59 GMT", 1835481599.0)]
+"""Last-Modified values of listed blobs (chosen by size) and their POSIX seconds."""
+
+
 def blob_xml(name: str, size: int, etag: str, meta: dict[str, str] | None, *, encoded: bool = False,
              size_first: bool = False, empty_meta: str = "<Metadata/>") -> str:
     name_el = (f'<Name Encoded="true">{quote(name)}</Name>' if encoded else f"<Name>{escape(name)}</Name>")
@@ -25,6 +30,7 @@ def blob_xml(name: str, size: int, etag: str, meta: dict[str, str] | None, *, en
     if size_first:
         props.reverse()
     props_el = ("<Properties><Creation-Time>Wed, 25 Nov 2026 20:50:43 GMT</Creation-Time>"
+                f"<Last-Modified>{MODIFIED[size % len(MODIFIED)][0]}</Last-Modified>"
                 + "".join(props) + "<BlobType>BlockBlob</BlobType></Properties>")
     if meta is None:
         meta_el = empty_meta
@@ -55,7 +61,8 @@ def test_the_usual_page(monkeypatch: pytest.MonkeyPatch) -> None:
     blobs, marker = parse_list_page(body, 2)
     assert (blobs, marker) == tree
     assert marker == "2!48!MDAwMDEz"
-    assert blobs[1] == ObjectInfo("f1.dat", 1, '"0x1"', {"xxh3": f"{1:032x}"})
+    assert blobs[1] == ObjectInfo("f1.dat", 1, '"0x1"', {"xxh3": f"{1:032x}"}, MODIFIED[1][1])
+    assert [b.modified for b in blobs] == [m for _, m in MODIFIED]
 
 
 @pytest.mark.parametrize("blob", [
@@ -77,7 +84,7 @@ def test_unusual_blobs_read_like_the_tree(blob: str) -> None:
 def test_pretty_printed_and_empty_pages() -> None:
     assert both(page([])) == ([], "")
     pretty = page([blob_xml("a", 1, "0x1", {"xxh3": "a"})]).replace(b"><", b">\n  <")
-    assert both(pretty)[0] == [ObjectInfo("a", 1, '"0x1"', {"xxh3": "a"})]
+    assert both(pretty)[0] == [ObjectInfo("a", 1, '"0x1"', {"xxh3": "a"}, MODIFIED[1][1])]
 
 
 def test_a_cut_short_page_is_transient() -> None:

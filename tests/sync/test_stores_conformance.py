@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import xxhash
@@ -215,6 +216,31 @@ async def test_ensure_container_is_idempotent(any_store: Store) -> None:
     assert [o.name for o in await any_store.list()] == ["x"]
 
 
+def _recent(info: ObjectInfo, since: float) -> bool:
+    """``info.modified`` lies between ``since`` and now, give or take a few seconds (Azure
+    reports whole seconds; the clocks of one machine)."""
+    return info.modified is not None and since - 3 <= info.modified <= time.time() + 3
+
+
+async def test_modified_is_the_time_of_the_last_write(any_store: Store) -> None:
+    since = time.time()
+    written = [await any_store.put("t/a", b"one"), await any_store.put("t/b", b"two", mode=PutMode.CREATE)]
+    await any_store.put_block("t/c", "b0", b"three")
+    written.append(await any_store.commit_blocks("t/c", ["b0"]))
+    heads = [await any_store.head(n) for n in ("t/a", "t/b", "t/c")]
+    listed = await any_store.list("t/")
+    for info in written + heads + listed:
+        assert _recent(info, since), info
+    first = heads[0].modified
+    assert first is not None
+    time.sleep(0.05)
+    again = await any_store.put("t/a", b"one, overwritten")
+    later = await any_store.head("t/a")
+    assert again.modified is not None and later.modified is not None
+    assert again.modified >= first and later.modified >= first
+    assert [o.modified for o in await any_store.list("t/a")] == [later.modified]
+
+
 async def test_objectinfo_digest_property() -> None:
     assert ObjectInfo("a", 1, None, {DIGEST_KEY: "d"}).digest == "d"
     assert ObjectInfo("a", 1).digest is None
@@ -226,3 +252,74 @@ async def test_block_ids_must_share_one_length(any_store: Store) -> None:
         await any_store.put_block("x", "blk-00002", b"2")
     with pytest.raises(StoreError):
         await any_store.put_block("y", "b" * 65, b"2")
+
+
+async def test_copy_keeps_bytes_size_and_metadata(any_store: Store) -> None:
+    data = os.urandom(3000)
+    source = await any_store.put("cas/ab/cdef", data, metadata={DIGEST_KEY: digest(data), "k": "v"})
+    copied = await any_store.copy("cas/ab/cdef", "view/out.bin")
+    assert (copied.name, copied.size, copied.digest) == ("view/out.bin", 3000, digest(data))
+    assert dict(copied.metadata) == {DIGEST_KEY: digest(data), "k": "v"}
+    assert copied.etag and copied.modified is not None and copied.modified <= time.time() + 3
+    head, got = await any_store.head("view/out.bin"), await any_store.get("view/out.bin")
+    listed = {o.name: o for o in await any_store.list()}
+    assert got.data == data and (await any_store.get("view/out.bin", 100, 50)).data == data[100:150]
+    assert {copied.etag, head.etag, got.etag, listed["view/out.bin"].etag} == {copied.etag}
+    assert (head.size, head.digest, dict(head.metadata)) == (3000, digest(data), dict(copied.metadata))
+    assert head.modified == copied.modified == listed["view/out.bin"].modified
+    assert sorted(listed) == ["cas/ab/cdef", "view/out.bin"]
+    source_now = await any_store.head("cas/ab/cdef")
+    assert (source_now.etag, source_now.digest) == (source.etag, digest(data))
+
+
+async def test_copy_overwrites_and_the_two_names_stay_apart(any_store: Store) -> None:
+    await any_store.put("v/dst", b"old content", metadata={DIGEST_KEY: digest(b"old content"), "x": "1"})
+    await any_store.put("c/src", b"first", metadata={DIGEST_KEY: digest(b"first")})
+    copied = await any_store.copy("c/src", "v/dst")
+    head = await any_store.head("v/dst")
+    assert (await any_store.get("v/dst")).data == b"first"
+    assert (head.size, dict(head.metadata), head.etag) == (5, {DIGEST_KEY: digest(b"first")}, copied.etag)
+    again = await any_store.copy("c/src", "v/dst")  # copying the same version again is fine
+    assert (await any_store.get("v/dst")) == GetResult(b"first", again.etag or "")
+    # a write of the source afterwards leaves the copy as it was, and the other way round
+    await any_store.put("c/src", b"second!", metadata={DIGEST_KEY: digest(b"second!")})
+    assert (await any_store.get("v/dst")) == GetResult(b"first", again.etag or "")
+    assert (await any_store.head("v/dst")).digest == digest(b"first")
+    await any_store.put("v/dst", b"third", metadata={DIGEST_KEY: digest(b"third")})
+    assert (await any_store.get("c/src")).data == b"second!"
+    assert (await any_store.head("c/src")).digest == digest(b"second!")
+    await any_store.delete("c/src")
+    assert (await any_store.get("v/dst")).data == b"third"
+    assert [o.name for o in await any_store.list()] == ["v/dst"]
+
+
+async def test_copy_of_a_missing_source_and_onto_itself(any_store: Store) -> None:
+    with pytest.raises(NotFoundError):
+        await any_store.copy("missing", "dst")
+    with pytest.raises(NotFoundError):
+        await any_store.head("dst")
+    await any_store.put("dst", b"kept")
+    with pytest.raises(NotFoundError):
+        await any_store.copy("missing", "dst")
+    assert (await any_store.get("dst")).data == b"kept"
+    info = await any_store.put("same", b"itself", metadata={DIGEST_KEY: digest(b"itself")})
+    assert (await any_store.copy("same", "same")).etag == info.etag
+    assert await any_store.get("same") == GetResult(b"itself", info.etag or "")
+    with pytest.raises(UnsafePathError):
+        await any_store.copy("dst", "../escape")
+    with pytest.raises(UnsafePathError):
+        await any_store.copy("../escape", "x")
+    assert sorted(o.name for o in await any_store.list()) == ["dst", "same"]
+
+
+async def test_copy_of_an_empty_and_a_committed_object(any_store: Store) -> None:
+    await any_store.put("e", b"", metadata={DIGEST_KEY: digest(b"")})
+    assert (await any_store.copy("e", "e2")).size == 0
+    assert (await any_store.get("e2")).data == b"" and (await any_store.head("e2")).digest == digest(b"")
+    for i in range(2):
+        await any_store.put_block("big", f"b{i}", bytes([i]) * 100)
+    data = bytes([0]) * 100 + bytes([1]) * 100
+    await any_store.commit_blocks("big", ["b0", "b1"], metadata={DIGEST_KEY: digest(data)})
+    copied = await any_store.copy("big", "deep/er/big")
+    assert (copied.size, copied.digest) == (200, digest(data))
+    assert (await any_store.get("deep/er/big")).data == data

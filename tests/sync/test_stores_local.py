@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import multiprocessing
 import os
@@ -238,3 +239,175 @@ async def test_get_many_of_more_names_than_one_index_read_takes(local_store: Loc
     got = await local_store.get_many(names)
     assert [g.etag for g in got] == [listed[n] for n in names]  # type: ignore[union-attr]
     assert got[7].etag.startswith('"s') and got[8].data == b"many/0008"  # type: ignore[union-attr]
+
+
+async def test_copy_is_a_hard_link_and_writes_keep_the_names_apart(local_store: LocalStore) -> None:
+    root = Path(local_store.root)
+    source = await local_store.put("cas/0f/1e", b"content", metadata={DIGEST_KEY: "c" * 32})
+    copied = await local_store.copy("cas/0f/1e", "proj/out/result.csv")
+    src_st, dst_st = os.stat(root / "cas/0f/1e"), os.stat(root / "proj/out/result.csv")
+    assert dst_st.st_ino == src_st.st_ino and src_st.st_nlink == 2  # no bytes were copied
+    assert (copied.etag, copied.digest, copied.size) == (source.etag, "c" * 32, 7)
+    assert copied.modified == src_st.st_mtime  # a link is the very file: its mtime
+    assert [p for p in _files(root) if not p.startswith(STORE_DIR)] == ["cas/0f/1e", "proj/out/result.csv"]
+    # writes replace files by rename: the other name keeps the old file and its metadata
+    await local_store.put("cas/0f/1e", b"rewritten", metadata={DIGEST_KEY: "d" * 32})
+    assert (root / "proj/out/result.csv").read_bytes() == b"content"
+    assert (await local_store.head("proj/out/result.csv")).digest == "c" * 32
+    await local_store.copy("cas/0f/1e", "proj/out/result.csv")
+    await local_store.put_block("proj/out/result.csv", "b0", b"committed")
+    await local_store.commit_blocks("proj/out/result.csv", ["b0"], metadata={DIGEST_KEY: "e" * 32})
+    assert (root / "cas/0f/1e").read_bytes() == b"rewritten"
+    assert (await local_store.head("cas/0f/1e")).digest == "d" * 32
+    assert os.stat(root / "cas/0f/1e").st_nlink == 1
+
+
+async def test_copy_again_onto_the_same_file_leaves_no_temp_file(local_store: LocalStore) -> None:
+    root = Path(local_store.root)
+    await local_store.put("a", b"x", metadata={DIGEST_KEY: "a" * 32})
+    for _ in range(3):  # renaming a link onto another link of the same file renames nothing
+        await local_store.copy("a", "d/b")
+    assert [p for p in _files(root) if not p.startswith(STORE_DIR)] == ["a", "d/b"]
+    assert (await local_store.head("d/b")).digest == "a" * 32
+
+
+@pytest.mark.parametrize("code", ["EXDEV", "EPERM", "EMLINK"])
+async def test_copy_falls_back_to_a_file_copy_without_hard_links(
+        local_store: LocalStore, monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    root = Path(local_store.root)
+    source = await local_store.put("s/src", b"bytes" * 1000, metadata={DIGEST_KEY: "f" * 32, "k": "v"})
+
+    def no_link(*args: object, **kw: object) -> None:
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(os, "link", no_link)
+    copied = await local_store.copy("s/src", "t/dst")
+    assert os.stat(root / "t/dst").st_ino != os.stat(root / "s/src").st_ino
+    assert (root / "t/dst").read_bytes() == b"bytes" * 1000
+    head = await local_store.head("t/dst")
+    assert (head.etag, head.digest, dict(head.metadata)) == (source.etag, "f" * 32, {DIGEST_KEY: "f" * 32, "k": "v"})
+    assert copied == head
+    assert [p for p in _files(root) if not p.startswith(STORE_DIR)] == ["s/src", "t/dst"]
+
+
+async def test_copy_fails_cleanly_on_other_link_errors(local_store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(local_store.root)
+    await local_store.put("s", b"1")
+
+    def full(*args: object, **kw: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", full)
+    with pytest.raises(StoreError, match="No space left") as err:
+        await local_store.copy("s", "d")
+    assert "\n" not in str(err.value) and "copy 's' to 'd'" in str(err.value)
+    assert _files(root / "s") == [] and not (root / "d").exists()
+    assert [p for p in _files(root) if not p.startswith(STORE_DIR)] == ["s"]
+
+
+async def test_copy_publishes_like_a_write(local_store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The row of the copy is committed before the rename (the object is never visible
+    without its metadata), and a crash before the rename leaves the old object with its
+    own metadata: the index never describes a file that is not there."""
+    root = Path(local_store.root)
+    old = await local_store.put("dst", b"old", metadata={DIGEST_KEY: "0" * 32})
+    await local_store.put("src", b"new", metadata={DIGEST_KEY: "1" * 32})
+    index = local_store._index
+    seen: list[tuple[str, str | None]] = []
+    real_replace = os.replace
+
+    def checked_replace(tmp: str, final: str) -> None:
+        if final == str(root / "dst"):
+            st = os.lstat(tmp)
+            row = index.get("dst", st)  # committed already, for the very file renamed
+            seen.append(("before", row[4] if row else None))
+            assert (root / "dst").read_bytes() == b"old" and index.get("dst", os.lstat(final)) is not None
+        real_replace(tmp, final)
+        if final == str(root / "dst"):
+            row = index.get("dst", os.lstat(final))
+            seen.append(("after", row[4] if row else None))
+
+    monkeypatch.setattr(os, "replace", checked_replace)
+    await local_store.copy("src", "dst")
+    assert seen == [("before", "1" * 32), ("after", "1" * 32)]
+
+    def crash(tmp: str, final: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    await local_store.put("src", b"newer", metadata={DIGEST_KEY: "2" * 32})
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(StoreError, match="Input/output error"):
+        await local_store.copy("src", "dst")
+    monkeypatch.setattr(os, "replace", real_replace)
+    head = await local_store.head("dst")
+    assert (head.digest, (await local_store.get("dst")).data) == ("1" * 32, b"new")
+    assert head.etag != old.etag
+    for info in await local_store.list():  # every listed object: its metadata is its file's
+        assert info.digest == {"dst": "1" * 32, "src": "2" * 32}[info.name]
+    assert [p for p in _files(root) if not p.startswith(STORE_DIR)] == ["dst", "src"]
+
+
+async def test_copy_of_a_hand_made_file_and_refused_names(local_store: LocalStore) -> None:
+    root = Path(local_store.root)
+    (root / "hand.txt").write_bytes(b"by hand")
+    copied = await local_store.copy("hand.txt", "copy.txt")
+    assert copied.digest is None and copied == await local_store.head("copy.txt")
+    assert (await local_store.get("copy.txt")) == GetResult(b"by hand", copied.etag or "")
+    (root / "adir").mkdir()
+    (root / "adir" / "f").write_bytes(b"f")
+    with pytest.raises(StoreError, match="conflict"):
+        await local_store.copy("hand.txt", "adir")
+    with pytest.raises(NotFoundError):
+        await local_store.copy("adir", "x")
+    for bad in [(f"{STORE_DIR}/index.db", "x"), ("hand.txt", f"{STORE_DIR}/x"),
+                ("hand.txt", "d/.f.luisy-tmp-0123456789abcdef0123456789abcdef")]:
+        with pytest.raises(UnsafePathError):
+            await local_store.copy(*bad)
+    assert [p for p in _files(root) if not p.startswith(STORE_DIR)] == ["adir/f", "copy.txt", "hand.txt"]
+
+
+async def test_copy_records_its_row_again_when_a_concurrent_write_pruned_it(
+        local_store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link keeps the source's (old) mtime, so a concurrent write of dst, which prunes
+    the rows of dst that look stale, may drop the copy's row before its rename lands."""
+    from luisy_sync.stores import local as local_module
+    from luisy_sync.stores import local_index
+    from luisy_sync.stores.local_index import Change
+
+    root = Path(local_store.root)
+    await local_store.put("dst", b"old")
+    await local_store.put("src", b"new", metadata={DIGEST_KEY: "1" * 32})
+    monkeypatch.setattr(local_index, "STALE_ROW_NS", 0)  # every row not at its name looks stale
+    monkeypatch.setattr(local_module, "STALE_ROW_NS", 0)
+    real_replace = os.replace
+
+    def concurrent_write_first(tmp: str, final: str) -> None:
+        if final == str(root / "dst"):  # another writer of dst commits its row meanwhile
+            local_store._index.apply([Change("dst", keep=os.lstat(final).st_ino)])
+            assert local_store._index.get("dst", os.lstat(tmp)) is None  # ours was pruned
+        real_replace(tmp, final)
+
+    monkeypatch.setattr(os, "replace", concurrent_write_first)
+    copied = await local_store.copy("src", "dst")
+    monkeypatch.setattr(os, "replace", real_replace)
+    head = await local_store.head("dst")
+    assert (head.digest, head.etag) == ("1" * 32, copied.etag) and copied.digest == "1" * 32
+
+
+async def test_concurrent_copies_and_writes_keep_metadata_true(local_store: LocalStore) -> None:
+    """Copies racing with writes of the source and of the destination: every object's
+    digest always describes the bytes at its name."""
+    from luisy_sync.hashing import hash_bytes
+
+    async def write(name: str, i: int) -> None:
+        data = f"{name} version {i}".encode()
+        await local_store.put(name, data, metadata={DIGEST_KEY: hash_bytes(data)})
+
+    await write("src", 0)
+    for i in range(1, 25):
+        await asyncio.gather(write("src", i), local_store.copy("src", "dst"), local_store.copy("src", "dst2"),
+                             write("dst2", i))
+        for name in ("src", "dst", "dst2"):
+            head, got = await local_store.head(name), await local_store.get(name)
+            assert (head.digest, head.etag) == (hash_bytes(got.data), got.etag), name
+    assert [p for p in _files(Path(local_store.root)) if not p.startswith(STORE_DIR)] == ["dst", "dst2", "src"]

@@ -123,3 +123,23 @@ async def test_counting_store_counts_verbs_failures_and_concurrency() -> None:
     await only_gets.put("a", b"1")
     await only_gets.get("a")
     assert only_gets.calls == {"get": 1} and only_gets.peak == 1
+
+
+async def test_copy_through_the_wrappers(tmp_path: Path) -> None:
+    inner = LocalStore(tmp_path / "r")
+    prefixed = PrefixStore(inner, "p")
+    await inner.put("cas/x", b"outside the prefix")
+    source = await prefixed.put("cas/x", b"inside", metadata={"xxh3": "a" * 32})
+    counting = CountingStore(FaultStore(prefixed, Fault("copy", name="cas/x", times=1,
+                                                         error=partial(TransientError, "injected"))))
+    with pytest.raises(TransientError, match="injected"):
+        await counting.copy("cas/x", "view/y")
+    copied = await counting.copy("cas/x", "view/y")
+    assert (copied.name, copied.digest, copied.etag) == ("view/y", "a" * 32, source.etag)
+    assert (await inner.get("p/view/y")).data == b"inside" and await counting.head("view/y") == copied
+    assert counting.calls == {"copy": 2, "head": 1} and counting.failed == {"copy": 1}
+    assert counting.requests[:2] == [("copy", "cas/x"), ("copy", "cas/x")]
+    assert sorted(o.name for o in await inner.list()) == ["cas/x", "p/cas/x", "p/view/y"]
+    with pytest.raises(NotFoundError):
+        await counting.copy("view/missing", "view/z")
+    assert isinstance(ForwardingStore(MemoryStore()), Store)
