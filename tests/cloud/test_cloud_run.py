@@ -44,7 +44,7 @@ def test_upload_then_fresh_machine_downloads_only_the_final_output(pipeline, run
     result = luisy.build(mod.Final(), download=True)
     assert result.success and run_log() == []
     assert result.plan.to_download == (next(k for k in entries if k.startswith("/cloudproj/final/")),)
-    assert _files(wd_b) == {"cloudproj/final/Final_n=5.pkl", "cloudproj/.luisy.hash"}
+    assert _files(wd_b) == {"cloudproj/final/Final_n=5.pkl", "cloudproj/.luisy.hash", "cloudproj/.luisy.parts"}
     assert mod.Final().read() == {"sum": 20, "rows": 5}
     stored = json.loads((wd_b / "cloudproj" / ".luisy.hash").read_text())
     assert stored == {"/cloudproj/final/Final_n=5.pkl": final["hash"]}

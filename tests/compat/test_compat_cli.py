@@ -92,7 +92,7 @@ def test_azure_flags_upload_then_second_machine_downloads(azurite, tmp_path: Pat
     down = luisy(["FinalTask", "--working-dir", str(wd_b), "--no-ask", "--download", *flags], env)
     assert down.returncode == 0, down.stderr[-2000:]
     assert "Did not run any tasks" in down.stdout
-    assert _outputs(wd_b) == {"shop147/final/FinalTask_a=2.pkl", "shop147/.luisy.hash"}
+    assert _outputs(wd_b) == {"shop147/final/FinalTask_a=2.pkl", "shop147/.luisy.hash", "shop147/.luisy.parts"}
     # the variables say the same as the flags
     env_vars = dict(env, LUISY_AZURE_ACCOUNT_NAME=ACCOUNT, LUISY_AZURE_STORAGE_KEY=KEY,
                     LUISY_AZURE_CONTAINER_NAME=container)
