@@ -302,3 +302,87 @@ def test_branch_switch_through_the_cli(pipeline, run_log, local_remote, tmp_path
     pipeline.edit(V2, V3)
     out = luisy_cli("c", "--download")
     assert run_log() == [] and "download: 1 output(s)" in out
+
+
+def _two_branches_uploaded(pipeline, machines):
+    """v2 uploaded by machine a, then v3 (Double and Final changed) by machine b; the
+    package is left on v2 and returned loaded."""
+    v2 = pipeline.load()
+    machines("a")
+    assert luisy.build(v2.Final(), upload=True).success
+    pipeline.edit(V2, V3)
+    machines("b")
+    assert luisy.build(pipeline.load().Final(), download=True, upload=True).success
+    pipeline.edit(V3, V2)
+    open_session().current_hashes.clear()  # (this process last ran v3: hash the tasks again)
+    return pipeline.load()
+
+
+def test_reads_task_download_and_status_find_an_older_version(pipeline, run_log, remote, machines):
+    from luisy.status import CURRENT, DOWNLOAD, collect_status
+
+    v2 = _two_branches_uploaded(pipeline, machines)
+    run_log()
+    wd = machines("c")
+    lines = {t.key: t for t in collect_status(v2.Final(), say=lambda _line: None).tasks}
+    assert lines[FINAL].cloud == CURRENT and lines[FINAL].action == DOWNLOAD
+    assert lines[DOUBLE].cloud == CURRENT
+    luisy.activate_download()  # (the machines fixture resets the config afterwards)
+    assert v2.Double().read() == [0, 2, 4, 6, 8]  # v2's, though v3's is the latest
+    v2.Final().download()
+    assert v2.Final().read() == {"sum": 20, "rows": 5} and run_log() == []
+    recorded = json.loads((wd / "cloudproj" / ".luisy.hash").read_text())
+    versions = _store_call(_read_json, versions_object("cloudproj"))["versions"]
+    assert recorded[FINAL] in versions[FINAL] and recorded[FINAL] != \
+        _store_call(_read_json, hash_object("cloudproj"))[FINAL]["hash"]
+
+
+def test_distributed_lookups_find_an_older_version(pipeline, run_log, local_remote, machines):
+    from luisy.cloud.distributed import CloudShare
+
+    v2 = _two_branches_uploaded(pipeline, machines)
+    wd = machines("c")
+    share = CloudShare(open_session())
+    entry = share.current_entry(v2.Final(), fresh=True)
+    versions = _store_call(_read_json, versions_object("cloudproj"))["versions"]
+    assert entry is not None and entry.to_json() == {k: v for k, v in versions[FINAL][entry.code_hash].items()
+                                                     if k != "uploaded"}
+    assert share.fetch([v2.Final()]) == [FINAL]
+    assert v2.Final().read() == {"sum": 20, "rows": 5}
+    assert json.loads((wd / "cloudproj" / ".luisy.hash").read_text())[FINAL] == entry.code_hash
+
+
+async def test_content_a_concurrent_gc_dropped_is_uploaded_before_the_index_is_written(tmp_path):
+    """The upload is planned against an index whose other version names its content (so
+    the content is not sent); then gc removes that version and its content: the merge
+    into the index, which runs after every read (the retries of a failed conditional
+    write included), finds the content unnamed and uploads it before naming it."""
+    from luisy_sync.stores.memory import MemoryStore
+
+    store = MemoryStore()
+    data = b"content both versions share"
+    digest = hash_bytes(data)
+    for wd, key in ((tmp_path / "old", "/p/interim/Old.pkl"), (tmp_path / "new", "/p/interim/New.pkl")):
+        (wd / key.lstrip("/")).parent.mkdir(parents=True)
+        (wd / key.lstrip("/")).write_bytes(data)
+    first = await upload_outputs(store, str(tmp_path / "old"), [
+        Output("/p/interim/Old.pkl", "", "p", False, "h-old")], CloudState())
+    assert first.keys_done == ("/p/interim/Old.pkl",)
+
+    async def gc() -> None:  # after the upload planned (its path view is made), before it records
+        if not gc_ran:
+            gc_ran.append(True)
+            raw, _etag = await read_small(store, versions_object("p"))
+            doc = json.loads(raw)
+            del doc["versions"]["/p/interim/Old.pkl"]
+            await store.put(versions_object("p"), json.dumps(doc).encode())
+            await store.delete(cas_name(digest))
+
+    gc_ran: list[bool] = []
+    view = FaultStore(store, Fault("copy", after=gc), batch=False)
+    outcome = await upload_outputs(view, str(tmp_path / "new"), [
+        Output("/p/interim/New.pkl", "", "p", False, "h-new")], CloudState())
+    assert gc_ran and outcome.keys_done == ("/p/interim/New.pkl",) and outcome.report.bytes_transferred == len(data)
+    assert (await store.get(cas_name(digest))).data == data
+    versions = parse_versions(json.loads((await read_small(store, versions_object("p")))[0]), "x")
+    assert list(versions) == ["/p/interim/New.pkl"]
