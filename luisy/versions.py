@@ -75,14 +75,19 @@ def named_digests(versions: Versions) -> set[str]:
 
 
 def merge_versions(doc: Mapping[str, Any] | None, updates: Mapping[str, CloudEntry], now: float,
-                   where: str) -> dict[str, Any]:
+                   where: str, *, named_only: bool = False) -> dict[str, Any]:
     """The index ``doc`` with the versions ``updates`` (key -> entry) added: a version
     already stored with the same content is left as it is (its upload time too), one
-    with other content is replaced, and every other version is kept."""
+    with other content is replaced, and every other version is kept. ``named_only``:
+    add only versions whose content other versions in ``doc`` name already (so the
+    content store holds it without an upload)."""
     current = parse_versions(doc, where)  # never overwrite an index we cannot read
+    named = named_digests(current)
     raw: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (doc or {}).get("versions", {}).items()}
     for key, entry in sorted(updates.items()):
         if current.get(key, {}).get(entry.code_hash) == entry:
+            continue
+        if named_only and not {f.digest for f in entry.files} <= named:
             continue
         value = entry.to_json()
         assert isinstance(value, dict), "versions name content"

@@ -475,11 +475,12 @@ async def update_cloud_hash(store: Store, project: str, updates: Mapping[str, Cl
 
 async def update_versions(store: Store, project: str, updates: Mapping[str, CloudEntry], *,
                           ensure: Callable[[Versions], Awaitable[None]] | None = None,
-                          policy: RetryPolicy | None = None) -> Versions:
+                          named_only: bool = False, policy: RetryPolicy | None = None) -> Versions:
     """Merge the versions ``updates`` (key -> entry) into ``project``'s versions index
-    (read -> merge -> if-match write, see :func:`luisy.versions.merge_versions`); returns
-    the versions written. ``ensure``, when given, is awaited with the versions of every
-    read before the merge, to put into the store the content the new index will name."""
+    (read -> merge -> if-match write, see :func:`luisy.versions.merge_versions`, which
+    also explains ``named_only``); returns the versions written. ``ensure``, when given,
+    is awaited with the versions of every read before the merge, to put into the store
+    the content the new index will name."""
     name = versions_object(project)
     where = f"{store.url}/{name}"
     frozen = dict(updates)
@@ -491,7 +492,7 @@ async def update_versions(store: Store, project: str, updates: Mapping[str, Clou
 
     def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
         try:
-            return merge_versions(doc, frozen, now, where)
+            return merge_versions(doc, frozen, now, where, named_only=named_only)
         except CloudHashError as exc:
             raise CorruptCloudHash(where, exc.reason) from None
 

@@ -31,8 +31,8 @@ from luisy.cloud.state import CloudState, each_project, read_versions, update_cl
 from luisy.errors import CorruptCloudHash, NotRecorded
 from luisy.graph import Output, OutputRef
 from luisy.hashfile import CloudEntry, output_object, project_of
-from luisy_sync.conventions import format_bytes, temp_name
 from luisy.versions import Versions, cas_name, named_digests
+from luisy_sync.conventions import format_bytes, temp_name
 from luisy_sync.errors import NotFoundError, SyncError, one_line
 from luisy_sync.plan import PULL, PUSH, plan_push
 from luisy_sync.progress import ProgressCallback, make_progress
@@ -475,7 +475,8 @@ async def upload(store: Store, working_dir: str, outputs: Iterable[Output], stat
 
 async def refresh_cloud_hashes(store: Store, outputs: Iterable[Output], state: CloudState, *,
                                dry_run: bool = False) -> list[str]:
-    """Hash-update mode: give cloud entries whose content is in the store the current hash."""
+    """Hash-update mode: give cloud entries whose content is in the store the current hash
+    (and store that as a version too when the content store holds its content already)."""
     updates: dict[str, dict[str, CloudEntry]] = {}
     for out in sorted(outputs, key=lambda o: o.key):
         entry = state.entries.get(out.key)
@@ -491,5 +492,7 @@ async def refresh_cloud_hashes(store: Store, outputs: Iterable[Output], state: C
         for project, entries in sorted(updates.items()):
             await update_cloud_hash(store, project, entries)
             state.entries.update(entries)
+            for key, version in (await update_versions(store, project, entries, named_only=True)).items():
+                state.versions[key] = version
     return sorted(k for entries in updates.values() for k in entries)
 

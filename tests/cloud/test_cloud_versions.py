@@ -58,6 +58,9 @@ def test_merge_keeps_other_versions_and_the_upload_time_of_a_stored_one():
     doc = merge_versions(doc, {FILE: _entry("h2", D2), "/p/raw/Y.csv": _entry("h1", D1)}, 200.0, "x")
     assert set(doc["versions"][FILE]) == {"h1", "h2"} and doc["versions"][FILE]["h1"]["uploaded"] == 100.0
     assert merge_versions(doc, {FILE: _entry("h1", D1)}, 300.0, "x") == doc  # stored: no change
+    assert merge_versions(doc, {FILE: _entry("h4", "c" * 32)}, 300.0, "x", named_only=True) == doc
+    assert set(merge_versions(doc, {FILE: _entry("h4", D2)}, 300.0, "x", named_only=True)["versions"][FILE]) == \
+        {"h1", "h2", "h4"}
     replaced = merge_versions(doc, {FILE: _entry("h1", D2)}, 300.0, "x")  # same code, other content
     assert replaced["versions"][FILE]["h1"] == {"hash": "h1", "digest": D2, "size": 3, "uploaded": 300.0}
     versions = parse_versions(replaced, "x")
