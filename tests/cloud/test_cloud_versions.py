@@ -389,3 +389,32 @@ async def test_content_a_concurrent_gc_dropped_is_uploaded_before_the_index_is_w
     assert (await store.get(cas_name(digest))).data == data
     versions = parse_versions(json.loads((await read_small(store, versions_object("p")))[0]), "x")
     assert list(versions) == ["/p/interim/New.pkl"]
+
+
+def test_two_processes_upload_two_versions_at_once(pipeline, run_log, remote, tmp_path):
+    """Machines on v2 and v3 run and upload at the same time (separate processes)."""
+    import shutil
+
+    v3_src = tmp_path / "src-v3"
+    shutil.copytree(pipeline.dir, v3_src / pipeline.name)
+    tasks = v3_src / pipeline.name / "tasks.py"
+    tasks.write_text(tasks.read_text().replace(V2, V3))
+    procs = []
+    for wd, src in (("m-v2", pipeline.src), ("m-v3", v3_src)):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(REPO)])}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "luisy.cli", "--module", pipeline.module, "Final", "--upload",
+             "--working-dir", str(tmp_path / wd), "--no-ask"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _out, err = proc.communicate(timeout=200)
+        assert proc.returncode == 0, err[-2000:]
+    assert run_log() == sorted(ALL + ALL)
+    versions = _layout_is_true()
+    assert len(versions[FINAL]) == 2 and len(versions[DOUBLE]) == 2
+    assert len(versions["/cloudproj/raw/Raw_n=5.pkl"]) == 1  # same code on both: one version
+    for wd in ("m-v2", "m-v3"):  # each machine's results are a version in the cloud
+        recorded = json.loads((tmp_path / wd / "cloudproj" / ".luisy.hash").read_text())
+        for key in (FINAL, DOUBLE):
+            digest = hash_bytes((tmp_path / wd / key.lstrip("/")).read_bytes())
+            assert versions[key][recorded[key]]["digest"] == digest
