@@ -11,7 +11,9 @@ reading. Entries written by this luisy also name the content::
     "/proj/interim/Dir":   {"hash": "<code hash>", "size": 456,
                             "files": {"part-0.parquet": {"digest": "...", "size": 456}}}
 
-:class:`CloudEntry` is the parsed form of one such value.
+:class:`CloudEntry` is the parsed form of one such value (also of each version in the
+cloud versions index, see :mod:`luisy.versions`). The cloud ``.luisy.hash`` names the
+latest upload of each output.
 """
 
 from __future__ import annotations

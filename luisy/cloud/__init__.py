@@ -3,11 +3,13 @@ from forked luigi workers).
 
 - ``open_session(remote=None)`` / ``current_session()``: the process-wide
   :class:`CloudSession` (store, bridge, current code hashes).
-- ``read_state(projects)``: the cloud entries (:class:`~luisy.hashfile.CloudEntry`) and
-  the folder listing of some projects.
-- ``download(outputs_or_keys)``: fetch outputs, verified, renamed into place when complete.
-- ``upload(tasks_or_keys_or_outputs)``: push outputs whose hash or content differs and
-  record them in the cloud hash file (read -> merge -> conditional write).
+- ``read_state(projects)``: the cloud entries (:class:`~luisy.hashfile.CloudEntry`), the
+  stored versions by code hash (:mod:`luisy.versions`) and the folder listing of some projects.
+- ``download(outputs_or_keys)``: fetch outputs (the version with the current code hash when
+  stored, else the latest upload), verified, renamed into place when complete.
+- ``upload(tasks_or_keys_or_outputs)``: store the outputs whose version is not stored yet
+  (content by digest, the path view by server-side copy) and record them in the versions
+  index and the cloud hash file (read -> merge -> conditional write).
 - ``refresh_hashes(outputs, state)``: hash-update mode on cloud entries.
 
 Modules: ``session`` (the remote; the only user of the bridge), ``state`` (the cloud hash

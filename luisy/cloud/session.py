@@ -9,7 +9,9 @@ forked luigi worker gets a fresh store on first use and never a parent's connect
 engine's errors, and this module alone turns them into luisy's one-line CloudError.
 
 Layout in the store: one folder per project. Output key ``/proj/interim/X.pkl`` is the
-object ``proj/interim/X.pkl``; the project's cloud hash file is ``proj/.luisy.hash``.
+object ``proj/interim/X.pkl`` (its latest upload); the project's cloud hash file is
+``proj/.luisy.hash``, its versions index ``proj/.luisy.versions``; content by digest lives
+store-wide in ``.luisy-cas/`` (see :mod:`luisy.versions`).
 """
 
 from __future__ import annotations

@@ -215,6 +215,8 @@ def test_hash_update_mode_with_upload_refreshes_cloud_hashes(pipeline, run_log, 
     changed = {k for k in after if after[k]["hash"] != before[k]["hash"]}
     assert changed == {"/cloudproj/interim/Double_n=5.pkl", "/cloudproj/final/Final_n=5.pkl"}
     assert all(after[k]["digest"] == before[k]["digest"] for k in changed)
+    versions = read_state("cloudproj").versions  # the refreshed hashes are versions too
+    assert all(set(versions[k]) == {before[k]["hash"], after[k]["hash"]} for k in changed)
     machines("b")
     run_log()
     assert luisy.build(mod.Final(), download=True).success and run_log() == []

@@ -100,6 +100,19 @@ async def test_update_json_object_is_generic() -> None:
         await update_json_object(store, "proj/.luisy.hash", lambda d: [1])  # type: ignore[arg-type, return-value]
 
 
+async def test_prepare_sees_every_read_before_the_merge() -> None:
+    store = MemoryStore()
+    seen: list[Any] = []
+
+    async def prepare(doc: dict[str, Any] | None) -> None:
+        seen.append(doc)
+        if len(seen) == 1:  # another writer gets in between this read and the write
+            await write_small(store, "x.json", json.dumps({"other": 1}).encode())
+
+    doc = await update_json_object(store, "x.json", lambda d: {**(d or {}), "mine": 2}, prepare=prepare)
+    assert seen == [None, {"other": 1}] and doc == {"other": 1, "mine": 2}
+
+
 async def test_update_gives_up_after_attempts() -> None:
     always_loses = FaultStore(MemoryStore(), Fault("put", name=NAME, error=partial(
         PreconditionFailed, f"{NAME!r} changed since it was read", status=412)))

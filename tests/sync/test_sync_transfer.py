@@ -113,6 +113,20 @@ async def test_round_trip_of_every_size_and_name(any_store: Any, tmp_path: Path)
     assert temp_files(dest) == []
 
 
+async def test_paths_go_to_and_come_from_the_names_given(any_store: Any, tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "src", SAMPLES)
+    names = {p: f"by-name/{i:03d}" for i, p in list(enumerate(sorted(tree)))[::2]}  # others: prefix + path
+    up = await upload_paths(any_store, tree.root, list(tree), tree, prefix="data", names=names,
+                            transfer=transfer())
+    assert up.failed == [] and sorted(up.done) == sorted(SAMPLES)
+    listed = {o.name for o in await any_store.list("")}
+    assert listed == {names.get(p, f"data/{p}") for p in tree}
+    dest = tmp_path / "dest"
+    down = await download_paths(any_store, dest, list(tree), tree, prefix="data", names=names,
+                                transfer=transfer())
+    assert down.failed == [] and all_files(dest) == SAMPLES
+
+
 @pytest.mark.parametrize("size", [100, 3 * BLOCK + 7], ids=["small", "multi-block"])
 async def test_corrupted_blob_is_caught_and_never_lands(any_store: Any, tmp_path: Path, size: int) -> None:
     good = os.urandom(size)
