@@ -102,7 +102,8 @@ def task_statuses(prepared: PreparedRun, plan: RunPlan, recorded: Mapping[str, H
                   cloud: Mapping[str, CloudEntry] | None, downloadable: Mapping[str, CloudEntry],
                   ) -> list[TaskStatus]:
     """The status of every task of ``prepared``'s graph under ``plan`` (pure but for the
-    sizes of local outputs). ``cloud``: every cloud entry (None: the cloud was not read);
+    sizes of local outputs). ``cloud``: the cloud entry used per output, i.e. its stored
+    version with the current code hash, else its latest upload (None: the cloud was not read);
     ``downloadable``: the entries whose content can be fetched verified."""
     graph = prepared.graph
     stored = prepared.stored
@@ -188,8 +189,8 @@ def collect_status(root: luigi.Task, *, cloud: bool = True, remote: str | None =
             notes.append(f"cloud not checked: {exc}")
     downloadable = sync.plan_entries() if sync is not None else {}
     plan = prepared.plan(downloadable if sync is not None else None, download=sync is not None)
-    tasks = task_statuses(prepared, plan, recorded, sync.state.entries if sync is not None else None,
-                          downloadable)
+    used = sync.state.used_entries(sync.is_dir) if sync is not None else None
+    tasks = task_statuses(prepared, plan, recorded, used, downloadable)
     return StatusReport(str(root), wd, sync.session.description if sync is not None else None,
                         tuple(tasks), tuple(notes))
 

@@ -61,6 +61,7 @@ async def update_json_object(store: Store, name: str,
                              attempts: int = 20, policy: RetryPolicy | None = None,
                              rng: random.Random | None = None,
                              refresh: Callable[[], Awaitable[None]] | None = None,
+                             prepare: Callable[[dict[str, Any] | None], Awaitable[None]] | None = None,
                              initial: tuple[dict[str, Any] | None, str | None] | None = None
                              ) -> dict[str, Any]:
     """Read ``name``, apply ``mutate(current or None)``, write it back conditionally.
@@ -69,7 +70,9 @@ async def update_json_object(store: Store, name: str,
     ``mutate`` again after a short jittered pause, up to ``attempts`` times. ``mutate``
     must therefore be a pure function of its argument. When it returns the document
     unchanged nothing is written. ``refresh``, when given, is awaited after every read
-    (before ``mutate``) to re-read whatever else ``mutate`` depends on. ``initial``:
+    (before ``mutate``) to re-read whatever else ``mutate`` depends on; ``prepare``, when
+    given, is awaited after every read with the object read (None if missing), e.g. to
+    put into the store what the new document will name. ``initial``:
     an ``(object, etag)`` read earlier (``read_json_object``) that the first attempt
     uses instead of reading again; the conditional write still guards it. Returns the
     resulting document.
@@ -82,6 +85,8 @@ async def update_json_object(store: Store, name: str,
             current, etag = await read_json_object(store, name, policy=policy)
         if refresh is not None:
             await refresh()
+        if prepare is not None:
+            await prepare(current)
         doc = mutate(None if current is None else json.loads(json.dumps(current)))
         if not isinstance(doc, dict):
             raise TypeError(f"mutate must return a dict, got {type(doc).__name__}")

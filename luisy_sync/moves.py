@@ -2,14 +2,15 @@
 ``Transfer``: ``upload_paths`` (push) and ``download_paths`` (pull).
 
 Callers decide *what* moves (``luisy_sync.api`` from a plan, luisy from its outputs);
-this module only pairs each file with its object name and hands the files to the
-transfer engine, small files in batches and large ones one by one.
+this module only pairs each file with its object name (``prefix`` + its path, or any
+name the caller gives in ``names``) and hands the files to the transfer engine, small
+files in batches and large ones one by one.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from luisy_sync.conventions import object_name
 from luisy_sync.download import download_batch, download_file
@@ -40,37 +41,46 @@ def _entries(tree: Tree, paths: Iterable[str]) -> list[Item]:
 
 
 async def _move(direction: str, store: Store, local: str | os.PathLike[str], paths: Iterable[str],
-                tree: Tree, prefix: str, transfer: Transfer | None) -> TransferResult:
+                tree: Tree, prefix: str, names: Mapping[str, str] | None,
+                transfer: Transfer | None) -> TransferResult:
     one, many, batch_verb = _DIRECTIONS[direction]
     transfer = transfer or Transfer()
     root = os.fspath(local)
+    given = names or {}
+
+    def name_of(path: str) -> str:
+        return given.get(path) or object_name(prefix, path)
 
     async def move(path: str, entry: FileEntry) -> None:
-        await one(transfer, store, root, path, entry, object_name(prefix, path))
+        await one(transfer, store, root, path, entry, name_of(path))
 
     async def move_batch(batch: list[Item]) -> list[BaseException | None]:
-        return await many(transfer, store, root, [(p, e, object_name(prefix, p)) for p, e in batch])
+        return await many(transfer, store, root, [(p, e, name_of(p)) for p, e in batch])
 
     return await transfer.run_files(direction, _entries(tree, paths), move, move_batch,
                                     batch_store=hasattr(store, batch_verb))
 
 
 async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterable[str], tree: Tree, *,
-                       prefix: str = "", transfer: Transfer | None = None) -> TransferResult:
-    """Upload ``paths`` (relative to local ``root``, described by ``tree``) to ``store``.
+                       prefix: str = "", names: Mapping[str, str] | None = None,
+                       transfer: Transfer | None = None) -> TransferResult:
+    """Upload ``paths`` (relative to local ``root``, described by ``tree``) to ``store``,
+    each to ``names[path]`` when given, else to ``prefix`` + its path.
 
     Each file is checked against its digest in ``tree`` while it is read; a file that
     changed since the scan fails with IntegrityError instead of uploading other bytes.
     """
-    return await _move("push", store, root, paths, tree, prefix, transfer)
+    return await _move("push", store, root, paths, tree, prefix, names, transfer)
 
 
 async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iterable[str], expected: Tree, *,
-                         prefix: str = "", transfer: Transfer | None = None) -> TransferResult:
-    """Download ``paths`` from ``store`` into ``dest``, verifying each against ``expected``.
+                         prefix: str = "", names: Mapping[str, str] | None = None,
+                         transfer: Transfer | None = None) -> TransferResult:
+    """Download ``paths`` from ``store`` into ``dest``, verifying each against ``expected``;
+    each path comes from the object ``names[path]`` when given, else ``prefix`` + its path.
 
     Every file is written to a temp file next to its final name and renamed into place
     only after its size and digest matched (an entry without a digest is checked by size
     only); unsafe names fail with UnsafePathError per file.
     """
-    return await _move("pull", store, dest, paths, expected, prefix, transfer)
+    return await _move("pull", store, dest, paths, expected, prefix, names, transfer)

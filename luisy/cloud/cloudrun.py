@@ -97,7 +97,9 @@ class CloudRun:
         return {ref.key: ref.is_dir for ref in self.prepared.graph.outputs.values() if ref}
 
     def plan_entries(self) -> dict[str, CloudEntry]:
-        """Cloud entries for the planner: only those whose content can be downloaded verified."""
+        """Cloud entries for the planner (per output the stored version with its current
+        code hash, else the latest upload): only those whose content can be downloaded
+        verified."""
         return self.state.verifiable_entries(self.is_dir)
 
     def download_size(self, key: str) -> int:
@@ -169,6 +171,8 @@ class CloudRun:
         self.out(f"luisy: {outcome.summary_line()}")
         for key, reason in outcome.held:
             self.out(f"luisy: warning: not uploading {key}: {reason}")
+        for key, reason in outcome.kept:
+            self.out(f"luisy: {key}: {reason}")
         return outcome.ok
 
     def refresh(self, dry_run: bool) -> list[str]:

@@ -22,9 +22,10 @@ What a distributed luisy worker (:class:`DistributedWorker`) does instead:
   ``--workers N > 1`` this happens in the forked task process, so luigi's worker
   loop is never blocked; the bridge gives the child its own loop and store.
 - **Cloud counts as complete.** When scheduling, a task whose output is missing
-  locally but is in the cloud with the current code hash is reported DONE, so no
-  machine recomputes it. Lookups are served from the per-process cache of the cloud
-  hash files (:class:`luisy.cloud.state.StateCache`; positive answers are final,
+  locally but is in the cloud with the current code hash (the latest upload, or any
+  stored version) is reported DONE, so no machine recomputes it. Lookups are served
+  from the per-process cache of the cloud hash files and versions indexes
+  (:class:`luisy.cloud.state.StateCache`; positive answers are final,
   negative ones are revalidated after 0.5 s by a HEAD + ETag compare). A task that is complete only locally is uploaded
   first, so DONE always means "in the cloud".
 - **Inputs fetched before run.** Before a task runs, the outputs of its
@@ -116,24 +117,29 @@ class CloudShare:
 
     def current_entry(self, task: luigi.Task, *, fresh: bool = False) -> CloudEntry | None:
         """The cloud entry of ``task``'s output if it names content made by the current
-        code, else None. ``fresh`` revalidates a negative answer now (a HEAD)."""
+        code, else None. ``fresh`` revalidates a negative answer now (a HEAD each)."""
+        found = self._find(task, fresh)
+        return None if found is None else found[0]
+
+    def _find(self, task: luigi.Task, fresh: bool) -> tuple[CloudEntry, bool] | None:
+        """``(entry, whether it is a stored version)`` for ``task``'s output made by the
+        current code: the latest upload when it is current (no second lookup), else the
+        stored version with the current code hash."""
         ref = output_ref(task)
         if ref is None:
             return None
         code_hash = self.code_hash(task, ref)
         external = isinstance(task, luigi.ExternalTask)
-
-        def current(entry: CloudEntry | None) -> bool:
-            return entry is not None and not entry.legacy and entry.is_current(code_hash, external)
-
-        entry = self.cache.entries(ref.project).get(ref.key)
-        if current(entry):
-            self.cache.stats.hits += 1
-            return entry
-        if fresh:
-            entry = self.cache.entries(ref.project, max_age=0.0).get(ref.key)
-            if current(entry):
-                return entry
+        for max_age in ((None, 0.0) if fresh else (None,)):
+            entry = self.cache.entries(ref.project, max_age).get(ref.key)
+            if entry is not None and not entry.legacy and entry.is_current(code_hash, external):
+                if max_age is None:
+                    self.cache.stats.hits += 1
+                return entry, False
+            if code_hash is not None:
+                version = self.cache.versions(ref.project, max_age).get(ref.key, {}).get(code_hash)
+                if version is not None:
+                    return version, True
         return None
 
     def in_cloud(self, task: luigi.Task) -> bool:
@@ -155,11 +161,11 @@ class CloudShare:
         if not wanted:
             return []
         deadline = time.monotonic() + wait
-        entries: dict[str, CloudEntry] = {}
+        entries: dict[str, tuple[CloudEntry, bool]] = {}
         while True:
             for key, (task, _ref) in wanted.items():
-                if key not in entries and (entry := self.current_entry(task, fresh=True)) is not None:
-                    entries[key] = entry
+                if key not in entries and (found := self._find(task, True)) is not None:
+                    entries[key] = found
             missing = sorted(set(wanted) - set(entries))
             if not missing:
                 break
@@ -168,9 +174,12 @@ class CloudShare:
                                  f"the current code hash, first {missing[0]}; run the task that "
                                  f"makes it, or check that all machines run the same code")
             time.sleep(0.2)
-        names = sorted({n for k, e in entries.items() for n in e.objects(k)})
+        latest = {k: e for k, (e, version) in entries.items() if not version}
+        names = sorted({n for k, e in latest.items() for n in e.objects(k)})
         listed = self.session.call(head_objects, self.session.store(), names)
-        state = CloudState(entries=dict(entries), objects=listed)
+        state = CloudState(entries=latest, objects=listed,
+                           versions={k: {e.code_hash: e} for k, (e, version) in entries.items() if version},
+                           hashes={k: e.code_hash for k, (e, version) in entries.items() if version})
         outcome = download([ref for _t, ref in wanted.values()], session=self.session, state=state,
                            record=True, progress=False)
         if not outcome.ok:
@@ -207,10 +216,15 @@ class CloudShare:
         if not outcome.ok:
             key, reason = outcome.keys_failed[0]
             raise CloudError(f"upload of {key} failed: {reason}")
-        done = sorted(o.key for o in outputs if o.key in state.entries)
-        for key in done:
-            self.cache.remember(key, state.entries[key])
-        return done
+        done = []
+        for o in outputs:
+            latest = state.entries.get(o.key)
+            latest = latest if latest is not None and latest.code_hash == o.code_hash else None
+            version = state.versions.get(o.key, {}).get(o.code_hash)
+            if latest is not None or version is not None:
+                done.append(o.key)
+                self.cache.remember(o.key, latest, version)
+        return sorted(done)
 
 
 def _traceback() -> luigi.worker.TracebackWrapper:

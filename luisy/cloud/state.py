@@ -1,10 +1,11 @@
-"""What the cloud holds: the cloud ``.luisy.hash`` entries of some projects and the
-objects listed in their folders (:class:`CloudState`), read through a per-process
-cache (:class:`StateCache`) and changed only by read -> merge -> conditional write
-(:func:`update_cloud_hash`).
+"""What the cloud holds: the cloud ``.luisy.hash`` entries of some projects, the
+versions of their outputs by code hash (``.luisy.versions``, see :mod:`luisy.versions`)
+and the objects listed in their folders (:class:`CloudState`), read through a
+per-process cache (:class:`StateCache`) and changed only by read -> merge -> conditional
+write (:func:`update_cloud_hash`, :func:`update_versions`).
 
-The cache answers "which entries does project P have?" for the run and for the
-distributed workers alike:
+The cache answers "which entries (versions) does project P have?" for the run and for
+the distributed workers alike:
 
 - an answer younger than ``max_age`` (default: the cache's ``ttl``) is served as it is;
 - an older one is revalidated with a HEAD request, and the file is read again only when
@@ -17,15 +18,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
 from luisy.cloud.session import CloudSession
 from luisy.errors import CloudHashError, CorruptCloudHash
 from luisy.hashfile import CloudEntry, hash_object, output_object, parse_cloud_hash, project_of
+from luisy.versions import Versions, cas_name, merge_versions, parse_versions, select_entry, versions_object
 from luisy_sync.errors import ContainerNotFound, ManifestError, NotFoundError, UnsafePathError
 from luisy_sync.manifest import read_json_object, update_json_object
 from luisy_sync.paths import safe_relpath
@@ -40,21 +42,62 @@ luigid's ``stable_done_cooldown_secs`` (10 s), see :mod:`luisy.cloud.distributed
 
 LOOKUP_POLICY = RetryPolicy(max_attempts=4, base=0.1, cap=1.0, deadline=15.0)
 
+T = TypeVar("T")
+
 
 @dataclass
 class CloudState:
-    """Cloud hash entries of some projects and the objects listed in their folders."""
+    """Cloud hash entries (the latest upload of each output), the versions of the
+    outputs by code hash, and the objects listed in the projects' folders.
+
+    ``hashes`` (output key -> code hash) names the version each output wants: the entry
+    used for an output is its version with that code hash when the index has one (content
+    fetched from the content store), else the latest entry (content at its path).
+    """
 
     entries: dict[str, CloudEntry] = field(default_factory=dict)
     objects: Tree = field(default_factory=Tree)
     container_exists: bool = True
+    versions: Versions = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    def version(self, key: str) -> CloudEntry | None:
+        """The stored version of ``key`` made by its wanted code hash, if any."""
+        code_hash = self.hashes.get(key)
+        return None if code_hash is None else self.versions.get(key, {}).get(code_hash)
+
+    def entry(self, key: str) -> CloudEntry | None:
+        """The entry used for ``key``: its wanted version, else the latest entry."""
+        return select_entry(self.entries.get(key), self.versions.get(key), self.hashes.get(key))
+
+    def sources(self, key: str, is_dir: bool) -> dict[str, tuple[str, FileEntry]] | None:
+        """Path object of ``key`` -> (the store object to fetch it from, the content to
+        verify against), for the entry used for ``key``.
+
+        None when there is no entry, when an object it names is unsafe, or for the latest
+        entry when an object is missing, differs from the entry or has no known digest
+        (nothing unverified is downloaded). A version's content objects are not listed: a
+        missing one fails that download.
+        """
+        version = self.version(key)
+        if version is None:
+            files = self.latest_files(key, is_dir)
+            return None if files is None else {obj: (obj, fe) for obj, fe in files.items()}
+        if version.is_dir != is_dir:
+            return None
+        wanted = version.objects(key)
+        if not _safe(wanted):
+            return None
+        return {obj: (cas_name(fe.digest or ""), fe) for obj, fe in wanted.items()}
 
     def expected_files(self, key: str, is_dir: bool) -> dict[str, FileEntry] | None:
-        """Objects to fetch for ``key``, each with the digest to verify against.
+        """Path objects of ``key`` with the digest each must have (see :meth:`sources`)."""
+        sources = self.sources(key, is_dir)
+        return None if sources is None else {obj: fe for obj, (_src, fe) in sources.items()}
 
-        None when the entry is missing, when an object it names is missing or differs
-        from the entry, or when no digest is known (nothing unverified is downloaded).
-        """
+    def latest_files(self, key: str, is_dir: bool) -> dict[str, FileEntry] | None:
+        """Objects to fetch for the latest entry of ``key``, each with the digest to
+        verify against (None: see :meth:`sources`)."""
         entry = self.entries.get(key)
         if entry is None:
             return None
@@ -63,10 +106,7 @@ class CloudState:
             if entry.is_dir != is_dir:
                 return None
             wanted = entry.objects(key)
-            try:
-                for obj in wanted:
-                    safe_relpath(obj)
-            except UnsafePathError:
+            if not _safe(wanted):
                 return None
             for obj, fe in wanted.items():
                 listed = self.objects.get(obj)
@@ -82,26 +122,42 @@ class CloudState:
 
     def is_dir(self, key: str) -> bool:
         """Whether the cloud holds output ``key`` as a directory."""
-        entry = self.entries.get(key)
+        entry = self.entry(key)
         if entry is not None and entry.is_dir is not None:
             return entry.is_dir
         name = output_object(key)
         return name not in self.objects and bool(self.objects.with_prefix(name))
 
     def holds(self, key: str) -> bool:
-        """Whether the cloud holds anything for output ``key`` (an entry, a blob or a folder)."""
+        """Whether the cloud holds anything for output ``key`` (an entry, a version, a blob
+        or a folder)."""
         name = output_object(key)
-        return key in self.entries or name in self.objects or bool(self.objects.with_prefix(name + "/"))
+        return (key in self.entries or bool(self.versions.get(key)) or name in self.objects
+                or bool(self.objects.with_prefix(name + "/")))
 
     def verifiable_entries(self, keys: Mapping[str, bool]) -> dict[str, CloudEntry]:
-        """The entries among ``keys`` (key -> is_dir) whose content can be downloaded verified."""
-        return {k: self.entries[k] for k, is_dir in keys.items()
-                if k in self.entries and self.expected_files(k, is_dir) is not None}
+        """The entries used for ``keys`` (key -> is_dir) whose content can be downloaded
+        verified."""
+        return {k: entry for k, is_dir in keys.items()
+                if (entry := self.entry(k)) is not None and self.sources(k, is_dir) is not None}
+
+    def used_entries(self, keys: Iterable[str]) -> dict[str, CloudEntry]:
+        """The entry used for each of ``keys`` that has one (downloadable or not)."""
+        return {k: entry for k in keys if (entry := self.entry(k)) is not None}
 
     def content_matches(self, objects: Mapping[str, FileEntry]) -> list[str]:
         """Names in ``objects`` whose listed object has the same size and digest."""
         return [n for n, fe in objects.items()
                 if (o := self.objects.get(n)) is not None and o.size == fe.size and o.digest == fe.digest]
+
+
+def _safe(objects: Mapping[str, FileEntry]) -> bool:
+    try:
+        for obj in objects:
+            safe_relpath(obj)
+    except UnsafePathError:
+        return False
+    return True
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -114,17 +170,38 @@ def _parse(doc: Any, where: str) -> dict[str, CloudEntry]:
         raise CorruptCloudHash(where, exc.reason) from None
 
 
-async def _read_entries(store: Store, project: str, policy: RetryPolicy | None = None
-                        ) -> tuple[str | None, dict[str, CloudEntry], bool]:
-    """``(etag, entries, container exists)`` of ``project``'s cloud hash file."""
-    where = f"{store.url}/{hash_object(project)}"
+def _parse_versions(doc: Any, where: str) -> Versions:
+    """Parse a versions index inside a coroutine (a corrupt one: the engine-level error)."""
     try:
-        doc, etag = await read_json_object(store, hash_object(project), policy=policy)
+        return parse_versions(doc, where)
+    except CloudHashError as exc:
+        raise CorruptCloudHash(where, exc.reason) from None
+
+
+async def _read_index(store: Store, name: str, parse: Callable[[Any, str], T],
+                      policy: RetryPolicy | None = None) -> tuple[str | None, T, bool]:
+    """``(etag, parsed, container exists)`` of the JSON object ``name`` (parsed None when
+    it is missing)."""
+    where = f"{store.url}/{name}"
+    try:
+        doc, etag = await read_json_object(store, name, policy=policy)
     except ManifestError as exc:
         raise CorruptCloudHash(where, exc.reason) from None
     except ContainerNotFound:
-        return None, {}, False
-    return etag, _parse(doc, where), True
+        return None, parse(None, where), False
+    return etag, parse(doc, where), True
+
+
+async def _read_entries(store: Store, project: str, policy: RetryPolicy | None = None
+                        ) -> tuple[str | None, dict[str, CloudEntry], bool]:
+    """``(etag, entries, container exists)`` of ``project``'s cloud hash file."""
+    return await _read_index(store, hash_object(project), _parse, policy)
+
+
+async def read_versions(store: Store, project: str, policy: RetryPolicy | None = None
+                        ) -> tuple[str | None, Versions, bool]:
+    """``(etag, versions, container exists)`` of ``project``'s versions index."""
+    return await _read_index(store, versions_object(project), _parse_versions, policy)
 
 
 async def list_projects(store: Store, projects: Iterable[str], *,
@@ -147,9 +224,20 @@ async def list_projects(store: Store, projects: Iterable[str], *,
     return remote_tree(listed), exists
 
 
+async def each_project(projects: Iterable[str], one: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+    """Await ``one(project)`` for every project at once; a corrupt index raises as itself."""
+    try:
+        async with anyio.create_task_group() as tg:
+            for project in projects:
+                tg.start_soon(one, project)
+    except* CorruptCloudHash as group:
+        raise group.exceptions[0] from None
+
+
 async def read_cloud_state(store: Store, projects: Iterable[str], *,
                            policy: RetryPolicy | None = None) -> CloudState:
-    """Read each project's cloud hash file and list its folder, all at once (uncached)."""
+    """Read each project's cloud hash file and versions index and list its folder, all at
+    once (uncached)."""
     projects = sorted(set(projects))
     state = CloudState()
 
@@ -157,13 +245,10 @@ async def read_cloud_state(store: Store, projects: Iterable[str], *,
         _etag, entries, exists = await _read_entries(store, project, policy)
         state.entries.update(entries)
         state.container_exists &= exists
+        _etag, versions, _exists = await read_versions(store, project, policy)
+        state.versions.update(versions)
 
-    try:
-        async with anyio.create_task_group() as tg:
-            for project in projects:
-                tg.start_soon(one, project)
-    except* CorruptCloudHash as group:
-        raise group.exceptions[0] from None
+    await each_project(projects, one)
     state.objects, exists = await list_projects(store, projects, policy=policy)
     state.container_exists &= exists
     return state
@@ -191,7 +276,7 @@ async def head_objects(store: Store, names: Iterable[str]) -> Tree:
 @dataclass
 class _Cached:
     etag: str | None
-    entries: dict[str, CloudEntry]
+    value: Any
     checked: float
 
 
@@ -204,10 +289,12 @@ class CacheStats:
     hits: int = 0
 
 
-async def _revalidate(store: Store, project: str, known_etag: str | None, stats: CacheStats
-                      ) -> tuple[str | None, dict[str, CloudEntry] | None]:
-    """``(etag, entries)`` of the project's cloud hash file; entries None = unchanged."""
-    name = hash_object(project)
+Reader = Callable[[Store, str, RetryPolicy | None], Awaitable[tuple[str | None, Any, bool]]]
+
+
+async def _revalidate(store: Store, name: str, read: Reader, project: str, known_etag: str | None,
+                      stats: CacheStats) -> tuple[str | None, Any]:
+    """``(etag, value)`` of the index object ``name`` of ``project``; value None = unchanged."""
     if known_etag is not None:
         stats.heads += 1
         try:
@@ -218,13 +305,15 @@ async def _revalidate(store: Store, project: str, known_etag: str | None, stats:
         if info.etag == known_etag:
             return known_etag, None
     stats.reads += 1
-    etag, entries, _exists = await _read_entries(store, project, LOOKUP_POLICY)
-    return etag, entries
+    etag, value, _exists = await read(store, project, LOOKUP_POLICY)
+    return etag, value
 
 
 @dataclass
 class StateCache:
-    """The cloud entries of each project this process looked at, revalidated by ETag."""
+    """The cloud entries and versions of each project this process looked at,
+    revalidated by ETag (the ``.luisy.hash`` and the ``.luisy.versions`` of a project
+    each on its own)."""
 
     session: CloudSession
     ttl: float = DEFAULT_TTL
@@ -238,37 +327,54 @@ class StateCache:
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
 
-    def entries(self, project: str, max_age: float | None = None) -> dict[str, CloudEntry]:
-        """The cloud entries of ``project``, at most ``max_age`` (default ``ttl``) seconds old."""
+    def _lookup(self, name: str, read: Reader, project: str, max_age: float | None) -> Any:
         max_age = self.ttl if max_age is None else max_age
         with self._lock:
-            cached = self._cache.get(project)
+            cached = self._cache.get(name)
             now = time.monotonic()
             if cached is not None and now - cached.checked <= max_age:
-                return cached.entries
-            etag, entries = self.session.call(_revalidate, self.session.store(), project,
-                                              cached.etag if cached else None, self.stats)
-            if entries is None and cached is not None:
+                return cached.value
+            etag, value = self.session.call(_revalidate, self.session.store(), name, read, project,
+                                            cached.etag if cached else None, self.stats)
+            if value is None and cached is not None:
                 cached.checked = now
-                return cached.entries
-            self._cache[project] = _Cached(etag, entries or {}, now)
-            return entries or {}
+                return cached.value
+            self._cache[name] = _Cached(etag, value or {}, now)
+            return value or {}
 
-    def remember(self, key: str, entry: CloudEntry) -> None:
-        """Note an entry this process just wrote (saves a lookup)."""
+    def entries(self, project: str, max_age: float | None = None) -> dict[str, CloudEntry]:
+        """The cloud entries of ``project``, at most ``max_age`` (default ``ttl``) seconds old."""
+        found: dict[str, CloudEntry] = self._lookup(hash_object(project), _read_entries, project, max_age)
+        return found
+
+    def versions(self, project: str, max_age: float | None = None) -> Versions:
+        """The versions of ``project``'s outputs, at most ``max_age`` (default ``ttl``) seconds old."""
+        found: Versions = self._lookup(versions_object(project), read_versions, project, max_age)
+        return found
+
+    def remember(self, key: str, entry: CloudEntry | None, version: CloudEntry | None = None) -> None:
+        """Note what this process just wrote (saves a lookup): ``entry`` as the latest
+        entry of ``key``, ``version`` as a version of it."""
         with self._lock:
-            cached = self._cache.get(project_of(key))
-            if cached is not None:
-                cached.entries = {**cached.entries, key: entry}
+            cached = self._cache.get(hash_object(project_of(key)))
+            if cached is not None and entry is not None:
+                cached.value = {**cached.value, key: entry}
+            cached = self._cache.get(versions_object(project_of(key)))
+            if cached is not None and version is not None:
+                by_hash = {**cached.value.get(key, {}), version.code_hash: version}
+                cached.value = {**cached.value, key: by_hash}
 
     def state(self, projects: Iterable[str]) -> CloudState:
-        """The entries of ``projects`` (revalidated now) and a fresh listing of their folders."""
+        """The entries and versions of ``projects`` (revalidated now) and a fresh listing
+        of their folders."""
         projects = sorted(set(projects))
         entries: dict[str, CloudEntry] = {}
+        versions: Versions = {}
         for project in projects:
             entries.update(self.entries(project, max_age=0.0))
+            versions.update(self.versions(project, max_age=0.0))
         objects, exists = self.session.call(list_projects, self.session.store(), projects)
-        return CloudState(entries, objects, exists)
+        return CloudState(entries, objects, exists, versions)
 
 
 _caches: dict[tuple[str | None, str], StateCache] = {}
@@ -365,3 +471,34 @@ async def update_cloud_hash(store: Store, project: str, updates: Mapping[str, Cl
         raise
     except ManifestError as exc:
         raise CorruptCloudHash(where, exc.reason) from None
+
+
+async def update_versions(store: Store, project: str, updates: Mapping[str, CloudEntry], *,
+                          ensure: Callable[[Versions], Awaitable[None]] | None = None,
+                          policy: RetryPolicy | None = None) -> Versions:
+    """Merge the versions ``updates`` (key -> entry) into ``project``'s versions index
+    (read -> merge -> if-match write, see :func:`luisy.versions.merge_versions`); returns
+    the versions written. ``ensure``, when given, is awaited with the versions of every
+    read before the merge, to put into the store the content the new index will name."""
+    name = versions_object(project)
+    where = f"{store.url}/{name}"
+    frozen = dict(updates)
+    now = time.time()
+
+    async def prepare(doc: dict[str, Any] | None) -> None:
+        if ensure is not None:
+            await ensure(_parse_versions(doc, where))
+
+    def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
+        try:
+            return merge_versions(doc, frozen, now, where)
+        except CloudHashError as exc:
+            raise CorruptCloudHash(where, exc.reason) from None
+
+    try:
+        doc = await update_json_object(store, name, merge, policy=policy, prepare=prepare)
+    except CorruptCloudHash:
+        raise
+    except ManifestError as exc:
+        raise CorruptCloudHash(where, exc.reason) from None
+    return _parse_versions(doc, where)

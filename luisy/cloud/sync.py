@@ -2,14 +2,19 @@
 :func:`upload` (coroutines, run on the bridge loop by :mod:`luisy.cloud.verbs`).
 
 Downloads: every object of every requested output goes through one ``Transfer`` (one
-request limit), verified against the digest from the cloud hash file, into a staging
-directory inside the working dir; an output is renamed into place only when all its
-files arrived, so luigi never sees half an output (directory outputs included).
+request limit), from the content store for a stored version with the wanted code hash,
+else from its path (see :meth:`CloudState.sources`), verified against the digest the
+index names, into a staging directory inside the working dir; an output is renamed into
+place only when all its files arrived, so luigi never sees half an output (directory
+outputs included).
 
-Uploads: the outputs are scanned (hashed) and planned by the engine's ``plan_push``
-against the listing, with luisy's rules on top (see :func:`plan_uploads`); the objects
-whose content the store lacks go up through one ``Transfer``, then each project's cloud
-hash file is updated once with the entries of the outputs whose content is now there.
+Uploads (see :func:`plan_uploads` for what goes up): (1) the content whose digest no
+stored version names goes to ``.luisy-cas/`` through one ``Transfer``; (2) the path
+view ``<project>/<path>`` is made by server-side copies from there (``Store.copy``: no
+second upload of the bytes); (3) each project's versions index gets the new versions
+(conditional write; content a concurrent garbage collection dropped goes up again
+before the write is retried); (4) each project's cloud hash file names the latest
+upload (conditional write, checked against the path objects).
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from luisy.cloud.state import CloudState, update_cloud_hash
+from luisy.cloud.state import CloudState, each_project, read_versions, update_cloud_hash, update_versions
 from luisy.errors import CorruptCloudHash, NotRecorded
 from luisy.graph import Output, OutputRef
 from luisy.hashfile import CloudEntry, output_object, project_of
 from luisy_sync.conventions import format_bytes, temp_name
-from luisy_sync.errors import SyncError, one_line
+from luisy.versions import Versions, cas_name, named_digests
+from luisy_sync.errors import NotFoundError, SyncError, one_line
 from luisy_sync.plan import PULL, PUSH, plan_push
 from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.report import Report
@@ -35,7 +41,7 @@ from luisy_sync.scan import tree_from_paths
 from luisy_sync.statcache import open_default_cache
 from luisy_sync.stores.base import Store
 from luisy_sync.moves import download_paths, upload_paths
-from luisy_sync.transfer import DEFAULT_CONCURRENCY, Transfer
+from luisy_sync.transfer import DEFAULT_CONCURRENCY, Transfer, TransferResult
 from luisy_sync.tree import FileEntry, Tree
 
 Progress = bool | ProgressCallback | None
@@ -45,13 +51,15 @@ Progress = bool | ProgressCallback | None
 class OutputsReport:
     """What one download or upload did per output key, over the engine's file-level
     :class:`~luisy_sync.report.Report`. ``held``: outputs not uploaded although they
-    differ, with why (see :func:`plan_uploads`)."""
+    differ, with why (see :func:`plan_uploads`); ``kept``: outputs stored as a version
+    (among ``keys_done``) while a concurrent upload of another version became the latest."""
 
     report: Report
     keys_done: tuple[str, ...] = ()
     keys_failed: tuple[tuple[str, str], ...] = ()
     planned: tuple[str, ...] = ()
     held: tuple[tuple[str, str], ...] = ()
+    kept: tuple[tuple[str, str], ...] = ()
 
     @property
     def direction(self) -> str:
@@ -82,6 +90,8 @@ class OutputsReport:
         line = (f"{direction}: {len(self.keys_done)} output(s), {self.files} file(s), "
                 f"{format_bytes(report.bytes_transferred)} in {report.seconds:.2f} s, "
                 f"{format_bytes(report.bytes_per_second)}/s")
+        if self.kept:
+            line += f"; {len(self.kept)} {KEPT_REASON}"
         if self.keys_failed:
             key, reason = self.keys_failed[0]
             line += f"; {len(self.keys_failed)} failed, first {key}: {reason}"
@@ -95,7 +105,8 @@ class OutputsReport:
                 "files": self.files, "bytes": report.bytes_transferred,
                 "seconds": round(report.seconds, 4), "dry_run": report.dry_run,
                 "planned": list(self.planned), "planned_bytes": report.bytes_planned,
-                "held": [{"key": k, "reason": r} for k, r in self.held]}
+                "held": [{"key": k, "reason": r} for k, r in self.held],
+                "kept": [{"key": k, "reason": r} for k, r in self.kept]}
 
 
 def nothing(direction: str) -> OutputsReport:
@@ -127,10 +138,10 @@ async def download(store: Store, working_dir: str, outputs: Iterable[OutputRef],
     Outputs without verifiable cloud content fail with a reason and are not touched.
     """
     started = time.monotonic()
-    wanted: dict[str, tuple[bool, dict[str, FileEntry]]] = {}
+    wanted: dict[str, tuple[bool, dict[str, tuple[str, FileEntry]]]] = {}
     missing: list[tuple[str, str]] = []
     for ref in outputs:
-        files = state.expected_files(ref.key, ref.is_dir)
+        files = state.sources(ref.key, ref.is_dir)
         if files is None:
             missing.append((ref.key, "no verifiable content in the cloud"))
         else:
@@ -138,14 +149,16 @@ async def download(store: Store, working_dir: str, outputs: Iterable[OutputRef],
     await anyio.to_thread.run_sync(lambda: os.makedirs(working_dir, exist_ok=True))
     if not wanted:
         return OutputsReport(Report(PULL), keys_failed=tuple(sorted(missing)))
-    expected = Tree({obj: fe for _, files in wanted.values() for obj, fe in files.items()})
+    expected = Tree({obj: fe for _, files in wanted.values() for obj, (_src, fe) in files.items()})
+    names = {obj: src for _, files in wanted.values() for obj, (src, _fe) in files.items() if src != obj}
     staging = os.path.join(working_dir, temp_name("luisy-download"))
     transfer = Transfer(concurrency=concurrency, progress=make_progress(progress))
     done: list[str] = []
     failed: list[tuple[str, str]] = []
     try:
         await anyio.to_thread.run_sync(lambda: os.makedirs(staging, exist_ok=True))
-        result = await download_paths(store, staging, list(expected), expected, transfer=transfer)
+        result = await download_paths(store, staging, list(expected), expected, names=names,
+                                      transfer=transfer)
         reasons = dict(result.failed)
         for key, (is_dir, files) in sorted(wanted.items()):
             bad = next((obj for obj in files if obj in reasons), None)
@@ -184,16 +197,24 @@ async def scan_outputs(working_dir: str, keys: Iterable[str]) -> Tree:
 
 HELD_REASON = ("its content differs from the cloud copy made by the same code; kept the cloud "
                "copy (rerun the task to replace it, or delete the local file and --download)")
+KEPT_REASON = "kept as a version; the latest is another upload"
+REPLACED_REASON = ("another upload replaced it at the same time; the cloud keeps that copy and "
+                   "its entry")
 
 
 @dataclass(frozen=True)
 class UploadPlan:
-    """Entries to write per key and the objects whose content must go up first.
+    """What an upload does per key.
 
-    ``held``: outputs not uploaded although they differ, key -> why (see plan_uploads)."""
+    ``entries``: the version to store (and make the latest) per key; ``content``: the
+    local files whose content goes to the content store for the key (content no stored
+    version names, each digest once); ``placed``: the path objects the key's path view
+    needs (missing or other content at the path); ``held``: outputs not uploaded
+    although they differ, key -> why (see plan_uploads)."""
 
     entries: dict[str, CloudEntry]
     content: dict[str, list[str]]
+    placed: dict[str, list[str]] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -201,23 +222,57 @@ class UploadPlan:
         """The keys to upload, sorted."""
         return tuple(sorted(self.entries))
 
+    def digests(self, key: str) -> set[str]:
+        """The digests the version of ``key`` names."""
+        return {f.digest for f in self.entries[key].files}
+
+    def relied(self) -> dict[str, str]:
+        """Digest -> a local file with that content, for the content the planned versions
+        name but this upload does not put (a stored version names it)."""
+        put = {fe.digest for key, entry in self.entries.items()
+               for obj, fe in entry.objects(key).items() if obj in self.content[key]}
+        out: dict[str, str] = {}
+        for key, entry in sorted(self.entries.items()):
+            for obj, fe in sorted(entry.objects(key).items()):
+                if fe.digest is not None and fe.digest not in put:
+                    out.setdefault(fe.digest, obj)
+        return out
+
+
+def _intact_other(state: CloudState, key: str, code_hash: str, entry: CloudEntry) -> bool:
+    """Whether the cloud holds other content for ``key`` made by ``code_hash``, intact: a
+    stored version, or the latest entry with its path objects as it names them."""
+    version = state.versions.get(key, {}).get(code_hash)
+    if version is not None:
+        return version != entry
+    cloud = state.entries.get(key)
+    if cloud is None or cloud.code_hash != code_hash or cloud == entry:
+        return False
+    theirs = cloud.objects(key)
+    return bool(theirs) and len(state.content_matches(theirs)) == len(theirs)
+
 
 def plan_uploads(outputs: Iterable[Output], local: Tree, state: CloudState, *,
                  replace: Collection[str] | None = None) -> UploadPlan:
-    """Pure: for ``outputs`` scanned into ``local``, the entries that differ from the cloud
-    and the objects the store lacks (``plan_push`` of ``local`` onto the listing).
+    """Pure: for ``outputs`` scanned into ``local``, the versions to store, the content
+    the content store lacks and the path objects to make (``plan_push`` of ``local``
+    onto the listing).
 
-    An output whose cloud entry already equals the local one is still planned when an
-    object of it is missing from the listing or listed with another digest or size: the
-    upload repairs the store (a missing or differing object counts as "differs").
+    An output uploads when its (key, code hash, content) is not a stored version, or when
+    it is the latest entry and an object of it is missing from the listing or listed with
+    another digest or size (the upload repairs the path view), or when the latest entry
+    is a 1.4.7 entry of its code hash (rewritten with digests). Any other stored version
+    is not uploaded again and does not become the latest.
 
-    An output whose content differs from an intact cloud copy with the same code hash is
+    An output whose content differs from intact cloud content with the same code hash is
     only planned when its key is in ``replace`` (None: every key), e.g. because this run
     computed it; otherwise it is ``held``: a local file changed without a code change
     (truncated, edited by hand) never silently replaces a good cloud copy."""
     same = set(plan_push(local, state.objects).skip)
+    named = named_digests(state.versions)
     entries: dict[str, CloudEntry] = {}
     content: dict[str, list[str]] = {}
+    placed: dict[str, list[str]] = {}
     held: dict[str, str] = {}
     for out in sorted(outputs, key=lambda o: o.key):
         key = out.key
@@ -225,31 +280,113 @@ def plan_uploads(outputs: Iterable[Output], local: Tree, state: CloudState, *,
         if entry is None:  # the caller passes existing outputs; a vanished file is skipped
             continue
         lacking = sorted(n for n in entry.objects(key) if n not in same)
-        cloud = state.entries.get(key)
-        if cloud == entry and not lacking:
-            continue
-        if cloud is not None and cloud.code_hash == out.code_hash and (replace is not None
-                                                                       and key not in replace):
-            theirs = cloud.objects(key)
-            if theirs and len(state.content_matches(theirs)) == len(theirs):
-                held[key] = HELD_REASON
+        if state.versions.get(key, {}).get(out.code_hash) == entry:
+            latest = state.entries.get(key)
+            legacy = latest is not None and latest.legacy and latest.code_hash == out.code_hash
+            if not (legacy or (latest == entry and lacking)):
                 continue
+        elif (replace is not None and key not in replace
+              and _intact_other(state, key, out.code_hash, entry)):
+            held[key] = HELD_REASON
+            continue
         entries[key] = entry
-        content[key] = lacking
-    return UploadPlan(entries, content, held)
+        content[key] = []
+        for obj, fe in sorted(entry.objects(key).items()):
+            if fe.digest is not None and fe.digest not in named:
+                named.add(fe.digest)
+                content[key].append(obj)
+        placed[key] = lacking
+    return UploadPlan(entries, content, placed, held)
 
 
-async def _record(store: Store, entries: Mapping[str, dict[str, CloudEntry]], transfer: Transfer,
-                  failed: list[tuple[str, str]]) -> None:
-    """Name uploaded content in each project's cloud hash file (once per project); an
-    entry a concurrent upload replaced is dropped from ``entries`` and noted in ``failed``."""
+async def _put_content(store: Store, working_dir: str, local: Tree, paths: Collection[str],
+                       transfer: Transfer) -> TransferResult:
+    """Upload the local ``paths`` to their content-store names."""
+    names = {p: cas_name(local[p].digest or "") for p in paths}
+    return await upload_paths(store, working_dir, sorted(paths), local, names=names, transfer=transfer)
+
+
+async def _place_views(store: Store, working_dir: str, local: Tree, placed: Mapping[str, list[str]],
+                       transfer: Transfer) -> tuple[list[str], dict[str, str], int]:
+    """Make the path objects ``placed`` (key -> names) by server-side copies from the
+    content store. Content missing there (a concurrent garbage collection) or copied
+    without its digest (changed behind the store's back) is uploaded again first. Returns
+    the names placed, name -> why for the failed ones, and the bytes uploaded again."""
+    done: list[str] = []
+    failed: dict[str, str] = {}
+    again = 0
+
+    async def copied(name: str) -> bool:
+        want = local[name]
+        source = cas_name(want.digest or "")
+        try:
+            info = await transfer.request(name, store.copy, source, name, describe=f"copy {source} -> {name}")
+        except NotFoundError:
+            return False
+        return info.digest == want.digest and info.size == want.size
+
+    async def place(name: str) -> None:
+        nonlocal again
+        try:
+            if not await copied(name):
+                result = await _put_content(store, working_dir, local, [name], transfer)
+                if result.failed:
+                    failed[name] = result.failed[0][1]
+                    return
+                again += result.bytes_transferred
+                if not await copied(name):
+                    failed[name] = "the content store does not keep the uploaded content"
+                    return
+        except (SyncError, OSError) as exc:
+            failed[name] = one_line(exc)
+        else:
+            done.append(name)
+
+    async with anyio.create_task_group() as tg:
+        for name in sorted({n for names in placed.values() for n in names}):
+            tg.start_soon(place, name)
+    return done, failed, again
+
+
+async def _record(store: Store, working_dir: str, local: Tree, plan: UploadPlan,
+                  entries: Mapping[str, dict[str, CloudEntry]], transfer: Transfer,
+                  failed: list[tuple[str, str]], kept: list[tuple[str, str]]) -> int:
+    """Name uploaded content in each project's versions index and cloud hash file (once
+    per project each). Content this upload relied on without putting it, that the index
+    no longer names when it is read (garbage collection), is uploaded before the write
+    is retried. An entry a concurrent upload replaced at the path is dropped from
+    ``entries`` and noted in ``kept`` (another version is the latest) or ``failed``
+    (another content of the same version). Returns the bytes uploaded again."""
+    relied = plan.relied()
+    again = 0
 
     async def name(project: str, updates: dict[str, CloudEntry]) -> None:
+        nonlocal again
+        ours = {d: p for d, p in relied.items() if any(d in plan.digests(k) for k in updates)}
+
+        async def ensure(versions: Versions) -> None:
+            nonlocal again
+            gone = sorted({p for d, p in ours.items() if d not in named_digests(versions)})
+            if gone:
+                result = await _put_content(store, working_dir, local, gone, transfer)
+                if result.failed:
+                    raise SyncError(f"{result.failed[0][0]}: {result.failed[0][1]}")
+                again += result.bytes_transferred
+                for d in [d for d, p in ours.items() if p in gone]:
+                    del ours[d]
+
+        await update_versions(store, project, updates, ensure=ensure, policy=transfer.policy)
         doc = await update_cloud_hash(store, project, updates, policy=transfer.policy)
         for key in [k for k, entry in updates.items() if doc.get(k) != entry.to_json()]:
-            del updates[key]  # a concurrent upload replaced the content: the cloud keeps that
-            failed.append((key, "another upload replaced it at the same time; the cloud keeps "
-                                "that copy and its entry"))
+            try:
+                other = CloudEntry.from_json(doc[key]) if key in doc else None
+            except ValueError:
+                other = None
+            if other is not None and other.code_hash == updates[key].code_hash:
+                del updates[key]  # a concurrent upload of this version replaced the content
+                failed.append((key, REPLACED_REASON))
+            else:
+                kept.append((key, KEPT_REASON))
 
     try:
         async with anyio.create_task_group() as tg:
@@ -259,17 +396,36 @@ async def _record(store: Store, entries: Mapping[str, dict[str, CloudEntry]], tr
         raise group.exceptions[0] from None
     except* SyncError as group:
         raise NotRecorded(group.exceptions[0]) from None
+    return again
+
+
+async def read_versions_of(store: Store, projects: Iterable[str], state: CloudState) -> None:
+    """Read the versions index of ``projects`` into ``state`` now (one request each)."""
+    projects = sorted(set(projects))
+    found: Versions = {}
+
+    async def one(project: str) -> None:
+        _etag, versions, _exists = await read_versions(store, project)
+        found.update(versions)
+
+    await each_project(projects, one)
+    for key in [k for k in state.versions if project_of(k) in projects]:
+        del state.versions[key]
+    state.versions.update(found)
 
 
 async def upload(store: Store, working_dir: str, outputs: Iterable[Output], state: CloudState, *,
                  replace: Collection[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
                  progress: Progress = None, dry_run: bool = False) -> OutputsReport:
-    """Upload the ``outputs`` whose hash or content differs from the cloud, then name them
-    in the cloud hash files; ``state`` gets the entries written. ``replace``: the keys
-    that may replace an intact cloud copy of the same code hash (None: all)."""
+    """Upload the ``outputs`` whose version is not stored yet (or whose path view needs a
+    repair, see :func:`plan_uploads`), then name them in the versions indexes and the
+    cloud hash files; ``state`` gets the versions read and the entries written.
+    ``replace``: the keys that may replace intact cloud content of the same code hash
+    (None: all)."""
     started = time.monotonic()
     outputs = list(outputs)
     local = await scan_outputs(working_dir, [o.key for o in outputs])
+    await read_versions_of(store, {project_of(o.key) for o in outputs}, state)
     plan = plan_uploads(outputs, local, state, replace=replace)
     paths = sorted({p for objs in plan.content.values() for p in objs})
     planned_bytes = sum(local[p].size for p in paths)
@@ -279,26 +435,42 @@ async def upload(store: Store, working_dir: str, outputs: Iterable[Output], stat
                         bytes_planned=planned_bytes, dry_run=dry_run)
         return OutputsReport(report, planned=plan.keys, held=held)
     transfer = Transfer(concurrency=concurrency, progress=make_progress(progress))
-    if paths:
-        await store.ensure_container(True)
-    result = await upload_paths(store, working_dir, paths, local, transfer=transfer)
-    reasons = dict(result.failed)
-    ok: dict[str, dict[str, CloudEntry]] = {}
+    await store.ensure_container(True)
+    result = await _put_content(store, working_dir, local, paths, transfer)
+    reasons = {local[p].digest: f"{p}: {why}" for p, why in result.failed}
     failed: list[tuple[str, str]] = []
+    ready = []
     for key in plan.keys:
-        bad = next((p for p in plan.content[key] if p in reasons), None)
+        bad = next((d for d in sorted(plan.digests(key)) if d in reasons), None)
+        if bad is None:
+            ready.append(key)
+        else:
+            failed.append((key, reasons[bad]))
+    placed, not_placed, again = await _place_views(
+        store, working_dir, local, {k: plan.placed[k] for k in ready}, transfer)
+    ok: dict[str, dict[str, CloudEntry]] = {}
+    for key in ready:
+        bad = next((n for n in plan.placed[key] if n in not_placed), None)
         if bad is not None:
-            failed.append((key, f"{bad}: {reasons[bad]}"))
+            failed.append((key, f"{bad}: {not_placed[bad]}"))
         else:
             ok.setdefault(project_of(key), {})[key] = plan.entries[key]
-    await _record(store, ok, transfer, failed)
+    kept: list[tuple[str, str]] = []
+    again += await _record(store, working_dir, local, plan, ok, transfer, failed, kept)
+    latest = dict(kept)
     for updates in ok.values():
-        state.entries.update(updates)
-    report = Report(PUSH, uploaded=tuple(result.done), failed=tuple(result.failed),
-                    bytes_transferred=result.bytes_transferred, seconds=time.monotonic() - started,
-                    files_planned=len(paths), bytes_planned=planned_bytes)
+        for key, entry in updates.items():
+            state.versions.setdefault(key, {})[entry.code_hash] = entry
+            if key not in latest:
+                state.entries[key] = entry
+    moved = sorted({*result.done, *placed})
+    report = Report(PUSH, uploaded=tuple(moved), failed=tuple(result.failed),
+                    bytes_transferred=result.bytes_transferred + again,
+                    seconds=time.monotonic() - started, files_planned=len(paths),
+                    bytes_planned=planned_bytes)
     done = tuple(sorted(k for updates in ok.values() for k in updates))
-    return OutputsReport(report, done, tuple(sorted(failed)), planned=plan.keys, held=held)
+    return OutputsReport(report, done, tuple(sorted(failed)), planned=plan.keys, held=held,
+                         kept=tuple(sorted(kept)))
 
 
 async def refresh_cloud_hashes(store: Store, outputs: Iterable[Output], state: CloudState, *,
@@ -309,7 +481,7 @@ async def refresh_cloud_hashes(store: Store, outputs: Iterable[Output], state: C
         entry = state.entries.get(out.key)
         if entry is None or entry.code_hash == out.code_hash:
             continue
-        files = state.expected_files(out.key, out.is_dir)
+        files = state.latest_files(out.key, out.is_dir)
         if files is None:
             continue
         new = CloudEntry.describing(out.code_hash, out.key, out.is_dir, files)

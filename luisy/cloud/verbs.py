@@ -28,11 +28,16 @@ from luisy_sync.transfer import DEFAULT_CONCURRENCY
 logger = logging.getLogger(__name__)
 
 
-def read_state(projects: str | Iterable[str], *, session: CloudSession | None = None) -> CloudState:
-    """Cloud hash entries and folder listings of one project or several (through the
-    session's per-process cache, revalidated now)."""
+def read_state(projects: str | Iterable[str], *, session: CloudSession | None = None,
+               hashes: Mapping[str, str] | None = None) -> CloudState:
+    """Cloud hash entries, versions and folder listings of one project or several
+    (through the session's per-process cache, revalidated now). ``hashes``: the code
+    hash each output wants (its version is used when stored), by default the session's
+    current hashes."""
     session = session or current_session()
-    return cache_of(session).state([projects] if isinstance(projects, str) else projects)
+    state = cache_of(session).state([projects] if isinstance(projects, str) else projects)
+    state.hashes.update(session.current_hashes if hashes is None else hashes)
+    return state
 
 
 def record_local_hashes(hashes: Mapping[str, str]) -> None:
@@ -44,9 +49,10 @@ def download(items: Iterable[OutputRef | str], *, session: CloudSession | None =
              state: CloudState | None = None, record: bool = True, progress: Progress = None,
              concurrency: int = DEFAULT_CONCURRENCY) -> OutputsReport:
     """Download outputs (refs, or keys such as ``/proj/interim/X.pkl``) from the cloud,
-    verified, renamed into place when complete. Outputs without verifiable cloud content
-    fail with a reason and are not touched. With ``record`` the cloud code hash of each
-    downloaded output goes to the local ``.luisy.hash``."""
+    verified, renamed into place when complete: the stored version with the code hash
+    ``state`` wants for it, else the latest upload. Outputs without verifiable cloud
+    content fail with a reason and are not touched. With ``record`` the cloud code hash
+    of each downloaded output goes to the local ``.luisy.hash``."""
     items = list(items)
     session = session or current_session()
     if state is None:
@@ -58,7 +64,8 @@ def download(items: Iterable[OutputRef | str], *, session: CloudSession | None =
     outcome = session.call(download_outputs, session.store(), wd, refs, state,
                            concurrency=concurrency, progress=progress)
     if record and outcome.keys_done:
-        record_local_hashes({k: state.entries[k].code_hash for k in outcome.keys_done})
+        record_local_hashes({k: entry.code_hash for k in outcome.keys_done
+                             if (entry := state.entry(k)) is not None})
     return outcome
 
 
@@ -112,8 +119,11 @@ def upload(items: Iterable[luigi.Task | str | Output], *, session: CloudSession 
                            replace=replace, concurrency=concurrency, progress=progress,
                            dry_run=dry_run)
     cache = cache_of(session)
+    hashes = {o.key: o.code_hash for o in outputs}
+    kept = dict(outcome.kept)
     for key in outcome.keys_done:
-        cache.remember(key, state.entries[key])
+        cache.remember(key, None if key in kept else state.entries.get(key),
+                       state.versions.get(key, {}).get(hashes[key]))
     return outcome
 
 
@@ -128,7 +138,8 @@ def sync_task_output(task: luigi.Task, direction: str, overwrite: bool = False, 
                      session: CloudSession | None = None) -> OutputsReport:
     """``Task.download()`` / ``Task.upload(overwrite)``: move one task's output.
 
-    Download: the cloud content, verified and renamed into place, with its cloud code hash
+    Download: the cloud content (the stored version with the task's current code hash,
+    else the latest upload), verified and renamed into place, with its cloud code hash
     recorded locally; nothing happens when the cloud has no verifiable copy. Upload: when
     the cloud has no copy (or ``overwrite``) and the content or hash differs, the output
     and its entry in the cloud ``.luisy.hash`` (conditional write). The hash recorded is
@@ -154,7 +165,7 @@ def sync_task_output(task: luigi.Task, direction: str, overwrite: bool = False, 
         if not session.check(create=False):
             logger.info("%s: the cloud container does not exist, nothing to download", ref.key)
             return nothing(direction)
-        state = read_state([ref.project], session=session)
+        state = read_state([ref.project], session=session, hashes=_current_hash(task, ref.key, session))
         if state.expected_files(ref.key, state.is_dir(ref.key)) is None:
             logger.info("%s is not in the cloud (no verifiable copy), nothing to download", ref.key)
             return nothing(direction)
@@ -165,10 +176,21 @@ def sync_task_output(task: luigi.Task, direction: str, overwrite: bool = False, 
     return outcome
 
 
+def _current_hash(task: luigi.Task, key: str, session: CloudSession) -> dict[str, str]:
+    """``{key: the current code hash of task}`` (the session's, else computed)."""
+    known = session.current_hashes.get(key)
+    if known is None:
+        from luisy.codehash import compute_task_hashes
+
+        known = compute_task_hashes([task])[task]
+    return {key: known}
+
+
 def fetch_output(task: luigi.Task) -> bool:
     """Reading a missing output after ``activate_download()``: download ``task``'s output
-    when it is missing locally and current in the cloud (its cloud hash equals the task's
-    code hash; any hash for external data), verified; its hash is then recorded locally.
+    when it is missing locally and current in the cloud (a stored version with the task's
+    code hash, or a latest upload with it; any hash for external data), verified; its hash
+    is then recorded locally.
 
     Returns True when the output was downloaded; CloudError when the remote is unusable
     or the download fails.
@@ -181,11 +203,11 @@ def fetch_output(task: luigi.Task) -> bool:
     session = current_session()
     if not session.check(create=False):
         return False
-    state = read_state([ref.project], session=session)
-    entry = state.entries.get(ref.key)
+    code_hash = compute_task_hashes([task])[task]
+    state = read_state([ref.project], session=session, hashes={ref.key: code_hash})
+    entry = state.entry(ref.key)
     if entry is None:
         return False
-    code_hash = compute_task_hashes([task])[task]
     if not entry.is_current(code_hash, isinstance(task, luigi.ExternalTask)):
         return False
     outcome = download([ref], session=session, state=state, record=False)

@@ -60,11 +60,15 @@ def test_example_pipeline_uploads_and_a_second_machine_downloads(remote, tmp_pat
 def test_example_pipeline_partial_download_fetches_directory_outputs(local_remote, tmp_path):
     assert luisy_cmd([*EXAMPLE, "--upload", "--workers", "4"], tmp_path / "a").returncode == 0
     # machine b needs the inputs of FinalTask: a changed n_rows would run all, so remove
-    # FinalTask's cloud content instead: it must run, and its inputs come as downloads
+    # FinalTask's cloud content instead (its latest entry and its version): it must run,
+    # and its inputs come as downloads
     doc = json.loads((local_remote / "luisy_example" / ".luisy.hash").read_text())
     final_key = next(k for k in doc if "/final/FinalTask" in k)
     del doc[final_key]
     (local_remote / "luisy_example" / ".luisy.hash").write_text(json.dumps(doc))
+    versions = json.loads((local_remote / "luisy_example" / ".luisy.versions").read_text())
+    del versions["versions"][final_key]
+    (local_remote / "luisy_example" / ".luisy.versions").write_text(json.dumps(versions))
     proc = luisy_cmd([*EXAMPLE, "--download", "--json", str(tmp_path / "b.json")], tmp_path / "b")
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "b.json").read_text())

@@ -96,22 +96,27 @@ def test_local_entry_and_upload_plan():
     assert CloudEntry.describing("h", DIR, True, local).to_json() == {
         "hash": "h", "files": {"a": {"digest": D2, "size": 1}}, "size": 1}
     outputs = [Output(FILE, "/wd" + FILE, "p", False, "h"), Output(DIR, "/wd" + DIR, "p", True, "h")]
-    # nothing in the cloud: both entries, both contents
+    # nothing in the cloud: both versions, both contents to the content store, both path views
     plan = plan_uploads(outputs, local, _state({}, {}))
     assert plan.keys == (DIR, FILE)
     assert plan.content == {FILE: ["p/interim/X.pkl"], DIR: ["p/interim/Dir/a"]}
-    # content there, hash outdated: entry only; identical entry: nothing
-    state = _state({FILE: {"hash": "old", "digest": D1, "size": 3},
+    assert plan.placed == {FILE: ["p/interim/X.pkl"], DIR: ["p/interim/Dir/a"]}
+    # both stored as versions and as the latest, path objects intact: nothing
+    state = _state({FILE: {"hash": "h", "digest": D1, "size": 3},
                     DIR: {"hash": "h", "files": {"a": {"digest": D2, "size": 1}}, "size": 1}},
                    {"p/interim/X.pkl": FileEntry(3, D1), "p/interim/Dir/a": FileEntry(1, D2)})
-    plan = plan_uploads(outputs, local, state)
-    assert plan.keys == (FILE,) and plan.content == {FILE: []}
-    assert plan.entries[FILE].code_hash == "h"
-    # same hash, other content: content again
+    state.versions = {k: {"h": e} for k, e in state.entries.items()}
+    assert plan_uploads(outputs, local, state).keys == ()
+    # the latest of FILE is another version: FILE's version is stored, nothing moves
+    state.entries[FILE] = CloudEntry.from_json({"hash": "old", "digest": D2, "size": 3})
     state.objects = Tree({"p/interim/X.pkl": FileEntry(3, D2), "p/interim/Dir/a": FileEntry(1, D2)})
-    state.entries[FILE] = CloudEntry.from_json({"hash": "h", "digest": D2, "size": 3})
+    assert plan_uploads(outputs, local, state).keys == ()
+    # not stored as a version, the content is (under another key): no content, a path view
+    state.versions = {DIR: {"h": CloudEntry.from_json({"hash": "h", "files": {"a": {"digest": D1, "size": 3}}})}}
     plan = plan_uploads(outputs, local, state)
-    assert plan.content == {FILE: ["p/interim/X.pkl"]}
+    assert plan.keys == (DIR, FILE) and plan.content == {FILE: [], DIR: ["p/interim/Dir/a"]}
+    assert plan.placed == {FILE: ["p/interim/X.pkl"], DIR: []}
+    assert plan.relied() == {D1: "p/interim/X.pkl"}
 
 
 async def test_concurrent_updates_keep_every_entry():

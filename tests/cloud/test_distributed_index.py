@@ -87,16 +87,18 @@ def test_lookups_are_cached_and_revalidated_by_etag(machines, local_remote):
     reader = CloudShare(session, StateCache(session, ttl=60.0))
     assert reader.in_cloud(numbers)
     assert (reader.cache.stats.heads, reader.cache.stats.reads) == (0, 1)
+    assert not reader.in_cloud(part0)  # not the latest: the versions index is read once
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (0, 2)
     assert not reader.in_cloud(part0)  # negative, but younger than the TTL: from the cache
-    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (0, 1)
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (0, 2)
     reader.cache.ttl = 0.0
-    assert not reader.in_cloud(part0)  # revalidated: HEAD, same ETag, no re-read
-    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (1, 1)
+    assert not reader.in_cloud(part0)  # revalidated: a HEAD each, same ETags, no re-read
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (2, 2)
 
     part0.write(123)
     writer.upload(part0)
     assert reader.in_cloud(part0)  # HEAD saw a new ETag: read again
-    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (2, 2)
+    assert (reader.cache.stats.heads, reader.cache.stats.reads) == (3, 3)
     assert reader.in_cloud(numbers) and not reader.in_cloud(part1)
 
 

@@ -50,16 +50,28 @@ def outputs(wd: Path) -> dict[str, bytes]:
 
 
 async def cloud_state(store: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """(objects by name, verified against their digest metadata; the cloud hash entries)."""
+    """(the 1.4.7 view: objects by name, verified against their digest metadata; the cloud
+    hash entries). Every content-store object holds exactly the content its name says,
+    and every version the versions index names is in the content store."""
     objects: dict[str, bytes] = {}
+    content: set[str] = set()
     for info in await store.list(""):
         if info.name.startswith(".luisy-store/"):
             continue
         data = (await store.get(info.name)).data
-        if not info.name.endswith(HASH_FILE):
+        if not info.name.endswith((HASH_FILE, ".luisy.versions")):
             assert info.digest == hash_bytes(data), f"{info.name}: digest metadata != content"
+        if info.name.startswith(".luisy-cas/"):
+            assert info.name.endswith("/" + hash_bytes(data)), f"{info.name}: partial content"
+            content.add(hash_bytes(data))
+            continue
         objects[info.name] = data
     raw = objects.pop(f"luisy_example/{HASH_FILE}", None)
+    versions = objects.pop("luisy_example/.luisy.versions", None)
+    for by_hash in ({} if versions is None else json.loads(versions)["versions"]).values():
+        for version in by_hash.values():
+            digests = [f["digest"] for f in version["files"].values()] if "files" in version else [version["digest"]]
+            assert set(digests) <= content, "a version names content the store lacks"
     return objects, ({} if raw is None else json.loads(raw))
 
 
@@ -189,16 +201,20 @@ async def test_a_pickle_from_a_lying_store_is_never_unpickled(made_outputs, tmp_
     payload = pickle.dumps(_Marker(str(marker)))
     evil = payload + b"." * (len(good) - len(payload))  # same size; pickle ignores what follows STOP
     assert len(evil) == len(good)
+    stored = f".luisy-cas/{hash_bytes(good)[:2]}/{hash_bytes(good)}"  # where downloads read it
     async with LocalStore(remote) as store:
-        original = (await store.head(name)).metadata
-        await store.put(name, evil, metadata=original)  # the store now claims the good digest
+        original = (await store.head(stored)).metadata
+        await store.put(stored, evil, metadata=original)  # the store now claims the good digest
         final = "luisy_example/final/StatsTable_labels=alpha_beta_gamma_n_rows=300_seed=7.pkl"
         await store.delete(final)  # machine b has to run StatsTable, which reads the pickles
+        versions = json.loads((await store.get("luisy_example/.luisy.versions")).data)
+        del versions["versions"]["/" + final]  # (its version too)
+        await store.put("luisy_example/.luisy.versions", json.dumps(versions).encode())
         try:
             env = luisy_env(tmp_path, {"LUISY_REMOTE": remote.as_uri()})
             proc = luisy([*PIPELINE, "StatsTable", "--download"], tmp_path / "b", env)
         finally:
-            await store.put(name, good, metadata=original)
+            await store.put(stored, good, metadata=original)
     assert not marker.exists(), "a tampered pickle was unpickled"
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert "does not match its digest" in proc.stdout + proc.stderr

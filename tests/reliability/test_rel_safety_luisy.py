@@ -162,9 +162,9 @@ KEY = f"/{PRODUCER}"
 
 def _pausing(inner: Any, after_put: Any) -> FaultStore:
     """A store view that runs ``after_put()`` right after the content of one object was
-    stored (before the uploader goes on to its cloud hash update); no put_many, so every
-    write goes through put."""
-    return FaultStore(inner, Fault("put", after=after_put), batch=False)
+    placed at its path (the copy from the content store, before the uploader goes on to
+    its versions index and cloud hash updates); no put_many, so every write goes through put."""
+    return FaultStore(inner, Fault("copy", after=after_put), batch=False)
 
 
 async def _upload_from(wd: Path, store: Any) -> Any:
@@ -234,8 +234,12 @@ async def test_concurrent_uploads_of_different_content_leave_a_truthful_cloud_ha
             a_done.set()
     await _cloud_hash_truthful(shared_store)
     assert (await shared_store.get(PRODUCER)).data == (b / PRODUCER).read_bytes()
-    assert outcomes["b"].keys_done == (KEY,)
-    assert outcomes["a"].keys_failed and "another upload replaced it" in outcomes["a"].keys_failed[0][1]
+    assert outcomes["b"].keys_done == (KEY,) and not outcomes["b"].kept
+    # a's content is in the content store; the latest is b's (same code hash: a lost)
+    a_lost = [r for k, r in [*outcomes["a"].keys_failed, *outcomes["a"].kept] if k == KEY]
+    assert a_lost and ("another upload replaced it" in a_lost[0] or "the latest is another upload" in a_lost[0])
+    a_digest = hash_bytes((a / PRODUCER).read_bytes())
+    assert (await shared_store.get(f".luisy-cas/{a_digest[:2]}/{a_digest}")).data == (a / PRODUCER).read_bytes()
 
 
 # -- item 5: an output changed without a code change never silently replaces the cloud copy -----
