@@ -2,6 +2,7 @@
 
     luisy --module pkg.tasks FinalTask --a 3 --workers 4 --working-dir /data --no-ask
     luisy status --module pkg.tasks FinalTask --a 3 --working-dir /data [--json] [--no-cloud]
+    luisy gc [--grace-days 7] [--yes] [--json [FILE]]
 
 From Python (the luisy 1.4.7 names): ``build(task, workers=1, **luisy_args)``,
 ``parse_args(argv)``, ``luisy_run(argv)``.
@@ -242,10 +243,47 @@ def status(argv: Sequence[str]) -> int:
     return 0
 
 
+def gc(argv: Sequence[str]) -> int:
+    """``luisy gc``: report (dry run) or remove, with ``--yes``, cloud versions that no
+    latest pointer references and that are older than ``--grace-days``, and the content
+    only they name (see :mod:`luisy.cloud.gc`)."""
+    from luisy.cloud import collect_garbage, open_session
+    from luisy.cloud.gc import DEFAULT_GRACE_DAYS
+    from luisy.gcplan import PRICE_PER_GIB_MONTH
+
+    p = argparse.ArgumentParser(prog="luisy gc", add_help=False, allow_abbrev=False, parents=[build_parser()],
+                                conflict_handler="resolve")
+    p.add_argument("--grace-days", type=float, default=DEFAULT_GRACE_DAYS, metavar="DAYS")
+    p.add_argument("--yes", action="store_true", help="delete (default: a dry run that changes nothing)")
+    p.add_argument("--price-per-gib-month", type=float, default=PRICE_PER_GIB_MONTH, metavar="USD")
+    args, rest = p.parse_known_args(list(argv))
+    if args.help:
+        print("usage: luisy gc [--grace-days DAYS] [--yes] [--json [FILE]] [--price-per-gib-month USD] "
+              "[--remote URL] [--azure-* settings]")
+        return 0
+    if rest:
+        raise CliError(f"luisy gc takes no task or luigi arguments: {' '.join(rest)}")
+    if args.grace_days < 0:
+        raise CliError("--grace-days must not be negative")
+    _check_report_path(args.json)
+    Config().update({"remote": args.remote})
+    _apply_settings(args)
+    session = open_session(args.remote)
+    print(f"luisy: cloud remote: {session.description}", file=sys.stderr)
+    report = collect_garbage(grace_days=args.grace_days, apply=args.yes, session=session)
+    if args.json:
+        write_json_report(args.json, report.to_json(args.price_per_gib_month))
+    if args.json != "-":
+        print("\n".join(report.summary_lines(args.price_per_gib_month)))
+    return 0
+
+
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and run; returns the exit code (errors raise :class:`CliError`)."""
     if argv and argv[0] == "status":
         return status(argv[1:])
+    if argv and argv[0] == "gc":
+        return gc(argv[1:])
     parser = build_parser()
     args, rest = _parse(argv)
     if args.help:

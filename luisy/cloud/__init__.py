@@ -11,10 +11,12 @@ from forked luigi workers).
   (content by digest, the path view by server-side copy) and record them in the versions
   index and the cloud hash file (read -> merge -> conditional write).
 - ``refresh_hashes(outputs, state)``: hash-update mode on cloud entries.
+- ``collect_garbage(grace_days=7, apply=False)``: ``luisy gc``.
 
 Modules: ``session`` (the remote; the only user of the bridge), ``state`` (the cloud hash
 files and the per-process cache), ``sync`` (the transfers), ``verbs`` (these functions),
-``cloudrun`` (the cloud side of a run), ``distributed`` (scale-out workers).
+``cloudrun`` (the cloud side of a run), ``distributed`` (scale-out workers), ``gc``
+(garbage collection of versions and content).
 
 Importing this package fills the task hooks: ``Task.download()``/``Task.upload()`` and
 reading a missing output after ``luisy.activate_download()``.
@@ -23,8 +25,8 @@ reading a missing output after ``luisy.activate_download()``.
 from luisy.cloud.session import CloudSession, current_session, open_session
 from luisy.cloud.state import CloudState
 from luisy.cloud.sync import OutputsReport
-from luisy.cloud.verbs import (download, fetch_output, read_state, record_local_hashes, refresh_hashes,
-                               sync_task_output, upload)
+from luisy.cloud.verbs import (collect_garbage, download, fetch_output, read_state, record_local_hashes,
+                               refresh_hashes, sync_task_output, upload)
 from luisy.errors import CloudError, CloudHashError
 from luisy.tasks import hooks
 
@@ -34,5 +36,5 @@ hooks.transfer = sync_task_output
 __all__ = [
     "CloudError", "CloudHashError", "CloudSession", "CloudState", "OutputsReport",
     "open_session", "current_session", "read_state", "download", "upload", "refresh_hashes",
-    "record_local_hashes",
+    "record_local_hashes", "collect_garbage",
 ]

@@ -14,6 +14,8 @@ from collections.abc import Collection, Iterable, Mapping
 
 import luigi
 
+from luisy.cloud.gc import DEFAULT_GRACE_DAYS, GcReport
+from luisy.cloud.gc import collect_garbage as collect
 from luisy.cloud.session import CloudSession, current_session
 from luisy.cloud.state import CloudState, cache_of
 from luisy.cloud.sync import OutputsReport, Progress, nothing, refresh_cloud_hashes
@@ -21,6 +23,7 @@ from luisy.cloud.sync import download as download_outputs
 from luisy.cloud.sync import upload as upload_outputs
 from luisy.config import Config, add_working_dir
 from luisy.errors import CloudError
+from luisy.gcplan import GcPlan
 from luisy.graph import Output, OutputRef, output_ref
 from luisy.hashfile import hash_file_path, project_of, read_hash_file, record_hashes
 from luisy_sync.transfer import DEFAULT_CONCURRENCY
@@ -125,6 +128,16 @@ def upload(items: Iterable[luigi.Task | str | Output], *, session: CloudSession 
         cache.remember(key, None if key in kept else state.entries.get(key),
                        state.versions.get(key, {}).get(hashes[key]))
     return outcome
+
+
+def collect_garbage(*, grace_days: float = DEFAULT_GRACE_DAYS, apply: bool = False,
+                    session: CloudSession | None = None) -> GcReport:
+    """``luisy gc``: drop cloud versions no latest pointer references that are older than
+    ``grace_days``, and the content only they name; a dry run unless ``apply``."""
+    session = session or current_session()
+    if not session.check(create=False):
+        return GcReport(GcPlan(), grace_days, applied=apply)
+    return session.call(collect, session.store(), grace_days=grace_days, apply=apply)
 
 
 def refresh_hashes(outputs: Iterable[Output], state: CloudState, *,
