@@ -23,7 +23,11 @@ from luisy.errors import LuisyError
 from luisy.hashfile import CloudEntry, parts_file_path, read_parts_file
 from luisy.run import PreparedRun, prepare
 from luisy.runplan import RunPlan
+from luisy.versions import version_parts, versions_object
 from luisy_sync.conventions import format_bytes
+from luisy_sync.errors import ContainerNotFound, ManifestError
+from luisy_sync.manifest import read_json_object
+from luisy_sync.stores.base import Store
 
 CURRENT, OUTDATED, UNRECORDED, MISSING, NO_OUTPUT = "current", "outdated", "unrecorded", "missing", "-"
 """Local states: made by the current code / by other code / no hash recorded / absent /
@@ -100,11 +104,14 @@ def _cloud_state(entry: CloudEntry | None, downloadable: bool, current: str | No
 
 def task_statuses(prepared: PreparedRun, plan: RunPlan, recorded: Mapping[str, HashParts],
                   cloud: Mapping[str, CloudEntry] | None, downloadable: Mapping[str, CloudEntry],
-                  ) -> list[TaskStatus]:
+                  cloud_parts: Mapping[tuple[str, str], HashParts] | None = None) -> list[TaskStatus]:
     """The status of every task of ``prepared``'s graph under ``plan`` (pure but for the
-    sizes of local outputs). ``cloud``: the cloud entry used per output, i.e. its stored
-    version with the current code hash, else its latest upload (None: the cloud was not read);
-    ``downloadable``: the entries whose content can be fetched verified."""
+    sizes of local outputs). ``recorded``: the local record of the parts of each stored
+    hash; ``cloud``: the cloud entry used per output, i.e. its stored version with the
+    current code hash, else its latest upload (None: the cloud was not read);
+    ``downloadable``: the entries whose content can be fetched verified; ``cloud_parts``:
+    ``(key, code hash) -> parts`` of the versions in the cloud that carry them."""
+    known = _Known(recorded, cloud_parts or {})
     graph = prepared.graph
     stored = prepared.stored
     names = {t.task_id: str(t) for t in graph.tasks}
@@ -138,14 +145,27 @@ def task_statuses(prepared: PreparedRun, plan: RunPlan, recorded: Mapping[str, H
             action = KEEP
         reasons: tuple[Reason, ...] = ()
         if action in (RUN, RERUN, BLOCKED):
-            reasons = tuple(_reasons(task, prepared, recorded, entry, cloud is not None, action, names))
+            reasons = tuple(_reasons(task, prepared, known, entry, cloud is not None, action, names))
         out.append(TaskStatus(str(task), ref.key if ref else None, local, cloud_state, size,
                               entry.size if entry is not None and cloud_state != NONE else None,
                               action, reasons))
     return out
 
 
-def _reasons(task: luigi.Task, prepared: PreparedRun, recorded: Mapping[str, HashParts],
+@dataclass(frozen=True)
+class _Known:
+    """What earlier hashes were made of: the local record (per key, of its stored hash)
+    and the cloud's (per key and code hash)."""
+
+    local: Mapping[str, HashParts]
+    cloud: Mapping[tuple[str, str], HashParts]
+
+    def of(self, key: str, code_hash: str | None) -> HashParts | None:
+        """The parts of ``key``'s hash ``code_hash``: the local record first."""
+        return self.local.get(key) or (self.cloud.get((key, code_hash)) if code_hash else None)
+
+
+def _reasons(task: luigi.Task, prepared: PreparedRun, known: _Known,
              entry: CloudEntry | None, cloud_read: bool, action: str,
              names: Mapping[str, str]) -> list[Reason]:
     ref = prepared.graph.outputs[task]
@@ -156,7 +176,7 @@ def _reasons(task: luigi.Task, prepared: PreparedRun, recorded: Mapping[str, Has
         return [Reason(NEW_OUTPUT, str(task), "a task it requires runs")]
     now = prepared.parts.get(ref.key)
     if action == RERUN:
-        old = recorded.get(ref.key)
+        old = known.of(ref.key, prepared.stored.get(ref.key))
         if now is not None and old is not None:
             found = explain(old, now, name_of=names.get)
             if found:
@@ -166,7 +186,24 @@ def _reasons(task: luigi.Task, prepared: PreparedRun, recorded: Mapping[str, Has
                                              "no record of what the old hash was made of")]
     where = ("not local, and the cloud holds a copy made by other code" if entry is not None
              else "not local and not in the cloud" if cloud_read else "not local")
-    return [Reason(NEW_OUTPUT, ref.key, f"no output yet ({where})")]
+    reasons = [Reason(NEW_OUTPUT, ref.key, f"no output yet ({where})")]
+    if entry is not None and now is not None:  # why the cloud's copy is not the current one
+        old = known.cloud.get((ref.key, entry.code_hash))
+        reasons += explain(old, now, name_of=names.get) if old is not None else []
+    return reasons
+
+
+async def _version_parts(store: Store, projects: list[str]) -> dict[tuple[str, str], HashParts]:
+    """The parts the cloud's versions carry, of each project's index (one read each; an
+    index that cannot be read explains nothing)."""
+    out: dict[tuple[str, str], HashParts] = {}
+    for project in projects:
+        try:
+            doc, _etag = await read_json_object(store, versions_object(project))
+        except (ManifestError, ContainerNotFound):
+            continue
+        out.update(version_parts(doc))
+    return out
 
 
 def collect_status(root: luigi.Task, *, cloud: bool = True, remote: str | None = None,
@@ -188,9 +225,11 @@ def collect_status(root: luigi.Task, *, cloud: bool = True, remote: str | None =
         except LuisyError as exc:
             notes.append(f"cloud not checked: {exc}")
     downloadable = sync.plan_entries() if sync is not None else {}
+    cloud_parts = sync.session.call(_version_parts, sync.session.store(), sorted(prepared.graph.projects())
+                                    ) if sync is not None and sync.state.container_exists else {}
     plan = prepared.plan(downloadable if sync is not None else None, download=sync is not None)
     used = sync.state.used_entries(sync.is_dir) if sync is not None else None
-    tasks = task_statuses(prepared, plan, recorded, used, downloadable)
+    tasks = task_statuses(prepared, plan, recorded, used, downloadable, cloud_parts)
     return StatusReport(str(root), wd, sync.session.description if sync is not None else None,
                         tuple(tasks), tuple(notes))
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from luisy.codehash.parts import HashParts
 from luisy.errors import CloudHashError
 from luisy.hashfile import CloudEntry
 
@@ -75,12 +76,14 @@ def named_digests(versions: Versions) -> set[str]:
 
 
 def merge_versions(doc: Mapping[str, Any] | None, updates: Mapping[str, CloudEntry], now: float,
-                   where: str, *, named_only: bool = False) -> dict[str, Any]:
+                   where: str, *, named_only: bool = False,
+                   parts: Mapping[str, HashParts] | None = None) -> dict[str, Any]:
     """The index ``doc`` with the versions ``updates`` (key -> entry) added: a version
     already stored with the same content is left as it is (its upload time too), one
     with other content is replaced, and every other version is kept. ``named_only``:
     add only versions whose content other versions in ``doc`` name already (so the
-    content store holds it without an upload)."""
+    content store holds it without an upload). ``parts``: what each added version's
+    code hash is made of (key -> parts), kept with it to explain reruns."""
     current = parse_versions(doc, where)  # never overwrite an index we cannot read
     named = named_digests(current)
     raw: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (doc or {}).get("versions", {}).items()}
@@ -91,8 +94,24 @@ def merge_versions(doc: Mapping[str, Any] | None, updates: Mapping[str, CloudEnt
             continue
         value = entry.to_json()
         assert isinstance(value, dict), "versions name content"
-        raw.setdefault(key, {})[entry.code_hash] = {**value, "uploaded": now}
+        made_of = parts.get(key) if parts is not None else None
+        extra = {"parts": made_of.to_json()} if made_of is not None else {}
+        raw.setdefault(key, {})[entry.code_hash] = {**value, "uploaded": now, **extra}
     return {"format": VERSIONS_FORMAT, "versions": raw}
+
+
+def version_parts(doc: Mapping[str, Any] | None) -> dict[tuple[str, str], HashParts]:
+    """``(key, code hash) -> parts`` of the versions that carry them (a version uploaded
+    without, or with unreadable parts, has none: the parts only explain)."""
+    out: dict[tuple[str, str], HashParts] = {}
+    for key, by_hash in ((doc or {}).get("versions") or {}).items():
+        for code_hash, value in (by_hash if isinstance(by_hash, dict) else {}).items():
+            if isinstance(value, dict) and "parts" in value:
+                try:
+                    out[(key, code_hash)] = HashParts.from_json(value["parts"])
+                except ValueError:
+                    continue
+    return out
 
 
 def select_entry(latest: CloudEntry | None, stored: Mapping[str, CloudEntry] | None,

@@ -166,7 +166,7 @@ class CloudRun:
                                  if stored_after.get(o.key) == o.code_hash and os.path.exists(o.path)]
         outcome = upload(outputs, session=self.session, state=self.state,
                          progress=self.options.progress, concurrency=self.options.concurrency,
-                         replace=set(made))
+                         replace=set(made), parts=self.prepared.parts)
         self.outcomes["upload"] = outcome
         self.out(f"luisy: {outcome.summary_line()}")
         for key, reason in outcome.held:

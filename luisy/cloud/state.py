@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import anyio
 
 from luisy.cloud.session import CloudSession
+from luisy.codehash.parts import HashParts
 from luisy.errors import CloudHashError, CorruptCloudHash
 from luisy.hashfile import CloudEntry, hash_object, output_object, parse_cloud_hash, project_of
 from luisy.versions import Versions, cas_name, merge_versions, parse_versions, select_entry, versions_object
@@ -475,7 +476,8 @@ async def update_cloud_hash(store: Store, project: str, updates: Mapping[str, Cl
 
 async def update_versions(store: Store, project: str, updates: Mapping[str, CloudEntry], *,
                           ensure: Callable[[Versions], Awaitable[None]] | None = None,
-                          named_only: bool = False, policy: RetryPolicy | None = None) -> Versions:
+                          named_only: bool = False, parts: Mapping[str, HashParts] | None = None,
+                          policy: RetryPolicy | None = None) -> Versions:
     """Merge the versions ``updates`` (key -> entry) into ``project``'s versions index
     (read -> merge -> if-match write, see :func:`luisy.versions.merge_versions`, which
     also explains ``named_only``); returns the versions written. ``ensure``, when given,
@@ -492,7 +494,7 @@ async def update_versions(store: Store, project: str, updates: Mapping[str, Clou
 
     def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
         try:
-            return merge_versions(doc, frozen, now, where, named_only=named_only)
+            return merge_versions(doc, frozen, now, where, named_only=named_only, parts=parts)
         except CloudHashError as exc:
             raise CorruptCloudHash(where, exc.reason) from None
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from luisy.cloud.state import CloudState, each_project, read_versions, update_cloud_hash, update_versions
+from luisy.codehash.parts import HashParts
 from luisy.errors import CorruptCloudHash, NotRecorded
 from luisy.graph import Output, OutputRef
 from luisy.hashfile import CloudEntry, output_object, project_of
@@ -350,7 +351,8 @@ async def _place_views(store: Store, working_dir: str, local: Tree, placed: Mapp
 
 async def _record(store: Store, working_dir: str, local: Tree, plan: UploadPlan,
                   entries: Mapping[str, dict[str, CloudEntry]], transfer: Transfer,
-                  failed: list[tuple[str, str]], kept: list[tuple[str, str]]) -> int:
+                  failed: list[tuple[str, str]], kept: list[tuple[str, str]],
+                  parts: Mapping[str, HashParts] | None = None) -> int:
     """Name uploaded content in each project's versions index and cloud hash file (once
     per project each). Content this upload relied on without putting it, that the index
     no longer names when it is read (garbage collection), is uploaded before the write
@@ -375,7 +377,7 @@ async def _record(store: Store, working_dir: str, local: Tree, plan: UploadPlan,
                 for d in [d for d, p in ours.items() if p in gone]:
                     del ours[d]
 
-        await update_versions(store, project, updates, ensure=ensure, policy=transfer.policy)
+        await update_versions(store, project, updates, ensure=ensure, parts=parts, policy=transfer.policy)
         doc = await update_cloud_hash(store, project, updates, policy=transfer.policy)
         for key in [k for k, entry in updates.items() if doc.get(k) != entry.to_json()]:
             try:
@@ -416,12 +418,14 @@ async def read_versions_of(store: Store, projects: Iterable[str], state: CloudSt
 
 async def upload(store: Store, working_dir: str, outputs: Iterable[Output], state: CloudState, *,
                  replace: Collection[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-                 progress: Progress = None, dry_run: bool = False) -> OutputsReport:
+                 progress: Progress = None, dry_run: bool = False,
+                 parts: Mapping[str, HashParts] | None = None) -> OutputsReport:
     """Upload the ``outputs`` whose version is not stored yet (or whose path view needs a
     repair, see :func:`plan_uploads`), then name them in the versions indexes and the
     cloud hash files; ``state`` gets the versions read and the entries written.
     ``replace``: the keys that may replace intact cloud content of the same code hash
-    (None: all)."""
+    (None: all). ``parts``: what each output's code hash is made of, kept with its
+    version (key -> parts)."""
     started = time.monotonic()
     outputs = list(outputs)
     local = await scan_outputs(working_dir, [o.key for o in outputs])
@@ -456,7 +460,7 @@ async def upload(store: Store, working_dir: str, outputs: Iterable[Output], stat
         else:
             ok.setdefault(project_of(key), {})[key] = plan.entries[key]
     kept: list[tuple[str, str]] = []
-    again += await _record(store, working_dir, local, plan, ok, transfer, failed, kept)
+    again += await _record(store, working_dir, local, plan, ok, transfer, failed, kept, parts)
     latest = dict(kept)
     for updates in ok.values():
         for key, entry in updates.items():

@@ -21,6 +21,7 @@ from luisy.cloud.state import CloudState, cache_of
 from luisy.cloud.sync import OutputsReport, Progress, nothing, refresh_cloud_hashes
 from luisy.cloud.sync import download as download_outputs
 from luisy.cloud.sync import upload as upload_outputs
+from luisy.codehash.parts import HashParts
 from luisy.config import Config, add_working_dir
 from luisy.errors import CloudError
 from luisy.gcplan import GcPlan
@@ -109,18 +110,20 @@ def outputs_of(items: Iterable[luigi.Task | str | Output], *, session: CloudSess
 def upload(items: Iterable[luigi.Task | str | Output], *, session: CloudSession | None = None,
            state: CloudState | None = None, hashes: Mapping[str, str] | None = None,
            replace: Collection[str] | None = None, progress: Progress = None, dry_run: bool = False,
-           concurrency: int = DEFAULT_CONCURRENCY) -> OutputsReport:
+           concurrency: int = DEFAULT_CONCURRENCY,
+           parts: Mapping[str, HashParts] | None = None) -> OutputsReport:
     """Upload the outputs of luisy tasks, output keys or :class:`Output` records whose hash
     or content differs from the cloud, then update each project's cloud hash file once
     (read -> merge -> conditional write). ``replace``: the keys that may replace an intact
-    cloud copy of the same code hash (None: all; see ``sync.plan_uploads``)."""
+    cloud copy of the same code hash (None: all; see ``sync.plan_uploads``). ``parts``:
+    what each output's code hash is made of (kept with its version, for ``luisy status``)."""
     session = session or current_session()
     outputs = outputs_of(items, session=session, hashes=hashes)
     if state is None:
         state = read_state({project_of(o.key) for o in outputs}, session=session)
     outcome = session.call(upload_outputs, session.store(), Config().working_dir, outputs, state,
                            replace=replace, concurrency=concurrency, progress=progress,
-                           dry_run=dry_run)
+                           dry_run=dry_run, parts=parts)
     cache = cache_of(session)
     hashes = {o.key: o.code_hash for o in outputs}
     kept = dict(outcome.kept)

@@ -138,6 +138,9 @@ def test_status_names_the_reason_for_every_kind_of_change(project, remote, tmp_p
     assert other["Raw"]["action"] == "download"
     assert (other["Double"]["cloud"], other["Double"]["action"]) == ("other", "run")
     assert "made by other code" in other["Double"]["reasons"][0]["text"]
+    # ... and why the cloud's copy is not the current one: its parts are kept with its version
+    assert reasons(other["Double"])[1:] == [("helper", "FACTOR")]
+    assert reasons(other["Table"])[1:] == [("code", "Table"), ("package", "pandas")]
 
 
 def test_status_changes_nothing_and_can_skip_the_cloud(project, local_remote, tmp_path) -> None:

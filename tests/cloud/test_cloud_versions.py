@@ -349,7 +349,7 @@ def test_distributed_lookups_find_an_older_version(pipeline, run_log, local_remo
     entry = share.current_entry(v2.Final(), fresh=True)
     versions = _store_call(_read_json, versions_object("cloudproj"))["versions"]
     assert entry is not None and entry.to_json() == {k: v for k, v in versions[FINAL][entry.code_hash].items()
-                                                     if k != "uploaded"}
+                                                     if k not in ("uploaded", "parts")}
     assert share.fetch([v2.Final()]) == [FINAL]
     assert v2.Final().read() == {"sum": 20, "rows": 5}
     assert json.loads((wd / "cloudproj" / ".luisy.hash").read_text())[FINAL] == entry.code_hash
@@ -418,3 +418,15 @@ def test_two_processes_upload_two_versions_at_once(pipeline, run_log, remote, tm
         for key in (FINAL, DOUBLE):
             digest = hash_bytes((tmp_path / wd / key.lstrip("/")).read_bytes())
             assert versions[key][recorded[key]]["digest"] == digest
+
+
+def test_a_new_version_keeps_the_parts_of_its_hash_and_bad_parts_explain_nothing():
+    from luisy.codehash import CodePart, HashParts
+    from luisy.versions import version_parts
+
+    parts = HashParts(CodePart("p.tasks.X", "class", "p/tasks.py", D1), packages=("pandas==2.0.0",))
+    doc = merge_versions(None, {FILE: _entry("h1", D1)}, 100.0, "x", parts={FILE: parts})
+    assert version_parts(doc) == {(FILE, "h1"): parts}
+    assert parse_versions(doc, "x")[FILE]["h1"] == _entry("h1", D1)  # planning ignores the parts
+    doc["versions"][FILE]["h1"]["parts"] = {"task": "not a part"}
+    assert version_parts(doc) == {} and version_parts(None) == {}
