@@ -2,6 +2,7 @@
 results are in the cloud, with ``--download``, against recomputing them, in the same run.
 
     python -m benchmarks.branch_switch [--n-rows 200000] [--azurite --latency-ms 10]
+    python -m benchmarks --only branch      # the same, as rows of the suite (local remote)
 
 The example pipeline is copied into a temporary package (so its code can change). Machine
 a runs it on code v2 with ``--upload``; machine b changes ``summarize`` (v3: LabelStats,
@@ -73,6 +74,36 @@ def run(root: Path, env: dict[str, str], n_rows: int) -> dict[str, tuple[float, 
     steps["back to v2: --download (fresh machine)"] = _step(src, env, root / "c", n_rows, "--download")
     steps["back to v2: recompute (fresh machine)"] = _step(src, env, root / "d", n_rows)
     return steps
+
+
+def figure(n_rows: int, reps: int) -> list[dict]:
+    """Rows for ``python -m benchmarks``: the switch back with ``--download`` (ours) and
+    the recompute (the baseline) on a local directory remote, min of ``reps`` runs."""
+    from benchmarks.report import row
+
+    name = f"branch switch back to v2, example pipeline {n_rows} rows (local remote)"
+    times: dict[str, list[float]] = {"switch": [], "recompute": []}
+    ran: dict[str, int] = {}
+    error = None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LUISY_", "AZURE_STORAGE"))}
+    for _ in range(reps):
+        root = Path(tempfile.mkdtemp(prefix="luisy-branch-"))
+        try:
+            steps = run(root, {**env, "LUISY_REMOTE": (root / "remote").as_uri()}, n_rows)
+        except RuntimeError as exc:
+            error = str(exc).splitlines()[0]
+            break
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        for what, step in (("switch", "back to v2: --download (fresh machine)"),
+                           ("recompute", "back to v2: recompute (fresh machine)")):
+            times[what].append(steps[step][0])
+            ran[what] = steps[step][1]
+    best = {k: (min(v) if v and error is None else None) for k, v in times.items()}
+    return [row("branch", name, "luisy --download (versions in the cloud)", best["switch"], times["switch"],
+                error, role="ours", unit="tasks", tasks_run=ran.get("switch")),
+            row("branch", name, "recompute (no cloud)", best["recompute"], times["recompute"], error,
+                role="baseline", unit="tasks", tasks_run=ran.get("recompute"))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,13 +12,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from benchmarks import figures, scale, throttle, workloads
+from benchmarks import branch_switch, figures, scale, throttle, workloads
 from benchmarks.azurite import start_azurite
 from benchmarks.clients import BASELINE, CLIENT_MODULES, OURS
 from benchmarks.processes import ProxyProcess, Worker, remove_tree
 from benchmarks.report import add_ratios, evaluate_targets, row
 
-SECTIONS = ("W1", "W2", "W3", "throttle", "hash", "recheck", "noop", "scale", "codehash",
+SECTIONS = ("W1", "W2", "W3", "throttle", "hash", "recheck", "noop", "scale", "codehash", "branch",
             "scale-azurite-100k")
 ON_REQUEST = {"scale-azurite-100k"}
 """Sections that run only when ``--only`` names them (too long for the default run)."""
@@ -205,6 +205,9 @@ def run(opts: Options, log=print) -> dict:
         if opts.wants("codehash"):
             log("codehash: code hashing of generated pipelines")
             rows += figures.codehash(workloads.PIPELINE_SIZES[opts.size], opts.reps)
+        if opts.wants("branch"):
+            log("branch: a branch switch with --download against a recompute")
+            rows += branch_switch.figure(20_000 if opts.quick else 2_000_000, opts.reps)
     finally:
         if bench:
             bench.close()
