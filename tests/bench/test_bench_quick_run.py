@@ -26,7 +26,10 @@ def test_quick_run_completes_and_writes_results(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "latest.json").read_text())
     groups = {r["group"] for r in results["rows"]}
-    assert groups == {"transfer", "throttle", "hash", "recheck", "noop", "scale", "codehash"}
+    assert groups == {"transfer", "throttle", "hash", "recheck", "noop", "scale", "codehash", "branch"}
+    branch = [r for r in results["rows"] if r["group"] == "branch"]
+    assert all(r["error"] is None and r["seconds"] > 0 for r in branch), branch
+    assert {r["role"]: r["tasks_run"] for r in branch} == {"ours": 0, "baseline": 7}  # the switch runs nothing
     figures = {r["figure"] for r in results["rows"] if r["group"] == "transfer"}
     assert figures == {f"{w} {op} @{rtt} ms" for w in ("W1", "W2", "W3")
                        for op in ("upload", "download") for rtt in (0, 20)}
