@@ -19,6 +19,7 @@ import anyio
 
 from luisy_sync.conventions import MANIFEST_NAME, object_name
 from luisy_sync.download import remove_stale_temps
+from luisy_sync.gcpause import with_fewer_full_collections
 from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncFailed, UnsafePathError
 from luisy_sync.manifest import (manifest_entries, read_json_object,
                                  update_manifest)
@@ -120,6 +121,7 @@ def _finish(report: Report, raise_on_failure: bool) -> Report:
     return report
 
 
+@with_fewer_full_collections
 async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = None, *, prefix: str = "",
                include: Sequence[str] | str | None = None, exclude: Sequence[str] | str | None = None,
                paths: Iterable[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
@@ -208,6 +210,7 @@ async def _manifest_before(store: Store, name: str, policy: RetryPolicy | None
     return doc, etag
 
 
+@with_fewer_full_collections
 async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, prefix: str = "",
                paths: Iterable[str] | None = None, include: Sequence[str] | str | None = None,
                exclude: Sequence[str] | str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
