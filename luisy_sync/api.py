@@ -13,7 +13,8 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import anyio
 
@@ -38,6 +39,8 @@ from luisy_sync.tree import Tree
 
 __all__ = ["push", "pull", "upload_paths", "download_paths", "Transfer", "TransferResult"]
 
+A = TypeVar("A")
+B = TypeVar("B")
 StoreArg = Store | str | None
 CacheArg = StatCache | NullStatCache | bool | None
 
@@ -84,6 +87,27 @@ async def _listing(store: Store, prefix: str, policy: RetryPolicy | None) -> lis
                                      describe=f"list {store.url}")
     except ContainerNotFound:
         return None
+
+
+async def _both(first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]]) -> tuple[A, B]:
+    """Run ``first()`` and ``second()`` concurrently; an error of either cancels the other and
+    is raised as it is (the first one's error when both fail)."""
+    results: dict[int, Any] = {}
+    errors: dict[int, BaseException] = {}
+
+    async def run(key: int, fn: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            results[key] = await fn()
+        except Exception as exc:
+            errors[key] = exc
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, 0, first)
+        tg.start_soon(run, 1, second)
+    if errors:
+        raise errors[min(errors)]
+    return results[0], results[1]
 
 
 def _without(tree: Tree, names: Iterable[str | None]) -> Tree:
@@ -144,17 +168,22 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
     started = time.monotonic()
     paths = None if paths is None else list(paths)
     left_out: list[str] = []
-    local = await _local_tree(tree_or_dir, include, exclude, paths, cache, left_out)
-    if manifest and manifest in local:
-        left_out.append(manifest)
-    local = _without(local, [manifest])
-    if local.root is None:
+    if isinstance(tree_or_dir, Tree) and tree_or_dir.root is None:
         raise SyncError("push needs a Tree with a root directory (Tree.root); scan the directory first")
     async with _resolved_store(store) as target:
-        before: Any = None  # the manifest as read BEFORE the listing (see update_manifest)
-        if manifest and not dry_run:
-            before = await _manifest_before(target, object_name(prefix, manifest), policy)
-        listing = await _listing(target, prefix, policy)
+        async def remote_side() -> tuple[Any, list[ObjectInfo] | None]:
+            before: Any = None  # the manifest as read BEFORE the listing (see update_manifest)
+            if manifest and not dry_run:
+                before = await _manifest_before(target, object_name(prefix, manifest), policy)
+            return before, await _listing(target, prefix, policy)
+
+        # The scan (walk, stat cache, hashing) and the store's manifest and listing overlap.
+        local, (before, listing) = await _both(
+            partial(_local_tree, tree_or_dir, include, exclude, paths, cache, left_out), remote_side)
+        if manifest and manifest in local:
+            left_out.append(manifest)
+        local = _without(local, [manifest])
+        assert local.root is not None  # a scan always sets it
         remote = _without(remote_tree(listing or [], prefix), [manifest])
         plan = plan_push(local, remote, paths)
         _raise_refused(plan, "uploaded")
