@@ -61,7 +61,7 @@ def temp_path(final: str, *, keep_ext: bool = False) -> str:
 
 def is_temp_name(name: str) -> bool:
     """Whether the base name ``name`` is one of our temp files."""
-    return TEMP_NAME.match(name) is not None
+    return TEMP_MARKER in name and TEMP_NAME.match(name) is not None
 
 
 def temp_base(name: str) -> str | None:
