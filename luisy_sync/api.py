@@ -35,7 +35,7 @@ from luisy_sync.statcache import NullStatCache, StatCache, open_default_cache
 from luisy_sync.stores.base import ObjectInfo, Store
 from luisy_sync.transfer import (DEFAULT_BLOCK_SIZE, DEFAULT_CONCURRENCY, Transfer, TransferResult,
                                  download_paths, upload_paths)
-from luisy_sync.tree import Tree
+from luisy_sync.tree import FileEntry, Tree
 
 __all__ = ["push", "pull", "upload_paths", "download_paths", "Transfer", "TransferResult"]
 
@@ -200,11 +200,11 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                             progress=make_progress(progress), adaptive=adaptive)
         result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
                                     transfer=transfer)
+        present = [(p, local[p]) for p in sorted([*result.done, *plan.skip])]
         if manifest:
-            present = sorted([*result.done, *plan.skip])
             extra = manifest_extra or {}
-            updates = {p: {"digest": local[p].digest, "size": local[p].size, **extra.get(p, {})}
-                       for p in present}
+            updates = {p: {"digest": e.digest, "size": e.size, **extra[p]} if p in extra
+                       else {"digest": e.digest, "size": e.size} for p, e in present}
             if updates:
                 async def stored() -> Tree:  # re-listed per later manifest attempt
                     objects = await call_with_retry(target.list, _list_dir(prefix), policy=policy,
@@ -214,13 +214,14 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                 # First attempt: the manifest read before the listing, and the listing plus
                 # what this push committed since (a concurrent push that wrote the manifest
                 # in between makes the conditional write fail, and the retry re-reads both).
-                view = dict(remote.items())
-                view.update((p, local[p]) for p in result.done)
+                view: Mapping[str, FileEntry] = remote
+                if result.done:
+                    view = dict(remote.items())
+                    view.update((p, local[p]) for p in result.done)
                 await update_manifest(target, object_name(prefix, manifest), updates, policy=policy,
                                       stored=stored, initial=before, first_stored=view)
-        shared = {p: local[p].digest for p in [*result.done, *plan.skip]}
         await anyio.to_thread.run_sync(
-            record_synced, local.root, {p: d for p, d in shared.items() if d is not None})
+            record_synced, local.root, {p: e.digest for p, e in present if e.digest is not None})
     report = dataclasses.replace(_report("push", plan, result, started),
                                  left_out=tuple(sorted(left_out)))
     return _finish(report, raise_on_failure)
