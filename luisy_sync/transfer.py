@@ -43,6 +43,8 @@ BATCH_FILE_MAX = 1 * 2 ** 20
 """Files up to this size move in batches: one thread call reads (or writes) many of them."""
 BATCH_BYTES = 4 * 2 ** 20
 BATCH_FILES = 64
+BATCH_STORE_WORKERS = 4
+"""Batches in flight at once for a store with batch calls (``put_many``/``get_many``)."""
 
 Item = tuple[str, FileEntry]
 BatchMove = Callable[[list[Item]], Awaitable[list[BaseException | None]]]
@@ -225,7 +227,7 @@ class Transfer:
                     tg.start_soon(single_worker)
                 if small:  # a batch store: 4 batches at once keep both cores in the kernel's file calls
                     per_batch = self._batch_files(batch_store)
-                    count = 4 if batch_store else min(4, max(2, -(-self.workers // per_batch) + 1))
+                    count = BATCH_STORE_WORKERS if batch_store else min(4, max(2, -(-self.workers // per_batch) + 1))
                     for _ in range(count):
                         tg.start_soon(batch_worker)
         finally:
