@@ -45,6 +45,8 @@ BATCH_BYTES = 4 * 2 ** 20
 BATCH_FILES = 64
 BATCH_STORE_WORKERS = 4
 """Batches in flight at once for a store with batch calls (``put_many``/``get_many``)."""
+BATCH_WORKERS_MAX = 8
+"""The most batches in flight at once for a store without batch calls (one request per file)."""
 
 Item = tuple[str, FileEntry]
 BatchMove = Callable[[list[Item]], Awaitable[list[BaseException | None]]]
@@ -227,7 +229,11 @@ class Transfer:
                     tg.start_soon(single_worker)
                 if small:  # a batch store: 4 batches at once keep both cores in the kernel's file calls
                     per_batch = self._batch_files(batch_store)
-                    count = BATCH_STORE_WORKERS if batch_store else min(4, max(2, -(-self.workers // per_batch) + 1))
+                    # Otherwise enough batches for twice the request slots, plus one: a batch
+                    # finishes with its slowest file (one told to retry after a second, say),
+                    # and the others keep every slot busy meanwhile.
+                    count = BATCH_STORE_WORKERS if batch_store else min(
+                        BATCH_WORKERS_MAX, max(2, -(-2 * self.workers // per_batch) + 1))
                     for _ in range(count):
                         tg.start_soon(batch_worker)
         finally:
