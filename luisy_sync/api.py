@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
 from functools import partial
@@ -25,16 +26,17 @@ from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncF
 from luisy_sync.manifest import (manifest_entries, read_json_object,
                                  update_manifest)
 from luisy_sync.paths import safe_relpath
-from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts
+from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts, same_content
 from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.syncrecord import read_sync_record, record_synced
 from luisy_sync.report import Report
 from luisy_sync.retry import RetryPolicy, call_with_retry
-from luisy_sync.scan import PathFilter, remote_tree, scan, tree_from_paths
+from luisy_sync.scan import (Candidate, PathFilter, _real_root, _split_hits, _walk, default_hash_limiter,
+                             hash_candidates, remote_tree, scan, tree_from_paths)
 from luisy_sync.statcache import NullStatCache, StatCache, open_default_cache
 from luisy_sync.stores.base import ObjectInfo, Store
 from luisy_sync.transfer import (DEFAULT_BLOCK_SIZE, DEFAULT_CONCURRENCY, Transfer, TransferResult,
-                                 download_paths, upload_paths)
+                                 download_paths, upload_paths, upload_stream)
 from luisy_sync.tree import FileEntry, Tree
 
 __all__ = ["push", "pull", "upload_paths", "download_paths", "Transfer", "TransferResult"]
@@ -177,29 +179,38 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                 before = await _manifest_before(target, object_name(prefix, manifest), policy)
             return before, await _listing(target, prefix, policy)
 
-        # The scan (walk, stat cache, hashing) and the store's manifest and listing overlap.
-        local, (before, listing) = await _both(
-            partial(_local_tree, tree_or_dir, include, exclude, paths, cache, left_out), remote_side)
-        if manifest and manifest in local:
-            left_out.append(manifest)
-        local = _without(local, [manifest])
-        assert local.root is not None  # a scan always sets it
-        remote = _without(remote_tree(listing or [], prefix), [manifest])
-        plan = plan_push(local, remote, paths)
-        _raise_refused(plan, "uploaded")
-        if dry_run:
-            return dataclasses.replace(_dry_report(plan, started), left_out=tuple(sorted(left_out)))
-        if isinstance(before, ManifestError):
-            if plan.upload:  # refuse a corrupt manifest before uploading anything
-                raise before
-            before = None
-        if listing is None:
-            await call_with_retry(target.ensure_container, True, policy=policy,
-                                  describe=f"create {target.url}")
-        transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
+        def make_transfer() -> Transfer:
+            return Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
                             progress=make_progress(progress), adaptive=adaptive)
-        result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
-                                    transfer=transfer)
+
+        if not isinstance(tree_or_dir, Tree) and paths is None and not dry_run:
+            local, remote, before, plan, result = await _push_pipelined(
+                target, os.fspath(tree_or_dir), include, exclude, cache, left_out, manifest, prefix,
+                policy, remote_side, make_transfer)
+        else:
+            # The scan (walk, stat cache, hashing) and the store's manifest and listing overlap.
+            local, (before, listing) = await _both(
+                partial(_local_tree, tree_or_dir, include, exclude, paths, cache, left_out), remote_side)
+            if manifest and manifest in local:
+                left_out.append(manifest)
+            local = _without(local, [manifest])
+            assert local.root is not None  # a scan always sets it
+            remote = _without(remote_tree(listing or [], prefix), [manifest])
+            plan = plan_push(local, remote, paths)
+            _raise_refused(plan, "uploaded")
+            if dry_run:
+                return dataclasses.replace(_dry_report(plan, started), left_out=tuple(sorted(left_out)))
+            if isinstance(before, ManifestError):
+                if plan.upload:  # refuse a corrupt manifest before uploading anything
+                    raise before
+                before = None
+            if listing is None:
+                await call_with_retry(target.ensure_container, True, policy=policy,
+                                      describe=f"create {target.url}")
+            result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
+                                        transfer=make_transfer())
+        root = local.root
+        assert root is not None  # a scan always sets it
         present = [(p, local[p]) for p in sorted([*result.done, *plan.skip])]
         if manifest:
             extra = manifest_extra or {}
@@ -221,10 +232,90 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                 await update_manifest(target, object_name(prefix, manifest), updates, policy=policy,
                                       stored=stored, initial=before, first_stored=view)
         await anyio.to_thread.run_sync(
-            record_synced, local.root, {p: e.digest for p, e in present if e.digest is not None})
+            record_synced, root, {p: e.digest for p, e in present if e.digest is not None})
     report = dataclasses.replace(_report("push", plan, result, started),
                                  left_out=tuple(sorted(left_out)))
     return _finish(report, raise_on_failure)
+
+
+async def _push_pipelined(target: Store, root: str, include: Any, exclude: Any, cache: CacheArg,
+                          left_out: list[str], manifest: str | None, prefix: str,
+                          policy: RetryPolicy | None,
+                          remote_side: Callable[[], Awaitable[tuple[Any, list[ObjectInfo] | None]]],
+                          make_transfer: Callable[[], Transfer]
+                          ) -> tuple[Tree, Tree, Any, Plan, TransferResult]:
+    """The scan and upload of a push of a whole directory, uploads starting while the scan
+    still hashes. Returns ``(local, remote, manifest before, plan, result)``.
+
+    The walk overlaps the manifest read and the listing. Files the stat cache knows, and
+    files whose store copy has their size and a digest (whether they move depends on
+    theirs), are settled first; refused names and a corrupt manifest (hashing everything
+    first then) are raised before anything is uploaded, as in a scan-then-plan push. Every
+    other file moves anyway: each hashed batch of those joins the transfer as soon as it
+    is hashed, each file still verified against the digest it was hashed with.
+    """
+    abs_root, real_root = _real_root(root)
+    pfilter = PathFilter(include, exclude)
+    limiter = default_hash_limiter()
+    with _resolved_cache(cache) as stat_cache:
+        async def walk() -> tuple[dict[str, FileEntry], list[Candidate]]:
+            found = await anyio.to_thread.run_sync(_walk, abs_root, real_root, "", abs_root, pfilter,
+                                                   False, left_out)
+            if manifest and any(c[0] == manifest for c in found):
+                left_out.append(manifest)
+                found = [c for c in found if c[0] != manifest]
+            return await anyio.to_thread.run_sync(_split_hits, found, stat_cache, limiter=limiter)
+
+        (hits, misses), (before, listing) = await _both(walk, remote_side)
+        remote = _without(remote_tree(listing or [], prefix), [manifest])
+        corrupt = isinstance(before, ManifestError)
+
+        def moves_anyway(rel: str, size: int) -> bool:
+            theirs = remote.get(rel)
+            return theirs is None or theirs.digest is None or theirs.size != size
+
+        later = [] if corrupt else [c for c in misses if moves_anyway(c[0], c[2].st_size)]
+        entries: dict[str, FileEntry | None] = dict(hits)
+        first = misses if corrupt else [c for c in misses if not moves_anyway(c[0], c[2].st_size)]
+        if first:
+            entries.update(await hash_candidates(first, stat_cache, limiter))
+        known = {p: e for p, e in entries.items() if e is not None}
+        shape = dict(known)
+        shape.update((rel, FileEntry(st.st_size, None, st.st_mtime_ns)) for rel, _, st in later)
+        settled = Tree(shape, root=abs_root)
+        outline = plan_push(settled, remote)  # what moves (digests aside)
+        _raise_refused(outline, "uploaded")
+        if corrupt:
+            if outline.upload:  # refuse a corrupt manifest before uploading anything
+                raise before
+            before = None
+        if listing is None:
+            await call_with_retry(target.ensure_container, True, policy=policy,
+                                  describe=f"create {target.url}")
+        send, chunks = anyio.create_memory_object_stream[list[tuple[str, FileEntry]]](math.inf)
+        send.send_nowait([(p, known[p]) for p in outline.upload if p in known])
+
+        def hashed(batch: dict[str, FileEntry | None]) -> None:
+            entries.update(batch)
+            send.send_nowait([(p, e) for p, e in batch.items() if e is not None and (
+                (theirs := remote.get(p)) is None or not same_content(e, theirs))])
+
+        async def hash_later() -> None:
+            with send:
+                if later:
+                    await hash_candidates(later, stat_cache, limiter, on_batch=hashed)
+
+        async def upload() -> TransferResult:
+            with chunks:
+                return await upload_stream(target, abs_root, outline.files_to_transfer,
+                                           outline.bytes_to_transfer, chunks, prefix=prefix,
+                                           transfer=make_transfer())
+
+        _, result = await _both(hash_later, upload)
+    if not later:  # nothing was hashed meanwhile: the outline is the plan
+        return settled, remote, before, outline, result
+    local = Tree({p: e for p, e in entries.items() if e is not None}, root=abs_root)
+    return local, remote, before, plan_push(local, remote), result
 
 
 async def _manifest_before(store: Store, name: str, policy: RetryPolicy | None

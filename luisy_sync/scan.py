@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import stat as stat_mod
-from typing import Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 
 import anyio
 
@@ -49,7 +49,9 @@ _BATCH_BYTES = 16 * 1024 * 1024
 _BATCH_FILES = 256
 
 Cache = StatCache | NullStatCache
-_Candidate = tuple[str, str, os.stat_result]  # relative path, absolute path, stat
+Candidate = tuple[str, str, os.stat_result]
+"""A walked file: (relative path, absolute path, stat)."""
+_Candidate = Candidate
 
 
 def default_hash_limiter() -> anyio.CapacityLimiter:
@@ -262,19 +264,34 @@ async def _digest_all(candidates: list[_Candidate], cache: Cache | Literal[False
     limiter = limiter if limiter is not None else default_hash_limiter()
     hits, misses = await anyio.to_thread.run_sync(_split_hits, candidates, cache, limiter=limiter)
     results: dict[str, FileEntry | None] = dict(hits)
-    if not misses:
-        return results
+    if misses:
+        results.update(await hash_candidates(misses, cache, limiter))
+    return results
+
+
+async def hash_candidates(candidates: list[_Candidate], cache: Cache, limiter: anyio.CapacityLimiter,
+                          on_batch: Callable[[dict[str, FileEntry | None]], None] | None = None
+                          ) -> dict[str, FileEntry | None]:
+    """Hash walked files (largest first, small ones in batches, concurrently under
+    ``limiter``), record them in ``cache`` and flush it; FileEntry per file (None for one
+    that vanished). ``on_batch`` sees each batch's entries as soon as they are hashed.
+    The first error cancels the rest and is raised."""
+    results: dict[str, FileEntry | None] = {}
     errors: list[BaseException] = []
 
     async def work(batch: list[_Candidate]) -> None:
         try:
-            results.update(await anyio.to_thread.run_sync(_hash_batch, batch, cache, limiter=limiter))
+            done = await anyio.to_thread.run_sync(_hash_batch, batch, cache, limiter=limiter)
         except Exception as exc:  # first failure cancels the rest, re-raised below
             errors.append(exc)
             tg.cancel_scope.cancel()
+            return
+        results.update(done)
+        if on_batch is not None:
+            on_batch(done)
 
     async with anyio.create_task_group() as tg:
-        for batch in _batches(misses):
+        for batch in _batches(candidates):
             tg.start_soon(work, batch)
     await anyio.to_thread.run_sync(cache.flush, limiter=limiter)
     if errors:
