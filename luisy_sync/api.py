@@ -170,8 +170,11 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
     started = time.monotonic()
     paths = None if paths is None else list(paths)
     left_out: list[str] = []
-    if isinstance(tree_or_dir, Tree) and tree_or_dir.root is None:
-        raise SyncError("push needs a Tree with a root directory (Tree.root); scan the directory first")
+    if isinstance(tree_or_dir, Tree):
+        if tree_or_dir.root is None:
+            raise SyncError("push needs a Tree with a root directory (Tree.root); scan the directory first")
+    else:
+        _real_root(tree_or_dir)  # a missing directory fails before the store is opened
     async with _resolved_store(store) as target:
         async def remote_side() -> tuple[Any, list[ObjectInfo] | None]:
             before: Any = None  # the manifest as read BEFORE the listing (see update_manifest)

@@ -109,3 +109,8 @@ async def test_a_second_push_without_a_stat_cache_uploads_only_what_changed(tmp_
     assert sorted(report.uploaded) == ["d1/f0001.bin", "new.bin"]
     assert len(report.skipped) == len(files) - 1
     assert (await store.get_range("d1/f0001.bin")) == b"y" * 100
+
+
+async def test_a_missing_directory_fails_before_the_store_is_opened(tmp_path: Path) -> None:
+    with pytest.raises(SyncError, match="does not exist"):
+        await push(tmp_path / "nope", "bogus-scheme://nowhere")
