@@ -7,7 +7,8 @@ changed (no-op) and ``luisy_sync pull`` into an empty directory. Local baselines
 the same run: ``rclone copy --transfers 32`` and ``cp -r`` (push = copy the tree into
 a store directory, pull = copy it back out, no-op = rclone copy again). Every command
 is timed as a whole process (start-up included) with its own user + system CPU and
-peak RSS from ``wait4``. Azurite takes ~3 ms per small file on 2 cores, so its 100k
+peak RSS from ``wait4``, after ``os.sync()`` and a 1 s pause (each command starts on a
+settled file system). Azurite takes ~3 ms per small file on 2 cores, so its 100k
 rows (~12 minutes) run only when asked for (``--only scale,scale-azurite-100k``); the first pushes have no warm stat cache. 10k and 100k run in
 the same run, so the rows show how time, CPU and memory grow with the file count.
 """
@@ -34,6 +35,7 @@ SMALL = 4 * KiB
 FOLDERS = 100
 SIZES = {"full": ((10_000, 100_000), 4 * GiB), "quick": ((500, 1_500), 32 * MiB)}
 TIMEOUT = 1800.0
+SETTLE_S = 1.0
 
 
 def generate_many(root: str, count: int, size: int = SMALL) -> str:
@@ -60,7 +62,13 @@ def generate_big(root: str, size: int) -> str:
 
 def timed_process(cmd: list[str], env: dict[str, str]) -> dict:
     """Run ``cmd`` to completion: wall seconds, CPU seconds and peak RSS of that process
-    (and its children) from ``wait4``; ``error`` is its last stderr line on failure."""
+    (and its children) from ``wait4``; ``error`` is its last stderr line on failure.
+
+    The file system is settled first (``os.sync()`` and a short pause), so that no command
+    pays for the writeback of what the previous one wrote, or the discards of what was
+    deleted before it (ext4 mounted with ``discard`` commits those with the next writes)."""
+    os.sync()
+    time.sleep(SETTLE_S)
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err,

@@ -1,17 +1,29 @@
 """Adaptive concurrency: one request budget that finds what the server allows.
 
 ``AimdLimit`` is the pure rule (no clock, no IO), additive increase / multiplicative
-decrease in the spirit of TCP congestion control and Netflix's concurrency-limits:
+decrease in the spirit of TCP congestion control and Netflix's concurrency-limits, with
+a memory of where the server started to throttle:
 
-- a request that succeeded while the limit was in use, with a latency not much above
-  the best seen recently (latency is flat: no queue is building up at the server),
-  raises the limit by ``1 / limit`` (about +1 per round of requests); until the first
-  throttle ("slow start") it raises it by 1 (doubling per round);
-- a throttled request (429, 503, a timeout) halves the limit, at most once per round:
-  throttles of requests that started before the last decrease are not counted again;
-  the limit it had then is remembered, and growth back up to it is additive while
-  growth beyond it is eight times slower (a careful probe of a known ceiling);
-- the limit stays within ``[floor, cap]``; ``cap`` is the caller's ``concurrency=``.
+- until the first throttle ("slow start") a request that succeeded while the limit was
+  in use, with a latency not much above the best seen recently (flat latency: no queue
+  is building up at the server), raises the limit by 1 (doubling per round);
+- from then on the limit holds at the highest level known to run without throttles
+  (``safe``) for ``hold`` rounds of requests (``first_hold`` after a halving), then
+  probes one step above it; a probe that lasts ``hold`` rounds without a throttle
+  becomes the new safe level, and the next probe follows one round later (about +1 per
+  round: additive increase);
+- a throttled request (429, 503, a timeout) of a probe puts the limit back to the safe
+  level (no halving: the server's cliff is just above it) and makes ``hold`` four
+  times longer, up to ``max_hold`` rounds, so a server that sheds everything beyond a
+  fixed number in flight is probed ever more rarely (each probe costs one request its
+  ``Retry-After``);
+- a throttle at or below the safe level (the first one, or the server got busier)
+  halves the limit, which becomes the new safe level (a throttled request's
+  ``Retry-After`` holds up the batch of files it belongs to, so a few probes soon after
+  a halving cost more than a slower return to the server's cliff);
+- at most one change per round: throttles of requests that started before the last
+  change are not counted again; the limit stays within ``[floor, cap]``; ``cap`` is
+  the caller's ``concurrency=``.
 
 ``AdaptiveLimiter`` applies it to a dynamic ``anyio.CapacityLimiter`` and is what a
 ``Transfer`` uses by default; the retry policy still sleeps each throttled request's
@@ -40,7 +52,7 @@ def is_throttle(error: BaseException) -> bool:
 
 @dataclass
 class AimdLimit:
-    """The AIMD rule (see the module docstring); ``value`` is the current limit."""
+    """The rule (see the module docstring); ``value`` is the current limit."""
 
     cap: int
     initial: int = 8
@@ -48,14 +60,22 @@ class AimdLimit:
     tolerance: float = 2.0
     """A latency up to ``tolerance`` times the best recent one counts as flat."""
     backoff: float = 0.5
+    first_hold: int = 8
+    """Rounds a limit is held after a halving before the first probe above it."""
+    max_hold: int = 256
+    """The most rounds a limit is held below a probe that was throttled."""
     value: float = field(init=False)
     best_latency: float | None = field(init=False, default=None)
     epoch: int = field(init=False, default=0)
     """Bumped on every decrease; a request remembers the epoch it started in."""
     decreases: int = field(init=False, default=0)
     slow_start: bool = field(init=False, default=True)
-    ceiling: float | None = field(init=False, default=None)
-    """The limit at the last throttle."""
+    safe: float | None = field(init=False, default=None)
+    """The highest limit known to run without throttles (None until the first throttle)."""
+    hold: int = field(init=False, default=1)
+    """Rounds of requests at a level before the next probe (x4 after each failed probe)."""
+    successes: int = field(init=False, default=0)
+    """Flat successes since the limit last changed."""
 
     def __post_init__(self) -> None:
         if self.cap < 1 or self.floor < 1 or self.floor > self.cap:
@@ -75,19 +95,33 @@ class AimdLimit:
         else:  # forget a best that is long gone (the path got slower for good)
             self.best_latency = best + (latency - best) * 0.01
         flat = latency <= best * self.tolerance + 0.001
-        if flat and in_flight >= self.limit - 1:  # only grow a limit that is actually used
-            step = 1.0 if self.slow_start else 1.0 / self.value
-            if self.ceiling is not None and self.value + 1 >= self.ceiling:
-                step /= 8  # near the limit that was throttled: probe slowly
-            self.value = min(float(self.cap), self.value + step)
+        if not flat or in_flight < self.limit - 1:  # only grow a limit that is actually used
+            return
+        if self.slow_start:
+            self.value = min(float(self.cap), self.value + 1.0)
+            return
+        self.successes += 1
+        if self.successes < self.hold * self.limit or self.value >= self.cap:
+            return
+        if self.safe is None or self.value > self.safe:  # this probe held: a new safe level
+            self.safe = self.value
+            self.hold = 1
+        self.value = min(float(self.cap), self.value + 1.0)  # probe one step above
+        self.successes = 0
 
     def throttled(self, started_epoch: int) -> bool:
-        """One request was throttled; returns True when this decreased the limit."""
+        """One request was throttled; returns True when this changed the limit."""
         if started_epoch < self.epoch:
-            return False  # this round was already answered with a decrease
-        self.ceiling = self.value
-        self.value = max(float(self.floor), self.value * self.backoff)
+            return False  # this round was already answered
+        if self.safe is not None and self.value > self.safe:  # a probe failed: back below it
+            self.value = self.safe
+            self.hold = min(self.max_hold, self.hold * 4)
+        else:  # the first throttle, or the server got busier: halve
+            self.value = max(float(self.floor), self.value * self.backoff)
+            self.safe = self.value
+            self.hold = self.first_hold
         self.slow_start = False
+        self.successes = 0
         self.epoch += 1
         self.decreases += 1
         return True

@@ -11,32 +11,38 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import anyio
 
 from luisy_sync.conventions import MANIFEST_NAME, object_name
 from luisy_sync.download import remove_stale_temps
+from luisy_sync.gcpause import with_fewer_full_collections
 from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncFailed, UnsafePathError
 from luisy_sync.manifest import (manifest_entries, read_json_object,
                                  update_manifest)
-from luisy_sync.moves import download_paths, upload_paths
+from luisy_sync.moves import download_paths, upload_paths, upload_stream
 from luisy_sync.paths import safe_relpath
-from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts
+from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts, same_content
 from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.syncrecord import read_sync_record, record_synced
 from luisy_sync.report import Report
 from luisy_sync.retry import RetryPolicy, call_with_retry
-from luisy_sync.scan import PathFilter, remote_tree, scan, tree_from_paths
+from luisy_sync.scan import (Candidate, PathFilter, _real_root, _split_hits, _walk, default_hash_limiter,
+                             hash_candidates, remote_tree, scan, tree_from_paths)
 from luisy_sync.statcache import NullStatCache, StatCache, open_default_cache
 from luisy_sync.stores.base import ObjectInfo, Store
 from luisy_sync.transfer import DEFAULT_BLOCK_SIZE, DEFAULT_CONCURRENCY, Transfer, TransferResult
-from luisy_sync.tree import Tree
+from luisy_sync.tree import FileEntry, Tree
 
 __all__ = ["push", "pull", "upload_paths", "download_paths", "Transfer", "TransferResult"]
 
+A = TypeVar("A")
+B = TypeVar("B")
 StoreArg = Store | str | None
 CacheArg = StatCache | NullStatCache | bool | None
 
@@ -85,6 +91,27 @@ async def _listing(store: Store, prefix: str, policy: RetryPolicy | None) -> lis
         return None
 
 
+async def _both(first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]]) -> tuple[A, B]:
+    """Run ``first()`` and ``second()`` concurrently; an error of either cancels the other and
+    is raised as it is (the first one's error when both fail)."""
+    results: dict[int, Any] = {}
+    errors: dict[int, BaseException] = {}
+
+    async def run(key: int, fn: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            results[key] = await fn()
+        except Exception as exc:
+            errors[key] = exc
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, 0, first)
+        tg.start_soon(run, 1, second)
+    if errors:
+        raise errors[min(errors)]
+    return results[0], results[1]
+
+
 def _without(tree: Tree, names: Iterable[str | None]) -> Tree:
     drop = {n for n in names if n}
     if not any(n in tree for n in drop):
@@ -120,6 +147,7 @@ def _finish(report: Report, raise_on_failure: bool) -> Report:
     return report
 
 
+@with_fewer_full_collections
 async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = None, *, prefix: str = "",
                include: Sequence[str] | str | None = None, exclude: Sequence[str] | str | None = None,
                paths: Iterable[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
@@ -142,38 +170,55 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
     started = time.monotonic()
     paths = None if paths is None else list(paths)
     left_out: list[str] = []
-    local = await _local_tree(tree_or_dir, include, exclude, paths, cache, left_out)
-    if manifest and manifest in local:
-        left_out.append(manifest)
-    local = _without(local, [manifest])
-    if local.root is None:
-        raise SyncError("push needs a Tree with a root directory (Tree.root); scan the directory first")
+    if isinstance(tree_or_dir, Tree):
+        if tree_or_dir.root is None:
+            raise SyncError("push needs a Tree with a root directory (Tree.root); scan the directory first")
+    else:
+        _real_root(tree_or_dir)  # a missing directory fails before the store is opened
     async with _resolved_store(store) as target:
-        before: Any = None  # the manifest as read BEFORE the listing (see update_manifest)
-        if manifest and not dry_run:
-            before = await _manifest_before(target, object_name(prefix, manifest), policy)
-        listing = await _listing(target, prefix, policy)
-        remote = _without(remote_tree(listing or [], prefix), [manifest])
-        plan = plan_push(local, remote, paths)
-        _raise_refused(plan, "uploaded")
-        if dry_run:
-            return dataclasses.replace(_dry_report(plan, started), left_out=tuple(sorted(left_out)))
-        if isinstance(before, ManifestError):
-            if plan.upload:  # refuse a corrupt manifest before uploading anything
-                raise before
-            before = None
-        if listing is None:
-            await call_with_retry(target.ensure_container, True, policy=policy,
-                                  describe=f"create {target.url}")
-        transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
+        async def remote_side() -> tuple[Any, list[ObjectInfo] | None]:
+            before: Any = None  # the manifest as read BEFORE the listing (see update_manifest)
+            if manifest and not dry_run:
+                before = await _manifest_before(target, object_name(prefix, manifest), policy)
+            return before, await _listing(target, prefix, policy)
+
+        def make_transfer() -> Transfer:
+            return Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
                             progress=make_progress(progress), adaptive=adaptive)
-        result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
-                                    transfer=transfer)
+
+        if not isinstance(tree_or_dir, Tree) and paths is None and not dry_run:
+            local, remote, before, plan, result = await _push_pipelined(
+                target, os.fspath(tree_or_dir), include, exclude, cache, left_out, manifest, prefix,
+                policy, remote_side, make_transfer)
+        else:
+            # The scan (walk, stat cache, hashing) and the store's manifest and listing overlap.
+            local, (before, listing) = await _both(
+                partial(_local_tree, tree_or_dir, include, exclude, paths, cache, left_out), remote_side)
+            if manifest and manifest in local:
+                left_out.append(manifest)
+            local = _without(local, [manifest])
+            assert local.root is not None  # a scan always sets it
+            remote = _without(remote_tree(listing or [], prefix), [manifest])
+            plan = plan_push(local, remote, paths)
+            _raise_refused(plan, "uploaded")
+            if dry_run:
+                return dataclasses.replace(_dry_report(plan, started), left_out=tuple(sorted(left_out)))
+            if isinstance(before, ManifestError):
+                if plan.upload:  # refuse a corrupt manifest before uploading anything
+                    raise before
+                before = None
+            if listing is None:
+                await call_with_retry(target.ensure_container, True, policy=policy,
+                                      describe=f"create {target.url}")
+            result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
+                                        transfer=make_transfer())
+        root = local.root
+        assert root is not None  # a scan always sets it
+        present = [(p, local[p]) for p in sorted([*result.done, *plan.skip])]
         if manifest:
-            present = sorted([*result.done, *plan.skip])
             extra = manifest_extra or {}
-            updates = {p: {"digest": local[p].digest, "size": local[p].size, **extra.get(p, {})}
-                       for p in present}
+            updates = {p: {"digest": e.digest, "size": e.size, **extra[p]} if p in extra
+                       else {"digest": e.digest, "size": e.size} for p, e in present}
             if updates:
                 async def stored() -> Tree:  # re-listed per later manifest attempt
                     objects = await call_with_retry(target.list, _list_dir(prefix), policy=policy,
@@ -183,16 +228,97 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                 # First attempt: the manifest read before the listing, and the listing plus
                 # what this push committed since (a concurrent push that wrote the manifest
                 # in between makes the conditional write fail, and the retry re-reads both).
-                view = dict(remote.items())
-                view.update((p, local[p]) for p in result.done)
+                view: Mapping[str, FileEntry] = remote
+                if result.done:
+                    view = dict(remote.items())
+                    view.update((p, local[p]) for p in result.done)
                 await update_manifest(target, object_name(prefix, manifest), updates, policy=policy,
                                       stored=stored, initial=before, first_stored=view)
-        shared = {p: local[p].digest for p in [*result.done, *plan.skip]}
         await anyio.to_thread.run_sync(
-            record_synced, local.root, {p: d for p, d in shared.items() if d is not None})
+            record_synced, root, {p: e.digest for p, e in present if e.digest is not None})
     report = dataclasses.replace(_report("push", plan, result, started),
                                  left_out=tuple(sorted(left_out)))
     return _finish(report, raise_on_failure)
+
+
+async def _push_pipelined(target: Store, root: str, include: Any, exclude: Any, cache: CacheArg,
+                          left_out: list[str], manifest: str | None, prefix: str,
+                          policy: RetryPolicy | None,
+                          remote_side: Callable[[], Awaitable[tuple[Any, list[ObjectInfo] | None]]],
+                          make_transfer: Callable[[], Transfer]
+                          ) -> tuple[Tree, Tree, Any, Plan, TransferResult]:
+    """The scan and upload of a push of a whole directory, uploads starting while the scan
+    still hashes. Returns ``(local, remote, manifest before, plan, result)``.
+
+    The walk overlaps the manifest read and the listing. Files the stat cache knows, and
+    files whose store copy has their size and a digest (whether they move depends on
+    theirs), are settled first; refused names and a corrupt manifest (hashing everything
+    first then) are raised before anything is uploaded, as in a scan-then-plan push. Every
+    other file moves anyway: each hashed batch of those joins the transfer as soon as it
+    is hashed, each file still verified against the digest it was hashed with.
+    """
+    abs_root, real_root = _real_root(root)
+    pfilter = PathFilter(include, exclude)
+    limiter = default_hash_limiter()
+    with _resolved_cache(cache) as stat_cache:
+        async def walk() -> tuple[dict[str, FileEntry], list[Candidate]]:
+            found = await anyio.to_thread.run_sync(_walk, abs_root, real_root, "", abs_root, pfilter,
+                                                   False, left_out)
+            if manifest and any(c[0] == manifest for c in found):
+                left_out.append(manifest)
+                found = [c for c in found if c[0] != manifest]
+            return await anyio.to_thread.run_sync(_split_hits, found, stat_cache, limiter=limiter)
+
+        (hits, misses), (before, listing) = await _both(walk, remote_side)
+        remote = _without(remote_tree(listing or [], prefix), [manifest])
+        corrupt = isinstance(before, ManifestError)
+
+        def moves_anyway(rel: str, size: int) -> bool:
+            theirs = remote.get(rel)
+            return theirs is None or theirs.digest is None or theirs.size != size
+
+        later = [] if corrupt else [c for c in misses if moves_anyway(c[0], c[2].st_size)]
+        entries: dict[str, FileEntry | None] = dict(hits)
+        first = misses if corrupt else [c for c in misses if not moves_anyway(c[0], c[2].st_size)]
+        if first:
+            entries.update(await hash_candidates(first, stat_cache, limiter))
+        known = {p: e for p, e in entries.items() if e is not None}
+        shape = dict(known)
+        shape.update((rel, FileEntry(st.st_size, None, st.st_mtime_ns)) for rel, _, st in later)
+        settled = Tree(shape, root=abs_root)
+        outline = plan_push(settled, remote)  # what moves (digests aside)
+        _raise_refused(outline, "uploaded")
+        if corrupt:
+            if outline.upload:  # refuse a corrupt manifest before uploading anything
+                raise before
+            before = None
+        if listing is None:
+            await call_with_retry(target.ensure_container, True, policy=policy,
+                                  describe=f"create {target.url}")
+        send, chunks = anyio.create_memory_object_stream[list[tuple[str, FileEntry]]](math.inf)
+        send.send_nowait([(p, known[p]) for p in outline.upload if p in known])
+
+        def hashed(batch: dict[str, FileEntry | None]) -> None:
+            entries.update(batch)
+            send.send_nowait([(p, e) for p, e in batch.items() if e is not None and (
+                (theirs := remote.get(p)) is None or not same_content(e, theirs))])
+
+        async def hash_later() -> None:
+            with send:
+                if later:
+                    await hash_candidates(later, stat_cache, limiter, on_batch=hashed)
+
+        async def upload() -> TransferResult:
+            with chunks:
+                return await upload_stream(target, abs_root, outline.files_to_transfer,
+                                           outline.bytes_to_transfer, chunks, prefix=prefix,
+                                           transfer=make_transfer())
+
+        _, result = await _both(hash_later, upload)
+    if not later:  # nothing was hashed meanwhile: the outline is the plan
+        return settled, remote, before, outline, result
+    local = Tree({p: e for p, e in entries.items() if e is not None}, root=abs_root)
+    return local, remote, before, plan_push(local, remote), result
 
 
 async def _manifest_before(store: Store, name: str, policy: RetryPolicy | None
@@ -208,6 +334,7 @@ async def _manifest_before(store: Store, name: str, policy: RetryPolicy | None
     return doc, etag
 
 
+@with_fewer_full_collections
 async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, prefix: str = "",
                paths: Iterable[str] | None = None, include: Sequence[str] | str | None = None,
                exclude: Sequence[str] | str | None = None, concurrency: int = DEFAULT_CONCURRENCY,

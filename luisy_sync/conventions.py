@@ -17,7 +17,6 @@ import functools
 import os
 import re
 import socket
-import uuid
 
 import xxhash
 
@@ -35,6 +34,7 @@ TEMP_NAME = re.compile(r"^\.(?P<base>.+)\.luisy-tmp-(?:p(?P<pid>\d{1,10})-(?P<ho
 """A temp file name (the base name, not a path)."""
 
 _MAX_BASE_BYTES = 160  # the name stays below NAME_MAX (255) with the suffix added
+_EXT = re.compile(r"\.[A-Za-z0-9]{1,16}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -47,10 +47,14 @@ def temp_name(base: str, *, keep_ext: bool = False) -> str:
     """A fresh hidden temp name for the file ``base`` (a name, not a path). ``keep_ext``:
     end it with ``base``'s extension, for writers that pick a format by extension."""
     ext = os.path.splitext(base)[1] if keep_ext else ""
-    if not re.fullmatch(r"\.[A-Za-z0-9]{1,16}", ext):
+    if ext and not _EXT.fullmatch(ext):
         ext = ""
-    short = base.encode("utf-8")[:_MAX_BASE_BYTES].decode("utf-8", "ignore") or "_"
-    return f".{short}{TEMP_MARKER}p{os.getpid()}-{host_id()}-{uuid.uuid4().hex}{ext}"
+    encoded = base.encode("utf-8")
+    if len(encoded) > _MAX_BASE_BYTES:
+        short = encoded[:_MAX_BASE_BYTES].decode("utf-8", "ignore")
+    else:
+        short = base or "_"
+    return f".{short}{TEMP_MARKER}p{os.getpid()}-{host_id()}-{os.urandom(16).hex()}{ext}"
 
 
 def temp_path(final: str, *, keep_ext: bool = False) -> str:
@@ -61,7 +65,7 @@ def temp_path(final: str, *, keep_ext: bool = False) -> str:
 
 def is_temp_name(name: str) -> bool:
     """Whether the base name ``name`` is one of our temp files."""
-    return TEMP_NAME.match(name) is not None
+    return TEMP_MARKER in name and TEMP_NAME.match(name) is not None
 
 
 def temp_base(name: str) -> str | None:

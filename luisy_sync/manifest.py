@@ -62,8 +62,8 @@ async def update_json_object(store: Store, name: str,
                              rng: random.Random | None = None,
                              refresh: Callable[[], Awaitable[None]] | None = None,
                              prepare: Callable[[dict[str, Any] | None], Awaitable[None]] | None = None,
-                             initial: tuple[dict[str, Any] | None, str | None] | None = None
-                             ) -> dict[str, Any]:
+                             initial: tuple[dict[str, Any] | None, str | None] | None = None,
+                             copy: bool = True) -> dict[str, Any]:
     """Read ``name``, apply ``mutate(current or None)``, write it back conditionally.
 
     When another writer got in between (PreconditionFailed), re-read and apply
@@ -74,8 +74,9 @@ async def update_json_object(store: Store, name: str,
     given, is awaited after every read with the object read (None if missing), e.g. to
     put into the store what the new document will name. ``initial``:
     an ``(object, etag)`` read earlier (``read_json_object``) that the first attempt
-    uses instead of reading again; the conditional write still guards it. Returns the
-    resulting document.
+    uses instead of reading again; the conditional write still guards it. ``copy=False``
+    promises that ``mutate`` never changes its argument (nor anything inside it), which
+    spares a deep copy of the document per attempt. Returns the resulting document.
     """
     rng = rng or random.Random()
     for attempt in range(attempts):
@@ -87,7 +88,7 @@ async def update_json_object(store: Store, name: str,
             await refresh()
         if prepare is not None:
             await prepare(current)
-        doc = mutate(None if current is None else json.loads(json.dumps(current)))
+        doc = mutate(current if current is None or not copy else json.loads(json.dumps(current)))
         if not isinstance(doc, dict):
             raise TypeError(f"mutate must return a dict, got {type(doc).__name__}")
         if doc == current:
@@ -167,25 +168,28 @@ async def update_manifest(store: Store, name: str,
         if have is None or have.digest is None:
             return None
         if (entry.get("digest"), entry.get("size")) == (have.digest, have.size):
-            return dict(entry)
+            return entry
         old = files.get(path)
         if old is not None and (old.get("digest"), old.get("size")) == (have.digest, have.size):
             return dict(old)  # the other writer's entry already describes the stored object
         return {"digest": have.digest, "size": have.size}
 
-    def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
+    def merge(doc: dict[str, Any] | None) -> dict[str, Any]:  # never changes doc (copy=False)
         files = manifest_entries(doc, where=where)
         if stored is not None:  # entries of objects deleted from the store go
             files = {p: e for p, e in files.items() if p in holds}
+        else:
+            files = dict(files)
         for path, entry in frozen.items():
             value = entry if entry is None or stored is None else agreed(path, entry, files)
             if value is None:
                 files.pop(path, None)
-            else:
+            elif files.get(path) != value:  # an equal entry stays as it is
                 files[path] = dict(value)
         return {"format": MANIFEST_FORMAT, "files": files}
 
     doc = await update_json_object(store, name, merge, attempts=attempts, policy=policy,
-                                   refresh=None if stored is None else refresh, initial=initial)
+                                   refresh=None if stored is None else refresh, initial=initial,
+                                   copy=False)
     files: dict[str, dict[str, Any]] = doc["files"]
     return files

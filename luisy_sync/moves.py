@@ -1,5 +1,6 @@
 """Moving an exact list of files between a local directory and a Store, through one
-``Transfer``: ``upload_paths`` (push) and ``download_paths`` (pull).
+``Transfer``: ``upload_paths`` (push), ``upload_stream`` (push of files that arrive as a
+scan hashes them) and ``download_paths`` (pull).
 
 Callers decide *what* moves (``luisy_sync.api`` from a plan, luisy from its outputs);
 this module only pairs each file with its object name (``prefix`` + its path, or any
@@ -10,16 +11,16 @@ files in batches and large ones one by one.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 
 from luisy_sync.conventions import object_name
 from luisy_sync.download import download_batch, download_file
 from luisy_sync.stores.base import Store
-from luisy_sync.transfer import Item, Transfer, TransferResult
+from luisy_sync.transfer import BatchMove, Item, Transfer, TransferResult
 from luisy_sync.tree import FileEntry, Tree
 from luisy_sync.upload import upload_batch, upload_file
 
-__all__ = ["download_paths", "upload_paths"]
+__all__ = ["download_paths", "upload_paths", "upload_stream"]
 
 _OneFile = Callable[[Transfer, Store, str, str, FileEntry, str], Awaitable[None]]
 _Batch = Callable[[Transfer, Store, str, list[tuple[str, FileEntry, str]]], Awaitable[list[BaseException | None]]]
@@ -40,11 +41,11 @@ def _entries(tree: Tree, paths: Iterable[str]) -> list[Item]:
     return out
 
 
-async def _move(direction: str, store: Store, local: str | os.PathLike[str], paths: Iterable[str],
-                tree: Tree, prefix: str, names: Mapping[str, str] | None,
-                transfer: Transfer | None) -> TransferResult:
+def _movers(direction: str, store: Store, local: str | os.PathLike[str], prefix: str,
+            names: Mapping[str, str] | None, transfer: Transfer
+            ) -> tuple[Callable[[str, FileEntry], Awaitable[None]], BatchMove, bool]:
+    """(move one file, move a batch, whether the store takes batches) for ``direction``."""
     one, many, batch_verb = _DIRECTIONS[direction]
-    transfer = transfer or Transfer()
     root = os.fspath(local)
     given = names or {}
 
@@ -57,8 +58,16 @@ async def _move(direction: str, store: Store, local: str | os.PathLike[str], pat
     async def move_batch(batch: list[Item]) -> list[BaseException | None]:
         return await many(transfer, store, root, [(p, e, name_of(p)) for p, e in batch])
 
+    return move, move_batch, hasattr(store, batch_verb)
+
+
+async def _move(direction: str, store: Store, local: str | os.PathLike[str], paths: Iterable[str],
+                tree: Tree, prefix: str, names: Mapping[str, str] | None,
+                transfer: Transfer | None) -> TransferResult:
+    transfer = transfer or Transfer()
+    move, move_batch, batch_store = _movers(direction, store, local, prefix, names, transfer)
     return await transfer.run_files(direction, _entries(tree, paths), move, move_batch,
-                                    batch_store=hasattr(store, batch_verb))
+                                    batch_store=batch_store)
 
 
 async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterable[str], tree: Tree, *,
@@ -71,6 +80,18 @@ async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterab
     changed since the scan fails with IntegrityError instead of uploading other bytes.
     """
     return await _move("push", store, root, paths, tree, prefix, names, transfer)
+
+
+async def upload_stream(store: Store, root: str | os.PathLike[str], files: int, total_bytes: int,
+                        chunks: AsyncIterable[list[Item]], *, prefix: str = "",
+                        transfer: Transfer | None = None) -> TransferResult:
+    """``upload_paths`` for files that arrive in chunks of ``(path, entry)`` (each entry with
+    its digest, e.g. as a scan hashes them); ``files`` and ``total_bytes`` are the totals
+    announced to the progress callback. The same checks apply to every file."""
+    transfer = transfer or Transfer()
+    move, move_batch, batch_store = _movers("push", store, root, prefix, None, transfer)
+    return await transfer.run_stream("push", files, total_bytes, chunks, move, move_batch,
+                                     batch_store=batch_store)
 
 
 async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iterable[str], expected: Tree, *,

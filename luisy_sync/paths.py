@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ntpath
 import os
 
@@ -28,10 +29,21 @@ def safe_relpath(name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=256)
+def _normalized(root: str) -> str:
+    """An absolute root, normalized (cached: absolute paths do not depend on the cwd)."""
+    return os.path.normpath(root)
+
+
 def join_under(root: str | os.PathLike[str], name: str) -> str:
     """``root/name`` for a safe ``name``, guaranteed to stay below ``root``."""
     rel = safe_relpath(name)
-    base = os.path.abspath(os.fspath(root))
+    root = os.fspath(root)
+    if os.name != "nt" and isinstance(root, str) and root.startswith("/"):
+        # POSIX: a name safe_relpath accepts (no "", ".", ".." segment, no leading "/")
+        # joined to a normalized absolute root is normalized and below it as it is.
+        return os.path.join(_normalized(root), rel)
+    base = os.path.abspath(root)
     full = os.path.abspath(os.path.join(base, *rel.split("/")))
     if os.path.commonpath([base, full]) != base:
         raise UnsafePathError(f"refusing object name {name!r}: it resolves outside {base}")

@@ -213,7 +213,10 @@ def _parent_dirs(tree: Tree) -> set[str]:
     """Every directory implied by the paths of ``tree``."""
     dirs: set[str] = set()
     for path in tree:
-        dirs.update(_parents(path))
+        parent = path.rpartition("/")[0]
+        while parent and parent not in dirs:  # its own parents are in already when it is
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
     return dirs
 
 

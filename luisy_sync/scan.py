@@ -30,12 +30,12 @@ import logging
 import os
 import re
 import stat as stat_mod
-from typing import Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 
 import anyio
 
 from luisy_sync.batching import batched
-from luisy_sync.conventions import STORE_DIR, is_temp_name
+from luisy_sync.conventions import STORE_DIR, TEMP_MARKER, is_temp_name
 from luisy_sync.errors import SyncError, UnsafePathError
 from luisy_sync.hashing import hash_fileobj
 from luisy_sync.paths import join_under, safe_relpath
@@ -49,7 +49,9 @@ _BATCH_BYTES = 16 * 1024 * 1024
 _BATCH_FILES = 256
 
 Cache = StatCache | NullStatCache
-_Candidate = tuple[str, str, os.stat_result]  # relative path, absolute path, stat
+Candidate = tuple[str, str, os.stat_result]
+"""A walked file: (relative path, absolute path, stat)."""
+_Candidate = Candidate
 
 
 def default_hash_limiter() -> anyio.CapacityLimiter:
@@ -110,6 +112,8 @@ class PathFilter:
                  exclude: Sequence[str] | str | None = None):
         self.include = [glob_to_regex(p) for p in _as_list(include)]
         self.exclude = [glob_to_regex(p) for p in _as_list(exclude)]
+        self.keeps_everything = not self.include and not self.exclude
+        """True when no pattern was given (every file is wanted)."""
 
     def excludes_dir(self, rel: str) -> bool:
         """True when a directory (and so all below it) is excluded."""
@@ -147,9 +151,11 @@ def _walk(root: str, real_root: str, start_rel: str, start_abs: str, pfilter: Pa
     the reserved names skipped are appended to ``left_out``."""
     found: list[_Candidate] = []
     skipped = left_out if left_out is not None else []
+    wants = None if pfilter.keeps_everything else pfilter.wants
     stack = [(start_rel, start_abs)]
     while stack:
         rel_dir, abs_dir = stack.pop()
+        head = rel_dir + "/" if rel_dir else ""
         try:
             it = os.scandir(abs_dir)
         except OSError as exc:
@@ -157,25 +163,27 @@ def _walk(root: str, real_root: str, start_rel: str, start_abs: str, pfilter: Pa
         with it:
             for entry in it:
                 name = entry.name
-                rel = f"{rel_dir}/{name}" if rel_dir else name
-                if is_temp_name(name):
+                rel = head + name
+                if TEMP_MARKER in name and is_temp_name(name):
                     skipped.append(rel)
+                    continue
+                if entry.is_file(follow_symlinks=False):  # the common case first: a regular file
+                    if wants is None or wants(rel):
+                        found.append((rel, entry.path, entry.stat(follow_symlinks=False)))
                     continue
                 if entry.is_symlink():
                     st = _follow_link(entry.path, rel, root, real_root, abs_dir, follow_symlinks)
                     if st is None:
                         continue
-                    is_dir, is_file = stat_mod.S_ISDIR(st.st_mode), stat_mod.S_ISREG(st.st_mode)
+                    is_dir = stat_mod.S_ISDIR(st.st_mode)
                 else:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    is_file = not is_dir and entry.is_file(follow_symlinks=False)
-                    st = entry.stat(follow_symlinks=False) if is_file else None
+                    is_dir, st = entry.is_dir(follow_symlinks=False), None
                 if is_dir:
                     if rel == STORE_DIR:
                         skipped.append(rel + "/")
                     elif not pfilter.excludes_dir(rel):
                         stack.append((rel, entry.path))
-                elif st is not None and pfilter.wants(rel):
+                elif st is not None and (wants is None or wants(rel)):
                     found.append((rel, entry.path, st))
     return found
 
@@ -203,13 +211,13 @@ def _split_hits(candidates: list[_Candidate], cache: Cache) -> tuple[dict[str, F
     """Entries answered by the cache, and the candidates that need hashing."""
     hits: dict[str, FileEntry] = {}
     misses: list[_Candidate] = []
-    get = cache.get
-    for rel, path, st in candidates:
-        digest = get(path, stat_key(st))
+    digests = cache.get_many([(path, stat_key(st)) for _, path, st in candidates])
+    for candidate, digest in zip(candidates, digests):
         if digest is None:
-            misses.append((rel, path, st))
+            misses.append(candidate)
         else:
-            hits[rel] = FileEntry(st.st_size, digest, st.st_mtime_ns)
+            st = candidate[2]
+            hits[candidate[0]] = FileEntry(st.st_size, digest, st.st_mtime_ns)
     return hits, misses
 
 
@@ -256,19 +264,34 @@ async def _digest_all(candidates: list[_Candidate], cache: Cache | Literal[False
     limiter = limiter if limiter is not None else default_hash_limiter()
     hits, misses = await anyio.to_thread.run_sync(_split_hits, candidates, cache, limiter=limiter)
     results: dict[str, FileEntry | None] = dict(hits)
-    if not misses:
-        return results
+    if misses:
+        results.update(await hash_candidates(misses, cache, limiter))
+    return results
+
+
+async def hash_candidates(candidates: list[_Candidate], cache: Cache, limiter: anyio.CapacityLimiter,
+                          on_batch: Callable[[dict[str, FileEntry | None]], None] | None = None
+                          ) -> dict[str, FileEntry | None]:
+    """Hash walked files (largest first, small ones in batches, concurrently under
+    ``limiter``), record them in ``cache`` and flush it; FileEntry per file (None for one
+    that vanished). ``on_batch`` sees each batch's entries as soon as they are hashed.
+    The first error cancels the rest and is raised."""
+    results: dict[str, FileEntry | None] = {}
     errors: list[BaseException] = []
 
     async def work(batch: list[_Candidate]) -> None:
         try:
-            results.update(await anyio.to_thread.run_sync(_hash_batch, batch, cache, limiter=limiter))
+            done = await anyio.to_thread.run_sync(_hash_batch, batch, cache, limiter=limiter)
         except Exception as exc:  # first failure cancels the rest, re-raised below
             errors.append(exc)
             tg.cancel_scope.cancel()
+            return
+        results.update(done)
+        if on_batch is not None:
+            on_batch(done)
 
     async with anyio.create_task_group() as tg:
-        for batch in _batches(misses):
+        for batch in _batches(candidates):
             tg.start_soon(work, batch)
     await anyio.to_thread.run_sync(cache.flush, limiter=limiter)
     if errors:
@@ -356,7 +379,7 @@ def remote_tree(objects: Iterable[ObjectInfo], prefix: str = "") -> Tree:
             if not name.startswith(head):
                 continue
             name = name[len(head):]
-        if not name or name.endswith("/") or is_temp_name(name.rsplit("/", 1)[-1]):
+        if not name or name.endswith("/") or (TEMP_MARKER in name and is_temp_name(name.rsplit("/", 1)[-1])):
             continue
         if name == STORE_DIR or name.startswith(STORE_DIR + "/"):
             continue

@@ -27,6 +27,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +66,19 @@ def open_default_cache() -> "StatCache | NullStatCache":
     return StatCache(default_cache_path())
 
 
+_HALF, _FULL = 1 << 63, 1 << 64
+
+
 def _signed(number: int) -> int:
     """Fold a 64-bit unsigned inode or device number into SQLite's signed INTEGER range."""
-    return number - (1 << 64) if number >= (1 << 63) else number
+    return number - _FULL if number >= _HALF else number
 
 
 def stat_key(st: os.stat_result) -> StatKey:
     """The cache key of a file's stat: (size, mtime_ns, ctime_ns, inode, dev)."""
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, _signed(st.st_ino), _signed(st.st_dev))
+    ino, dev = st.st_ino, st.st_dev
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+            ino if ino < _HALF else ino - _FULL, dev if dev < _HALF else dev - _FULL)
 
 
 class NullStatCache:
@@ -81,6 +87,10 @@ class NullStatCache:
     def get(self, path: str, key: StatKey) -> str | None:
         """Always None."""
         return None
+
+    def get_many(self, items: Sequence[tuple[str, StatKey]]) -> list[str | None]:
+        """Always Nones."""
+        return [None] * len(items)
 
     def put(self, path: str, key: StatKey, digest: str) -> None:
         """Ignored."""
@@ -121,6 +131,22 @@ class StatCache:
         if key[1] > hashed_ns - RACY_WINDOW_NS or key[2] > hashed_ns - CTIME_RACY_WINDOW_NS:
             return None
         return row[5]
+
+    def get_many(self, items: Sequence[tuple[str, StatKey]]) -> list[str | None]:
+        """``get`` of every ``(path, stat_key)`` pair, in order."""
+        rows = self._rows if self._rows is not None and self._pid == os.getpid() else self._load()
+        lookup = rows.get
+        out: list[str | None] = []
+        append = out.append
+        for path, key in items:
+            row = lookup(path)
+            if row is None or row[:5] != key:
+                append(None)
+            elif key[1] > row[6] - RACY_WINDOW_NS or key[2] > row[6] - CTIME_RACY_WINDOW_NS:
+                append(None)
+            else:
+                append(row[5])
+        return out
 
     def put(self, path: str, key: StatKey, digest: str) -> None:
         """Record a digest just computed for the file at ``stat_key`` (written at the next flush)."""

@@ -11,11 +11,13 @@ and the other files continue; cancellation propagates and leaves nothing half-wr
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterable, TypeVar
+from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, TypeVar
 
 import anyio
+import anyio.abc
 
 from luisy_sync.adaptive import AdaptiveLimiter, observed
 from luisy_sync.batching import batched
@@ -38,6 +40,10 @@ BATCH_FILE_MAX = 1 * 2 ** 20
 """Files up to this size move in batches: one thread call reads (or writes) many of them."""
 BATCH_BYTES = 4 * 2 ** 20
 BATCH_FILES = 64
+BATCH_STORE_WORKERS = 4
+"""Batches in flight at once for a store with batch calls (``put_many``/``get_many``)."""
+BATCH_WORKERS_MAX = 8
+"""The most batches in flight at once for a store without batch calls (one request per file)."""
 
 Item = tuple[str, FileEntry]
 BatchMove = Callable[[list[Item]], Awaitable[list[BaseException | None]]]
@@ -168,17 +174,28 @@ class Transfer:
         With ``move_batch``, files up to BATCH_FILE_MAX go in batches to it instead
         (it returns one error or None per file), a few batches at a time.
         """
-        todo = sorted(items, key=lambda item: (-item[1].size, item[0]))
+        todo = sorted(items, key=_largest_first)
+        return await self.run_stream(direction, len(todo), sum(e.size for _, e in todo), _once(todo),
+                                     move, move_batch, batch_store)
+
+    async def run_stream(self, direction: str, files: int, total_bytes: int,
+                         chunks: AsyncIterable[list[Item]],
+                         move: Callable[[str, FileEntry], Awaitable[None]],
+                         move_batch: BatchMove | None = None, batch_store: bool = False) -> TransferResult:
+        """``run_files`` for files that arrive in chunks (as a scan hashes them, say):
+        ``files`` and ``total_bytes`` announce the totals to the progress callback, each
+        chunk moves largest first as soon as it arrives, and workers start as work comes.
+        An error of ``chunks`` itself cancels the transfer and is raised as it is.
+        """
         result = TransferResult()
         tracker = self.tracker
         callback = tracker.callback
         started = time.monotonic()
         before = tracker.bytes_done
         limit = -1 if move_batch is None else min(BATCH_FILE_MAX, self.block_size)
-        large = [i for i in todo if i[1].size > limit]
-        small = [i for i in todo if i[1].size <= limit]
-        singles = iter(large)
-        groups = iter(self.batches(small, batch_store))
+        singles_in, singles = anyio.create_memory_object_stream[Item](math.inf)
+        groups_in, groups = anyio.create_memory_object_stream[list[Item]](math.inf)
+        feed_error: list[BaseException] = []
 
         def outcome(path: str, error: BaseException | None) -> None:
             if error is None:
@@ -190,7 +207,7 @@ class Transfer:
                 tracker.failed(path, reason)
 
         async def single_worker() -> None:
-            for path, entry in singles:
+            async for path, entry in singles:
                 tracker.started(path, entry.size)
                 try:
                     await move(path, entry)
@@ -201,7 +218,7 @@ class Transfer:
 
         async def batch_worker() -> None:
             assert move_batch is not None
-            for group in groups:
+            async for group in groups:
                 for path, entry in group:
                     tracker.started(path, entry.size)
                 try:
@@ -211,22 +228,56 @@ class Transfer:
                 for (path, _), error in zip(group, errors):
                     outcome(path, error)
 
-        if not todo:
-            return result
-        callback.begin(direction, len(todo), sum(e.size for _, e in todo))
+        per_batch = self._batch_files(batch_store)
+        # A batch store: 4 batches at once keep both cores in the kernel's file calls.
+        # Otherwise enough batches for twice the request slots, plus one: a batch finishes
+        # with its slowest file (one told to retry after a second, say), and the others
+        # keep every slot busy meanwhile.
+        batch_workers = BATCH_STORE_WORKERS if batch_store else min(
+            BATCH_WORKERS_MAX, max(2, -(-2 * self.workers // per_batch) + 1))
+        running = [0, 0]  # single workers, batch workers
+
+        async def feed(tg: anyio.abc.TaskGroup) -> None:
+            try:
+                async with singles_in, groups_in:
+                    async for chunk in chunks:
+                        ordered = sorted(chunk, key=_largest_first)
+                        for item in ordered:
+                            if item[1].size > limit:
+                                singles_in.send_nowait(item)
+                                if running[0] < self.workers:
+                                    running[0] += 1
+                                    tg.start_soon(single_worker)
+                        small = [item for item in ordered if item[1].size <= limit]
+                        for group in self.batches(small, batch_store):
+                            groups_in.send_nowait(group)
+                            if running[1] < batch_workers:
+                                running[1] += 1
+                                tg.start_soon(batch_worker)
+            except Exception as exc:
+                feed_error.append(exc)
+                tg.cancel_scope.cancel()
+
+        if files:
+            callback.begin(direction, files, total_bytes)
         try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(min(self.workers, len(large))):
-                    tg.start_soon(single_worker)
-                if small:  # a batch store: 4 batches at once keep both cores in the kernel's file calls
-                    per_batch = self._batch_files(batch_store)
-                    count = 4 if batch_store else min(4, max(2, -(-self.workers // per_batch) + 1))
-                    for _ in range(count):
-                        tg.start_soon(batch_worker)
+            async with singles, groups, anyio.create_task_group() as tg:
+                tg.start_soon(feed, tg)
         finally:
-            callback.end()
+            if files:
+                callback.end()
+        if feed_error:
+            raise feed_error[0]
         result.done.sort()
         result.failed.sort()
         result.bytes_transferred = tracker.bytes_done - before
         result.seconds = time.monotonic() - started
         return result
+
+
+def _largest_first(item: Item) -> tuple[int, str]:
+    return -item[1].size, item[0]
+
+
+async def _once(items: list[Item]) -> AsyncIterator[list[Item]]:
+    yield items

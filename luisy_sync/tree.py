@@ -34,7 +34,7 @@ class Tree(Mapping[str, FileEntry]):
         else:
             items = dict(entries.items() if isinstance(entries, Mapping) else entries)
             keys = list(items)
-            if any(a > b for a, b in zip(keys, keys[1:])):  # sort only what is not sorted yet
+            if keys != sorted(keys):  # sort only what is not sorted yet (a sorted check is O(n))
                 items = dict(sorted(items.items()))
             self._entries = items
         self.root = root

@@ -1,4 +1,5 @@
-"""The adaptive request budget: the pure AIMD rule, and the limiter applying it (no timing asserts)."""
+"""The adaptive request budget: the pure rule (AIMD with a memory of the throttle point), and the
+limiter applying it (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,63 @@ def test_slow_start_grows_by_one_per_flat_success_up_to_the_cap() -> None:
 
 
 def test_after_a_throttle_growth_is_additive_about_one_per_round() -> None:
-    rule = AimdLimit(cap=64, initial=16)
+    rule = AimdLimit(cap=64, initial=16, first_hold=1)
     rule.succeeded(0.010, in_flight=16)
     assert rule.throttled(rule.epoch) is True
     assert rule.limit == 8 and not rule.slow_start
     for _ in range(8):  # one round of 8 requests
         rule.succeeded(0.010, in_flight=rule.limit)
     assert rule.limit == 9
+
+
+def _round(rule: AimdLimit, rounds: int = 1) -> None:
+    """``rounds`` rounds of flat successes with the limit in use."""
+    for _ in range(rounds):
+        for _ in range(rule.limit):
+            rule.succeeded(0.010, in_flight=rule.limit)
+
+
+def test_a_throttled_probe_goes_back_to_the_safe_level_and_probes_ever_more_rarely() -> None:
+    rule = AimdLimit(cap=32, initial=16)
+    rule.throttled(rule.epoch)  # the first throttle halves: 8 is the safe level
+    assert (rule.limit, rule.safe, rule.hold) == (8, 8, rule.first_hold)
+    _round(rule, rule.first_hold - 1)
+    assert rule.limit == 8  # held below the cliff for first_hold rounds
+    _round(rule)
+    assert rule.limit == 9  # then a probe one step above
+    assert rule.throttled(rule.epoch) is True
+    assert (rule.limit, rule.safe, rule.hold) == (8, 8, 4 * rule.first_hold)  # no halving
+    _round(rule, rule.hold - 1)
+    assert rule.limit == 8
+    _round(rule)
+    assert rule.limit == 9
+    for _ in range(5):  # a server that always sheds the 9th request: the hold stops growing
+        rule.throttled(rule.epoch)
+        assert rule.limit == 8
+        _round(rule, rule.hold)
+        assert rule.limit == 9
+    assert rule.hold == rule.max_hold
+
+
+def test_a_probe_that_holds_becomes_the_safe_level_and_the_next_follows_a_round_later() -> None:
+    rule = AimdLimit(cap=32, initial=16, first_hold=1)
+    rule.throttled(rule.epoch)
+    _round(rule)
+    assert rule.limit == 9
+    _round(rule)  # 9 held for a round: safe, and the next probe
+    assert (rule.limit, rule.safe) == (10, 9)
+    _round(rule)
+    assert (rule.limit, rule.safe) == (11, 10)
+    rule.throttled(rule.epoch)
+    assert (rule.limit, rule.safe, rule.hold) == (10, 10, 4)
+
+
+def test_a_throttle_at_the_safe_level_halves_it() -> None:
+    rule = AimdLimit(cap=32, initial=16)
+    rule.throttled(rule.epoch)
+    assert rule.limit == 8
+    rule.throttled(rule.epoch)  # throttled without probing: the server got busier
+    assert (rule.limit, rule.safe, rule.hold) == (4, 4, rule.first_hold)
 
 
 def test_rising_latency_holds_the_limit() -> None:

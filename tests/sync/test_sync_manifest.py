@@ -12,7 +12,7 @@ import pytest
 
 from luisy_sync.api import push
 from luisy_sync.errors import ManifestError, PreconditionFailed, StoreError
-from luisy_sync.manifest import (MANIFEST_FORMAT, read_manifest, update_json_object,
+from luisy_sync.manifest import (MANIFEST_FORMAT, read_json_object, read_manifest, update_json_object,
                                  update_manifest)
 from luisy_sync.stores.memory import MemoryStore
 from luisy_sync.stores.small import read_small, write_small
@@ -98,6 +98,48 @@ async def test_update_json_object_is_generic() -> None:
     assert doc == {"Task": "h1", "Other": "h2"}
     with pytest.raises(TypeError):
         await update_json_object(store, "proj/.luisy.hash", lambda d: [1])  # type: ignore[arg-type, return-value]
+
+
+async def test_update_json_object_copies_unless_mutate_promises_not_to_change_its_argument() -> None:
+    store = MemoryStore()
+    await update_json_object(store, "doc.json", lambda d: {"n": 1, "inner": {"k": "v"}})
+    seen: list[dict[str, Any]] = []
+
+    def in_place(doc: dict[str, Any] | None) -> dict[str, Any]:
+        assert doc is not None
+        seen.append(doc)
+        doc["inner"]["k"] = "changed"  # allowed: it works on a copy of what was read
+        return doc
+
+    initial = await read_json_object(store, "doc.json")
+    written = await update_json_object(store, "doc.json", in_place, initial=initial)
+    assert written == {"n": 1, "inner": {"k": "changed"}}
+    assert initial[0] == {"n": 1, "inner": {"k": "v"}} and seen[0] is not initial[0]
+    assert written is not initial[0]
+
+    def pure(doc: dict[str, Any] | None) -> dict[str, Any]:
+        assert doc is not None
+        seen.append(doc)
+        return {**doc, "n": 2}
+
+    initial = await read_json_object(store, "doc.json")
+    assert await update_json_object(store, "doc.json", pure, initial=initial, copy=False) == {
+        "n": 2, "inner": {"k": "changed"}}
+    assert seen[-1] is initial[0]  # no copy taken
+
+
+async def test_manifest_update_leaves_the_document_it_was_given_alone() -> None:
+    store = MemoryStore()
+    await update_manifest(store, NAME, {"a": entry(1), "b": entry(2)})
+    doc, etag = await read_json_object(store, NAME)
+    assert doc is not None
+    snapshot = json.loads(json.dumps(doc))
+    files = await update_manifest(store, NAME, {"a": entry(3), "b": None, "c": entry(4)},
+                                  initial=(doc, etag))
+    assert files == {"a": entry(3), "c": entry(4)}
+    assert doc == snapshot
+    unchanged = await update_manifest(store, NAME, {"a": entry(3)})
+    assert unchanged == {"a": entry(3), "c": entry(4)}
 
 
 async def test_prepare_sees_every_read_before_the_merge() -> None:
