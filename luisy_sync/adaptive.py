@@ -47,7 +47,7 @@ def is_throttle(error: BaseException) -> bool:
     status = getattr(error, "status", None)
     if status in THROTTLE_STATUS:
         return True
-    return isinstance(error, TimeoutError) or "timed out" in str(error).lower()
+    return isinstance(error, TimeoutError) or bool(getattr(error, "timed_out", False))
 
 
 @dataclass

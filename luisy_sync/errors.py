@@ -96,10 +96,12 @@ class StoreError(SyncError):
     retryable: bool = False
 
     def __init__(self, message: str, *, status: int | None = None,
-                 retry_after: float | None = None):
+                 retry_after: float | None = None, timed_out: bool = False):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.timed_out = timed_out
+        """No answer came in time (the server may be overloaded)."""
 
 
 class NotFoundError(StoreError):

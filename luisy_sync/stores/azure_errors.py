@@ -77,8 +77,10 @@ def translate(exc: BaseException, what: str, account_url: str,
     if isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError, az.IncompleteReadError,
                         aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)):
         detail = scrub(str(exc) or type(exc).__name__, secrets)
+        timed_out = isinstance(exc, (asyncio.TimeoutError, az.ServiceResponseTimeoutError,
+                                     az.ServiceRequestTimeoutError))
         return TransientError(f"{what}: cannot reach {account_url} ({detail}); check the network "
-                              "and the endpoint, the operation can be retried")
+                              "and the endpoint, the operation can be retried", timed_out=timed_out)
     if isinstance(exc, az.ClientAuthenticationError) and exc.status_code is None:
         return AuthError(f"{what}: could not obtain credentials for {account_url} "
                          f"({scrub(str(exc), secrets)}); check the Azure login/identity settings")

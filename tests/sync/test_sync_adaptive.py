@@ -117,11 +117,23 @@ def test_limit_stays_between_floor_and_cap() -> None:
 
 @pytest.mark.parametrize("error, throttle", [
     (TransientError("busy", status=503), True), (TransientError("slow down", status=429), True),
-    (TransientError("connection to x timed out"), True), (TimeoutError(), True),
+    (TransientError("connection to x: no answer", timed_out=True), True), (TimeoutError(), True),
+    (TransientError("a message that merely says timed out"), False),  # messages are never parsed
     (TransientError("reset", status=500), False), (StoreError("denied", status=403), False),
 ])
 def test_what_counts_as_a_throttle(error: BaseException, throttle: bool) -> None:
     assert is_throttle(error) is throttle
+
+
+def test_a_timeout_is_translated_into_a_timed_out_transient_error() -> None:
+    import asyncio
+
+    from luisy_sync.stores.azure_errors import translate
+
+    error = translate(asyncio.TimeoutError(), "get 'a'", "http://127.0.0.1:1/acct")
+    assert isinstance(error, TransientError) and error.timed_out and is_throttle(error)
+    refused = translate(ConnectionRefusedError(), "get 'a'", "http://127.0.0.1:1/acct")
+    assert isinstance(refused, TransientError) and not refused.timed_out
 
 
 async def test_the_limiter_resizes_its_tokens_with_the_rule() -> None:
