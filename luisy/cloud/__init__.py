@@ -14,7 +14,9 @@ from forked luigi workers).
 - ``collect_garbage(grace_days=7, apply=False)``: ``luisy gc``.
 
 Modules: ``session`` (the remote; the only user of the bridge), ``state`` (the cloud hash
-files and the per-process cache), ``sync`` (the transfers), ``verbs`` (these functions),
+files and versions indexes: reading, conditional writes), ``cache`` (the per-process,
+ETag-revalidated cache of them), ``uploadplan`` (what an upload sends; pure), ``sync``
+(the transfers), ``verbs`` (these functions),
 ``cloudrun`` (the cloud side of a run), ``distributed`` (scale-out workers), ``gc``
 (garbage collection of versions and content).
 

@@ -25,7 +25,7 @@ What a distributed luisy worker (:class:`DistributedWorker`) does instead:
   locally but is in the cloud with the current code hash (the latest upload, or any
   stored version) is reported DONE, so no machine recomputes it. Lookups are served
   from the per-process cache of the cloud hash files and versions indexes
-  (:class:`luisy.cloud.state.StateCache`; positive answers are final,
+  (:class:`luisy.cloud.cache.StateCache`; positive answers are final,
   negative ones are revalidated after 0.5 s by a HEAD + ETag compare). A task that is complete only locally is uploaded
   first, so DONE always means "in the cloud".
 - **Inputs fetched before run.** Before a task runs, the outputs of its
@@ -58,7 +58,8 @@ from luigi.task import flatten
 
 from luisy.cloud.cloudrun import CloudOptions
 from luisy.cloud.session import CloudSession, current_session
-from luisy.cloud.state import CloudState, StateCache, cache_of, head_objects
+from luisy.cloud.cache import StateCache, cache_of
+from luisy.cloud.state import CloudState, head_objects
 from luisy.cloud.verbs import download, upload
 from luisy.errors import CloudError
 from luisy.graph import Output, OutputRef, output_ref, requirements, walk

@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 
-from luisy.cloud.state import _parse_versions, _read_entries
+from luisy.cloud.state import parse_versions_doc, read_entries
 from luisy.gcplan import GcPlan, plan_gc, prune, referenced_digests, upload_times, written_before
 from luisy.hashfile import HASH_FILE_NAME, CloudEntry
 from luisy.versions import CAS_PREFIX, VERSIONS_FILE_NAME, Versions, versions_object
@@ -115,8 +115,8 @@ async def _snapshot(store: Store, policy: RetryPolicy | None) -> _Snapshot:
     async def one(project: str) -> None:
         name = versions_object(project)
         doc, _etag = await read_json_object(store, name, policy=policy)
-        snap.indexes[project] = (_parse_versions(doc, f"{store.url}/{name}"), upload_times(doc))
-        snap.latest[project] = (await _read_entries(store, project, policy))[1]
+        snap.indexes[project] = (parse_versions_doc(doc, f"{store.url}/{name}"), upload_times(doc))
+        snap.latest[project] = (await read_entries(store, project, policy))[1]
 
     async with anyio.create_task_group() as tg:
         for project in sorted(projects):
@@ -134,14 +134,14 @@ async def _prune(store: Store, project: str, cutoff: float, policy: RetryPolicy 
 
     async def refresh() -> None:
         latest.clear()
-        latest.update((await _read_entries(store, project, policy))[1])
+        latest.update((await read_entries(store, project, policy))[1])
 
     def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
         nonlocal dropped
         if doc is None:
             dropped = 0
             return {}
-        versions = _parse_versions(doc, where)
+        versions = parse_versions_doc(doc, where)
         pruned = prune(doc, versions, latest, cutoff)
         dropped = sum(len(v) for v in versions.values()) - sum(len(v) for v in pruned["versions"].values())
         return pruned if dropped else doc

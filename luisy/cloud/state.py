@@ -1,22 +1,12 @@
 """What the cloud holds: the cloud ``.luisy.hash`` entries of some projects, the
 versions of their outputs by code hash (``.luisy.versions``, see :mod:`luisy.versions`)
-and the objects listed in their folders (:class:`CloudState`), read through a
-per-process cache (:class:`StateCache`) and changed only by read -> merge -> conditional
-write (:func:`update_cloud_hash`, :func:`update_versions`).
-
-The cache answers "which entries (versions) does project P have?" for the run and for
-the distributed workers alike:
-
-- an answer younger than ``max_age`` (default: the cache's ``ttl``) is served as it is;
-- an older one is revalidated with a HEAD request, and the file is read again only when
-  its ETag changed (a conditional GET done in two steps, so a large, unchanged file is
-  never re-read).
+and the objects listed in their folders (:class:`CloudState`); how they are read, and
+how they change: only by read -> merge -> conditional write (:func:`update_cloud_hash`,
+:func:`update_versions`). :mod:`luisy.cloud.cache` keeps them per process.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,10 +14,9 @@ from typing import Any, TypeVar
 
 import anyio
 
-from luisy.cloud.session import CloudSession
 from luisy.codehash.parts import HashParts
 from luisy.errors import CloudHashError, CorruptCloudHash
-from luisy.hashfile import CloudEntry, hash_object, output_object, parse_cloud_hash, project_of
+from luisy.hashfile import CloudEntry, hash_object, output_object, parse_cloud_hash
 from luisy.versions import Versions, cas_name, merge_versions, parse_versions, select_entry, versions_object
 from luisy_sync.errors import ContainerNotFound, ManifestError, NotFoundError, UnsafePathError
 from luisy_sync.manifest import read_json_object, update_json_object
@@ -36,10 +25,6 @@ from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.scan import remote_tree
 from luisy_sync.stores.base import ObjectInfo, Store
 from luisy_sync.tree import FileEntry, Tree
-
-DEFAULT_TTL = 0.5
-"""Seconds a cached answer may be served without revalidation. Must stay well below
-luigid's ``stable_done_cooldown_secs`` (10 s), see :mod:`luisy.cloud.distributed`."""
 
 LOOKUP_POLICY = RetryPolicy(max_attempts=4, base=0.1, cap=1.0, deadline=15.0)
 
@@ -163,15 +148,15 @@ def _safe(objects: Mapping[str, FileEntry]) -> bool:
 
 # -- reading ----------------------------------------------------------------------------
 
-def _parse(doc: Any, where: str) -> dict[str, CloudEntry]:
-    """Parse inside a coroutine: a corrupt file raises the engine-level error."""
+def parse_hash_doc(doc: Any, where: str) -> dict[str, CloudEntry]:
+    """Parse a cloud hash file inside a coroutine (a corrupt one: the engine-level error)."""
     try:
         return parse_cloud_hash(doc, where)
     except CloudHashError as exc:
         raise CorruptCloudHash(where, exc.reason) from None
 
 
-def _parse_versions(doc: Any, where: str) -> Versions:
+def parse_versions_doc(doc: Any, where: str) -> Versions:
     """Parse a versions index inside a coroutine (a corrupt one: the engine-level error)."""
     try:
         return parse_versions(doc, where)
@@ -193,16 +178,16 @@ async def _read_index(store: Store, name: str, parse: Callable[[Any, str], T],
     return etag, parse(doc, where), True
 
 
-async def _read_entries(store: Store, project: str, policy: RetryPolicy | None = None
+async def read_entries(store: Store, project: str, policy: RetryPolicy | None = None
                         ) -> tuple[str | None, dict[str, CloudEntry], bool]:
     """``(etag, entries, container exists)`` of ``project``'s cloud hash file."""
-    return await _read_index(store, hash_object(project), _parse, policy)
+    return await _read_index(store, hash_object(project), parse_hash_doc, policy)
 
 
 async def read_versions(store: Store, project: str, policy: RetryPolicy | None = None
                         ) -> tuple[str | None, Versions, bool]:
     """``(etag, versions, container exists)`` of ``project``'s versions index."""
-    return await _read_index(store, versions_object(project), _parse_versions, policy)
+    return await _read_index(store, versions_object(project), parse_versions_doc, policy)
 
 
 async def list_projects(store: Store, projects: Iterable[str], *,
@@ -243,7 +228,7 @@ async def read_cloud_state(store: Store, projects: Iterable[str], *,
     state = CloudState()
 
     async def one(project: str) -> None:
-        _etag, entries, exists = await _read_entries(store, project, policy)
+        _etag, entries, exists = await read_entries(store, project, policy)
         state.entries.update(entries)
         state.container_exists &= exists
         _etag, versions, _exists = await read_versions(store, project, policy)
@@ -270,133 +255,6 @@ async def head_objects(store: Store, names: Iterable[str]) -> Tree:
         for name in names:
             tg.start_soon(one, name)
     return remote_tree(found)
-
-
-# -- the per-process cache ----------------------------------------------------------------
-
-@dataclass
-class _Cached:
-    etag: str | None
-    value: Any
-    checked: float
-
-
-@dataclass
-class CacheStats:
-    """Request counts of one cache (for tests and the benchmark)."""
-
-    heads: int = 0
-    reads: int = 0
-    hits: int = 0
-
-
-Reader = Callable[[Store, str, RetryPolicy | None], Awaitable[tuple[str | None, Any, bool]]]
-
-
-async def _revalidate(store: Store, name: str, read: Reader, project: str, known_etag: str | None,
-                      stats: CacheStats) -> tuple[str | None, Any]:
-    """``(etag, value)`` of the index object ``name`` of ``project``; value None = unchanged."""
-    if known_etag is not None:
-        stats.heads += 1
-        try:
-            info = await call_with_retry(store.head, name, policy=LOOKUP_POLICY,
-                                         describe=f"head {name}")
-        except (NotFoundError, ContainerNotFound):
-            return None, {}
-        if info.etag == known_etag:
-            return known_etag, None
-    stats.reads += 1
-    etag, value, _exists = await read(store, project, LOOKUP_POLICY)
-    return etag, value
-
-
-@dataclass
-class StateCache:
-    """The cloud entries and versions of each project this process looked at,
-    revalidated by ETag (the ``.luisy.hash`` and the ``.luisy.versions`` of a project
-    each on its own)."""
-
-    session: CloudSession
-    ttl: float = DEFAULT_TTL
-    stats: CacheStats = field(default_factory=CacheStats)
-    _cache: dict[str, _Cached] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        os.register_at_fork(after_in_child=self._after_fork)
-
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()
-
-    def _lookup(self, name: str, read: Reader, project: str, max_age: float | None) -> Any:
-        max_age = self.ttl if max_age is None else max_age
-        with self._lock:
-            cached = self._cache.get(name)
-            now = time.monotonic()
-            if cached is not None and now - cached.checked <= max_age:
-                return cached.value
-            etag, value = self.session.call(_revalidate, self.session.store(), name, read, project,
-                                            cached.etag if cached else None, self.stats)
-            if value is None and cached is not None:
-                cached.checked = now
-                return cached.value
-            self._cache[name] = _Cached(etag, value or {}, now)
-            return value or {}
-
-    def entries(self, project: str, max_age: float | None = None) -> dict[str, CloudEntry]:
-        """The cloud entries of ``project``, at most ``max_age`` (default ``ttl``) seconds old."""
-        found: dict[str, CloudEntry] = self._lookup(hash_object(project), _read_entries, project, max_age)
-        return found
-
-    def versions(self, project: str, max_age: float | None = None) -> Versions:
-        """The versions of ``project``'s outputs, at most ``max_age`` (default ``ttl``) seconds old."""
-        found: Versions = self._lookup(versions_object(project), read_versions, project, max_age)
-        return found
-
-    def remember(self, key: str, entry: CloudEntry | None, version: CloudEntry | None = None) -> None:
-        """Note what this process just wrote (saves a lookup): ``entry`` as the latest
-        entry of ``key``, ``version`` as a version of it."""
-        with self._lock:
-            cached = self._cache.get(hash_object(project_of(key)))
-            if cached is not None and entry is not None:
-                cached.value = {**cached.value, key: entry}
-            cached = self._cache.get(versions_object(project_of(key)))
-            if cached is not None and version is not None:
-                by_hash = {**cached.value.get(key, {}), version.code_hash: version}
-                cached.value = {**cached.value, key: by_hash}
-
-    def state(self, projects: Iterable[str]) -> CloudState:
-        """The entries and versions of ``projects`` (revalidated now) and a fresh listing
-        of their folders."""
-        projects = sorted(set(projects))
-        entries: dict[str, CloudEntry] = {}
-        versions: Versions = {}
-        for project in projects:
-            entries.update(self.entries(project, max_age=0.0))
-            versions.update(self.versions(project, max_age=0.0))
-        objects, exists = self.session.call(list_projects, self.session.store(), projects)
-        return CloudState(entries, objects, exists, versions)
-
-
-_caches: dict[tuple[str | None, str], StateCache] = {}
-_caches_lock = threading.Lock()
-
-
-def _unlock_after_fork() -> None:
-    global _caches_lock
-    _caches_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_unlock_after_fork)
-
-
-def cache_of(session: CloudSession) -> StateCache:
-    """The process-wide cache of ``session``'s remote."""
-    with _caches_lock:
-        cache = _caches.get((session.remote, session.fingerprint))
-        if cache is None or cache.session is not session:
-            cache = _caches[(session.remote, session.fingerprint)] = StateCache(session)
-        return cache
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -456,7 +314,7 @@ async def update_cloud_hash(store: Store, project: str, updates: Mapping[str, Cl
         stored.update(await _stored_objects(store, project, names, policy))
 
     def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
-        current = _parse(doc, where)  # never overwrite a file we cannot read
+        current = parse_hash_doc(doc, where)  # never overwrite a file we cannot read
         merged = dict(doc or {})
         for key, entry in frozen.items():
             if _describes(key, entry, stored):
@@ -490,7 +348,7 @@ async def update_versions(store: Store, project: str, updates: Mapping[str, Clou
 
     async def prepare(doc: dict[str, Any] | None) -> None:
         if ensure is not None:
-            await ensure(_parse_versions(doc, where))
+            await ensure(parse_versions_doc(doc, where))
 
     def merge(doc: dict[str, Any] | None) -> dict[str, Any]:
         try:
@@ -504,4 +362,4 @@ async def update_versions(store: Store, project: str, updates: Mapping[str, Clou
         raise
     except ManifestError as exc:
         raise CorruptCloudHash(where, exc.reason) from None
-    return _parse_versions(doc, where)
+    return parse_versions_doc(doc, where)

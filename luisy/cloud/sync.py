@@ -23,11 +23,12 @@ import os
 import shutil
 import time
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 
 from luisy.cloud.state import CloudState, each_project, read_versions, update_cloud_hash, update_versions
+from luisy.cloud.uploadplan import UploadPlan, plan_uploads
 from luisy.codehash.parts import HashParts
 from luisy.errors import CorruptCloudHash, NotRecorded
 from luisy.graph import Output, OutputRef
@@ -35,13 +36,13 @@ from luisy.hashfile import CloudEntry, output_object, project_of
 from luisy.versions import Versions, cas_name, named_digests
 from luisy_sync.conventions import format_bytes, temp_name
 from luisy_sync.errors import NotFoundError, SyncError, one_line
-from luisy_sync.plan import PULL, PUSH, plan_push
+from luisy_sync.plan import PULL, PUSH
 from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.report import Report
 from luisy_sync.scan import tree_from_paths
 from luisy_sync.statcache import open_default_cache
-from luisy_sync.stores.base import Store
 from luisy_sync.moves import download_paths, upload_paths
+from luisy_sync.stores.base import Store
 from luisy_sync.transfer import DEFAULT_CONCURRENCY, Transfer, TransferResult
 from luisy_sync.tree import FileEntry, Tree
 
@@ -196,108 +197,9 @@ async def scan_outputs(working_dir: str, keys: Iterable[str]) -> Tree:
         cache.close()
 
 
-HELD_REASON = ("its content differs from the cloud copy made by the same code; kept the cloud "
-               "copy (rerun the task to replace it, or delete the local file and --download)")
 KEPT_REASON = "kept as a version; the latest is another upload"
 REPLACED_REASON = ("another upload replaced it at the same time; the cloud keeps that copy and "
                    "its entry")
-
-
-@dataclass(frozen=True)
-class UploadPlan:
-    """What an upload does per key.
-
-    ``entries``: the version to store (and make the latest) per key; ``content``: the
-    local files whose content goes to the content store for the key (content no stored
-    version names, each digest once); ``placed``: the path objects the key's path view
-    needs (missing or other content at the path); ``held``: outputs not uploaded
-    although they differ, key -> why (see plan_uploads)."""
-
-    entries: dict[str, CloudEntry]
-    content: dict[str, list[str]]
-    placed: dict[str, list[str]] = field(default_factory=dict)
-    held: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """The keys to upload, sorted."""
-        return tuple(sorted(self.entries))
-
-    def digests(self, key: str) -> set[str]:
-        """The digests the version of ``key`` names."""
-        return {f.digest for f in self.entries[key].files}
-
-    def relied(self) -> dict[str, str]:
-        """Digest -> a local file with that content, for the content the planned versions
-        name but this upload does not put (a stored version names it)."""
-        put = {fe.digest for key, entry in self.entries.items()
-               for obj, fe in entry.objects(key).items() if obj in self.content[key]}
-        out: dict[str, str] = {}
-        for key, entry in sorted(self.entries.items()):
-            for obj, fe in sorted(entry.objects(key).items()):
-                if fe.digest is not None and fe.digest not in put:
-                    out.setdefault(fe.digest, obj)
-        return out
-
-
-def _intact_other(state: CloudState, key: str, code_hash: str, entry: CloudEntry) -> bool:
-    """Whether the cloud holds other content for ``key`` made by ``code_hash``, intact: a
-    stored version, or the latest entry with its path objects as it names them."""
-    version = state.versions.get(key, {}).get(code_hash)
-    if version is not None:
-        return version != entry
-    cloud = state.entries.get(key)
-    if cloud is None or cloud.code_hash != code_hash or cloud == entry:
-        return False
-    theirs = cloud.objects(key)
-    return bool(theirs) and len(state.content_matches(theirs)) == len(theirs)
-
-
-def plan_uploads(outputs: Iterable[Output], local: Tree, state: CloudState, *,
-                 replace: Collection[str] | None = None) -> UploadPlan:
-    """Pure: for ``outputs`` scanned into ``local``, the versions to store, the content
-    the content store lacks and the path objects to make (``plan_push`` of ``local``
-    onto the listing).
-
-    An output uploads when its (key, code hash, content) is not a stored version, or when
-    it is the latest entry and an object of it is missing from the listing or listed with
-    another digest or size (the upload repairs the path view), or when the latest entry
-    is a 1.4.7 entry of its code hash (rewritten with digests). Any other stored version
-    is not uploaded again and does not become the latest.
-
-    An output whose content differs from intact cloud content with the same code hash is
-    only planned when its key is in ``replace`` (None: every key), e.g. because this run
-    computed it; otherwise it is ``held``: a local file changed without a code change
-    (truncated, edited by hand) never silently replaces a good cloud copy."""
-    same = set(plan_push(local, state.objects).skip)
-    named = named_digests(state.versions)
-    entries: dict[str, CloudEntry] = {}
-    content: dict[str, list[str]] = {}
-    placed: dict[str, list[str]] = {}
-    held: dict[str, str] = {}
-    for out in sorted(outputs, key=lambda o: o.key):
-        key = out.key
-        entry = CloudEntry.describing(out.code_hash, key, out.is_dir, local)
-        if entry is None:  # the caller passes existing outputs; a vanished file is skipped
-            continue
-        lacking = sorted(n for n in entry.objects(key) if n not in same)
-        if state.versions.get(key, {}).get(out.code_hash) == entry:
-            latest = state.entries.get(key)
-            legacy = latest is not None and latest.legacy and latest.code_hash == out.code_hash
-            if not (legacy or (latest == entry and lacking)):
-                continue
-        elif (replace is not None and key not in replace
-              and _intact_other(state, key, out.code_hash, entry)):
-            held[key] = HELD_REASON
-            continue
-        entries[key] = entry
-        content[key] = []
-        for obj, fe in sorted(entry.objects(key).items()):
-            if fe.digest is not None and fe.digest not in named:
-                named.add(fe.digest)
-                content[key].append(obj)
-        placed[key] = lacking
-    return UploadPlan(entries, content, placed, held)
 
 
 async def _put_content(store: Store, working_dir: str, local: Tree, paths: Collection[str],

@@ -14,10 +14,11 @@ from collections.abc import Collection, Iterable, Mapping
 
 import luigi
 
+from luisy.cloud.cache import cache_of
 from luisy.cloud.gc import DEFAULT_GRACE_DAYS, GcReport
 from luisy.cloud.gc import collect_garbage as collect
 from luisy.cloud.session import CloudSession, current_session
-from luisy.cloud.state import CloudState, cache_of
+from luisy.cloud.state import CloudState
 from luisy.cloud.sync import OutputsReport, Progress, nothing, refresh_cloud_hashes
 from luisy.cloud.sync import download as download_outputs
 from luisy.cloud.sync import upload as upload_outputs
@@ -115,7 +116,7 @@ def upload(items: Iterable[luigi.Task | str | Output], *, session: CloudSession 
     """Upload the outputs of luisy tasks, output keys or :class:`Output` records whose hash
     or content differs from the cloud, then update each project's cloud hash file once
     (read -> merge -> conditional write). ``replace``: the keys that may replace an intact
-    cloud copy of the same code hash (None: all; see ``sync.plan_uploads``). ``parts``:
+    cloud copy of the same code hash (None: all; see ``uploadplan.plan_uploads``). ``parts``:
     what each output's code hash is made of (kept with its version, for ``luisy status``)."""
     session = session or current_session()
     outputs = outputs_of(items, session=session, hashes=hashes)

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from luisy.cloud.state import CloudState, read_cloud_state, update_cloud_hash
-from luisy.cloud.sync import plan_uploads
+from luisy.cloud.uploadplan import plan_uploads
 from luisy.errors import CloudHashError, CorruptCloudHash
 from luisy.graph import Output
 from luisy.hashfile import CloudEntry, hash_object, output_object, parse_cloud_hash, project_of

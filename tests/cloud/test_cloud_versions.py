@@ -16,7 +16,8 @@ import pytest
 import luisy
 from luisy.cloud import open_session, read_state, upload
 from luisy.cloud.state import CloudState, read_cloud_state
-from luisy.cloud.sync import OutputsReport, plan_uploads
+from luisy.cloud.sync import OutputsReport
+from luisy.cloud.uploadplan import plan_uploads
 from luisy.cloud.sync import upload as upload_outputs
 from luisy.errors import CloudHashError
 from luisy.graph import Output

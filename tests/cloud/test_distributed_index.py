@@ -15,7 +15,7 @@ from luisy.cloud.cloudrun import CloudOptions  # noqa: E402
 from luisy.cloud.distributed import (CloudShare, is_distributed, uses_central_scheduler,  # noqa: E402
                                      wanted_outputs)
 from luisy.cloud.session import open_session  # noqa: E402
-from luisy.cloud.state import StateCache  # noqa: E402
+from luisy.cloud.cache import StateCache  # noqa: E402
 from luisy.errors import CloudError  # noqa: E402
 from luisy.hashfile import CloudEntry  # noqa: E402
 from luisy.graph import output_ref  # noqa: E402
