@@ -32,7 +32,7 @@ from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.syncrecord import read_sync_record, record_synced
 from luisy_sync.report import Report
 from luisy_sync.retry import RetryPolicy, call_with_retry
-from luisy_sync.scan import (Candidate, PathFilter, _real_root, _split_hits, _walk, default_hash_limiter,
+from luisy_sync.scan import (Candidate, PathFilter, resolve_root, split_cache_hits, walk_files, default_hash_limiter,
                              hash_candidates, remote_tree, scan, tree_from_paths)
 from luisy_sync.statcache import NullStatCache, StatCache, open_default_cache
 from luisy_sync.stores.base import ObjectInfo, Store
@@ -174,7 +174,7 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
         if tree_or_dir.root is None:
             raise SyncError("push needs a Tree with a root directory (Tree.root); scan the directory first")
     else:
-        _real_root(tree_or_dir)  # a missing directory fails before the store is opened
+        resolve_root(tree_or_dir)  # a missing directory fails before the store is opened
     async with _resolved_store(store) as target:
         async def remote_side() -> tuple[Any, list[ObjectInfo] | None]:
             before: Any = None  # the manifest as read BEFORE the listing (see update_manifest)
@@ -257,17 +257,17 @@ async def _push_pipelined(target: Store, root: str, include: Any, exclude: Any, 
     other file moves anyway: each hashed batch of those joins the transfer as soon as it
     is hashed, each file still verified against the digest it was hashed with.
     """
-    abs_root, real_root = _real_root(root)
+    abs_root, real_root = resolve_root(root)
     pfilter = PathFilter(include, exclude)
     limiter = default_hash_limiter()
     with _resolved_cache(cache) as stat_cache:
         async def walk() -> tuple[dict[str, FileEntry], list[Candidate]]:
-            found = await anyio.to_thread.run_sync(_walk, abs_root, real_root, "", abs_root, pfilter,
+            found = await anyio.to_thread.run_sync(walk_files, abs_root, real_root, "", abs_root, pfilter,
                                                    False, left_out)
             if manifest and any(c[0] == manifest for c in found):
                 left_out.append(manifest)
                 found = [c for c in found if c[0] != manifest]
-            return await anyio.to_thread.run_sync(_split_hits, found, stat_cache, limiter=limiter)
+            return await anyio.to_thread.run_sync(split_cache_hits, found, stat_cache, limiter=limiter)
 
         (hits, misses), (before, listing) = await _both(walk, remote_side)
         remote = _without(remote_tree(listing or [], prefix), [manifest])

@@ -51,7 +51,6 @@ _BATCH_FILES = 256
 Cache = StatCache | NullStatCache
 Candidate = tuple[str, str, os.stat_result]
 """A walked file: (relative path, absolute path, stat)."""
-_Candidate = Candidate
 
 
 def default_hash_limiter() -> anyio.CapacityLimiter:
@@ -145,11 +144,11 @@ def _is_under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _walk(root: str, real_root: str, start_rel: str, start_abs: str, pfilter: PathFilter,
-          follow_symlinks: bool, left_out: list[str] | None = None) -> list[_Candidate]:
+def walk_files(root: str, real_root: str, start_rel: str, start_abs: str, pfilter: PathFilter,
+               follow_symlinks: bool, left_out: list[str] | None = None) -> list[Candidate]:
     """All regular files below ``start_abs`` that pass ``pfilter`` (runs in a thread);
     the reserved names skipped are appended to ``left_out``."""
-    found: list[_Candidate] = []
+    found: list[Candidate] = []
     skipped = left_out if left_out is not None else []
     wants = None if pfilter.keeps_everything else pfilter.wants
     stack = [(start_rel, start_abs)]
@@ -207,10 +206,10 @@ def _follow_link(path: str, rel: str, root: str, real_root: str, abs_dir: str,
 
 
 # -- hashing with the cache ----------------------------------------------------------------
-def _split_hits(candidates: list[_Candidate], cache: Cache) -> tuple[dict[str, FileEntry], list[_Candidate]]:
+def split_cache_hits(candidates: list[Candidate], cache: Cache) -> tuple[dict[str, FileEntry], list[Candidate]]:
     """Entries answered by the cache, and the candidates that need hashing."""
     hits: dict[str, FileEntry] = {}
-    misses: list[_Candidate] = []
+    misses: list[Candidate] = []
     digests = cache.get_many([(path, stat_key(st)) for _, path, st in candidates])
     for candidate, digest in zip(candidates, digests):
         if digest is None:
@@ -238,7 +237,7 @@ def _hash_stable(rel: str, path: str) -> tuple[os.stat_result, str] | None:
     raise SyncError(f"{rel} kept changing while it was hashed; retry once it is complete")
 
 
-def _hash_batch(batch: list[_Candidate], cache: Cache) -> dict[str, FileEntry | None]:
+def _hash_batch(batch: list[Candidate], cache: Cache) -> dict[str, FileEntry | None]:
     out: dict[str, FileEntry | None] = {}
     for rel, path, _ in batch:
         result = _hash_stable(rel, path)
@@ -251,25 +250,25 @@ def _hash_batch(batch: list[_Candidate], cache: Cache) -> dict[str, FileEntry | 
     return out
 
 
-def _batches(misses: list[_Candidate]) -> list[list[_Candidate]]:
+def _batches(misses: list[Candidate]) -> list[list[Candidate]]:
     """Group small files so that one thread call hashes many of them."""
     return batched(sorted(misses, key=lambda c: c[2].st_size, reverse=True),
                    lambda c: c[2].st_size, max_items=_BATCH_FILES, max_bytes=_BATCH_BYTES)
 
 
-async def _digest_all(candidates: list[_Candidate], cache: Cache | Literal[False] | None,
+async def _digest_all(candidates: list[Candidate], cache: Cache | Literal[False] | None,
                       limiter: anyio.CapacityLimiter | None) -> dict[str, FileEntry | None]:
     """FileEntry per candidate (None for files that vanished meanwhile)."""
     cache = cache if cache is not None and cache is not False else NullStatCache()
     limiter = limiter if limiter is not None else default_hash_limiter()
-    hits, misses = await anyio.to_thread.run_sync(_split_hits, candidates, cache, limiter=limiter)
+    hits, misses = await anyio.to_thread.run_sync(split_cache_hits, candidates, cache, limiter=limiter)
     results: dict[str, FileEntry | None] = dict(hits)
     if misses:
         results.update(await hash_candidates(misses, cache, limiter))
     return results
 
 
-async def hash_candidates(candidates: list[_Candidate], cache: Cache, limiter: anyio.CapacityLimiter,
+async def hash_candidates(candidates: list[Candidate], cache: Cache, limiter: anyio.CapacityLimiter,
                           on_batch: Callable[[dict[str, FileEntry | None]], None] | None = None
                           ) -> dict[str, FileEntry | None]:
     """Hash walked files (largest first, small ones in batches, concurrently under
@@ -279,7 +278,7 @@ async def hash_candidates(candidates: list[_Candidate], cache: Cache, limiter: a
     results: dict[str, FileEntry | None] = {}
     errors: list[BaseException] = []
 
-    async def work(batch: list[_Candidate]) -> None:
+    async def work(batch: list[Candidate]) -> None:
         try:
             done = await anyio.to_thread.run_sync(_hash_batch, batch, cache, limiter=limiter)
         except Exception as exc:  # first failure cancels the rest, re-raised below
@@ -300,7 +299,9 @@ async def hash_candidates(candidates: list[_Candidate], cache: Cache, limiter: a
 
 
 # -- public API ------------------------------------------------------------------------------
-def _real_root(root: str | os.PathLike[str]) -> tuple[str, str]:
+def resolve_root(root: str | os.PathLike[str]) -> tuple[str, str]:
+    """``(absolute root, real path of it)`` of a directory to scan; SyncError when it is
+    missing or not a directory."""
     abs_root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(abs_root):
         what = "is not a directory" if os.path.exists(abs_root) else "does not exist"
@@ -316,10 +317,10 @@ async def scan(root: str | os.PathLike[str], *, include: Sequence[str] | str | N
 
     ``cache``: a stat cache, or None/False for none. ``left_out``: a list that receives
     the reserved names skipped (temp files, a root ``.luisy-store/``)."""
-    abs_root, real_root = _real_root(root)
+    abs_root, real_root = resolve_root(root)
     pfilter = PathFilter(include, exclude)
     candidates = await anyio.to_thread.run_sync(
-        _walk, abs_root, real_root, "", abs_root, pfilter, follow_symlinks, left_out)
+        walk_files, abs_root, real_root, "", abs_root, pfilter, follow_symlinks, left_out)
     entries = await _digest_all(candidates, cache, hash_limiter)
     return Tree({p: e for p, e in entries.items() if e is not None}, root=abs_root)
 
@@ -333,7 +334,7 @@ async def tree_from_paths(root: str | os.PathLike[str], paths: Iterable[str], *,
     exist; ``"skip"`` leaves it out."""
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', not {missing!r}")
-    abs_root, real_root = _real_root(root)
+    abs_root, real_root = resolve_root(root)
     names = [safe_relpath(p) for p in dict.fromkeys(paths)]
     candidates = await anyio.to_thread.run_sync(
         _stat_paths, abs_root, real_root, names, missing == "error")
@@ -344,8 +345,8 @@ async def tree_from_paths(root: str | os.PathLike[str], paths: Iterable[str], *,
     return Tree({p: e for p, e in entries.items() if e is not None}, root=abs_root)
 
 
-def _stat_paths(abs_root: str, real_root: str, names: list[str], strict: bool) -> list[_Candidate]:
-    found: dict[str, _Candidate] = {}
+def _stat_paths(abs_root: str, real_root: str, names: list[str], strict: bool) -> list[Candidate]:
+    found: dict[str, Candidate] = {}
     everything = PathFilter()
     for rel in names:
         path = join_under(abs_root, rel)
@@ -358,7 +359,7 @@ def _stat_paths(abs_root: str, real_root: str, names: list[str], strict: bool) -
                 raise SyncError(f"{rel}: no such file below {abs_root}; check the path") from None
             continue
         if stat_mod.S_ISDIR(st.st_mode):
-            for cand in _walk(abs_root, real_root, rel, path, everything, False):
+            for cand in walk_files(abs_root, real_root, rel, path, everything, False):
                 found[cand[0]] = cand
         elif stat_mod.S_ISREG(st.st_mode):
             found[rel] = (rel, path, st)

@@ -199,14 +199,14 @@ async def test_unreadable_file_fails_with_one_line(tmp_path, monkeypatch) -> Non
 
 async def test_file_vanishing_before_hashing_is_left_out(tmp_path, monkeypatch) -> None:
     make(tmp_path, {"stays": b"1", "goes": b"2"})
-    real_walk = scan_mod._walk
+    real_walk = scan_mod.walk_files
 
     def walk_then_delete(*args):
         found = real_walk(*args)
         os.remove(tmp_path / "goes")
         return found
 
-    monkeypatch.setattr(scan_mod, "_walk", walk_then_delete)
+    monkeypatch.setattr(scan_mod, "walk_files", walk_then_delete)
     assert list(await scan(tmp_path)) == ["stays"]
 
 
