@@ -119,6 +119,17 @@ def _without(tree: Tree, names: Iterable[str | None]) -> Tree:
     return Tree(((p, e) for p, e in tree.items() if p not in drop), root=tree.root)
 
 
+async def _ready_to_upload(plan: Plan, before: object, listing: list[ObjectInfo] | None, target: Store,
+                           policy: RetryPolicy | None) -> None:
+    """Just before a push uploads: a corrupt manifest (``before`` is the ManifestError read)
+    stops a push that would upload anything, and a container the listing did not find is
+    created."""
+    if isinstance(before, ManifestError) and plan.upload:
+        raise before
+    if listing is None:
+        await call_with_retry(target.ensure_container, True, policy=policy, describe=f"create {target.url}")
+
+
 def _raise_refused(plan: Plan, where: str) -> None:
     """Refuse the whole operation (before anything is written) when the plan refused names."""
     if not plan.refused:
@@ -203,13 +214,9 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
             _raise_refused(plan, "uploaded")
             if dry_run:
                 return dataclasses.replace(_dry_report(plan, started), left_out=tuple(sorted(left_out)))
+            await _ready_to_upload(plan, before, listing, target, policy)
             if isinstance(before, ManifestError):
-                if plan.upload:  # refuse a corrupt manifest before uploading anything
-                    raise before
                 before = None
-            if listing is None:
-                await call_with_retry(target.ensure_container, True, policy=policy,
-                                      describe=f"create {target.url}")
             result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
                                         transfer=make_transfer())
         root = local.root
@@ -288,13 +295,9 @@ async def _push_pipelined(target: Store, root: str, include: Any, exclude: Any, 
         settled = Tree(shape, root=abs_root)
         outline = plan_push(settled, remote)  # what moves (digests aside)
         _raise_refused(outline, "uploaded")
+        await _ready_to_upload(outline, before, listing, target, policy)
         if corrupt:
-            if outline.upload:  # refuse a corrupt manifest before uploading anything
-                raise before
             before = None
-        if listing is None:
-            await call_with_retry(target.ensure_container, True, policy=policy,
-                                  describe=f"create {target.url}")
         send, chunks = anyio.create_memory_object_stream[list[tuple[str, FileEntry]]](math.inf)
         send.send_nowait([(p, known[p]) for p in outline.upload if p in known])
 
