@@ -15,23 +15,20 @@ import anyio
 import pytest
 
 import luisy
-from luisy.cloud import collect_garbage, open_session
+from luisy.cloud import collect_garbage
 from luisy.cloud.gc import collect_garbage as collect_async
 from luisy.gcplan import CLOCK_SLACK, GcPlan, content_digest, plan_gc, prune, upload_times
 from luisy.hashfile import CloudEntry, hash_object
-from luisy.versions import CAS_PREFIX, cas_name, named_digests, parse_versions, versions_object
-from luisy_sync import hash_bytes
+from luisy.versions import CAS_PREFIX, cas_name, parse_versions
 from luisy_sync.stores.base import ObjectInfo, Store
-from luisy_sync.stores.small import read_small
 from luisy_sync.stores.url import store_from_env
 from luisy_sync.stores.wrappers import Fault, FaultStore
+
+from cloud_helpers import DOUBLE, FINAL, V2, V3, layout_is_true, read_json, store_call, upload_two_branches
 
 pytestmark = pytest.mark.timeout(240)
 
 REPO = Path(__file__).resolve().parents[2]
-V2, V3 = "[2 * x for x", "[3 * x for x"
-FINAL = "/cloudproj/final/Final_n=5.pkl"
-DOUBLE = "/cloudproj/interim/Double_n=5.pkl"
 D1, D2, D3 = "a" * 32, "b" * 32, "c" * 32
 DAY = 86400.0
 
@@ -100,44 +97,13 @@ def test_prune_decides_again_with_the_latest_read_now() -> None:
 
 # -- end to end -----------------------------------------------------------------------------
 
-def _store_call(fn, *args):
-    session = open_session()
-    return session.call(fn, session.store(), *args)
-
-
 async def _listing(store: Store) -> dict[str, tuple[int, str | None]]:
     return {i.name: (i.size, i.etag) for i in await store.list("") if not i.name.startswith(".luisy-store/")}
 
 
-async def _read_json(store: Store, name: str) -> dict:
-    return json.loads((await read_small(store, name))[0])
-
-
-async def _object(store: Store, name: str) -> bytes:
-    return (await store.get(name)).data
-
-
-def _everything_named_is_there(project: str = "cloudproj") -> dict:
-    """Every latest entry names the objects at its path; every version names content the
-    content store holds, with that digest."""
-    for key, entry in _store_call(_read_json, hash_object(project)).items():
-        for obj, fe in CloudEntry.from_json(entry).objects(key).items():
-            assert hash_bytes(_store_call(_object, obj)) == fe.digest, obj
-    versions = parse_versions(_store_call(_read_json, versions_object(project)), "x")
-    for digest in named_digests(versions):
-        assert hash_bytes(_store_call(_object, cas_name(digest))) == digest
-    return versions
-
-
 def _two_branches(pipeline, machines, run_log) -> None:
-    """v2 uploaded from machine a, v3 from machine b: Double and Final have two versions."""
-    v2 = pipeline.load()
-    machines("a")
-    assert luisy.build(v2.Final(), upload=True).success
-    pipeline.edit(V2, V3)
-    v3 = pipeline.load()
-    machines("b")
-    assert luisy.build(v3.Final(), download=True, upload=True).success
+    """``upload_two_branches``: Double and Final have two versions."""
+    upload_two_branches(pipeline, machines)
     run_log()
     time.sleep(CLOCK_SLACK + 1.0)  # gc with no grace keeps content written in its last seconds
 
@@ -145,16 +111,16 @@ def _two_branches(pipeline, machines, run_log) -> None:
 def test_dry_run_reports_and_changes_nothing_then_yes_removes_only_stale_versions(pipeline, run_log, remote,
                                                                                  machines) -> None:
     _two_branches(pipeline, machines, run_log)
-    before = _store_call(_listing)
+    before = store_call(_listing)
     assert collect_garbage().plan == GcPlan(versions_kept=6, objects_kept=6)  # default grace: all young
     dry = collect_garbage(grace_days=0)
     assert sorted(v.key for v in dry.plan.versions) == [FINAL, DOUBLE] and len(dry.plan.objects) == 2
-    assert not dry.applied and _store_call(_listing) == before
+    assert not dry.applied and store_call(_listing) == before
     assert dry.plan.bytes == sum(v.size for v in dry.plan.versions)
 
     done = collect_garbage(grace_days=0, apply=True)
     assert (done.versions_dropped, done.objects_deleted, done.kept_at_delete) == (2, 2, ())
-    versions = _everything_named_is_there()
+    versions = layout_is_true()
     assert len(versions[FINAL]) == 1 and len(versions[DOUBLE]) == 1
     assert collect_garbage(grace_days=0).plan.versions == ()  # nothing left to collect
 
@@ -189,11 +155,11 @@ def test_an_upload_during_gc_keeps_the_content_it_names(pipeline, run_log, remot
     assert uploaded == [True]
     assert report.versions_dropped == 2 and report.objects_deleted == 0
     assert len(report.kept_at_delete) == 2  # put again by the upload: written after gc started
-    versions = _everything_named_is_there()
+    versions = layout_is_true()
     assert len(versions[FINAL]) == 2  # v2 is back, as the latest; v3 stays
-    latest = _store_call(_read_json, hash_object("cloudproj"))[FINAL]["hash"]
-    assert versions[FINAL][latest].files == CloudEntry.from_json(
-        _store_call(_read_json, hash_object("cloudproj"))[FINAL]).files
+    latest = store_call(read_json, hash_object("cloudproj"))[FINAL]["hash"]
+    assert CloudEntry.from_json(versions[FINAL][latest]).files == CloudEntry.from_json(
+        store_call(read_json, hash_object("cloudproj"))[FINAL]).files
 
 
 def test_gc_command_dry_run_and_json(pipeline, run_log, local_remote, machines, tmp_path) -> None:

@@ -30,13 +30,13 @@ from luisy_sync.stores.small import read_small
 from luisy_sync.stores.wrappers import Fault, FaultStore
 from luisy_sync.tree import FileEntry, Tree
 
+from cloud_helpers import (DOUBLE, FINAL, V2, V3, cas_objects, layout_is_true, read_json, read_object, store_call,
+                           upload_two_branches)
+
 pytestmark = pytest.mark.timeout(240)
 
 REPO = Path(__file__).resolve().parents[2]
 ALL = ["Double", "Final", "Raw", "Table"]
-V2, V3 = "[2 * x for x", "[3 * x for x"
-FINAL = "/cloudproj/final/Final_n=5.pkl"
-DOUBLE = "/cloudproj/interim/Double_n=5.pkl"
 D1, D2 = "a" * 32, "b" * 32
 FILE = "/p/interim/X.pkl"
 
@@ -111,36 +111,6 @@ def test_upload_plan_puts_each_digest_once_and_relies_on_stored_content():
 
 # -- end to end -----------------------------------------------------------------------------
 
-def _store_call(fn, *args):
-    session = open_session()
-    return session.call(fn, session.store(), *args)
-
-
-async def _cas_objects(store: Store) -> dict[str, int]:
-    return {info.name: info.size for info in await store.list(CAS_PREFIX + "/")}
-
-
-async def _read_json(store: Store, name: str) -> dict:
-    return json.loads((await read_small(store, name))[0])
-
-
-async def _object(store: Store, name: str) -> bytes:
-    return (await store.get(name)).data
-
-
-def _layout_is_true(project: str = "cloudproj") -> dict:
-    """The plain store API sees the 1.4.7 view: each ``.luisy.hash`` entry names exactly
-    the object at its path; every version names content the content store holds."""
-    hashes = _store_call(_read_json, hash_object(project))
-    for key, entry in hashes.items():
-        for obj, fe in CloudEntry.from_json(entry).objects(key).items():
-            assert hash_bytes(_store_call(_object, obj)) == fe.digest, obj
-    versions = _store_call(_read_json, versions_object(project))
-    cas = _store_call(_cas_objects)
-    assert {cas_name(d) for d in named_digests(parse_versions(versions, "x"))} <= set(cas)
-    return versions["versions"]
-
-
 def test_branches_each_get_their_own_results_and_switching_runs_nothing(pipeline, run_log, remote, machines):
     v2 = pipeline.load()
     machines("a")
@@ -150,9 +120,9 @@ def test_branches_each_get_their_own_results_and_switching_runs_nothing(pipeline
     machines("b")
     assert luisy.build(v3.Final(), download=True, upload=True).success
     assert run_log() == ["Double", "Final"]
-    versions = _layout_is_true()
+    versions = layout_is_true()
     assert len(versions[FINAL]) == 2 and len(versions[DOUBLE]) == 2 and len(versions["/cloudproj/raw/Raw_n=5.pkl"]) == 1
-    latest = _store_call(_read_json, hash_object("cloudproj"))[FINAL]
+    latest = store_call(read_json, hash_object("cloudproj"))[FINAL]
     assert latest["hash"] == max(versions[FINAL].items(), key=lambda kv: kv[1]["uploaded"])[0]  # v3's
 
     pipeline.edit(V3, V2)
@@ -174,43 +144,37 @@ def test_branches_each_get_their_own_results_and_switching_runs_nothing(pipeline
         result = luisy.build(mod.Final(), download=True)
         assert result.success and run_log() == [] and result.plan.to_download == (FINAL,)
         assert mod.Final().read()["sum"] == module_sum
-    assert _store_call(_read_json, hash_object("cloudproj"))[FINAL] == latest  # downloads move nothing
+    assert store_call(read_json, hash_object("cloudproj"))[FINAL] == latest  # downloads move nothing
 
 
 def test_an_old_version_uploaded_again_does_not_move_the_latest(pipeline, run_log, local_remote, machines):
-    v2 = pipeline.load()
-    machines("a")
-    assert luisy.build(v2.Final(), upload=True).success
-    pipeline.edit(V2, V3)
-    v3 = pipeline.load()
-    machines("b")
-    assert luisy.build(v3.Final(), download=True, upload=True).success
+    upload_two_branches(pipeline, machines)
     latest = (local_remote / "cloudproj" / "final" / "Final_n=5.pkl").read_bytes()
     pipeline.edit(V3, V2)
     v2 = pipeline.load()
     machines("a")  # machine a is still on v2 and uploads again: everything is a stored version
-    before = _store_call(_read_json, versions_object("cloudproj"))
+    before = store_call(read_json, versions_object("cloudproj"))
     open_session().current_hashes.clear()  # (this process last ran v3: hash the tasks again)
     outcome = upload([v2.Final(), v2.Double(), v2.Table(), v2.Raw()])
     assert outcome.keys_done == () and "nothing to upload" in outcome.summary_line()
     assert (local_remote / "cloudproj" / "final" / "Final_n=5.pkl").read_bytes() == latest
-    assert _store_call(_read_json, versions_object("cloudproj")) == before
+    assert store_call(read_json, versions_object("cloudproj")) == before
 
 
 def test_identical_content_is_stored_once(pipeline, run_log, remote, machines, tmp_path):
     v2 = pipeline.load()
     machines("a")
     assert luisy.build(v2.Final(), upload=True).success
-    cas = _store_call(_cas_objects)
+    cas = store_call(cas_objects)
     assert len(cas) == 4  # Raw, Double, Table's one part, Final
     pipeline.edit(V2, "[x * 2 for x")  # new code, same results
     v3 = pipeline.load()
     machines("b")
     assert luisy.build(v3.Final(), download=True, upload=True).success
     assert run_log() == sorted(ALL + ["Double", "Final"])
-    versions = _layout_is_true()
+    versions = layout_is_true()
     assert len(versions[DOUBLE]) == 2 and len(versions[FINAL]) == 2
-    assert _store_call(_cas_objects) == cas  # two new versions, no new content
+    assert store_call(cas_objects) == cas  # two new versions, no new content
 
     wd = machines("c")  # two outputs of two projects with the same bytes: one object
     outputs = []
@@ -222,10 +186,10 @@ def test_identical_content_is_stored_once(pipeline, run_log, remote, machines, t
     outcome = upload(outputs)
     assert outcome.keys_done == ("/pa/interim/Same.pkl", "/pb/interim/Same.pkl")
     assert outcome.report.bytes_transferred == len(b"the same bytes in two projects")
-    assert len(_store_call(_cas_objects)) == len(cas) + 1
+    assert len(store_call(cas_objects)) == len(cas) + 1
     for project in ("pa", "pb"):
-        assert _store_call(_object, f"{project}/interim/Same.pkl") == b"the same bytes in two projects"
-        _layout_is_true(project)
+        assert store_call(read_object, f"{project}/interim/Same.pkl") == b"the same bytes in two projects"
+        layout_is_true(project)
 
 
 @pytest.mark.parametrize("order", ["b-records-first", "a-records-first"])
@@ -264,10 +228,10 @@ def test_concurrent_uploads_of_two_versions_keep_both(remote, tmp_path, order):
     assert all(o.ok and o.keys_done == (key,) for o in outcomes.values())
     kept = [m for m, o in outcomes.items() if o.kept]
     assert len(kept) == 1 and "the latest is another upload" in outcomes[kept[0]].kept[0][1]
-    versions = _layout_is_true("vproj")
+    versions = layout_is_true("vproj")
     assert set(versions[key]) == {"hash-of-a", "hash-of-b"}
     winner = "a" if kept == ["b"] else "b"
-    assert _store_call(_object, name) == (machines[winner] / name).read_bytes()
+    assert store_call(read_object, name) == (machines[winner] / name).read_bytes()
     loser = (machines[kept[0]] / name).read_bytes()
     state = read_state("vproj", hashes={key: f"hash-of-{kept[0]}"})  # the loser's version downloads
     assert state.sources(key, False) == {name: (cas_name(hash_bytes(loser)), FileEntry(len(loser), hash_bytes(loser)))}
@@ -278,7 +242,7 @@ def test_a_missing_content_object_fails_the_download_and_the_task_runs(pipeline,
     machines("a")
     assert luisy.build(v2.Final(), upload=True).success
     run_log()
-    digest = _store_call(_read_json, versions_object("cloudproj"))["versions"][FINAL]
+    digest = store_call(read_json, versions_object("cloudproj"))["versions"][FINAL]
     (local_remote / cas_name(next(iter(digest.values()))["digest"])).unlink()
     machines("b")
     result = luisy.build(v2.Final(), download=True)
@@ -309,14 +273,8 @@ def test_branch_switch_through_the_cli(pipeline, run_log, local_remote, tmp_path
 
 
 def _two_branches_uploaded(pipeline, machines):
-    """v2 uploaded by machine a, then v3 (Double and Final changed) by machine b; the
-    package is left on v2 and returned loaded."""
-    v2 = pipeline.load()
-    machines("a")
-    assert luisy.build(v2.Final(), upload=True).success
-    pipeline.edit(V2, V3)
-    machines("b")
-    assert luisy.build(pipeline.load().Final(), download=True, upload=True).success
+    """``upload_two_branches``, then the package back on v2, returned loaded."""
+    upload_two_branches(pipeline, machines)
     pipeline.edit(V3, V2)
     open_session().current_hashes.clear()  # (this process last ran v3: hash the tasks again)
     return pipeline.load()
@@ -336,9 +294,9 @@ def test_reads_task_download_and_status_find_an_older_version(pipeline, run_log,
     v2.Final().download()
     assert v2.Final().read() == {"sum": 20, "rows": 5} and run_log() == []
     recorded = json.loads((wd / "cloudproj" / ".luisy.hash").read_text())
-    versions = _store_call(_read_json, versions_object("cloudproj"))["versions"]
+    versions = store_call(read_json, versions_object("cloudproj"))["versions"]
     assert recorded[FINAL] in versions[FINAL] and recorded[FINAL] != \
-        _store_call(_read_json, hash_object("cloudproj"))[FINAL]["hash"]
+        store_call(read_json, hash_object("cloudproj"))[FINAL]["hash"]
 
 
 def test_distributed_lookups_find_an_older_version(pipeline, run_log, local_remote, machines):
@@ -348,7 +306,7 @@ def test_distributed_lookups_find_an_older_version(pipeline, run_log, local_remo
     wd = machines("c")
     share = CloudShare(open_session())
     entry = share.current_entry(v2.Final(), fresh=True)
-    versions = _store_call(_read_json, versions_object("cloudproj"))["versions"]
+    versions = store_call(read_json, versions_object("cloudproj"))["versions"]
     assert entry is not None and entry.to_json() == {k: v for k, v in versions[FINAL][entry.code_hash].items()
                                                      if k not in ("uploaded", "parts")}
     assert share.fetch([v2.Final()]) == [FINAL]
@@ -411,7 +369,7 @@ def test_two_processes_upload_two_versions_at_once(pipeline, run_log, remote, tm
         _out, err = proc.communicate(timeout=200)
         assert proc.returncode == 0, err[-2000:]
     assert run_log() == sorted(ALL + ALL)
-    versions = _layout_is_true()
+    versions = layout_is_true()
     assert len(versions[FINAL]) == 2 and len(versions[DOUBLE]) == 2
     assert len(versions["/cloudproj/raw/Raw_n=5.pkl"]) == 1  # same code on both: one version
     for wd in ("m-v2", "m-v3"):  # each machine's results are a version in the cloud
