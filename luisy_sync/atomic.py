@@ -15,6 +15,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+from luisy_sync.blockio import write_all
 from luisy_sync.conventions import temp_path
 
 __all__ = ["atomic_dir", "atomic_path", "publish", "remove_path", "remove_quietly", "write_atomic",
@@ -65,9 +66,7 @@ def write_temp(final: str, chunks: Iterable[bytes], *, fsync: bool = False, mode
     try:
         try:
             for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, chunk)
                 if hasher is not None:
                     hasher.update(chunk)
             if fsync:

@@ -5,6 +5,10 @@ budget.hold(n)`` waits until ``n`` more bytes fit below ``limit``. A single amou
 larger than the limit is clipped to it (it then waits until nothing else is held),
 so every request can proceed. Waiters are served in arrival order, so one large
 block is never starved by a stream of small ones.
+
+``BufferPool`` recycles the block buffers that budget pays for: a fresh multi-MiB
+buffer costs the kernel a page fault and a zeroed page per 4 KiB (about as much CPU as
+receiving the bytes), a recycled one nothing.
 """
 
 from __future__ import annotations
@@ -70,3 +74,26 @@ class ByteBudget:
             amount, event = self._waiters.popleft()
             self._take(amount)
             event.set()
+
+
+class BufferPool:
+    """Reusable ``bytearray`` blocks: ``take(size)`` returns a kept one of exactly that size
+    (or a new one), ``give(buf)`` keeps it for the next ``take`` while the kept ones stay
+    within ``keep_bytes``. The caller owns a taken buffer until it gives it back."""
+
+    def __init__(self, keep_bytes: int):
+        self.keep_bytes = keep_bytes
+        self._kept = 0
+        self._free: dict[int, list[bytearray]] = {}
+
+    def take(self, size: int) -> bytearray:
+        free = self._free.get(size)
+        if free:
+            self._kept -= size
+            return free.pop()
+        return bytearray(size)
+
+    def give(self, buf: bytearray) -> None:
+        if self._kept + len(buf) <= self.keep_bytes:
+            self._free.setdefault(len(buf), []).append(buf)
+            self._kept += len(buf)

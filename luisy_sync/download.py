@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Iterable
 import anyio
 
 from luisy_sync.atomic import publish, remove_quietly, write_atomic
+from luisy_sync.blockio import read_into, write_at
 from luisy_sync.conventions import TEMP_NAME, temp_path, writer_alive
 from luisy_sync.errors import IntegrityError, NotFoundError, ShortReadError, SyncError
 from luisy_sync.hashing import hash_bytes, new_hasher
@@ -170,14 +171,6 @@ def _open_sized(tmp: str, size: int) -> int:
     return fd
 
 
-def _write_at(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
-
-
 async def download_file(transfer: "Transfer", store: Store, dest: str, path: str, entry: FileEntry,
                         name: str) -> None:
     """Download object ``name`` to ``dest/path``, verified against ``entry``."""
@@ -233,7 +226,8 @@ class _OrderedHasher:
     """Hashes a file's ranges in offset order as they are written (in worker threads).
 
     A range that arrives in turn is hashed from memory; one that arrives early is
-    re-read from the file when its turn comes, so the file is never read twice whole.
+    re-read from the file when its turn comes (into one reused buffer, so no fresh
+    memory is faulted in per range), so the file is never read twice whole.
     """
 
     def __init__(self, fd: int):
@@ -242,10 +236,11 @@ class _OrderedHasher:
         self._next = 0
         self._early: dict[int, int] = {}  # offset -> length of ranges written ahead of turn
         self._lock = threading.Lock()
+        self._reread = bytearray()
 
     def write(self, data: bytes, offset: int) -> None:
         """Write ``data`` at ``offset`` and hash what is now contiguous."""
-        _write_at(self._fd, data, offset)
+        write_at(self._fd, data, offset)
         with self._lock:
             if offset != self._next:
                 self._early[offset] = len(data)
@@ -254,7 +249,13 @@ class _OrderedHasher:
             self._next += len(data)
             while self._next in self._early:
                 length = self._early.pop(self._next)
-                self._hasher.update(os.pread(self._fd, length, self._next))
+                if len(self._reread) < length:
+                    self._reread = bytearray(length)
+                view = memoryview(self._reread)[:length]
+                if read_into(self._fd, view, self._next) != length:
+                    raise ShortReadError(f"re-reading {length} bytes at {self._next} of a download: "
+                                         "the temp file is shorter than what was written")
+                self._hasher.update(view)
                 self._next += length
 
     def hexdigest(self, size: int) -> str:
@@ -271,9 +272,17 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
     fd: int | None = None
     budget = transfer.budget
 
+    get_into = getattr(store, "get_into", None)
+
     async def fetch(held: int, hasher: _OrderedHasher, offset: int, length: int) -> None:
+        buf = transfer.buffers.take(block) if get_into is not None else None
+
         async def get() -> bytes:
-            return _check_size(path, name, (await store.get(name, offset, length)).data, length, ranged=True)
+            if buf is not None and get_into is not None:
+                got = await get_into(name, offset, memoryview(buf)[:length])
+            else:
+                got = await store.get(name, offset, length)
+            return _check_size(path, name, got.data, length, ranged=True)
 
         try:
             async with transfer.limiter:
@@ -282,6 +291,8 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
             del data
         finally:
             budget.release(held)
+            if buf is not None:
+                transfer.buffers.give(buf)
         transfer.tracker.advanced(path, length)
 
     try:

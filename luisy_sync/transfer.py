@@ -21,7 +21,7 @@ import anyio.abc
 
 from luisy_sync.adaptive import AdaptiveLimiter, observed
 from luisy_sync.batching import batched
-from luisy_sync.budget import ByteBudget
+from luisy_sync.budget import BufferPool, ByteBudget
 from luisy_sync.errors import one_line
 from luisy_sync.progress import FileTracker, ProgressCallback
 from luisy_sync.retry import RetryPolicy, call_with_retry
@@ -95,6 +95,7 @@ class Transfer:
         self.io_limiter = anyio.CapacityLimiter(io_threads)
         self.block_size = block_size
         self.budget = ByteBudget(memory_limit or max(DEFAULT_MEMORY_LIMIT, 4 * block_size))
+        self.buffers = BufferPool(self.budget.limit)
         self.policy = policy or RetryPolicy()
         self.tracker = FileTracker(progress)
         self.fsync = fsync

@@ -1,7 +1,8 @@
 """AzureBlobStore: a Store on Azure Blob Storage (or Azurite) via azure.storage.blob.aio.
 
-One ContainerClient per event loop, one aiohttp session with a pool sized for the
-engine's concurrency, SDK retries off (the transfer engine owns the retry policy).
+One ContainerClient per event loop on an aiohttp session, one lean keep-alive pool
+(``http1``) per event loop for the fast path, both sized for the engine's concurrency,
+SDK retries off (the transfer engine owns the retry policy).
 The xxh3 digest travels as blob metadata ``xxh3``. Errors are translated in
 ``azure_errors``; no message carries a key, SAS token or connection string.
 
@@ -33,6 +34,7 @@ from luisy_sync.stores.azure_errors import scrub
 from luisy_sync.stores.azure_sdk import SdkBlobClient
 from luisy_sync.stores.azure_sharedkey import CopyState, SharedKeyBlobClient
 from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode, check_range
+from luisy_sync.stores.http1 import HttpPool
 
 DEFAULT_ENDPOINT = "https://{account}.blob.core.windows.net"
 COPY_TIMEOUT = 300.0
@@ -73,7 +75,7 @@ class BlobRequests(Protocol):
     async def head(self, full: str, name: str, what: str = "") -> ObjectInfo: ...
 
     async def get(self, full: str, name: str, start: int, length: int | None,
-                  what: str) -> GetResult | None: ...
+                  what: str, into: memoryview | None = None) -> GetResult | None: ...
 
     async def put(self, full: str, name: str, data: bytes, metadata: Mapping[str, str] | None,
                   mode: PutMode) -> ObjectInfo: ...
@@ -163,6 +165,8 @@ class AzureBlobStore:
         self._connection_timeout, self._read_timeout = connection_timeout, read_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
         self._service: BlobServiceClient | None = None
         self._client: ContainerClient | None = None
         self.copy_timeout = copy_timeout
@@ -174,8 +178,7 @@ class AzureBlobStore:
         if fast_path and isinstance(credential, AzureNamedKeyCredential) and credential.named_key.name:
             self._requests = SharedKeyBlobClient(
                 self.account_url, credential.named_key.name, base64.b64decode(credential.named_key.key),
-                container, session=self._http, secrets=self._secrets,
-                connection_timeout=connection_timeout, read_timeout=read_timeout)
+                container, http=self._http, secrets=self._secrets)
         self.fast_path = self._requests is not self._sdk
 
     # -- constructors ----------------------------------------------------------------
@@ -219,11 +222,15 @@ class AzureBlobStore:
             self._loop = loop
         return self._client
 
-    def _http(self) -> aiohttp.ClientSession:
-        """The aiohttp session of the running loop (shared with the SDK clients)."""
-        self._container()
-        assert self._session is not None
-        return self._session
+    def _http(self) -> HttpPool:
+        """The fast path's connection pool of the running loop (created on first use)."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool_loop is not loop:
+            self._pool = HttpPool(urlsplit(self.account_url)._replace(path="").geturl(),
+                                  limit=self._max_connections, connect_timeout=self._connection_timeout,
+                                  read_timeout=self._read_timeout)
+            self._pool_loop = loop
+        return self._pool
 
     def _full(self, name: str) -> str:
         safe_relpath(name)
@@ -251,6 +258,17 @@ class AzureBlobStore:
         got = None if length == 0 else await self._requests.get(full, name, start, length, what)
         if got is None:  # an empty range: no bytes, the ETag from the properties
             return GetResult(b"", (await self._requests.head(full, name, what)).etag or "")
+        return got
+
+    async def get_into(self, name: str, start: int, into: memoryview) -> GetResult:
+        """``get(name, start, len(into))``, the body received straight into ``into`` on the
+        fast path (the result's data is then a slice of it; no buffer is allocated)."""
+        check_range(name, start, len(into))
+        if not len(into):
+            return await self.get(name, start, 0)
+        got = await self._requests.get(self._full(name), name, start, len(into), f"read {name!r}", into)
+        if got is None:
+            return GetResult(b"", (await self._requests.head(self._full(name), name)).etag or "")
         return got
 
     async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
@@ -327,8 +345,10 @@ class AzureBlobStore:
 
     async def close(self) -> None:
         """Close the HTTP session (and a credential this store created)."""
-        service, session = self._service, self._session
-        self._client = self._service = self._session = None
+        service, session, pool = self._service, self._session, self._pool
+        self._client = self._service = self._session = self._pool = None
+        if pool is not None:
+            await pool.close()
         if service is not None:
             await service.close()
         if session is not None:

@@ -1,4 +1,4 @@
-"""The one place that turns Azure SDK / aiohttp failures into luisy_sync errors.
+"""The one place that turns Azure SDK / aiohttp / http1 failures into luisy_sync errors.
 
 Messages are one line and never carry secrets: URL query strings (SAS tokens) are
 cut, and any secret the store knows (account key, SAS token) is redacted verbatim.
@@ -17,6 +17,7 @@ from azure.core import exceptions as az
 
 from luisy_sync.errors import (AuthError, BlocksNotStaged, ContainerNotFound, NotFoundError,
                                PreconditionFailed, StoreError, TransientError)
+from luisy_sync.stores.http1 import IncompleteBody
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?'\"<>]*)\?[^\s'\"<>]*")
@@ -71,7 +72,7 @@ def translate(exc: BaseException, what: str, account_url: str,
     """
     if isinstance(exc, StoreError):
         return exc
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, (aiohttp.ClientPayloadError, IncompleteBody)):
         return TransientError(f"{what}: the response from {account_url} was cut short "
                               f"({scrub(str(exc), secrets)}); the operation can be retried")
     if isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError, az.IncompleteReadError,

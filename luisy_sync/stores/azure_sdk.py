@@ -79,9 +79,10 @@ class SdkBlobClient:
         return _info(name, props)
 
     async def get(self, full: str, name: str, start: int, length: int | None,
-                  what: str) -> GetResult | None:
+                  what: str, into: memoryview | None = None) -> GetResult | None:
         """Get Blob (ranged unless whole); None when ``start`` is at or past the end;
-        a short body is TransientError."""
+        a short body is TransientError. ``into`` is not used (the SDK hands out its own
+        buffer)."""
         try:
             blob = self._container().get_blob_client(full)
             offset = None if start == 0 and length is None else start
@@ -115,7 +116,8 @@ class SdkBlobClient:
     async def put_block(self, full: str, name: str, block_id: str, data: bytes) -> None:
         """Put Block (``block_id`` travels base64-encoded)."""
         try:
-            await self._container().get_blob_client(full).stage_block(block_id, data, length=len(data))
+            body = data if isinstance(data, bytes) else bytes(data)  # the SDK wants bytes, not a view
+            await self._container().get_blob_client(full).stage_block(block_id, body, length=len(body))
         except Exception as exc:
             raise self._error(exc, f"stage block {block_id!r} of {name!r}") from None
 

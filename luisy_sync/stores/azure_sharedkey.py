@@ -2,9 +2,9 @@
 
 When an account key is known, the Store's requests (Put Blob, also conditional, Put
 Block, Put Block List, Get Blob, Get Blob Properties, List Blobs, Copy Blob and Abort
-Copy Blob) go straight through the store's aiohttp session, signed here with
-``Authorization: SharedKey account:signature``,
-without the SDK's per-request policy chain. Everything that can be is computed once
+Copy Blob) go straight through the store's lean HTTP/1.1 connection pool
+(``luisy_sync.stores.http1``), signed here with ``Authorization: SharedKey
+account:signature``, without the SDK's per-request policy chain. Everything that can be is computed once
 (the HMAC key schedule, the canonical resource prefix, the date of the current second).
 
 Path-style endpoints (Azurite: ``http://127.0.0.1:PORT/devstoreaccount1``) and
@@ -29,12 +29,10 @@ from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
-import aiohttp
-from yarl import URL
-
 from luisy_sync.errors import TransientError
 from luisy_sync.stores.azure_errors import translate, translate_status
 from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode
+from luisy_sync.stores.http1 import Headers, HttpPool
 
 API_VERSION = "2021-08-06"
 LIST_PAGE_SIZE = 5000
@@ -45,7 +43,7 @@ _MESSAGE = re.compile(rb"<Message>([^<\r\n]{1,300})")
 _META_ITEM = re.compile(rb"<([^\s/>]+)\s*(?:/>|>([^<]*)</\1>)")
 
 _NO_BODY_TYPE = "application/octet-stream"
-"""The Content-Type aiohttp sends with a PUT without a body (so it is signed as sent)."""
+"""The Content-Type of a PUT without a body (Copy Blob, Abort Copy Blob)."""
 
 Query = tuple[tuple[str, str], ...]
 
@@ -131,15 +129,14 @@ def _copy_state(headers: Mapping[str, str]) -> CopyState:
 
 
 class SharedKeyBlobClient:
-    """Shared Key signed Blob REST calls on one container; ``session`` returns the aiohttp
-    session of the running loop; callers pass the full blob name and the store-relative
-    name (for results and messages)."""
+    """Shared Key signed Blob REST calls on one container; ``http`` returns the HttpPool
+    of the running loop; callers pass the full blob name and the store-relative name (for
+    results and messages)."""
 
     def __init__(self, account_url: str, account: str, key: bytes, container: str, *,
-                 session: Callable[[], aiohttp.ClientSession],
-                 connection_timeout: float = 20.0, read_timeout: float = 120.0,
-                 secrets: Iterable[str] = (), list_page_size: int = LIST_PAGE_SIZE):
-        self._session = session
+                 http: Callable[[], HttpPool], secrets: Iterable[str] = (),
+                 list_page_size: int = LIST_PAGE_SIZE):
+        self._http = http
         parts = urlsplit(account_url)
         self.account_url = account_url.rstrip("/")
         self._origin = f"{parts.scheme}://{parts.netloc}"
@@ -148,8 +145,6 @@ class SharedKeyBlobClient:
         self._auth_prefix = f"SharedKey {account}:"
         self._mac = hmac.new(key, digestmod=hashlib.sha256)
         self._secrets = list(secrets)
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connection_timeout,
-                                              sock_read=read_timeout)
         self._page_size = list_page_size
         self._second = -1
         self._date = ""
@@ -184,32 +179,31 @@ class SharedKeyBlobClient:
     async def _call(self, verb: str, path: str, query: Query,
                     headers: dict[str, str], what: str, body: bytes | None = None,
                     content_type: str = "", sort: Any = _plain_sort,
-                    allow: int = 0) -> tuple[int, Any, bytes]:
-        """One signed request: (status, headers, body); error answers raise translated."""
+                    allow: int = 0, into: memoryview | None = None) -> tuple[int, Headers, bytes]:
+        """One signed request: (status, headers, body); error answers raise translated.
+        ``into``: a buffer to receive the body in when it fits."""
         length = len(body) if body is not None else 0
         if content_type:
             headers["Content-Type"] = content_type
         self._sign(verb, path, query, headers, length, content_type, sort)
-        url = self._origin + path
+        target = path
         if query:
-            url += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query)
+            target += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query)
         try:
-            async with self._session().request(verb, URL(url, encoded=True), headers=headers, data=body,
-                                       timeout=self._timeout, allow_redirects=False) as resp:
-                data = await resp.read()
-                status, rheaders = resp.status, resp.headers
+            resp = await self._http().request(verb, target, headers, body, into)
         except Exception as exc:
             raise translate(exc, what, self.account_url, self._secrets) from None
+        status, rheaders, data = resp.status, resp.headers, resp.body
         if status >= 300 and status != allow:
             code = rheaders.get("x-ms-error-code", "")
             match = _CODE.search(data) if not code else None
             if match:
                 code = match.group(1).decode("utf-8", "replace")
             message = _MESSAGE.search(data)
-            detail = message.group(1).decode("utf-8", "replace") if message else resp.reason or ""
+            detail = message.group(1).decode("utf-8", "replace") if message else resp.reason
             raise translate_status(status, code, rheaders, what, self.account_url, self._secrets,
                                    detail)
-        return status, rheaders, data
+        return status, rheaders, data  # type: ignore[return-value]  # a bytearray, not copied
 
     # -- operations ------------------------------------------------------------------
 
@@ -281,15 +275,16 @@ class SharedKeyBlobClient:
                           http_date(rheaders.get("Last-Modified")))
 
     async def get(self, full: str, name: str, start: int, length: int | None,
-                  what: str) -> GetResult | None:
+                  what: str, into: memoryview | None = None) -> GetResult | None:
         """Get Blob (``x-ms-range`` unless the whole blob); None when ``start`` is at or
-        past the end; a short body is TransientError."""
+        past the end; a short body is TransientError. ``into``: receive the body there
+        (the result's data is then a slice of it)."""
         headers = self._headers()
         if start or length is not None:
             end = "" if length is None else str(start + length - 1)
             headers["x-ms-range"] = f"bytes={start}-{end}"
         status, rheaders, data = await self._call("GET", self._path(full), (), headers, what,
-                                                  allow=416)
+                                                  allow=416, into=into)
         if status == 416:  # start at or beyond the end: nothing there
             return None
         expected = rheaders.get("Content-Length")
@@ -311,7 +306,7 @@ class SharedKeyBlobClient:
             query = base + ((("marker", marker),) if marker else ())
             _, _, body = await self._call("GET", self._container_path, query,
                                           self._headers(), what)
-            page, marker = parse_list_page(body, len(head), what)
+            page, marker = parse_list_page(bytes(body), len(head), what)
             out.extend(page)
             if not marker:
                 return out

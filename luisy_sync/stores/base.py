@@ -18,6 +18,14 @@ Optional batch capabilities (callers check with ``hasattr``):
   ``(name, data, metadata)`` or ``(name, data, metadata, mode)``; each item behaves
   like ``put`` (same modes, same ETags), errors are returned per item.
 - ``get_many(names) -> list[GetResult | Exception]``: each like ``get(name)``.
+
+Optional receive-in-place read (the wrappers do not offer it):
+
+- ``get_into(name, start, into) -> GetResult``: ``get(name, start, len(into))``; the
+  data may be a slice of the caller's buffer ``into`` (no allocation per read).
+
+Bytes handed to ``put``, ``put_many`` and ``put_block`` may sit in a buffer the caller
+reuses once the call returned: a store copies what it keeps.
 """
 
 from __future__ import annotations

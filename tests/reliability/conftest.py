@@ -19,9 +19,12 @@ def fault_proxy() -> Iterator[Any]:
 @pytest.fixture
 def one_request_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make AzureBlobStore open a new connection per request, so per-connection faults hit requests."""
+    import functools
+
     import aiohttp
 
     import luisy_sync.stores.azure as azure_module
+    from luisy_sync.stores.http1 import HttpPool
 
     class _Aiohttp:
         ClientSession = aiohttp.ClientSession
@@ -31,6 +34,7 @@ def one_request_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
             return aiohttp.TCPConnector(force_close=True, **kw)
 
     monkeypatch.setattr(azure_module, "aiohttp", _Aiohttp)
+    monkeypatch.setattr(azure_module, "HttpPool", functools.partial(HttpPool, keep_alive=False))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 
-import aiohttp
 import pytest
 
 from benchmarks.azurite import ACCOUNT, KEY, Azurite
@@ -14,6 +13,7 @@ from luisy_sync.errors import AuthError, BlocksNotStaged, NotFoundError, StoreEr
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.azure_errors import translate_status
 from luisy_sync.stores.azure_sharedkey import SharedKeyBlobClient, block_id_b64
+from luisy_sync.stores.http1 import HttpPool
 from luisy_sync.stores.base import GetResult
 
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3Jvbmc="
@@ -72,14 +72,17 @@ async def test_listing_follows_next_marker(azurite: Azurite, container_name: str
         names = [f"p/{i:02d}" for i in range(11)] + ["q"]
         for name in names:
             await store.put(name, name.encode(), metadata={"xxh3": "0" * 32})
-    async with aiohttp.ClientSession() as session:
+    pool = HttpPool(azurite.endpoint.rsplit("/", 1)[0])
+    try:
         client = SharedKeyBlobClient(azurite.endpoint, ACCOUNT, base64.b64decode(KEY), container_name,
-                                     session=lambda: session, list_page_size=3)
+                                     http=lambda: pool, list_page_size=3)
         listed = await client.list("", "", "list")
         assert [o.name for o in listed] == names and all(o.digest == "0" * 32 for o in listed)
         below = await client.list("p/", "p/", "list")
         assert [o.name for o in below] == [n[2:] for n in names[:-1]]
         assert all(o.etag and o.etag.startswith('"') for o in below)
+    finally:
+        await pool.close()
 
 
 @pytest.mark.azurite

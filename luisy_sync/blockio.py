@@ -1,0 +1,51 @@
+"""File blocks at offsets: read into a caller's buffer, write from one (no new bytes objects).
+
+Both loop until the whole block moved (or the file ended), so callers see a short
+count only at the end of a file. Writes go in slices of ``WRITE_SLICE``: measured here
+(ext4, 8 threads writing 2 files of 256 MiB), 8 MiB pwrite calls cost 3-5x the kernel
+CPU of 1 MiB ones (0.6-1.0 s against 0.18-0.22 s per 512 MiB); 2 MiB was already slow.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["WRITE_SLICE", "read_into", "write_all", "write_at"]
+
+WRITE_SLICE = 1024 * 1024
+
+
+def read_into(fd: int, view: memoryview, offset: int) -> int:
+    """Read ``len(view)`` bytes of ``fd`` from ``offset`` into ``view``; returns how many
+    arrived (fewer only at the end of the file)."""
+    done, want = 0, len(view)
+    if not hasattr(os, "preadv"):  # pragma: no cover - Windows: one copy through bytes
+        while done < want:
+            data = os.pread(fd, want - done, offset + done)
+            if not data:
+                break
+            view[done:done + len(data)] = data
+            done += len(data)
+        return done
+    while done < want:
+        got = os.preadv(fd, [view[done:done + WRITE_SLICE]], offset + done)
+        if got <= 0:
+            break
+        done += got
+    return done
+
+
+def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    """Write all of ``data`` to ``fd`` at ``offset``."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view[:WRITE_SLICE], offset)
+        view = view[written:]
+        offset += written
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write all of ``data`` to ``fd`` at its current position."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view[:WRITE_SLICE]):]

@@ -1,0 +1,243 @@
+"""The lean HTTP/1.1 client (luisy_sync.stores.http1) against a scripted loopback server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable
+
+import pytest
+
+from luisy_sync.stores.http1 import HttpPool, IncompleteBody
+
+Reply = Callable[[asyncio.StreamWriter, "Request"], Awaitable[bool]]
+"""Writes the answer; returns whether the server keeps the connection open."""
+
+
+class Request:
+    def __init__(self, line: str, headers: dict[str, str], body: bytes):
+        self.line, self.headers, self.body = line, headers, body
+
+
+class Server:
+    """Reads requests (head + Content-Length body unless ``read_body`` is False) and
+    answers each with ``reply``; counts connections and keeps the requests."""
+
+    def __init__(self, reply: Reply, read_body: bool = True):
+        self.reply, self.read_body = reply, read_body
+        self.connections = 0
+        self.requests: list[Request] = []
+        self.server: asyncio.base_events.Server | None = None
+
+    async def __aenter__(self) -> "Server":
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+        self.origin = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                line, *rest = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in
+                           (h.partition(":") for h in rest if h)}
+                body = b""
+                if self.read_body and int(headers.get("content-length", "0")):
+                    body = await reader.readexactly(int(headers["content-length"]))
+                request = Request(line, headers, body)
+                self.requests.append(request)
+                if not await self.reply(writer, request):
+                    return
+        except (ConnectionError, asyncio.CancelledError):
+            return
+        finally:
+            writer.close()
+
+
+def answer(raw: bytes, keep: bool = True) -> Reply:
+    async def reply(writer: asyncio.StreamWriter, request: Request) -> bool:
+        writer.write(raw)
+        await writer.drain()
+        return keep
+
+    return reply
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"e1\"\r\nx-ms-meta-Digest: abc\r\n\r\nhello"
+
+
+async def test_content_length_body_and_keep_alive() -> None:
+    async with Server(answer(OK)) as server:
+        pool = HttpPool(server.origin)
+        first = await pool.request("GET", "/a/b?x=1", {"x-ms-version": "v"})
+        second = await pool.request("PUT", "/a/c", {}, b"payload")
+        await pool.close()
+    assert (first.status, first.reason, bytes(first.body)) == (200, "OK", b"hello")
+    assert first.headers.get("etag") == '"e1"' and first.headers["ETAG"] == '"e1"'
+    assert ("x-ms-meta-Digest", "abc") in first.headers.items()  # the sent case is kept
+    assert second.status == 200 and server.connections == 1
+    get, put = server.requests
+    assert get.line == "GET /a/b?x=1 HTTP/1.1" and get.headers["x-ms-version"] == "v"
+    assert get.headers["host"] == server.origin.split("//")[1] and "content-length" not in get.headers
+    assert put.headers["content-length"] == "7" and put.body == b"payload"
+
+
+async def test_chunked_body_split_in_pieces() -> None:
+    async def reply(writer: asyncio.StreamWriter, request: Request) -> bool:
+        parts = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"5;ext=1\r\nhel",
+                 b"lo\r\n", b"6\r\n world\r\n0\r\n", b"Trailer: x\r\n", b"\r\n"]
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        return True
+
+    async with Server(reply) as server:
+        pool = HttpPool(server.origin)
+        got = await pool.request("GET", "/", {})
+        again = await pool.request("GET", "/", {})
+        await pool.close()
+    assert bytes(got.body) == b"hello world" == bytes(again.body)
+    assert server.connections == 1
+
+
+async def test_head_204_and_interim_answers_have_no_body() -> None:
+    replies = iter([b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
+                    b"HTTP/1.1 204 No Content\r\n\r\n",
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"])
+
+    async def reply(writer: asyncio.StreamWriter, request: Request) -> bool:
+        writer.write(next(replies))
+        return True
+
+    async with Server(reply) as server:
+        pool = HttpPool(server.origin)
+        head = await pool.request("HEAD", "/x", {})
+        empty = await pool.request("DELETE", "/x", {})
+        created = await pool.request("PUT", "/x", {}, b"")
+        await pool.close()
+    assert (head.status, head.headers.get("content-length"), bytes(head.body)) == (200, "1234", b"")
+    assert (empty.status, bytes(empty.body)) == (204, b"")
+    assert (created.status, bytes(created.body)) == (201, b"ok")
+    assert server.connections == 1 and server.requests[2].headers["content-length"] == "0"
+
+
+async def test_body_until_close_and_connection_close_are_not_reused() -> None:
+    replies = iter([(b"HTTP/1.1 200 OK\r\n\r\nall of it", False),
+                    (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc", False),
+                    (OK, True)])
+
+    async def reply(writer: asyncio.StreamWriter, request: Request) -> bool:
+        raw, keep = next(replies)
+        writer.write(raw)
+        await writer.drain()
+        return keep
+
+    async with Server(reply) as server:
+        pool = HttpPool(server.origin)
+        bodies = [bytes((await pool.request("GET", "/", {})).body) for _ in range(3)]
+        await pool.close()
+    assert bodies == [b"all of it", b"abc", b"hello"]
+    assert server.connections == 3
+
+
+async def test_body_received_into_the_callers_buffer() -> None:
+    async with Server(answer(OK)) as server:
+        pool = HttpPool(server.origin)
+        buf = bytearray(8)
+        got = await pool.request("GET", "/", {}, into=memoryview(buf))
+        small = await pool.request("GET", "/", {}, into=memoryview(bytearray(2)))  # too small: ignored
+        await pool.close()
+    assert isinstance(got.body, memoryview) and got.body.obj is buf and bytes(buf[:5]) == b"hello"
+    assert bytes(small.body) == b"hello"
+
+
+async def test_cut_body_and_silent_hangup_are_connection_errors() -> None:
+    async with Server(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", keep=False)) as server:
+        pool = HttpPool(server.origin)
+        with pytest.raises(IncompleteBody, match="3 of 10"):
+            await pool.request("GET", "/", {})
+        await pool.close()
+    async with Server(answer(b"", keep=False)) as server:
+        pool = HttpPool(server.origin)
+        with pytest.raises(ConnectionError):
+            await pool.request("GET", "/", {})
+        await pool.close()
+    async with Server(answer(b"garbage\r\n\r\n", keep=False)) as server:
+        pool = HttpPool(server.origin)
+        with pytest.raises(ConnectionError, match="bad HTTP answer"):
+            await pool.request("GET", "/", {})
+        await pool.close()
+
+
+async def test_read_timeout_and_connect_failure() -> None:
+    async def never(writer: asyncio.StreamWriter, request: Request) -> bool:
+        await asyncio.sleep(30)
+        return False
+
+    async with Server(never) as server:
+        pool = HttpPool(server.origin, read_timeout=0.2)
+        with pytest.raises(asyncio.TimeoutError, match="no data for 0.2 s"):
+            await asyncio.wait_for(pool.request("GET", "/", {}), 5)
+        await pool.close()
+        origin = server.origin
+    pool = HttpPool(origin)  # the server is gone: nothing listens there now
+    with pytest.raises(ConnectionError):
+        await pool.request("GET", "/", {})
+    await pool.close()
+
+
+async def test_large_body_goes_out_whole_and_early_answers_end_the_connection() -> None:
+    body = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB: written in slices
+    async with Server(answer(OK)) as server:
+        pool = HttpPool(server.origin)
+        got = await pool.request("PUT", "/big", {}, memoryview(body))
+        await pool.close()
+    assert got.status == 200 and server.requests[0].body == body
+
+    async with Server(answer(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n", keep=False),
+                      read_body=False) as server:
+        pool = HttpPool(server.origin)
+        refused = await pool.request("PUT", "/big", {}, body * 4)
+        await pool.close()
+    assert refused.status == 413 and pool._open == 0
+
+
+async def test_pool_limit_and_cancellation() -> None:
+    async def slow(writer: asyncio.StreamWriter, request: Request) -> bool:
+        await asyncio.sleep(0.05)
+        writer.write(OK)
+        await writer.drain()
+        return True
+
+    async with Server(slow) as server:
+        pool = HttpPool(server.origin, limit=2)
+        results = await asyncio.gather(*(pool.request("GET", f"/{i}", {}) for i in range(6)))
+        assert [r.status for r in results] == [200] * 6 and server.connections == 2
+        task = asyncio.ensure_future(pool.request("GET", "/cancelled", {}))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool._open == 1  # the cancelled request's connection was dropped, not pooled
+        assert (await pool.request("GET", "/after", {})).status == 200
+        await pool.close()
+    assert server.connections == 2
+
+
+async def test_without_keep_alive_each_request_has_its_own_connection() -> None:
+    async with Server(answer(OK)) as server:
+        pool = HttpPool(server.origin, keep_alive=False)
+        for _ in range(3):
+            assert (await pool.request("GET", "/", {})).status == 200
+        await pool.close()
+    assert server.connections == 3 and all(r.headers["connection"] == "close" for r in server.requests)
+    assert pool._open == 0
