@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import time
 from functools import partial
@@ -25,9 +24,9 @@ from luisy_sync.gcpause import with_fewer_full_collections
 from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncFailed, UnsafePathError
 from luisy_sync.manifest import (manifest_entries, read_json_object,
                                  update_manifest)
-from luisy_sync.moves import download_paths, upload_paths, upload_stream
+from luisy_sync.moves import download_paths, upload_paths
 from luisy_sync.paths import safe_relpath
-from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts, same_content
+from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts
 from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.syncrecord import read_sync_record, record_synced
 from luisy_sync.report import Report
@@ -193,12 +192,12 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                 before = await _manifest_before(target, object_name(prefix, manifest), policy)
             return before, await _listing(target, prefix, policy)
 
-        def make_transfer() -> Transfer:
+        def make_transfer(stat_cache: StatCache | NullStatCache | None = None) -> Transfer:
             return Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
-                            progress=make_progress(progress), adaptive=adaptive)
+                            progress=make_progress(progress), adaptive=adaptive, stat_cache=stat_cache)
 
         if not isinstance(tree_or_dir, Tree) and paths is None and not dry_run:
-            local, remote, before, plan, result = await _push_pipelined(
+            local, remote, before, plan, result = await _push_directory(
                 target, os.fspath(tree_or_dir), include, exclude, cache, left_out, manifest, prefix,
                 policy, remote_side, make_transfer)
         else:
@@ -219,6 +218,7 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                 before = None
             result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
                                         transfer=make_transfer())
+        local = _as_uploaded(local, result.digests)
         root = local.root
         assert root is not None  # a scan always sets it
         present = [(p, local[p]) for p in sorted([*result.done, *plan.skip])]
@@ -248,21 +248,23 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
     return _finish(report, raise_on_failure)
 
 
-async def _push_pipelined(target: Store, root: str, include: Any, exclude: Any, cache: CacheArg,
+async def _push_directory(target: Store, root: str, include: Any, exclude: Any, cache: CacheArg,
                           left_out: list[str], manifest: str | None, prefix: str,
                           policy: RetryPolicy | None,
                           remote_side: Callable[[], Awaitable[tuple[Any, list[ObjectInfo] | None]]],
-                          make_transfer: Callable[[], Transfer]
+                          make_transfer: Callable[[StatCache | NullStatCache], Transfer]
                           ) -> tuple[Tree, Tree, Any, Plan, TransferResult]:
-    """The scan and upload of a push of a whole directory, uploads starting while the scan
-    still hashes. Returns ``(local, remote, manifest before, plan, result)``.
+    """The scan and upload of a push of a whole directory, each file that moves read once.
+    Returns ``(local, remote, manifest before, plan, result)``.
 
     The walk overlaps the manifest read and the listing. Files the stat cache knows, and
     files whose store copy has their size and a digest (whether they move depends on
     theirs), are settled first; refused names and a corrupt manifest (hashing everything
     first then) are raised before anything is uploaded, as in a scan-then-plan push. Every
-    other file moves anyway: each hashed batch of those joins the transfer as soon as it
-    is hashed, each file still verified against the digest it was hashed with.
+    other file moves anyway, so it is not hashed beforehand: its upload hashes the bytes
+    it sends, and that digest goes into the object's metadata, the stat cache and (by
+    ``push``, from ``result.digests``) the manifest and the sync record. A file whose size
+    is no longer the walk's, or whose stat moved while it was read, fails as a changed file.
     """
     abs_root, real_root = resolve_root(root)
     pfilter = PathFilter(include, exclude)
@@ -289,39 +291,29 @@ async def _push_pipelined(target: Store, root: str, include: Any, exclude: Any, 
         first = misses if corrupt else [c for c in misses if not moves_anyway(c[0], c[2].st_size)]
         if first:
             entries.update(await hash_candidates(first, stat_cache, limiter))
-        known = {p: e for p, e in entries.items() if e is not None}
-        shape = dict(known)
+        shape = {p: e for p, e in entries.items() if e is not None}
         shape.update((rel, FileEntry(st.st_size, None, st.st_mtime_ns)) for rel, _, st in later)
         settled = Tree(shape, root=abs_root)
-        outline = plan_push(settled, remote)  # what moves (digests aside)
-        _raise_refused(outline, "uploaded")
-        await _ready_to_upload(outline, before, listing, target, policy)
+        plan = plan_push(settled, remote)  # a file without a digest yet moves anyway
+        _raise_refused(plan, "uploaded")
+        await _ready_to_upload(plan, before, listing, target, policy)
         if corrupt:
             before = None
-        send, chunks = anyio.create_memory_object_stream[list[tuple[str, FileEntry]]](math.inf)
-        send.send_nowait([(p, known[p]) for p in outline.upload if p in known])
+        result = await upload_paths(target, abs_root, plan.upload, settled, prefix=prefix,
+                                    transfer=make_transfer(stat_cache))
+        if later:
+            await anyio.to_thread.run_sync(stat_cache.flush, limiter=limiter)
+    return settled, remote, before, plan, result
 
-        def hashed(batch: dict[str, FileEntry | None]) -> None:
-            entries.update(batch)
-            send.send_nowait([(p, e) for p, e in batch.items() if e is not None and (
-                (theirs := remote.get(p)) is None or not same_content(e, theirs))])
 
-        async def hash_later() -> None:
-            with send:
-                if later:
-                    await hash_candidates(later, stat_cache, limiter, on_batch=hashed)
-
-        async def upload() -> TransferResult:
-            with chunks:
-                return await upload_stream(target, abs_root, outline.files_to_transfer,
-                                           outline.bytes_to_transfer, chunks, prefix=prefix,
-                                           transfer=make_transfer())
-
-        _, result = await _both(hash_later, upload)
-    if not later:  # nothing was hashed meanwhile: the outline is the plan
-        return settled, remote, before, outline, result
-    local = Tree({p: e for p, e in entries.items() if e is not None}, root=abs_root)
-    return local, remote, before, plan_push(local, remote), result
+def _as_uploaded(local: Tree, digests: Mapping[str, str]) -> Tree:
+    """``local`` with the entry of each uploaded file carrying the digest of the bytes it
+    uploaded (``TransferResult.digests``; it differs only where the entry had none)."""
+    new = {p: d for p, d in digests.items() if local[p].digest != d}
+    if not new:
+        return local
+    return Tree(((p, dataclasses.replace(e, digest=new[p]) if p in new else e) for p, e in local.items()),
+                root=local.root)
 
 
 async def _manifest_before(store: Store, name: str, policy: RetryPolicy | None

@@ -1,6 +1,5 @@
 """Moving an exact list of files between a local directory and a Store, through one
-``Transfer``: ``upload_paths`` (push), ``upload_stream`` (push of files that arrive as a
-scan hashes them) and ``download_paths`` (pull).
+``Transfer``: ``upload_paths`` (push) and ``download_paths`` (pull).
 
 Callers decide *what* moves (``luisy_sync.api`` from a plan, luisy from its outputs);
 this module only pairs each file with its object name (``prefix`` + its path, or any
@@ -11,7 +10,7 @@ files in batches and large ones one by one.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from luisy_sync.conventions import object_name
 from luisy_sync.download import download_batch, download_file
@@ -20,10 +19,11 @@ from luisy_sync.transfer import BatchMove, Item, Transfer, TransferResult
 from luisy_sync.tree import FileEntry, Tree
 from luisy_sync.upload import upload_batch, upload_file
 
-__all__ = ["download_paths", "upload_paths", "upload_stream"]
+__all__ = ["download_paths", "upload_paths"]
 
-_OneFile = Callable[[Transfer, Store, str, str, FileEntry, str], Awaitable[None]]
-_Batch = Callable[[Transfer, Store, str, list[tuple[str, FileEntry, str]]], Awaitable[list[BaseException | None]]]
+_OneFile = Callable[[Transfer, Store, str, str, FileEntry, str], Awaitable[str | None]]
+_Batch = Callable[[Transfer, Store, str, list[tuple[str, FileEntry, str]]],
+                  Awaitable[Sequence[BaseException | str | None]]]
 
 _DIRECTIONS: dict[str, tuple[_OneFile, _Batch, str]] = {
     "push": (upload_file, upload_batch, "put_many"),
@@ -43,7 +43,7 @@ def _entries(tree: Tree, paths: Iterable[str]) -> list[Item]:
 
 def _movers(direction: str, store: Store, local: str | os.PathLike[str], prefix: str,
             names: Mapping[str, str] | None, transfer: Transfer
-            ) -> tuple[Callable[[str, FileEntry], Awaitable[None]], BatchMove, bool]:
+            ) -> tuple[Callable[[str, FileEntry], Awaitable[str | None]], BatchMove, bool]:
     """(move one file, move a batch, whether the store takes batches) for ``direction``."""
     one, many, batch_verb = _DIRECTIONS[direction]
     root = os.fspath(local)
@@ -52,10 +52,10 @@ def _movers(direction: str, store: Store, local: str | os.PathLike[str], prefix:
     def name_of(path: str) -> str:
         return given.get(path) or object_name(prefix, path)
 
-    async def move(path: str, entry: FileEntry) -> None:
-        await one(transfer, store, root, path, entry, name_of(path))
+    async def move(path: str, entry: FileEntry) -> str | None:
+        return await one(transfer, store, root, path, entry, name_of(path))
 
-    async def move_batch(batch: list[Item]) -> list[BaseException | None]:
+    async def move_batch(batch: list[Item]) -> Sequence[BaseException | str | None]:
         return await many(transfer, store, root, [(p, e, name_of(p)) for p, e in batch])
 
     return move, move_batch, hasattr(store, batch_verb)
@@ -78,20 +78,11 @@ async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterab
 
     Each file is checked against its digest in ``tree`` while it is read; a file that
     changed since the scan fails with IntegrityError instead of uploading other bytes.
+    A file whose entry has no digest is not checked but hashed as it is read (its size
+    must still match): ``TransferResult.digests`` holds the digest of the bytes each
+    file uploaded, and ``transfer.stat_cache`` records the ones computed here.
     """
     return await _move("push", store, root, paths, tree, prefix, names, transfer)
-
-
-async def upload_stream(store: Store, root: str | os.PathLike[str], files: int, total_bytes: int,
-                        chunks: AsyncIterable[list[Item]], *, prefix: str = "",
-                        transfer: Transfer | None = None) -> TransferResult:
-    """``upload_paths`` for files that arrive in chunks of ``(path, entry)`` (each entry with
-    its digest, e.g. as a scan hashes them); ``files`` and ``total_bytes`` are the totals
-    announced to the progress callback. The same checks apply to every file."""
-    transfer = transfer or Transfer()
-    move, move_batch, batch_store = _movers("push", store, root, prefix, None, transfer)
-    return await transfer.run_stream("push", files, total_bytes, chunks, move, move_batch,
-                                     batch_store=batch_store)
 
 
 async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iterable[str], expected: Tree, *,

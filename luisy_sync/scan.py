@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import stat as stat_mod
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 import anyio
 
@@ -268,13 +268,11 @@ async def _digest_all(candidates: list[Candidate], cache: Cache | Literal[False]
     return results
 
 
-async def hash_candidates(candidates: list[Candidate], cache: Cache, limiter: anyio.CapacityLimiter,
-                          on_batch: Callable[[dict[str, FileEntry | None]], None] | None = None
+async def hash_candidates(candidates: list[Candidate], cache: Cache, limiter: anyio.CapacityLimiter
                           ) -> dict[str, FileEntry | None]:
     """Hash walked files (largest first, small ones in batches, concurrently under
     ``limiter``), record them in ``cache`` and flush it; FileEntry per file (None for one
-    that vanished). ``on_batch`` sees each batch's entries as soon as they are hashed.
-    The first error cancels the rest and is raised."""
+    that vanished). The first error cancels the rest and is raised."""
     results: dict[str, FileEntry | None] = {}
     errors: list[BaseException] = []
 
@@ -286,8 +284,6 @@ async def hash_candidates(candidates: list[Candidate], cache: Cache, limiter: an
             tg.cancel_scope.cancel()
             return
         results.update(done)
-        if on_batch is not None:
-            on_batch(done)
 
     async with anyio.create_task_group() as tg:
         for batch in _batches(candidates):

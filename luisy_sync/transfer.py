@@ -11,13 +11,11 @@ and the other files continue; cancellation propagates and leaves nothing half-wr
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, TypeVar
+from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
 
 import anyio
-import anyio.abc
 
 from luisy_sync.adaptive import AdaptiveLimiter, observed
 from luisy_sync.batching import batched
@@ -25,6 +23,7 @@ from luisy_sync.budget import BufferPool, ByteBudget
 from luisy_sync.errors import one_line
 from luisy_sync.progress import FileTracker, ProgressCallback
 from luisy_sync.retry import RetryPolicy, call_with_retry
+from luisy_sync.statcache import NullStatCache, StatCache
 from luisy_sync.tree import FileEntry
 
 T = TypeVar("T")
@@ -49,7 +48,8 @@ BATCH_WORKERS_MAX = 8
 """The most batches in flight at once for a store without batch calls (one request per file)."""
 
 Item = tuple[str, FileEntry]
-BatchMove = Callable[[list[Item]], Awaitable[list[BaseException | None]]]
+BatchMove = Callable[[list[Item]], Awaitable[Sequence[BaseException | str | None]]]
+"""Moves a batch of files; per file its error, or the digest of the bytes moved (or None)."""
 
 
 def first_error(error: BaseException) -> BaseException:
@@ -61,12 +61,14 @@ def first_error(error: BaseException) -> BaseException:
 
 @dataclass
 class TransferResult:
-    """Files that moved, files that failed (with reasons), bytes moved and wall time."""
+    """Files that moved, files that failed (with reasons), bytes moved and wall time;
+    ``digests``: the digest of the bytes sent of each file uploaded."""
 
     done: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     bytes_transferred: int = 0
     seconds: float = 0.0
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 class Transfer:
@@ -79,13 +81,15 @@ class Transfer:
     ``adaptive=False`` a fixed limiter of exactly ``concurrency``. The bytes of file content held in memory at once (blocks
     read but not yet sent, bodies received but not yet written) stay within
     ``memory_limit`` (default: the larger of 64 MiB and 4 blocks), whatever the
-    concurrency.
+    concurrency. ``stat_cache``: where an upload of a file given without a digest records
+    the digest it computed (when the file did not change while it was read).
     """
 
     def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, block_size: int = DEFAULT_BLOCK_SIZE,
                  policy: RetryPolicy | None = None, progress: ProgressCallback | None = None,
                  limiter: anyio.CapacityLimiter | None = None, io_threads: int = DEFAULT_IO_THREADS,
-                 fsync: bool = False, memory_limit: int | None = None, adaptive: bool = True):
+                 fsync: bool = False, memory_limit: int | None = None, adaptive: bool = True,
+                 stat_cache: StatCache | NullStatCache | None = None):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if block_size < 1:
@@ -99,6 +103,7 @@ class Transfer:
         self.policy = policy or RetryPolicy()
         self.tracker = FileTracker(progress)
         self.fsync = fsync
+        self.stat_cache = stat_cache if stat_cache is not None else NullStatCache()
         self.workers = max(1, int(self.limiter.total_tokens))
 
     def block_size_for(self, size: int) -> int:
@@ -171,106 +176,79 @@ class Transfer:
         return BATCH_FILES if batch_store else max(1, min(BATCH_FILES, self.workers // 2))
 
     async def run_files(self, direction: str, items: Iterable[Item],
-                        move: Callable[[str, FileEntry], Awaitable[None]],
+                        move: Callable[[str, FileEntry], Awaitable[str | None]],
                         move_batch: BatchMove | None = None, batch_store: bool = False) -> TransferResult:
         """Apply ``move`` to every file, ``self.workers`` at a time, largest first.
 
         With ``move_batch``, files up to BATCH_FILE_MAX go in batches to it instead
-        (it returns one error or None per file), a few batches at a time.
+        (it returns one error, or digest or None, per file), a few batches at a time. A
+        digest ``move`` or ``move_batch`` returns for a file that moved is the digest of
+        the bytes moved, kept in ``TransferResult.digests``.
         """
         todo = sorted(items, key=_largest_first)
-        return await self.run_stream(direction, len(todo), sum(e.size for _, e in todo), _once(todo),
-                                     move, move_batch, batch_store)
-
-    async def run_stream(self, direction: str, files: int, total_bytes: int,
-                         chunks: AsyncIterable[list[Item]],
-                         move: Callable[[str, FileEntry], Awaitable[None]],
-                         move_batch: BatchMove | None = None, batch_store: bool = False) -> TransferResult:
-        """``run_files`` for files that arrive in chunks (as a scan hashes them, say):
-        ``files`` and ``total_bytes`` announce the totals to the progress callback, each
-        chunk moves largest first as soon as it arrives, and workers start as work comes.
-        An error of ``chunks`` itself cancels the transfer and is raised as it is.
-        """
         result = TransferResult()
+        if not todo:
+            return result
         tracker = self.tracker
         callback = tracker.callback
         started = time.monotonic()
         before = tracker.bytes_done
         limit = -1 if move_batch is None else min(BATCH_FILE_MAX, self.block_size)
-        singles_in, singles = anyio.create_memory_object_stream[Item](math.inf)
-        groups_in, groups = anyio.create_memory_object_stream[list[Item]](math.inf)
-        feed_error: list[BaseException] = []
+        large = [item for item in todo if item[1].size > limit]
+        small = [item for item in todo if item[1].size <= limit]
+        singles = iter(large)
+        groups = iter(self.batches(small, batch_store))
 
-        def outcome(path: str, error: BaseException | None) -> None:
-            if error is None:
-                result.done.append(path)
-                tracker.finished(path)
-            else:  # one file failed for good: record it, go on
-                reason = one_line(first_error(error))
+        def outcome(path: str, got: BaseException | str | None) -> None:
+            if isinstance(got, BaseException):  # one file failed for good: record it, go on
+                reason = one_line(first_error(got))
                 result.failed.append((path, reason))
                 tracker.failed(path, reason)
+            else:
+                result.done.append(path)
+                if got:
+                    result.digests[path] = got
+                tracker.finished(path)
 
         async def single_worker() -> None:
-            async for path, entry in singles:
+            for path, entry in singles:
                 tracker.started(path, entry.size)
                 try:
-                    await move(path, entry)
+                    got = await move(path, entry)
                 except Exception as exc:
                     outcome(path, exc)
                 else:
-                    outcome(path, None)
+                    outcome(path, got)
 
         async def batch_worker() -> None:
             assert move_batch is not None
-            async for group in groups:
+            for group in groups:
                 for path, entry in group:
                     tracker.started(path, entry.size)
                 try:
-                    errors = await move_batch(group)
+                    outcomes = await move_batch(group)
                 except Exception as exc:
-                    errors = [exc] * len(group)
-                for (path, _), error in zip(group, errors):
-                    outcome(path, error)
+                    outcomes = [exc] * len(group)
+                for (path, _), got in zip(group, outcomes):
+                    outcome(path, got)
 
-        per_batch = self._batch_files(batch_store)
-        # A batch store: BATCH_STORE_WORKERS batches at once (see there). Otherwise enough
-        # batches for twice the request slots, plus one: a batch finishes with its slowest
-        # file (one told to retry after a second, say), and the others keep every slot busy.
-        batch_workers = BATCH_STORE_WORKERS if batch_store else min(
-            BATCH_WORKERS_MAX, max(2, -(-2 * self.workers // per_batch) + 1))
-        running = [0, 0]  # single workers, batch workers
-
-        async def feed(tg: anyio.abc.TaskGroup) -> None:
-            try:
-                async with singles_in, groups_in:
-                    async for chunk in chunks:
-                        ordered = sorted(chunk, key=_largest_first)
-                        for item in ordered:
-                            if item[1].size > limit:
-                                singles_in.send_nowait(item)
-                                if running[0] < self.workers:
-                                    running[0] += 1
-                                    tg.start_soon(single_worker)
-                        small = [item for item in ordered if item[1].size <= limit]
-                        for group in self.batches(small, batch_store):
-                            groups_in.send_nowait(group)
-                            if running[1] < batch_workers:
-                                running[1] += 1
-                                tg.start_soon(batch_worker)
-            except Exception as exc:
-                feed_error.append(exc)
-                tg.cancel_scope.cancel()
-
-        if files:
-            callback.begin(direction, files, total_bytes)
+        callback.begin(direction, len(todo), sum(e.size for _, e in todo))
         try:
-            async with singles, groups, anyio.create_task_group() as tg:
-                tg.start_soon(feed, tg)
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(self.workers, len(large))):
+                    tg.start_soon(single_worker)
+                if small:
+                    per_batch = self._batch_files(batch_store)
+                    # A batch store: BATCH_STORE_WORKERS batches at once (see there). Otherwise
+                    # enough batches for twice the request slots, plus one: a batch finishes
+                    # with its slowest file (one told to retry after a second, say), and the
+                    # others keep every slot busy meanwhile.
+                    count = BATCH_STORE_WORKERS if batch_store else min(
+                        BATCH_WORKERS_MAX, max(2, -(-2 * self.workers // per_batch) + 1))
+                    for _ in range(count):
+                        tg.start_soon(batch_worker)
         finally:
-            if files:
-                callback.end()
-        if feed_error:
-            raise feed_error[0]
+            callback.end()
         result.done.sort()
         result.failed.sort()
         result.bytes_transferred = tracker.bytes_done - before
@@ -281,6 +259,3 @@ class Transfer:
 def _largest_first(item: Item) -> tuple[int, str]:
     return -item[1].size, item[0]
 
-
-async def _once(items: list[Item]) -> AsyncIterator[list[Item]]:
-    yield items

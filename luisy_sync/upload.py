@@ -1,9 +1,14 @@
 """Uploading one file: a single put for small files, staged blocks for large ones.
 
-Bytes are hashed as they are read and must match the digest the Tree recorded, so a
-file that changed since it was scanned fails (IntegrityError) instead of storing
-content under a digest it does not have. Staged blocks stay invisible until the commit,
-so a failed or cancelled large upload never leaves a partial object behind.
+Bytes are hashed as they are read, and that digest of exactly the bytes sent goes into
+the object's metadata and is returned. An entry with a digest (a scanned Tree) must
+match it, so a file that changed since it was scanned fails (IntegrityError) instead of
+storing content under a digest it does not have. An entry without one (a push that did
+not hash the file first) takes the digest of what was read, which the transfer's stat
+cache records; such a file whose stat (size, times, inode) moved during the read fails
+instead. A file whose size differs from its entry's fails either way. Staged blocks stay
+invisible until the commit, so a failed or cancelled large upload never leaves a partial
+object behind.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from luisy_sync.errors import BlocksNotStaged, IntegrityError
 from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
 from luisy_sync.retry import is_retryable
+from luisy_sync.statcache import stat_key
 from luisy_sync.stores.base import DIGEST_KEY, Store
 from luisy_sync.tree import FileEntry
 
@@ -35,43 +41,67 @@ def _changed(path: str, what: str) -> IntegrityError:
                           f"nothing was stored under its name, scan and push again")
 
 
-def _read_whole(full: str, path: str, entry: FileEntry) -> tuple[bytes, str]:
+def _checked(transfer: "Transfer", full: str, path: str, entry: FileEntry, digest: str,
+             before: os.stat_result | None, after: os.stat_result | None) -> None:
+    """Check the digest of the bytes read against ``entry``'s. Without one (then ``before``
+    and ``after`` are the file's stat at the start and the end of the read), the file's
+    stat must not have moved during the read (else the bytes may be a mix of two versions),
+    and the digest is recorded in the transfer's stat cache."""
+    if entry.digest is not None:
+        if digest != entry.digest:
+            raise _changed(path, "digest differs from the scan")
+        return
+    assert before is not None and after is not None
+    key = stat_key(after)
+    if stat_key(before) != key:
+        raise _changed(path, "modified while it was read")
+    transfer.stat_cache.put(full, key, digest)
+
+
+def _read_whole(transfer: "Transfer", full: str, path: str, entry: FileEntry) -> tuple[bytes, str]:
+    """The bytes of a small file and their digest (see ``_checked``)."""
+    before = after = None
     with open(full, "rb") as fh:
+        if entry.digest is None:
+            before = os.fstat(fh.fileno())
         data = fh.read(entry.size + 1)
+        if entry.digest is None:
+            after = os.fstat(fh.fileno())
     if len(data) != entry.size:
         raise _changed(path, f"size {len(data) if len(data) <= entry.size else 'larger'}, "
                              f"expected {entry.size}")
     digest = hash_bytes(data)
-    if entry.digest is not None and digest != entry.digest:
-        raise _changed(path, "digest differs from the scan")
+    _checked(transfer, full, path, entry, digest, before, after)
     return data, digest
 
 
-def _read_many(root: str, batch: list[tuple[str, FileEntry, str]]) -> list[tuple[bytes, str] | Exception]:
+def _read_many(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry, str]]
+               ) -> list[tuple[bytes, str] | Exception]:
     """``_read_whole`` of every file of a batch in one thread call (per-file errors)."""
     out: list[tuple[bytes, str] | Exception] = []
     for path, entry, _ in batch:
         try:
-            out.append(_read_whole(join_under(root, path), path, entry))
+            out.append(_read_whole(transfer, join_under(root, path), path, entry))
         except Exception as exc:
             out.append(exc)
     return out
 
 
 async def upload_batch(transfer: "Transfer", store: Store, root: str,
-                       batch: list[tuple[str, FileEntry, str]]) -> list[BaseException | None]:
+                       batch: list[tuple[str, FileEntry, str]]) -> list[BaseException | str]:
     """Upload many small files (``(path, entry, name)``): one thread call reads them all,
     then one ``put_many`` call (stores that have it) or one put per file, concurrently.
-    Returns one error (or None) per file; a retryable error of ``put_many`` is retried
-    file by file under the retry policy."""
-    errors: list[BaseException | None] = [None] * len(batch)
+    Returns per file its error or the digest of the bytes stored; a retryable error of
+    ``put_many`` is retried file by file under the retry policy."""
+    outcomes: list[BaseException | str] = [""] * len(batch)
     async with transfer.budget.hold(sum(entry.size for _, entry, _ in batch)):
-        read = await transfer.in_thread(_read_many, root, batch)
+        read = await transfer.in_thread(_read_many, transfer, root, batch)
         todo = []
         for i, got in enumerate(read):
             if isinstance(got, Exception):
-                errors[i] = got
+                outcomes[i] = got
             else:
+                outcomes[i] = got[1]
                 todo.append((i, got))
         put_many = getattr(store, "put_many", None)
         if put_many is not None and todo:
@@ -85,7 +115,7 @@ async def upload_batch(transfer: "Transfer", store: Store, root: str,
                 elif is_retryable(res):
                     retry.append((i, got))
                 else:
-                    errors[i] = res
+                    outcomes[i] = res
             todo = retry
 
         async def put_one(i: int, data: bytes, digest: str) -> None:
@@ -94,14 +124,14 @@ async def upload_batch(transfer: "Transfer", store: Store, root: str,
                 await transfer.request(path, partial(store.put, name, data, metadata={DIGEST_KEY: digest}),
                                        describe=f"put {name}")
             except Exception as exc:
-                errors[i] = exc
+                outcomes[i] = exc
             else:
                 transfer.tracker.advanced(path, len(data))
 
         async with anyio.create_task_group() as tg:
             for i, (data, digest) in todo:
                 tg.start_soon(put_one, i, data, digest)
-    return errors
+    return outcomes
 
 
 class _BlocksLost(Exception):
@@ -113,8 +143,9 @@ class _BlocksLost(Exception):
 
 
 async def upload_file(transfer: "Transfer", store: Store, root: str, path: str, entry: FileEntry,
-                      name: str) -> None:
-    """Upload ``root/path`` to object ``name`` with its digest in the metadata.
+                      name: str) -> str:
+    """Upload ``root/path`` to object ``name`` with its digest in the metadata; returns that
+    digest (of the bytes stored).
 
     A block upload whose staged blocks vanished before the commit (a concurrent push of
     the same name committed first, which discards other uncommitted blocks) starts over
@@ -122,30 +153,31 @@ async def upload_file(transfer: "Transfer", store: Store, root: str, path: str, 
     """
     full = join_under(root, path)
     if entry.size <= transfer.block_size:
-        await _upload_small(transfer, store, full, path, entry, name)
-        return
-    for attempt in range(1, BLOCK_UPLOAD_ATTEMPTS + 1):
+        return await _upload_small(transfer, store, full, path, entry, name)
+    attempt = 1
+    while True:
         try:
-            await _upload_blocks(transfer, store, full, path, entry, name)
-            return
+            return await _upload_blocks(transfer, store, full, path, entry, name)
         except _BlocksLost as lost:
             if attempt == BLOCK_UPLOAD_ATTEMPTS:
                 raise lost.error from None
             transfer.tracker.retried(path, attempt, str(lost).splitlines()[0], restart=True)
             await anyio.sleep(random.uniform(0.0, 0.05 * attempt))
+            attempt += 1
 
 
 async def _upload_small(transfer: "Transfer", store: Store, full: str, path: str, entry: FileEntry,
-                        name: str) -> None:
+                        name: str) -> str:
     async with transfer.budget.hold(entry.size), transfer.limiter:
-        data, digest = await transfer.in_thread(_read_whole, full, path, entry)
+        data, digest = await transfer.in_thread(_read_whole, transfer, full, path, entry)
         await transfer.retry(path, partial(store.put, name, data, metadata={DIGEST_KEY: digest}),
                              describe=f"put {name}")
     transfer.tracker.advanced(path, len(data))
+    return digest
 
 
 async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: str, entry: FileEntry,
-                         name: str) -> None:
+                         name: str) -> str:
     block = transfer.block_size_for(entry.size)
     attempt_id = uuid.uuid4().hex[:16]  # fresh per attempt: never reuse another attempt's blocks
     hasher = new_hasher()
@@ -169,7 +201,10 @@ async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: st
         transfer.tracker.advanced(path, len(data))
 
     fd = await transfer.in_thread(os.open, full, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    before = after = None
     try:
+        if entry.digest is None:
+            before = await transfer.in_thread(os.fstat, fd)
         async with anyio.create_task_group() as tg:
             for index, offset in enumerate(range(0, entry.size, block)):
                 length = min(block, entry.size - offset)
@@ -191,13 +226,17 @@ async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: st
                 tg.start_soon(stage, token, held, block_id, data)
                 del data
         extra = await transfer.in_thread(os.pread, fd, 1, entry.size)
+        if entry.digest is None:
+            after = await transfer.in_thread(os.fstat, fd)
     finally:
         os.close(fd)
+    if extra:
+        raise _changed(path, "size grew")
     digest = hasher.hexdigest()
-    if extra or (entry.digest is not None and digest != entry.digest):
-        raise _changed(path, "size grew" if extra else "digest differs from the scan")
+    _checked(transfer, full, path, entry, digest, before, after)
     try:
         await transfer.request(path, partial(store.commit_blocks, name, block_ids, metadata={DIGEST_KEY: digest}),
                                describe=f"commit {len(block_ids)} blocks of {name}")
     except BlocksNotStaged as exc:
         raise _BlocksLost(exc) from None
+    return digest

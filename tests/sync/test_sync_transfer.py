@@ -14,6 +14,7 @@ from luisy_sync.errors import StoreError, TransientError
 from luisy_sync.hashing import hash_bytes, hash_file
 from luisy_sync.progress import ProgressCallback
 from luisy_sync.retry import RetryPolicy
+from luisy_sync.statcache import NullStatCache, StatKey, stat_key
 from luisy_sync.stores.base import DIGEST_KEY
 from luisy_sync.stores.memory import MemoryStore
 from luisy_sync.stores.wrappers import CountingStore, Fault, FaultStore
@@ -217,6 +218,25 @@ async def test_file_changed_after_scan_is_not_uploaded(tmp_path: Path) -> None:
     assert [p for p, _ in result.failed] == ["big.bin", "small.txt"]
     assert all(r.startswith("IntegrityError") and "changed" in r for _, r in result.failed)
     assert await store.list() == []
+
+
+async def test_entries_without_a_digest_are_hashed_as_they_are_uploaded(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "src", SAMPLES)
+    bare = Tree({p: FileEntry(e.size, None, e.mtime_ns) for p, e in tree.items()}, root=tree.root)
+    recorded: dict[str, str] = {}
+
+    class Recording(NullStatCache):
+        def put(self, path: str, key: StatKey, digest: str) -> None:
+            assert key == stat_key(os.stat(path))
+            recorded[os.path.relpath(path, tree.root).replace(os.sep, "/")] = digest
+
+    store = MemoryStore()
+    result = await upload_paths(store, bare.root, list(bare), bare, transfer=transfer(stat_cache=Recording()))
+    expected = {p: e.digest for p, e in tree.items()}
+    assert result.failed == [] and result.digests == recorded == expected
+    assert {p: (await store.head(p)).digest for p in tree} == expected
+    again = await upload_paths(MemoryStore(), tree.root, list(tree), tree, transfer=transfer())
+    assert again.digests == expected  # checked against the tree, and reported the same way
 
 
 async def test_unsafe_names_are_refused_per_file(tmp_path: Path) -> None:
