@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from luisy_sync.blockio import read_into
 from luisy_sync.errors import BlocksNotStaged, IntegrityError
 from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
@@ -182,23 +183,22 @@ async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: st
     attempt_id = uuid.uuid4().hex[:16]  # fresh per attempt: never reuse another attempt's blocks
     hasher = new_hasher()
     block_ids: list[str] = []
-    limiter, budget = transfer.limiter, transfer.budget
+    limiter, budget, buffers = transfer.limiter, transfer.budget, transfer.buffers
 
-    def read_block(fd: int, offset: int, length: int) -> bytes:
-        data = os.pread(fd, length, offset)
-        if len(data) != length:
+    def read_block(fd: int, offset: int, view: memoryview) -> None:
+        if read_into(fd, view, offset) != len(view):
             raise _changed(path, f"short read at offset {offset}: file is shorter than {entry.size}")
-        hasher.update(data)  # blocks are read in order, one at a time
-        return data
+        hasher.update(view)  # blocks are read in order, one at a time
 
-    async def stage(token: object, held: int, block_id: str, data: bytes) -> None:
-        try:
-            await transfer.retry(path, store.put_block, name, block_id, data,
+    async def stage(token: object, held: int, block_id: str, buf: bytearray, length: int) -> None:
+        try:  # the store copies what it keeps (Store protocol), so the buffer is reused after
+            await transfer.retry(path, store.put_block, name, block_id, memoryview(buf)[:length],
                                  describe=f"put block {block_id} of {name}")
         finally:
             limiter.release_on_behalf_of(token)
             budget.release(held)
-        transfer.tracker.advanced(path, len(data))
+            buffers.give(buf)
+        transfer.tracker.advanced(path, length)
 
     fd = await transfer.in_thread(os.open, full, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     before = after = None
@@ -215,16 +215,17 @@ async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: st
                 except BaseException:
                     budget.release(held)
                     raise
+                buf = buffers.take(block)
                 try:
-                    data = await transfer.in_thread(read_block, fd, offset, length)
+                    await transfer.in_thread(read_block, fd, offset, memoryview(buf)[:length])
                 except BaseException:
                     limiter.release_on_behalf_of(token)
                     budget.release(held)
+                    buffers.give(buf)
                     raise
                 block_id = f"{attempt_id}-{index:06d}"
                 block_ids.append(block_id)
-                tg.start_soon(stage, token, held, block_id, data)
-                del data
+                tg.start_soon(stage, token, held, block_id, buf, length)
         extra = await transfer.in_thread(os.pread, fd, 1, entry.size)
         if entry.digest is None:
             after = await transfer.in_thread(os.fstat, fd)
