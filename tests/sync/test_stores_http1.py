@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from typing import Awaitable, Callable
 
 import pytest
@@ -241,3 +244,38 @@ async def test_without_keep_alive_each_request_has_its_own_connection() -> None:
         await pool.close()
     assert server.connections == 3 and all(r.headers["connection"] == "close" for r in server.requests)
     assert pool._open == 0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
+async def test_https_answers_land_in_the_buffer_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    body = bytes(range(256)) * 4096  # 1 MiB: many TLS records
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(raw)
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0, ssl=server_side)
+    port = server.sockets[0].getsockname()[1]
+    client_side = ssl.create_default_context(cafile=str(cert))
+    pool = HttpPool(f"https://127.0.0.1:{port}", ssl_context=client_side)
+    strict = HttpPool(f"https://127.0.0.1:{port}")  # the system's trust: this certificate is not in it
+    buf = bytearray(len(body))
+    try:
+        got = await pool.request("GET", "/", {}, into=memoryview(buf))
+        with pytest.raises(ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            await strict.request("GET", "/", {})
+    finally:
+        await pool.close()
+        await strict.close()
+        server.close()
+    assert got.status == 200 and got.body.obj is buf and buf == body
