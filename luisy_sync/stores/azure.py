@@ -34,7 +34,7 @@ from luisy_sync.stores.azure_errors import scrub
 from luisy_sync.stores.azure_sdk import SdkBlobClient
 from luisy_sync.stores.azure_sharedkey import CopyState, SharedKeyBlobClient
 from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode, check_range
-from luisy_sync.stores.http1 import HttpPool
+from luisy_sync.stores.http1 import HttpPool, proxy_from_env
 
 DEFAULT_ENDPOINT = "https://{account}.blob.core.windows.net"
 COPY_TIMEOUT = 300.0
@@ -180,6 +180,8 @@ class AzureBlobStore:
                 self.account_url, credential.named_key.name, base64.b64decode(credential.named_key.key),
                 container, http=self._http, secrets=self._secrets)
         self.fast_path = self._requests is not self._sdk
+        endpoint = urlsplit(self.account_url)
+        self._proxy = proxy_from_env(endpoint.scheme, endpoint.hostname or "") if self.fast_path else None
 
     # -- constructors ----------------------------------------------------------------
 
@@ -212,7 +214,9 @@ class AzureBlobStore:
             connector = aiohttp.TCPConnector(limit=self._max_connections,
                                              limit_per_host=self._max_connections,
                                              ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            # trust_env: the SDK path takes https_proxy / http_proxy / no_proxy like the fast path
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                                  trust_env=True)
             transport = AioHttpTransport(session=self._session, session_owner=False)
             self._service = BlobServiceClient(self.account_url, credential=self._credential,
                                               transport=transport, retry_total=0,
@@ -228,7 +232,7 @@ class AzureBlobStore:
         if self._pool is None or self._pool_loop is not loop:
             self._pool = HttpPool(urlsplit(self.account_url)._replace(path="").geturl(),
                                   limit=self._max_connections, connect_timeout=self._connection_timeout,
-                                  read_timeout=self._read_timeout)
+                                  read_timeout=self._read_timeout, proxy=self._proxy)
             self._pool_loop = loop
         return self._pool
 

@@ -11,18 +11,25 @@ with an ``asyncio.BufferedProtocol``, the body received straight into one buffer
 Supported: http and https (the default SSL context), ``Content-Length``, chunked and
 read-until-close bodies, HEAD and bodiless statuses, keep-alive with ``Connection:
 close`` honoured, a connect timeout and a read timeout (no byte in either direction for
-that long). No redirects, proxies, cookies or compression. Failures raise
-``ConnectionError`` subclasses (``IncompleteBody`` for a body cut short) or
-``asyncio.TimeoutError``; the store translates them.
+that long), and an HTTP proxy from the environment as curl, requests and the Azure SDK
+read it (``https_proxy`` / ``http_proxy``, ``no_proxy``; user:password in the proxy URL
+becomes Basic proxy authorization): https goes through a ``CONNECT`` tunnel, http in
+absolute form. No redirects, cookies or compression. Failures raise ``ConnectionError``
+subclasses (``IncompleteBody`` for a body cut short) or ``asyncio.TimeoutError``; the
+store translates them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import ssl
-from typing import Iterator, Mapping, overload
-from urllib.parse import urlsplit
+import urllib.request
+from typing import Iterator, Literal, Mapping, NamedTuple, overload
+from urllib.parse import unquote, urlsplit
+
+from luisy_sync.errors import ConfigError
 
 __all__ = ["HttpPool", "Headers", "Response", "IncompleteBody"]
 
@@ -372,14 +379,43 @@ class _Connection(asyncio.BufferedProtocol):
             self._exchange = None
 
 
+class Proxy(NamedTuple):
+    """An HTTP proxy: where it listens and the ``Proxy-Authorization`` value (or "")."""
+
+    host: str
+    port: int
+    authorization: str = ""
+
+
+def proxy_from_env(scheme: str, host: str) -> Proxy | None:
+    """The proxy the environment names for ``scheme://host`` (None: go direct, also when
+    ``no_proxy`` covers the host). Only ``http://`` proxies are supported."""
+    url = urllib.request.getproxies_environment().get(scheme)
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"unsupported {scheme}_proxy {parts.scheme}://{parts.hostname or ''}: "
+                          "only http:// proxies are supported; set it to http://host:port")
+    auth = ""
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        auth = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return Proxy(parts.hostname, parts.port or 80, auth)
+
+
 class HttpPool:
     """Keep-alive HTTP/1.1 connections to one origin (``scheme://host[:port]``), at most
     ``limit`` open at once, for the event loop that first uses it (``keep_alive=False``:
-    one connection per request, each asking the server to close it)."""
+    one connection per request, each asking the server to close it). ``proxy``: the
+    environment's (the default), a ``Proxy``, or None for none."""
 
     def __init__(self, origin: str, *, limit: int = 64, connect_timeout: float = 20.0,
                  read_timeout: float = 120.0, user_agent: str = "luisy-sync",
-                 ssl_context: ssl.SSLContext | None = None, keep_alive: bool = True):
+                 ssl_context: ssl.SSLContext | None = None, keep_alive: bool = True,
+                 proxy: Proxy | None | Literal["env"] = "env"):
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"unsupported origin {origin!r}: expected http(s)://host[:port]")
@@ -391,6 +427,10 @@ class HttpPool:
         default = 443 if parts.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._host_header = host if self.port == default else f"{host}:{self.port}"
+        self.proxy: Proxy | None = proxy_from_env(parts.scheme, self.host) if isinstance(proxy, str) else proxy
+        self._absolute = ""  # plain http through a proxy: requests name the whole URL
+        if self.proxy is not None and self._ssl is None:
+            self._absolute = f"http://{self._host_header}"
         close = "" if keep_alive else "Connection: close\r\n"
         self._fixed = (f"Host: {self._host_header}\r\nUser-Agent: {user_agent}\r\n"
                        f"Accept-Encoding: identity\r\n{close}")
@@ -410,7 +450,9 @@ class HttpPool:
 
         A PUT or POST always carries ``Content-Length``. ``into``: a buffer to receive a
         body of at most its size in (the answer's body is then a slice of it)."""
-        lines = [f"{method} {target} HTTP/1.1\r\n", self._fixed]
+        lines = [f"{method} {self._absolute}{target} HTTP/1.1\r\n", self._fixed]
+        if self._absolute and self.proxy is not None and self.proxy.authorization:
+            lines.append(f"Proxy-Authorization: {self.proxy.authorization}\r\n")
         lines.extend(f"{k}: {v}\r\n" for k, v in headers.items())
         if body is not None or method in ("PUT", "POST"):
             lines.append(f"Content-Length: {0 if body is None else len(body)}\r\n")
@@ -456,20 +498,47 @@ class HttpPool:
                 raise
 
     async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(loop, self.read_timeout), self.host,
-                                       self.port, ssl=self._ssl,
-                                       server_hostname=self.host if self._ssl else None),
-                self.connect_timeout)
+            return await asyncio.wait_for(self._open_connection(), self.connect_timeout)
         except asyncio.TimeoutError:
-            raise asyncio.TimeoutError(f"no connection to {self._host_header} within "
+            raise asyncio.TimeoutError(f"no connection to {self._where()} within "
                                        f"{self.connect_timeout:g} s") from None
         except ConnectionError:
             raise
         except OSError as exc:  # name resolution, TLS, unreachable network
-            raise ConnectionError(f"cannot connect to {self._host_header}: {exc}") from None
+            raise ConnectionError(f"cannot connect to {self._where()}: {exc}") from None
+
+    def _where(self) -> str:
+        proxy = f" through the proxy {self.proxy.host}:{self.proxy.port}" if self.proxy else ""
+        return self._host_header + proxy
+
+    async def _open_connection(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+
+        def factory() -> _Connection:
+            return _Connection(loop, self.read_timeout)
+
+        if self.proxy is None:
+            _, conn = await loop.create_connection(factory, self.host, self.port, ssl=self._ssl,
+                                                   server_hostname=self.host if self._ssl else None)
+            return conn
+        transport, conn = await loop.create_connection(factory, self.proxy.host, self.proxy.port)
+        if self._ssl is None:
+            return conn
+        try:  # https: a CONNECT tunnel, then TLS with the origin inside it
+            head = f"CONNECT {self._host_header} HTTP/1.1\r\nHost: {self._host_header}\r\n"
+            if self.proxy.authorization:
+                head += f"Proxy-Authorization: {self.proxy.authorization}\r\n"
+            answer = await conn.exchange((head + "\r\n").encode("latin-1"), None, True, None)
+            if answer.status != 200:
+                raise ConnectionRefusedError(f"the proxy refused the tunnel: HTTP {answer.status} "
+                                             f"{answer.reason}".rstrip())
+            tls = await loop.start_tls(transport, conn, self._ssl, server_hostname=self.host)
+        except BaseException:
+            transport.abort()
+            raise
+        assert isinstance(tls, asyncio.Transport)
+        conn.transport = tls
         return conn
 
     def _release(self, conn: _Connection) -> None:

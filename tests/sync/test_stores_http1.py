@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
 import ssl
 import subprocess
@@ -10,7 +11,8 @@ from typing import Awaitable, Callable
 
 import pytest
 
-from luisy_sync.stores.http1 import HttpPool, IncompleteBody
+from luisy_sync.errors import ConfigError
+from luisy_sync.stores.http1 import HttpPool, IncompleteBody, Proxy, proxy_from_env
 
 Reply = Callable[[asyncio.StreamWriter, "Request"], Awaitable[bool]]
 """Writes the answer; returns whether the server keeps the connection open."""
@@ -246,12 +248,18 @@ async def test_without_keep_alive_each_request_has_its_own_connection() -> None:
     assert pool._open == 0
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
-async def test_https_answers_land_in_the_buffer_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+def _certificate(where):  # type: ignore[no-untyped-def]
+    """A self-signed certificate for 127.0.0.1: (cert.pem, key.pem)."""
+    cert, key = where / "cert.pem", where / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
+async def test_https_answers_land_in_the_buffer_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cert, key = _certificate(tmp_path)
     server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_side.load_cert_chain(cert, key)
     body = bytes(range(256)) * 4096  # 1 MiB: many TLS records
@@ -279,3 +287,115 @@ async def test_https_answers_land_in_the_buffer_too(tmp_path) -> None:  # type: 
         await strict.close()
         server.close()
     assert got.status == 200 and got.body.obj is buf and buf == body
+
+
+class TunnelProxy:
+    """A tiny HTTP proxy: CONNECT tunnels and absolute-form requests, both piped as bytes
+    to the host they name; keeps each request line and Proxy-Authorization seen."""
+
+    def __init__(self, refuse: bool = False):
+        self.refuse = refuse
+        self.seen: list[tuple[str, str | None]] = []
+
+    async def __aenter__(self) -> "TunnelProxy":
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        line, *rest = head.decode("latin-1").split("\r\n")
+        auth = next((h.split(":", 1)[1].strip() for h in rest if h.lower().startswith("proxy-authorization:")),
+                    None)
+        self.seen.append((line, auth))
+        method, target, _ = line.split(" ")
+        if self.refuse:
+            writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
+        where = target if method == "CONNECT" else target.split("//", 1)[1].split("/", 1)[0]
+        host, port = where.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        if method == "CONNECT":
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            up_writer.write(head)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except ConnectionError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_plain_http_through_a_proxy_names_the_whole_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Server(answer(OK)) as server, TunnelProxy() as proxy:
+        monkeypatch.setenv("http_proxy", f"http://us%40er:p%3Ass@127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        pool = HttpPool(server.origin)
+        got = await pool.request("GET", "/c/b?x=1", {})
+        await pool.close()
+    assert bytes(got.body) == b"hello"
+    line, auth = proxy.seen[0]
+    assert line == f"GET {server.origin}/c/b?x=1 HTTP/1.1"
+    assert auth == "Basic " + base64.b64encode(b"us@er:p:ss").decode()
+
+
+async def test_https_through_a_proxy_tunnel(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = _certificate(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            writer.write(OK)
+            await writer.drain()
+        writer.close()
+
+    origin = await asyncio.start_server(reply, "127.0.0.1", 0, ssl=server_side)
+    port = origin.sockets[0].getsockname()[1]
+    async with TunnelProxy() as proxy:
+        monkeypatch.setenv("https_proxy", f"127.0.0.1:{proxy.port}")  # no scheme: http:// is meant
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        pool = HttpPool(f"https://127.0.0.1:{port}", ssl_context=ssl.create_default_context(cafile=str(cert)))
+        try:
+            bodies = [bytes((await pool.request("GET", "/", {})).body) for _ in range(2)]
+        finally:
+            await pool.close()
+            origin.close()
+    assert bodies == [b"hello", b"hello"]
+    assert proxy.seen == [(f"CONNECT 127.0.0.1:{port} HTTP/1.1", None)]  # one tunnel, kept alive
+
+
+async def test_proxy_settings_no_proxy_refusals_and_bad_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "localhost,.internal.example")
+    assert proxy_from_env("https", "acct.blob.core.windows.net") == Proxy("proxy.example", 3128, "")
+    assert proxy_from_env("https", "store.internal.example") is None
+    assert proxy_from_env("http", "acct.blob.core.windows.net") is None  # no http_proxy set
+    monkeypatch.setenv("https_proxy", "https://proxy.example:3128")
+    with pytest.raises(ConfigError, match="only http:// proxies"):
+        proxy_from_env("https", "acct.blob.core.windows.net")
+    async with TunnelProxy(refuse=True) as proxy:
+        pool = HttpPool("https://127.0.0.1:9", proxy=Proxy("127.0.0.1", proxy.port))
+        with pytest.raises(ConnectionError, match="refused the tunnel: HTTP 407"):
+            await pool.request("GET", "/", {})
+        await pool.close()
