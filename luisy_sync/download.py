@@ -225,38 +225,56 @@ async def _download_small(transfer: "Transfer", store: Store, final: str, path: 
 class _OrderedHasher:
     """Hashes a file's ranges in offset order as they are written (in worker threads).
 
-    A range that arrives in turn is hashed from memory; one that arrives early is
-    re-read from the file when its turn comes (into one reused buffer, so no fresh
-    memory is faulted in per range), so the file is never read twice whole.
+    A range that arrives in turn is hashed from memory. One that arrives early is kept
+    in memory until its turn while the kept ranges stay within ``keep_limit`` bytes (the
+    caller then must not reuse its buffer until ``write`` reports it freed); beyond that
+    it is re-read from the file when its turn comes (into one reused buffer). Either way
+    the file is never read twice whole.
     """
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, keep_limit: int = 0):
         self._fd = fd
         self._hasher = new_hasher()
         self._next = 0
-        self._early: dict[int, int] = {}  # offset -> length of ranges written ahead of turn
+        self._early: dict[int, tuple[int, bytes | None]] = {}  # offset -> (length, the bytes if kept)
+        self._kept = 0
+        self._keep_limit = keep_limit
         self._lock = threading.Lock()
         self._reread = bytearray()
 
-    def write(self, data: bytes, offset: int) -> None:
-        """Write ``data`` at ``offset`` and hash what is now contiguous."""
+    def write(self, data: bytes, offset: int) -> tuple[bool, list[int]]:
+        """Write ``data`` at ``offset`` and hash what is now contiguous. Returns whether
+        ``data`` is kept for later hashing, and the offsets of earlier kept ranges that
+        were hashed now (their buffers are free again)."""
         write_at(self._fd, data, offset)
+        freed: list[int] = []
         with self._lock:
             if offset != self._next:
-                self._early[offset] = len(data)
-                return
+                keep = self._kept + len(data) <= self._keep_limit
+                self._early[offset] = (len(data), data if keep else None)
+                self._kept += len(data) if keep else 0
+                return keep, freed
             self._hasher.update(data)
             self._next += len(data)
             while self._next in self._early:
-                length = self._early.pop(self._next)
-                if len(self._reread) < length:
-                    self._reread = bytearray(length)
-                view = memoryview(self._reread)[:length]
-                if read_into(self._fd, view, self._next) != length:
-                    raise ShortReadError(f"re-reading {length} bytes at {self._next} of a download: "
-                                         "the temp file is shorter than what was written")
-                self._hasher.update(view)
+                length, kept = self._early.pop(self._next)
+                if kept is not None:
+                    self._hasher.update(kept)
+                    self._kept -= length
+                    freed.append(self._next)
+                else:
+                    self._hash_from_file(length)
                 self._next += length
+        return False, freed
+
+    def _hash_from_file(self, length: int) -> None:
+        if len(self._reread) < length:
+            self._reread = bytearray(length)
+        view = memoryview(self._reread)[:length]
+        if read_into(self._fd, view, self._next) != length:
+            raise ShortReadError(f"re-reading {length} bytes at {self._next} of a download: "
+                                 "the temp file is shorter than what was written")
+        self._hasher.update(view)
 
     def hexdigest(self, size: int) -> str:
         """The digest of the first ``size`` bytes (all ranges must have been written)."""
@@ -273,9 +291,17 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
     budget = transfer.budget
 
     get_into = getattr(store, "get_into", None)
+    parked: dict[int, tuple[int, bytearray | None]] = {}  # early ranges kept for the hasher
+    freed_early: set[int] = set()  # hashed before their own fetch could park them
+
+    def release(held: int, buf: bytearray | None) -> None:
+        budget.release(held)
+        if buf is not None:
+            transfer.buffers.give(buf)
 
     async def fetch(held: int, hasher: _OrderedHasher, offset: int, length: int) -> None:
         buf = transfer.buffers.take(block) if get_into is not None else None
+        kept = False
 
         async def get() -> bytes:
             if buf is not None and get_into is not None:
@@ -287,17 +313,26 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
         try:
             async with transfer.limiter:
                 data = await transfer.retry(path, get, describe=f"get {name} bytes {offset}+{length}")
-            await transfer.in_thread(hasher.write, data, offset)
+            kept, freed = await transfer.in_thread(hasher.write, data, offset)
             del data
+            for done in freed:
+                if done in parked:
+                    release(*parked.pop(done))
+                else:
+                    freed_early.add(done)
+            if kept and offset in freed_early:
+                freed_early.discard(offset)
+                kept = False
         finally:
-            budget.release(held)
-            if buf is not None:
-                transfer.buffers.give(buf)
+            if kept:
+                parked[offset] = (held, buf)
+            else:
+                release(held, buf)
         transfer.tracker.advanced(path, length)
 
     try:
         fd = await transfer.in_thread(_open_sized, tmp, entry.size)
-        hasher = _OrderedHasher(fd)
+        hasher = _OrderedHasher(fd, keep_limit=budget.limit // 2)
         async with anyio.create_task_group() as tg:
             for offset in range(0, entry.size, block):  # ranges start in order, memory permitting
                 length = min(block, entry.size - offset)
@@ -317,3 +352,6 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
             os.close(fd)
         remove_quietly(tmp)
         raise
+    finally:
+        for held_buf in parked.values():  # a failed download's early ranges
+            release(*held_buf)

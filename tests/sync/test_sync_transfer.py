@@ -310,3 +310,36 @@ async def test_100_mib_file_with_default_block_size(real_store: Any, tmp_path: P
     assert down.failed == []
     assert hash_file(tmp_path / "dest" / "big.bin") == tree["big.bin"].digest
     assert temp_files(tmp_path / "dest") == []
+
+
+async def test_ranges_arriving_early_are_hashed_in_order_kept_or_read_back(tmp_path: Path) -> None:
+    """The first range of a file comes last: the others arrive early, half the byte
+    budget of them is kept in memory for the hasher and the rest is read back from the
+    file; the download still verifies, and every byte of the budget is given back."""
+    data = os.urandom(12 * BLOCK + 99)
+    store = MemoryStore()
+    await store.put("big.bin", data, metadata={DIGEST_KEY: hash_bytes(data)})
+    slow_first = FaultStore(store, Fault("get", times=1, before=partial(anyio.sleep, 0.2)))
+    entry = FileEntry(len(data), hash_bytes(data))
+    moving = transfer(memory_limit=6 * BLOCK)
+    result = await download_paths(slow_first, tmp_path, ["big.bin"], Tree({"big.bin": entry}),
+                                  transfer=moving)
+    assert result.done == ["big.bin"] and (tmp_path / "big.bin").read_bytes() == data
+    assert moving.budget.held == 0 and 6 * BLOCK >= moving.budget.peak > 4 * BLOCK
+
+
+def test_ordered_hasher_keeps_what_fits_and_reads_back_the_rest(tmp_path: Path) -> None:
+    from luisy_sync.download import _OrderedHasher
+
+    parts = [os.urandom(1000) for _ in range(5)]
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        hasher = _OrderedHasher(fd, keep_limit=2000)
+        assert hasher.write(parts[3], 3000) == (True, [])   # early: kept
+        assert hasher.write(parts[1], 1000) == (True, [])   # early: kept (2000 bytes now)
+        assert hasher.write(parts[2], 2000) == (False, [])  # early, over the limit: read back later
+        assert hasher.write(parts[0], 0) == (False, [1000, 3000])  # in turn: 1, 2 (file), 3 hashed
+        assert hasher.write(parts[4], 4000) == (False, [])
+        assert hasher.hexdigest(5000) == hash_bytes(b"".join(parts))
+    finally:
+        os.close(fd)
