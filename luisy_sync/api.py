@@ -187,10 +187,11 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
         resolve_root(tree_or_dir)  # a missing directory fails before the store is opened
     async with _resolved_store(store) as target:
         async def remote_side() -> tuple[Any, list[ObjectInfo] | None]:
-            before: Any = None  # the manifest as read BEFORE the listing (see update_manifest)
-            if manifest and not dry_run:
-                before = await _manifest_before(target, object_name(prefix, manifest), policy)
-            return before, await _listing(target, prefix, policy)
+            """The manifest and the listing, read at the same time (one round trip)."""
+            if not manifest or dry_run:
+                return None, await _listing(target, prefix, policy)
+            return await _both(partial(_manifest_before, target, object_name(prefix, manifest), policy),
+                               partial(_listing, target, prefix, policy))
 
         def make_transfer(stat_cache: StatCache | NullStatCache | None = None) -> Transfer:
             return Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
@@ -232,13 +233,15 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                                                     describe=f"list {target.url}")
                     return remote_tree(objects, prefix)
 
-                # First attempt: the manifest read before the listing, and the listing plus
-                # what this push committed since (a concurrent push that wrote the manifest
-                # in between makes the conditional write fail, and the retry re-reads both).
-                view: Mapping[str, FileEntry] = remote
+                # First attempt: the manifest read at the start, and the listing plus what
+                # this push committed since (a concurrent push that writes the manifest later
+                # makes the conditional write fail, and the retry re-reads both).
+                view: Mapping[str, FileEntry] | None = remote
                 if result.done:
                     view = dict(remote.items())
                     view.update((p, local[p]) for p in result.done)
+                if not _listing_agrees(before, remote, result.done):
+                    view = None  # the manifest is newer than the listing: list again first
                 await update_manifest(target, object_name(prefix, manifest), updates, policy=policy,
                                       stored=stored, initial=before, first_stored=view)
         await anyio.to_thread.run_sync(
@@ -314,6 +317,26 @@ def _as_uploaded(local: Tree, digests: Mapping[str, str]) -> Tree:
         return local
     return Tree(((p, dataclasses.replace(e, digest=new[p]) if p in new else e) for p, e in local.items()),
                 root=local.root)
+
+
+def _listing_agrees(before: tuple[dict[str, Any] | None, str | None] | None, remote: Tree,
+                    done: Sequence[str]) -> bool:
+    """Whether the listing can stand in for one taken after the manifest was read (which
+    ``update_manifest``'s first attempt needs): the two were read at the same time, so a
+    concurrent push may have changed objects and then the manifest in between. Every
+    manifest entry that this push did not overwrite must then describe what the listing
+    shows; one that does not (a newer or a deleted object) means listing again."""
+    doc = before[0] if before else None
+    if not doc:
+        return True
+    mine = set(done)
+    for path, entry in manifest_entries(doc).items():
+        if path in mine:
+            continue
+        seen = remote.get(path)
+        if seen is None or (entry.get("digest"), entry.get("size")) != (seen.digest, seen.size):
+            return False
+    return True
 
 
 async def _manifest_before(store: Store, name: str, policy: RetryPolicy | None

@@ -11,6 +11,7 @@ and the other files continue; cancellation propagates and leaves nothing half-wr
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
@@ -197,7 +198,8 @@ class Transfer:
         large = [item for item in todo if item[1].size > limit]
         small = [item for item in todo if item[1].size <= limit]
         singles = iter(large)
-        groups = iter(self.batches(small, batch_store))
+        batches = self.batches(small, batch_store)
+        groups = iter(batches)
 
         def outcome(path: str, got: BaseException | str | None) -> None:
             if isinstance(got, BaseException):  # one file failed for good: record it, go on
@@ -238,13 +240,13 @@ class Transfer:
                 for _ in range(min(self.workers, len(large))):
                     tg.start_soon(single_worker)
                 if small:
-                    per_batch = self._batch_files(batch_store)
+                    per_batch = len(small) / len(batches)  # files per batch (bytes cap some)
                     # A batch store: BATCH_STORE_WORKERS batches at once (see there). Otherwise
                     # enough batches for twice the request slots, plus one: a batch finishes
                     # with its slowest file (one told to retry after a second, say), and the
                     # others keep every slot busy meanwhile.
                     count = BATCH_STORE_WORKERS if batch_store else min(
-                        BATCH_WORKERS_MAX, max(2, -(-2 * self.workers // per_batch) + 1))
+                        BATCH_WORKERS_MAX, max(2, math.ceil(2 * self.workers / per_batch) + 1))
                     for _ in range(count):
                         tg.start_soon(batch_worker)
         finally:

@@ -179,3 +179,32 @@ async def test_push_manifest_names_only_content_that_is_there(tmp_path: Path) ->
     assert files["a.txt"]["hash"] == "task-hash" and files["a.txt"]["size"] == 5
     listed = {o.name: o.digest for o in await store.list("p/")}
     assert all(listed[f"p/{path}"] == e["digest"] for path, e in files.items())
+
+
+@pytest.mark.parametrize("change", ["replace", "add"])
+async def test_push_reading_the_manifest_with_the_listing_loses_no_concurrent_change(
+        tmp_path: Path, change: str) -> None:
+    """The manifest and the listing are read at the same time. Another push that lands
+    between the listing and the manifest read (its object, then its manifest entry) is
+    described as it is stored afterwards, not as this push's stale listing saw it."""
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    for root in (mine, theirs):
+        root.mkdir()
+        (root / "keep.txt").write_text("same in both")
+    (mine / "x.txt").write_text("old x")
+    inner = MemoryStore()
+    await push(mine, inner, cache=False)  # x.txt is stored as "old x": this push will skip it
+    (theirs / ("x.txt" if change == "replace" else "y.txt")).write_text("theirs, newer")
+    listed = anyio.Event()
+
+    async def push_theirs_after_my_listing() -> None:
+        await listed.wait()
+        await push(theirs, inner, cache=False)
+
+    store = FaultStore(inner, Fault("list", times=1, after=listed.set),
+                       Fault("get", name=NAME, times=1, before=push_theirs_after_my_listing))
+    await push(mine, store, cache=False)
+    files, _ = await read_manifest(inner, NAME)
+    stored = {o.name: (o.digest, o.size) for o in await inner.list()}
+    assert {p: (e["digest"], e["size"]) for p, e in files.items()} == {
+        p: v for p, v in stored.items() if p != NAME}
