@@ -201,7 +201,7 @@ def run(opts: Options, log=print) -> dict:
                 rows += figures.noop_sync(small, endpoints, opts.reps)
         if opts.wants("scale"):
             rows += scale.scale(tmp, opts.quick, endpoints.get(0, next(iter(endpoints.values()))), log,
-                                None if opts.wants("scale-azurite-100k") else 10_000)
+                                None if opts.wants("scale-azurite-100k") else 10_000, opts.reps)
         if opts.wants("codehash"):
             log("codehash: code hashing of generated pipelines")
             rows += figures.codehash(workloads.PIPELINE_SIZES[opts.size], opts.reps)

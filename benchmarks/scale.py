@@ -8,7 +8,14 @@ the same run: ``rclone copy --transfers 32`` and ``cp -r`` (push = copy the tree
 a store directory, pull = copy it back out, no-op = rclone copy again). Every command
 is timed as a whole process (start-up included) with its own user + system CPU and
 peak RSS from ``wait4``, after ``os.sync()`` and a 1 s pause (each command starts on a
-settled file system). Azurite takes ~3 ms per small file on 2 cores, so its 100k
+settled file system). The trees of many files that the commands make are removed only
+after the section's last timed command, never between two of them: on ext4 a file
+created within a minute of mass deletes pays for them (the inode allocator skips every
+recently deleted inode, checking each in the inode table: 25 us per created file settled,
+167 us one second after an ``rm -rf`` of 100k files, 28 us a minute later), and which
+command came right after which delete would otherwise decide the rows. With ``reps``
+each command runs that many times, interleaved (all clients in turn per repetition), and
+a row is the minimum (all times are kept). Azurite takes ~3 ms per small file on 2 cores, so its 100k
 rows (~12 minutes) run only when asked for (``--only scale,scale-azurite-100k``); the first pushes have no warm stat cache. 10k and 100k run in
 the same run, so the rows show how time, CPU and memory grow with the file count.
 """
@@ -66,7 +73,9 @@ def timed_process(cmd: list[str], env: dict[str, str]) -> dict:
 
     The file system is settled first (``os.sync()`` and a short pause), so that no command
     pays for the writeback of what the previous one wrote, or the discards of what was
-    deleted before it (ext4 mounted with ``discard`` commits those with the next writes)."""
+    deleted before it (ext4 mounted with ``discard`` commits those with the next writes).
+    Settling does not end the inode allocator's skipping of recently deleted inodes
+    (a minute): ``scale`` therefore deletes no tree of many files between commands."""
     os.sync()
     time.sleep(SETTLE_S)
     with tempfile.TemporaryFile() as err:
@@ -91,20 +100,29 @@ def timed_process(cmd: list[str], env: dict[str, str]) -> dict:
     return res
 
 
-def _rows(figure: str, client: str, res: dict, files: int, nbytes: int, role: str, **extra) -> dict:
-    return row("scale", figure, client, res["seconds"], [res["seconds"]] if res["seconds"] else [],
-               res["error"], role=role, nbytes=nbytes, files=files, cpu_s=res["cpu_s"],
-               peak_rss_mb=res["rss_mb"], **extra)
+def _rows(figure: str, client: str, runs: list[dict], files: int, nbytes: int, role: str, **extra) -> dict:
+    """One row from the runs of one command: the fastest run's time, CPU and peak RSS,
+    every run's time; a run that failed makes the row an error."""
+    failed = next((r for r in runs if r["seconds"] is None), None)
+    best = failed or min(runs, key=lambda r: r["seconds"])
+    times = [r["seconds"] for r in runs if r["seconds"]]
+    return row("scale", figure, client, best["seconds"], times if not failed else [], best["error"], role=role,
+               nbytes=nbytes, files=files, cpu_s=best["cpu_s"], peak_rss_mb=best["rss_mb"],
+               reps=len(runs), **extra)
 
 
 def _count(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
+Runs = dict[tuple[str, str, str], list[dict]]
+"""(figure, client, role) -> the runs of that command, with the row's extra fields."""
+
+
 def scale(tmp: str, quick: bool, azurite_endpoint: str | None, log,
-          azurite_max_files: int | None = None) -> list[dict]:
+          azurite_max_files: int | None = None, reps: int = 1) -> list[dict]:
     """All scale rows (see the module docstring); Azurite gets only the sizes of at
-    most ``azurite_max_files`` files (None: all)."""
+    most ``azurite_max_files`` files (None: all); every command runs ``reps`` times."""
     counts, big = SIZES["quick" if quick else "full"]
     env = dict(os.environ, LUISY_SYNC_CACHE=os.path.join(tmp, "scale-statcache.db"))
     env.pop("LUISY_AZURE_CONNECTION_STRING", None)
@@ -112,21 +130,34 @@ def scale(tmp: str, quick: bool, azurite_endpoint: str | None, log,
     cases = [(f"{_count(n)} x 4 KiB", n, n * SMALL, lambda n=n: generate_many(tmp, n)) for n in counts]
     cases.append((f"1 x {big // GiB} GiB" if big >= GiB else f"1 x {big // MiB} MiB", 1, big,
                   lambda: generate_big(tmp, big)))
-    for label, files, nbytes, make in cases:
-        log(f"scale: {label}")
-        src = make()
-        stores = [("local", None)]
-        if azurite_endpoint and (azurite_max_files is None or files <= azurite_max_files):
-            stores.append(("azurite", azurite_endpoint))
-        for where, endpoint in stores:
-            rows += _luisy_rows(tmp, src, label, files, nbytes, where, endpoint, env)
-        rows += _baseline_rows(tmp, src, label, files, nbytes, env)
-        remove_tree(src)
+    later: list[str] = []  # trees of many files: removed after the last timed command
+    try:
+        for label, files, nbytes, make in cases:
+            log(f"scale: {label}")
+            src = make()
+            discard = later.append if files > 1 else remove_tree
+            stores = [("local", None)]
+            if azurite_endpoint and (azurite_max_files is None or files <= azurite_max_files):
+                stores.append(("azurite", azurite_endpoint))
+            runs: Runs = {}
+            extras: dict[tuple[str, str, str], dict] = {}
+            for rep in range(reps):
+                for where, endpoint in stores:
+                    _luisy_runs(tmp, src, label, where, endpoint, env, runs, extras, discard)
+                _baseline_runs(tmp, src, label, env, runs, extras, discard)
+                if reps > 1:
+                    log(f"scale: {label} rep {rep + 1}/{reps} done")
+            rows += [_rows(figure, client, got, files, nbytes, role, **extras[(figure, client, role)])
+                     for (figure, client, role), got in runs.items()]
+            discard(src)
+    finally:
+        for path in later:
+            remove_tree(path)
     return rows
 
 
-def _luisy_rows(tmp: str, src: str, label: str, files: int, nbytes: int, where: str,
-                endpoint: str | None, env: dict[str, str]) -> list[dict]:
+def _luisy_runs(tmp: str, src: str, label: str, where: str, endpoint: str | None, env: dict[str, str],
+                runs: Runs, extras: dict, discard) -> None:
     cli = [sys.executable, "-m", "luisy_sync"]
     run_env = dict(env)
     if endpoint is None:
@@ -142,25 +173,24 @@ def _luisy_rows(tmp: str, src: str, label: str, files: int, nbytes: int, where: 
         os.unlink(env["LUISY_SYNC_CACHE"])
     except FileNotFoundError:
         pass
-    out = []
     for op, cmd in (("push", [*cli, "push", "-q", src, url]), ("no-op push", [*cli, "push", "-q", src, url]),
                     ("pull", [*cli, "pull", "-q", url, dest])):
-        res = timed_process(cmd, run_env)
-        out.append(_rows(f"scale {label} {op} ({where})", "luisy_sync", res, files, nbytes, "ours",
-                         op=op, store=where))
+        key = (f"scale {label} {op} ({where})", "luisy_sync", "ours")
+        runs.setdefault(key, []).append(timed_process(cmd, run_env))
+        extras[key] = {"op": op, "store": where}
     if remote:
-        remove_tree(remote)
-    remove_tree(dest)
-    return out
+        discard(remote)
+    discard(dest)
 
 
-def _baseline_rows(tmp: str, src: str, label: str, files: int, nbytes: int, env: dict[str, str]) -> list[dict]:
-    out = []
+def _baseline_runs(tmp: str, src: str, label: str, env: dict[str, str], runs: Runs, extras: dict,
+                   discard) -> None:
     rc_env = dict(env, RCLONE_CONFIG=os.devnull)
     rclone = shutil.which("rclone")
     copy = [rclone, "copy", "--transfers", "32", "--checkers", "32", "--log-level", "ERROR"] if rclone else None
-    r_store, r_back = os.path.join(tmp, "rclone-store"), os.path.join(tmp, "rclone-back")
-    c_store, c_back = os.path.join(tmp, "cp-store"), os.path.join(tmp, "cp-back")
+    tag = uuid.uuid4().hex[:8]
+    r_store, r_back = os.path.join(tmp, f"rclone-store-{tag}"), os.path.join(tmp, f"rclone-back-{tag}")
+    c_store, c_back = os.path.join(tmp, f"cp-store-{tag}"), os.path.join(tmp, f"cp-back-{tag}")
     missing = {"seconds": None, "cpu_s": None, "rss_mb": None, "error": "rclone not installed"}
     plan = [("push", "rclone copy --transfers 32", copy and [*copy, src, r_store]),
             ("no-op push", "rclone copy --transfers 32", copy and [*copy, src, r_store]),
@@ -168,8 +198,8 @@ def _baseline_rows(tmp: str, src: str, label: str, files: int, nbytes: int, env:
             ("push", "cp -r", ["cp", "-r", src, c_store]),
             ("pull", "cp -r", ["cp", "-r", c_store, c_back])]
     for op, client, cmd in plan:
-        res = timed_process(cmd, rc_env) if cmd else missing
-        out.append(_rows(f"scale {label} {op} (local)", client, res, files, nbytes, "peer", op=op, store="local"))
+        key = (f"scale {label} {op} (local)", client, "peer")
+        runs.setdefault(key, []).append(timed_process(cmd, rc_env) if cmd else missing)
+        extras[key] = {"op": op, "store": "local"}
     for path in (r_store, r_back, c_store, c_back):
-        remove_tree(path)
-    return out
+        discard(path)

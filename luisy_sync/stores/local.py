@@ -9,9 +9,10 @@ the tree. Bookkeeping lives in ``root/.luisy-store/``:
 - ``blocks/``: staged blocks until their commit (see ``local_blocks``), which consumes
   only its own blocks, so concurrent uploaders of one name coexist.
 
-Every write goes to a hidden temp file in the target directory; the rename into place
-and the index row are committed together (one transaction for all writes that are
-ready at the same moment). A ``copy`` is a hard link to the source's file (a plain
+Every write goes to a hidden temp file in the target directory (for a name that holds
+no file yet, an unnamed file there, see ``local_files``); its index row is committed
+(one transaction for all writes that are ready at the same moment) before the rename
+(or link) puts it into place. A ``copy`` is a hard link to the source's file (a plain
 file copy where links are impossible), published the same way; since writes replace
 files by rename, a later write of either name never changes the other (a file edited
 in place by hand changes both names, which then read as files put there by hand). An
@@ -41,8 +42,9 @@ from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFai
                                StoreError, TransientError)
 import luisy_sync.stores.local_blocks as local_blocks
 from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode, check_range
-from luisy_sync.stores.local_files import (clone_file, etag_of, info_of, same_file, stat_etag,
-                                           write_content)
+from luisy_sync.stores.local_files import (NO_HARD_LINK, clone_file, etag_of, info_of, link_unnamed,
+                                           same_file, stat_etag, tmpfile_supported, write_content,
+                                           write_unnamed)
 from luisy_sync.stores.local_index import STALE_ROW_NS, Change, Lookup, ObjectIndex, row_for
 from luisy_sync.stores.local_paths import link_error, lstat_object, object_path, walk
 
@@ -53,6 +55,10 @@ PutItem = (tuple[str, bytes, Mapping[str, str] | None]
 """One item of ``put_many``: ``(name, data, metadata)``, optionally with a PutMode."""
 
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+_OPEN_FILES = 256
+"""Most unnamed files one thread holds open while their index rows are committed."""
+
+
 class LocalStore:
     """A Store backed by a directory on the local filesystem.
 
@@ -72,6 +78,7 @@ class LocalStore:
         self._book = os.path.join(self.root, STORE_DIR)
         self._blocks = os.path.join(self._book, "blocks")
         self._index = ObjectIndex(self._book, fsync=fsync)
+        self._unnamed = tmpfile_supported()
 
     def __repr__(self) -> str:
         return f"LocalStore({self.root!r})"
@@ -116,41 +123,88 @@ class LocalStore:
 
     def _write_many(self, items: Sequence[tuple[str, Iterable[bytes], Mapping[str, str] | None]],
                     op: str = "write") -> builtins.list[ObjectInfo | Exception]:
-        """Write objects: temp files, one index commit for all their rows, then the renames."""
+        """Write objects: their content files (unnamed, or temp files), one index commit
+        for all their rows, then their publication (link or rename) into place."""
         out: list[ObjectInfo | Exception] = []
-        ready: list[tuple[int, Change, str, str]] = []
+        for start in range(0, len(items), _OPEN_FILES):  # bounds the unnamed files held open
+            out += self._write_chunk(items[start:start + _OPEN_FILES], op)
+        return out
+
+    def _write_chunk(self, items: Sequence[tuple[str, Iterable[bytes], Mapping[str, str] | None]],
+                     op: str) -> builtins.list[ObjectInfo | Exception]:
+        out: list[ObjectInfo | Exception] = []
+        ready: list[tuple[int, Change, str | int, str]] = []  # temp path or unnamed fd
         checked: set[str] = set()
         root_checked = False
-        for name, chunks, metadata in items:
-            try:
-                path = object_path(self.root, name, checked)
-                if not root_checked:
-                    self._root_missing()
-                    root_checked = True
-                current = self._current(name, path)
-                tmp, st, etag = write_content(path, chunks, self._fsync)
-            except OSError as exc:
-                out.append(self._oserror(op, name, exc))
-                continue
-            except Exception as exc:  # unsafe name, missing root, a staged block gone
-                out.append(exc)
-                continue
-            extra = dict(metadata or {})
-            digest = extra.pop(DIGEST_KEY, None)
-            change = Change(name, row=row_for(st, etag, digest, extra),
-                            keep=None if current is None else current.st_ino)
-            ready.append((len(out), change, tmp, path))
-            out.append(ObjectInfo(name, st.st_size, etag, dict(metadata or {}), st.st_mtime))
-        self._index.apply([c for _, c, _, _ in ready])
-        for position, change, tmp, path in ready:
-            try:
-                if change.error is not None:
-                    raise change.error
-                os.replace(tmp, path)
-            except Exception as exc:
-                remove_quietly(tmp)
-                out[position] = self._oserror(op, change.name, exc) if isinstance(exc, OSError) else exc
+        published = 0
+        content: str | int  # a temp file's path, or an unnamed file's fd
+        try:
+            for name, chunks, metadata in items:
+                try:
+                    path = object_path(self.root, name, checked)
+                    if not root_checked:
+                        self._root_missing()
+                        root_checked = True
+                    current = self._current(name, path)
+                    unnamed = None
+                    if current is None and self._unnamed:  # a new name: no temp name needed
+                        unnamed = write_unnamed(path, chunks, self._fsync)
+                        if unnamed is None:
+                            self._unnamed = False
+                    if unnamed is not None:
+                        content, st, etag = unnamed
+                    else:
+                        content, st, etag = write_content(path, chunks, self._fsync)
+                except OSError as exc:
+                    out.append(self._oserror(op, name, exc))
+                    continue
+                except Exception as exc:  # unsafe name, missing root, a staged block gone
+                    out.append(exc)
+                    continue
+                extra = dict(metadata or {})
+                digest = extra.pop(DIGEST_KEY, None)
+                change = Change(name, row=row_for(st, etag, digest, extra),
+                                keep=None if current is None else current.st_ino)
+                ready.append((len(out), change, content, path))
+                out.append(ObjectInfo(name, st.st_size, etag, dict(metadata or {}), st.st_mtime))
+            self._index.apply([c for _, c, _, _ in ready])
+            for position, change, content, path in ready:
+                published += 1
+                try:
+                    if change.error is not None:
+                        raise change.error
+                    if isinstance(content, int):
+                        self._link(content, path, change.name)
+                    else:
+                        os.replace(content, path)
+                except BaseException as exc:
+                    if not isinstance(content, int):
+                        remove_quietly(content)
+                    if not isinstance(exc, Exception):
+                        raise
+                    out[position] = self._oserror(op, change.name, exc) if isinstance(exc, OSError) else exc
+                finally:
+                    if isinstance(content, int):
+                        os.close(content)
+        finally:
+            for _, _, content, _ in ready[published:]:  # interrupted: free what was not published
+                if isinstance(content, int):
+                    os.close(content)
+                else:
+                    remove_quietly(content)
         return out
+
+    def _link(self, fd: int, path: str, name: str) -> None:
+        """Name an unnamed file; where links fail, later writes use temp names (this one
+        is retried)."""
+        try:
+            link_unnamed(fd, path)
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINK:
+                raise
+            self._unnamed = False
+            raise TransientError(f"write {name!r} in local store {self.root}: the file could not be "
+                                 f"linked into place ({exc.strerror or exc}); retry") from None
 
     def _write_one(self, name: str, chunks: Iterable[bytes], metadata: Mapping[str, str] | None,
                    op: str = "write") -> ObjectInfo:

@@ -1,6 +1,18 @@
-"""A LocalStore's object files: writing one with its content ETag, linking (or copying)
-one to a temp name beside another, and describing one (ETag, ObjectInfo) from its row in
-the object index (no row: a file put there by hand, described by its stat)."""
+"""A LocalStore's object files: writing one with its content ETag (to a temp name beside
+its final name, or, for a name nothing holds yet, to an unnamed file that is linked into
+place), linking (or copying) one to a temp name beside another, and describing one (ETag,
+ObjectInfo) from its row in the object index (no row: a file put there by hand, described
+by its stat).
+
+Unnamed files (Linux ``O_TMPFILE``): the content is written to an inode that has no
+directory entry, and ``linkat`` gives it its final name in one step, so a reader sees no
+file or the complete one, exactly as with a temp file and a rename. A new object then
+costs one directory entry instead of three directory updates (temp name added, final
+name added, temp name removed): in directories of a thousand entries that is most of the
+kernel time of a write. A crash leaves nothing behind (the kernel frees the inode), and a
+name that appears meanwhile is replaced by a rename as before. Where the filesystem or
+the platform has no ``O_TMPFILE`` (or ``/proc`` is missing), writes use temp names.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +21,7 @@ import json
 import os
 import shutil
 import stat as stat_mod
+import threading
 from collections.abc import Iterable
 
 import xxhash
@@ -33,6 +46,97 @@ def write_content(path: str, chunks: Iterable[bytes], fsync: bool) -> tuple[str,
     hasher = xxhash.xxh3_64()
     tmp, st = write_temp(path, chunks, fsync=fsync, hasher=hasher)
     return tmp, st, f'"{hasher.hexdigest()}"'
+
+
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+NO_TMPFILE = frozenset({errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.EISDIR,
+                        errno.EINVAL})
+"""Errors of ``open(dir, O_TMPFILE)`` that mean "no unnamed files here" (use temp names)."""
+
+_proc_lock = threading.Lock()
+_proc: tuple[int, int] | None = None  # (pid, fd of /proc/self/fd) of this process
+
+
+def _proc_fd() -> int | None:
+    """A directory fd of ``/proc/self/fd`` of this process (None without /proc): unnamed
+    files get their name through it (``linkat`` of ``N`` relative to it, following the link)."""
+    global _proc
+    pid = os.getpid()
+    with _proc_lock:
+        if _proc is None or _proc[0] != pid:  # never use a parent's fd after a fork
+            try:
+                _proc = (pid, os.open(f"/proc/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            except OSError:
+                return None
+        return _proc[1]
+
+
+def tmpfile_supported() -> bool:
+    """Whether this platform can link unnamed files into place (O_TMPFILE and /proc)."""
+    return (bool(_O_TMPFILE) and os.link in os.supports_dir_fd
+            and os.link in os.supports_follow_symlinks and _proc_fd() is not None)
+
+
+def write_unnamed(path: str, chunks: Iterable[bytes], fsync: bool) -> tuple[int, os.stat_result, str] | None:
+    """An unnamed file in the directory of ``path`` (made when missing) holding
+    ``chunks``: (its open fd, its stat, content ETag). None when the filesystem has no
+    unnamed files (then write a temp file). The caller links it with ``link_unnamed`` or
+    closes it (which frees it)."""
+    directory = os.path.dirname(path)
+    for attempt in range(3):  # a concurrent delete may prune the directory just made
+        try:
+            fd = os.open(directory, os.O_WRONLY | _O_TMPFILE | os.O_CLOEXEC, 0o644)
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            if exc.errno in NO_TMPFILE:
+                return None
+            raise
+    try:
+        hasher = xxhash.xxh3_64()
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+            hasher.update(chunk)
+        if fsync:
+            os.fsync(fd)
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st, f'"{hasher.hexdigest()}"'
+
+
+def link_unnamed(fd: int, path: str) -> None:
+    """Give the unnamed file ``fd`` the name ``path`` in one step; a file that appeared
+    at ``path`` meanwhile is replaced (link to a temp name, then rename). The caller
+    closes ``fd``."""
+    proc = _proc_fd()
+    if proc is None:
+        raise FileNotFoundError(errno.ENOENT, "/proc is not mounted", path)
+    target = path
+    for attempt in range(4):
+        try:
+            os.link(str(fd), target, src_dir_fd=proc, follow_symlinks=True)
+            break
+        except FileNotFoundError:  # a concurrent delete pruned the (empty) directory
+            if attempt >= 2:
+                raise
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except FileExistsError:
+            if target != path:
+                raise
+            target = temp_path(path)
+    if target != path:
+        try:
+            os.replace(target, path)
+        except BaseException:
+            remove_quietly(target)
+            raise
 
 
 def same_file(a: os.stat_result, b: os.stat_result) -> bool:

@@ -14,6 +14,8 @@ import pytest
 from luisy_sync.conventions import STORE_DIR, TEMP_NAME
 from luisy_sync.errors import ContainerNotFound, NotFoundError, PreconditionFailed, StoreError, UnsafePathError
 from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode
+import luisy_sync.stores.local as local_module
+import luisy_sync.stores.local_files as local_files
 from luisy_sync.stores.local import LocalStore
 from luisy_sync.stores.local_files import content_etag
 from luisy_sync.stores.small import read_small, write_small
@@ -412,3 +414,100 @@ async def test_concurrent_copies_and_writes_keep_metadata_true(local_store: Loca
             head, got = await local_store.head(name), await local_store.get(name)
             assert (head.digest, head.etag) == (hash_bytes(got.data), got.etag), name
     assert [p for p in _files(Path(local_store.root)) if not p.startswith(STORE_DIR)] == ["dst", "dst2", "src"]
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+
+
+@pytest.mark.skipif(not local_files.tmpfile_supported(), reason="no O_TMPFILE and /proc here")
+async def test_new_names_are_written_unnamed_and_linked_after_their_row(
+        local_store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name that holds no file yet gets an unnamed file, linked into place after its
+    index row is committed: no temp name appears, and the object is never visible
+    without its metadata."""
+    root = Path(local_store.root)
+    await local_store.put("d/old", b"0", metadata={DIGEST_KEY: "0" * 32})
+    await local_store.head("d/old")  # the index's connections are open: only our files count below
+    index = local_store._index
+    real_apply, real_link = index.apply, local_files.link_unnamed
+    names: list[str] = []
+    seen: list[str | None] = []
+
+    def apply(changes):
+        names.extend(p.name for p in root.rglob("*") if TEMP_NAME.match(p.name))
+        assert not (root / "d" / "new").exists()  # nothing is visible before the commit
+        real_apply(changes)
+
+    def link(fd: int, path: str) -> None:
+        row = index.get(os.path.relpath(path, root).replace(os.sep, "/"), os.fstat(fd))
+        seen.append(row[4] if row else None)  # committed already, for the very file linked
+        real_link(fd, path)
+
+    monkeypatch.setattr(index, "apply", apply)
+    monkeypatch.setattr(local_module, "link_unnamed", link)
+    fds = _open_fds()
+    results = await local_store.put_many([("d/new", b"new", {DIGEST_KEY: "1" * 32}),
+                                          ("e/f/g", b"deep", {DIGEST_KEY: "2" * 32}),
+                                          ("d/old", b"replaced", {DIGEST_KEY: "3" * 32})])
+    assert not any(isinstance(r, Exception) for r in results)
+    # only d/old, which a file holds, is replaced through a temp file and a rename, as before
+    assert [n.split(".luisy-tmp-")[0] for n in names] == [".old"] and seen == ["1" * 32, "2" * 32]
+    assert _open_fds() == fds
+    assert {o.name: (o.digest, (await local_store.get(o.name)).data) for o in await local_store.list()} == {
+        "d/new": ("1" * 32, b"new"), "e/f/g": ("2" * 32, b"deep"), "d/old": ("3" * 32, b"replaced")}
+
+
+@pytest.mark.skipif(not local_files.tmpfile_supported(), reason="no O_TMPFILE and /proc here")
+@pytest.mark.parametrize("meanwhile", ["file appears", "directory pruned", "commit fails"])
+async def test_unnamed_write_races(local_store: LocalStore, monkeypatch: pytest.MonkeyPatch, meanwhile: str) -> None:
+    """Between the unnamed file's row and its link: a file put at the name by another
+    writer is replaced (by a rename); the directory pruned by a concurrent delete is made
+    again; a failed index commit publishes nothing. No temp file and no fd is left."""
+    root = Path(local_store.root)
+    index = local_store._index
+    real_apply = index.apply
+
+    def apply(changes):
+        if meanwhile == "file appears":
+            (root / "d" / "x").write_bytes(b"theirs")
+        elif meanwhile == "directory pruned":
+            (root / "d").rmdir()  # empty: the unnamed file has no directory entry
+        else:
+            for change in changes:
+                change.error, change.done = StoreError("local store index: disk I/O error"), True
+            return
+        real_apply(changes)
+
+    (root / "d").mkdir()
+    await local_store.put("warm", b"")  # the index's connections are open: only our files count below
+    await local_store.delete("warm")
+    monkeypatch.setattr(index, "apply", apply)
+    fds = _open_fds()
+    [result] = await local_store.put_many([("d/x", b"ours", {DIGEST_KEY: "9" * 32})])
+    monkeypatch.undo()
+    assert _open_fds() == fds
+    assert not any(TEMP_NAME.match(p.name) for p in root.rglob("*"))
+    if meanwhile == "commit fails":
+        assert isinstance(result, StoreError) and not (root / "d" / "x").exists()
+        return
+    assert not isinstance(result, Exception)
+    head = await local_store.head("d/x")
+    assert (head.digest, head.etag, (await local_store.get("d/x")).data) == ("9" * 32, result.etag, b"ours")
+
+
+async def test_writes_use_temp_names_where_unnamed_files_are_unsupported(
+        local_store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_module, "write_unnamed", lambda path, chunks, fsync: None)
+    replaced: list[str] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        replaced.append(os.path.basename(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    await local_store.put_many([("a", b"1", {DIGEST_KEY: "1" * 32}), ("b/c", b"2", None)])
+    await local_store.put("d", b"3")
+    assert replaced == ["a", "c", "d"] and local_store._unnamed is False
+    assert [(o.name, o.digest) for o in await local_store.list()] == [("a", "1" * 32), ("b/c", None), ("d", None)]
