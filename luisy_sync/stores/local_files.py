@@ -27,6 +27,7 @@ from collections.abc import Iterable
 import xxhash
 
 from luisy_sync.atomic import remove_quietly, write_temp
+from luisy_sync.blockio import write_all
 from luisy_sync.conventions import temp_path
 from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo
 from luisy_sync.stores.local_index import Row
@@ -98,9 +99,7 @@ def write_unnamed(path: str, chunks: Iterable[bytes], fsync: bool) -> tuple[int,
     try:
         hasher = xxhash.xxh3_64()
         for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, chunk)
             hasher.update(chunk)
         if fsync:
             os.fsync(fd)
