@@ -33,6 +33,8 @@ from luisy_sync.tree import FileEntry
 if TYPE_CHECKING:
     from luisy_sync.transfer import Transfer
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+
 BLOCK_UPLOAD_ATTEMPTS = 3
 """Whole-file tries of a block upload whose staged blocks a concurrent commit dropped."""
 
@@ -62,12 +64,20 @@ def _checked(transfer: "Transfer", full: str, path: str, entry: FileEntry, diges
 def _read_whole(transfer: "Transfer", full: str, path: str, entry: FileEntry) -> tuple[bytes, str]:
     """The bytes of a small file and their digest (see ``_checked``)."""
     before = after = None
-    with open(full, "rb") as fh:
+    fd = os.open(full, _READ_FLAGS)  # no file object: 4 fewer system calls per small file
+    try:
         if entry.digest is None:
-            before = os.fstat(fh.fileno())
-        data = fh.read(entry.size + 1)
+            before = os.fstat(fd)
+        data = os.read(fd, entry.size + 1)  # a regular file reads short only at its end
+        while 0 < len(data) < entry.size:  # (anything else: read on until the end)
+            more = os.read(fd, entry.size + 1 - len(data))
+            if not more:
+                break
+            data += more
         if entry.digest is None:
-            after = os.fstat(fh.fileno())
+            after = os.fstat(fd)
+    finally:
+        os.close(fd)
     if len(data) != entry.size:
         raise _changed(path, f"size {len(data) if len(data) <= entry.size else 'larger'}, "
                              f"expected {entry.size}")
@@ -200,7 +210,7 @@ async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: st
             buffers.give(buf)
         transfer.tracker.advanced(path, length)
 
-    fd = await transfer.in_thread(os.open, full, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    fd = await transfer.in_thread(os.open, full, _READ_FLAGS)
     before = after = None
     try:
         if entry.digest is None:
