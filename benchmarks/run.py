@@ -65,10 +65,6 @@ def _drop_container(endpoint: str, container: str) -> None:
         pass
 
 
-DEFER_CLEANUP_FILES = 100
-"""Workloads of at least this many files remove their trees only after the section."""
-
-
 class TransferBench:
     """Runs the W1/W2/W3 upload and download figures for every client."""
 
@@ -76,7 +72,6 @@ class TransferBench:
                  log) -> None:
         self.opts, self.direct, self.endpoints, self.tmp, self.log = opts, direct_endpoint, endpoints, tmp, log
         self.workers: dict[str, Worker] = {}
-        self.later: list[tuple[str, str]] | None = None
 
     def _worker(self, client: str, fresh: bool) -> Worker:
         if fresh:
@@ -91,19 +86,6 @@ class TransferBench:
 
     def run_workload(self, wl: workloads.Workload, src: str) -> list[dict]:
         fresh = wl.name == "W3"  # each W3 job in its own process: its peak RSS is its own
-        # Workloads of many files keep every downloaded tree and container until the section
-        # ends: on ext4 a file created within a minute of an rm -rf pays for the deleted inodes
-        # (see benchmarks/scale.py), so a job would otherwise pay for the job before it.
-        self.later: list[tuple[str, str]] | None = [] if wl.count >= DEFER_CLEANUP_FILES else None
-        try:
-            return self._run_workload(wl, src, fresh)
-        finally:
-            for container, dest in self.later or []:
-                _drop_container(self.direct, container)
-                remove_tree(dest)
-            self.later = None
-
-    def _run_workload(self, wl: workloads.Workload, src: str, fresh: bool) -> list[dict]:
         rows = []
         for rtt, endpoint in self.endpoints.items():
             stats = {(c, op): {"times": [], "cpus": [], "error": None, "rss": 0}
@@ -146,11 +128,8 @@ class TransferBench:
                 worker.close()
             self._record(down, res)
         finally:
-            if self.later is not None:
-                self.later.append((container, dest))
-            else:
-                _drop_container(self.direct, container)
-                remove_tree(dest)
+            _drop_container(self.direct, container)
+            remove_tree(dest)
 
     @staticmethod
     def _record(st: dict, res: dict) -> None:
