@@ -90,9 +90,11 @@ async def _listing(store: Store, prefix: str, policy: RetryPolicy | None) -> lis
         return None
 
 
-async def _both(first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]]) -> tuple[A, B]:
-    """Run ``first()`` and ``second()`` concurrently; an error of either cancels the other and
-    is raised as it is (the first one's error when both fail)."""
+async def _both(first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]], *,
+                cancel: bool = True) -> tuple[A, B]:
+    """Run ``first()`` and ``second()`` concurrently; an error of either cancels the other
+    (unless not ``cancel``: then both run to their end) and is raised as it is (the first
+    one's error when both fail, so the same failure always reads the same)."""
     results: dict[int, Any] = {}
     errors: dict[int, BaseException] = {}
 
@@ -101,7 +103,8 @@ async def _both(first: Callable[[], Awaitable[A]], second: Callable[[], Awaitabl
             results[key] = await fn()
         except Exception as exc:
             errors[key] = exc
-            tg.cancel_scope.cancel()
+            if cancel:
+                tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run, 0, first)
@@ -191,7 +194,7 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
             if not manifest or dry_run:
                 return None, await _listing(target, prefix, policy)
             return await _both(partial(_manifest_before, target, object_name(prefix, manifest), policy),
-                               partial(_listing, target, prefix, policy))
+                               partial(_listing, target, prefix, policy), cancel=False)
 
         def make_transfer(stat_cache: StatCache | NullStatCache | None = None) -> Transfer:
             return Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
