@@ -18,7 +18,8 @@ from typing import Protocol
 from luisy_sync.blockio import write_all
 from luisy_sync.conventions import temp_path
 
-__all__ = ["atomic_dir", "atomic_path", "publish", "remove_path", "remove_quietly", "write_atomic",
+__all__ = ["atomic_dir", "atomic_path", "fill", "open_in_made_dir", "publish", "remove_path",
+           "remove_quietly", "write_atomic",
            "write_temp"]
 
 
@@ -53,31 +54,44 @@ def write_temp(final: str, chunks: Iterable[bytes], *, fsync: bool = False, mode
     Returns ``(temp path, its stat)``; the caller publishes it or removes it. On failure
     nothing is left behind.
     """
-    directory = os.path.dirname(final)
     tmp = temp_path(final)
-    for attempt in range(3):  # a concurrent delete may prune the directory just made
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            break
-        except FileNotFoundError:
-            if attempt == 2:
-                raise
-            os.makedirs(directory, exist_ok=True)
+    fd = open_in_made_dir(tmp, os.path.dirname(final), os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
-            for chunk in chunks:
-                write_all(fd, chunk)
-                if hasher is not None:
-                    hasher.update(chunk)
-            if fsync:
-                os.fsync(fd)
-            st = os.fstat(fd)
+            st = fill(fd, chunks, fsync=fsync, hasher=hasher)
         finally:
             os.close(fd)
     except BaseException:
         remove_quietly(tmp)
         raise
     return tmp, st
+
+
+def open_in_made_dir(path: str, directory: str, flags: int, mode: int) -> int:
+    """``os.open(path, flags, mode)``, making ``directory`` (where ``path`` lives, or
+    ``path`` itself for an unnamed file) when it is missing; a concurrent delete may prune
+    the directory just made, so that is tried three times."""
+    for attempt in range(3):
+        try:
+            return os.open(path, flags, mode)
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+            os.makedirs(directory, exist_ok=True)
+    raise AssertionError("unreachable")
+
+
+def fill(fd: int, chunks: Iterable[bytes], *, fsync: bool = False,
+         hasher: _Hasher | None = None) -> os.stat_result:
+    """Write ``chunks`` to the new file ``fd`` (``hasher`` sees every chunk), fsync it when
+    asked, and return its stat."""
+    for chunk in chunks:
+        write_all(fd, chunk)
+        if hasher is not None:
+            hasher.update(chunk)
+    if fsync:
+        os.fsync(fd)
+    return os.fstat(fd)
 
 
 def publish(tmp: str, final: str, *, keep_mode: bool = False) -> None:

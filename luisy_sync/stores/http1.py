@@ -123,7 +123,6 @@ class _Connection(asyncio.BufferedProtocol):
         self.read_timeout = read_timeout
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.reused = False
         self._scratch = bytearray(_SCRATCH)
         self._filled = 0
         self._exchange: _Exchange | None = None
@@ -475,7 +474,6 @@ class HttpPool:
             while self._idle:
                 conn = self._idle.pop()
                 if not conn.closed:
-                    conn.reused = True
                     return conn
                 self._open -= 1
             if self._open < self.limit:

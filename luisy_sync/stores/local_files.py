@@ -26,8 +26,7 @@ from collections.abc import Iterable
 
 import xxhash
 
-from luisy_sync.atomic import remove_quietly, write_temp
-from luisy_sync.blockio import write_all
+from luisy_sync.atomic import fill, open_in_made_dir, remove_quietly, write_temp
 from luisy_sync.conventions import temp_path
 from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo
 from luisy_sync.stores.local_index import Row
@@ -84,26 +83,15 @@ def write_unnamed(path: str, chunks: Iterable[bytes], fsync: bool) -> tuple[int,
     unnamed files (then write a temp file). The caller links it with ``link_unnamed`` or
     closes it (which frees it)."""
     directory = os.path.dirname(path)
-    for attempt in range(3):  # a concurrent delete may prune the directory just made
-        try:
-            fd = os.open(directory, os.O_WRONLY | _O_TMPFILE | os.O_CLOEXEC, 0o644)
-            break
-        except FileNotFoundError:
-            if attempt == 2:
-                raise
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            if exc.errno in NO_TMPFILE:
-                return None
-            raise
     try:
-        hasher = xxhash.xxh3_64()
-        for chunk in chunks:
-            write_all(fd, chunk)
-            hasher.update(chunk)
-        if fsync:
-            os.fsync(fd)
-        st = os.fstat(fd)
+        fd = open_in_made_dir(directory, directory, os.O_WRONLY | _O_TMPFILE | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno in NO_TMPFILE:
+            return None
+        raise
+    hasher = xxhash.xxh3_64()
+    try:
+        st = fill(fd, chunks, fsync=fsync, hasher=hasher)
     except BaseException:
         os.close(fd)
         raise
