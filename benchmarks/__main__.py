@@ -24,6 +24,11 @@ Rules of the suite
   asyncio.gather + a semaphore, obstore, adlfs/fsspec and rclone. Concurrency 32 for
   all that have the knob. Every upload goes to a fresh container; the download reads
   that container back into an empty directory and is verified byte for byte (untimed).
+  Downloads land in /dev/shm (tmpfs) when it has room (``--download-dir`` to change):
+  on ext4 without a journal a file created soon after thousands of deletes costs
+  several times its usual kernel CPU, and the previous job's cleanup decided who paid.
+  Each repetition starts with the next client in the list, so none always follows
+  the same one.
 - Times are wall-clock seconds of the transfer call only (client set-up, container
   creation and verification excluded; rclone's include starting the rclone process).
   Each figure is the minimum of ``--reps`` repetitions (default 3).
@@ -56,6 +61,7 @@ Rules of the suite
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -77,6 +83,8 @@ def parse_args(argv: list[str] | None) -> Options:
     ap.add_argument("--clients", type=_csv, default=None, help=f"clients: {','.join(CLIENT_MODULES)}")
     ap.add_argument("--rtt", type=_csv, default=None, help="round-trip times in ms (default 0,20)")
     ap.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    ap.add_argument("--download-dir", default=None,
+                    help="where the transfer figures download (default: /dev/shm when it has room)")
     args = ap.parse_args(argv)
     opts = Options(quick=args.quick, reps=args.reps or (1 if args.quick else 3),
                    command=" ".join(["python -m benchmarks", *map(shlex.quote, argv or sys.argv[1:])]))
@@ -99,6 +107,10 @@ def parse_args(argv: list[str] | None) -> Options:
             ap.error(f"--rtt takes whole milliseconds, e.g. 0,20 (got {','.join(args.rtt)})")
     if args.out:
         opts.out_dir = args.out
+    if args.download_dir:
+        if not os.path.isdir(args.download_dir):
+            ap.error(f"--download-dir {args.download_dir} is not a directory: create it or pick another")
+        opts.download_dir = args.download_dir
     return opts
 
 
