@@ -33,7 +33,7 @@ from luisy_sync.paths import safe_relpath
 from luisy_sync.stores.azure_errors import scrub
 from luisy_sync.stores.azure_sdk import SdkBlobClient
 from luisy_sync.stores.azure_sharedkey import CopyState, SharedKeyBlobClient
-from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode, check_range
+from luisy_sync.stores.base import BodySink, GetResult, ObjectInfo, PutMode, check_range
 from luisy_sync.stores.http1 import HttpPool, proxy_from_env
 
 DEFAULT_ENDPOINT = "https://{account}.blob.core.windows.net"
@@ -75,7 +75,7 @@ class BlobRequests(Protocol):
     async def head(self, full: str, name: str, what: str = "") -> ObjectInfo: ...
 
     async def get(self, full: str, name: str, start: int, length: int | None,
-                  what: str, into: memoryview | None = None) -> GetResult | None: ...
+                  what: str, sink: BodySink | None = None) -> GetResult | None: ...
 
     async def put(self, full: str, name: str, data: bytes, metadata: Mapping[str, str] | None,
                   mode: PutMode) -> ObjectInfo: ...
@@ -264,15 +264,18 @@ class AzureBlobStore:
             return GetResult(b"", (await self._requests.head(full, name, what)).etag or "")
         return got
 
-    async def get_into(self, name: str, start: int, into: memoryview) -> GetResult:
-        """``get(name, start, len(into))``, the body received straight into ``into`` on the
-        fast path (the result's data is then a slice of it; no buffer is allocated)."""
-        check_range(name, start, len(into))
-        if not len(into):
-            return await self.get(name, start, 0)
-        got = await self._requests.get(self._full(name), name, start, len(into), f"read {name!r}", into)
+    async def get_stream(self, name: str, start: int, length: int, sink: BodySink) -> GetResult:
+        """``get(name, start, length)`` with the bytes handed to ``sink`` as they arrive
+        (on the Shared Key path straight from the socket, reading paused while the sink
+        is full; the SDK path reads the range, then hands it over). The result's data is
+        empty; a range past the end delivers ``sink.start(0)``."""
+        check_range(name, start, length)
+        full = self._full(name)
+        got = None if length == 0 else await self._requests.get(full, name, start, length,
+                                                                 f"read {name!r}", sink)
         if got is None:
-            return GetResult(b"", (await self._requests.head(self._full(name), name)).etag or "")
+            sink.start(0)
+            return GetResult(b"", (await self._requests.head(full, name)).etag or "")
         return got
 
     async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,

@@ -20,7 +20,7 @@ from azure.storage.blob.aio import ContainerClient
 from luisy_sync.errors import TransientError
 from luisy_sync.stores.azure_errors import translate
 from luisy_sync.stores.azure_sharedkey import CopyState, quoted_etag
-from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode
+from luisy_sync.stores.base import BodySink, GetResult, ObjectInfo, PutMode, feed_sink
 
 
 def _seconds(when: Any) -> float | None:
@@ -79,10 +79,10 @@ class SdkBlobClient:
         return _info(name, props)
 
     async def get(self, full: str, name: str, start: int, length: int | None,
-                  what: str, into: memoryview | None = None) -> GetResult | None:
+                  what: str, sink: BodySink | None = None) -> GetResult | None:
         """Get Blob (ranged unless whole); None when ``start`` is at or past the end;
-        a short body is TransientError. ``into`` is not used (the SDK hands out its own
-        buffer)."""
+        a short body is TransientError. ``sink``: the bytes go there once read (the
+        result's data is then empty)."""
         try:
             blob = self._container().get_blob_client(full)
             offset = None if start == 0 and length is None else start
@@ -99,6 +99,9 @@ class SdkBlobClient:
                                  "the connection was cut, the read can be retried")
         etag = quoted_etag(stream.properties.etag)
         assert etag is not None
+        if sink is not None:
+            await feed_sink(sink, data)
+            return GetResult(b"", etag)
         return GetResult(data, etag)
 
     async def put(self, full: str, name: str, data: bytes, metadata: Mapping[str, str] | None,

@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from luisy_sync.errors import TransientError
 from luisy_sync.stores.azure_errors import translate, translate_status
-from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode
+from luisy_sync.stores.base import BodySink, GetResult, ObjectInfo, PutMode
 from luisy_sync.stores.http1 import Headers, HttpPool
 
 API_VERSION = "2021-08-06"
@@ -179,9 +179,9 @@ class SharedKeyBlobClient:
     async def _call(self, verb: str, path: str, query: Query,
                     headers: dict[str, str], what: str, body: bytes | None = None,
                     content_type: str = "", sort: Any = _plain_sort,
-                    allow: int = 0, into: memoryview | None = None) -> tuple[int, Headers, bytes]:
+                    allow: int = 0, sink: BodySink | None = None) -> tuple[int, Headers, bytes]:
         """One signed request: (status, headers, body); error answers raise translated.
-        ``into``: a buffer to receive the body in when it fits."""
+        ``sink``: where a 2xx answer's body goes as it arrives."""
         length = len(body) if body is not None else 0
         if content_type:
             headers["Content-Type"] = content_type
@@ -190,7 +190,7 @@ class SharedKeyBlobClient:
         if query:
             target += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query)
         try:
-            resp = await self._http().request(verb, target, headers, body, into)
+            resp = await self._http().request(verb, target, headers, body, sink)
         except Exception as exc:
             raise translate(exc, what, self.account_url, self._secrets) from None
         status, rheaders, data = resp.status, resp.headers, resp.body
@@ -275,18 +275,20 @@ class SharedKeyBlobClient:
                           http_date(rheaders.get("Last-Modified")))
 
     async def get(self, full: str, name: str, start: int, length: int | None,
-                  what: str, into: memoryview | None = None) -> GetResult | None:
+                  what: str, sink: BodySink | None = None) -> GetResult | None:
         """Get Blob (``x-ms-range`` unless the whole blob); None when ``start`` is at or
-        past the end; a short body is TransientError. ``into``: receive the body there
-        (the result's data is then a slice of it)."""
+        past the end; a short body is TransientError. ``sink``: the body goes there as it
+        arrives (the result's data is then empty)."""
         headers = self._headers()
         if start or length is not None:
             end = "" if length is None else str(start + length - 1)
             headers["x-ms-range"] = f"bytes={start}-{end}"
         status, rheaders, data = await self._call("GET", self._path(full), (), headers, what,
-                                                  allow=416, into=into)
+                                                  allow=416, sink=sink)
         if status == 416:  # start at or beyond the end: nothing there
             return None
+        if sink is not None:  # http1 delivered exactly Content-Length bytes to it
+            return GetResult(b"", rheaders.get("ETag", ""))
         expected = rheaders.get("Content-Length")
         if expected is None or len(data) != int(expected) or (length is not None and len(data) > length):
             raise TransientError(f"read {name!r}: received {len(data)} of {expected or '?'} bytes; "

@@ -19,10 +19,11 @@ Optional batch capabilities (callers check with ``hasattr``):
   like ``put`` (same modes, same ETags), errors are returned per item.
 - ``get_many(names) -> list[GetResult | Exception]``: each like ``get(name)``.
 
-Optional receive-in-place read (the wrappers do not offer it):
+Optional streamed read (the wrappers do not offer it):
 
-- ``get_into(name, start, into) -> GetResult``: ``get(name, start, len(into))``; the
-  data may be a slice of the caller's buffer ``into`` (no allocation per read).
+- ``get_stream(name, start, length, sink) -> GetResult``: ``get(name, start, length)``
+  with the bytes handed to ``sink`` (a ``BodySink``) piece by piece as they arrive, so
+  the memory a read holds is the sink's, not the read's size; the result's data is empty.
 
 Bytes handed to ``put``, ``put_many`` and ``put_block`` may sit in a buffer the caller
 reuses once the call returned: a store copies what it keeps.
@@ -31,7 +32,9 @@ reuses once the call returned: a store copies what it keeps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Callable, ClassVar, Literal, Mapping, Protocol, Sequence, runtime_checkable
+
+import anyio
 
 from luisy_sync.errors import StoreError
 
@@ -62,6 +65,39 @@ class GetResult:
 
     data: bytes
     etag: str
+
+
+class BodySink(Protocol):
+    """Where a streamed read (``get_stream``) puts its bytes, piece by piece."""
+
+    def start(self, length: int) -> None:
+        """The read will deliver ``length`` bytes; raising refuses them (none were taken)."""
+        ...
+
+    def buffer(self, wake: Callable[[], None]) -> memoryview | None:
+        """A writable view for the next bytes (the same one until ``received``), or None
+        when there is no room now; ``wake()`` is then called once there may be."""
+        ...
+
+    def received(self, nbytes: int) -> None:
+        """``nbytes`` bytes landed at the start of the last view ``buffer`` returned."""
+        ...
+
+
+async def feed_sink(sink: BodySink, data: bytes | bytearray | memoryview) -> None:
+    """Hand bytes that are already in memory to ``sink`` (for reads that cannot stream)."""
+    sink.start(len(data))
+    view = memoryview(data)
+    while view:
+        room = anyio.Event()
+        target = sink.buffer(room.set)
+        if target is None:
+            await room.wait()
+            continue
+        n = min(len(target), len(view))
+        target[:n] = view[:n]
+        sink.received(n)
+        view = view[n:]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ need (multidicts, cookie jars, tracing, payload registries, per-chunk stream rea
 This client does one thing: send a request (head and body written straight to the
 socket, large bodies in slices under the transport's flow control) and read the answer
 with an ``asyncio.BufferedProtocol``, the body received straight into one buffer of its
-``Content-Length`` (or into the caller's buffer), never joined from chunks.
+``Content-Length``, never joined from chunks, or streamed into the caller's ``BodySink``
+(reading pauses while the sink has no room: the sink's memory bounds the read's).
 
 Supported: http and https (the default SSL context), ``Content-Length``, chunked and
 read-until-close bodies, HEAD and bodiless statuses, keep-alive with ``Connection:
@@ -30,6 +31,7 @@ from typing import Iterator, Literal, Mapping, NamedTuple, overload
 from urllib.parse import unquote, urlsplit
 
 from luisy_sync.errors import ConfigError
+from luisy_sync.stores.base import BodySink
 
 __all__ = ["HttpPool", "Headers", "Response", "IncompleteBody"]
 
@@ -96,20 +98,20 @@ class Response:
 class _Exchange:
     """The state of reading one response."""
 
-    __slots__ = ("head_only", "into", "waiter", "status", "reason", "headers", "body", "got",
+    __slots__ = ("head_only", "sink", "waiter", "status", "reason", "headers", "body", "got",
                  "need", "mode", "chunks", "raw", "keep_alive")
 
-    def __init__(self, waiter: asyncio.Future[Response], head_only: bool, into: memoryview | None):
+    def __init__(self, waiter: asyncio.Future[Response], head_only: bool, sink: BodySink | None):
         self.waiter = waiter
         self.head_only = head_only
-        self.into = into
+        self.sink = sink
         self.status = 0
         self.reason = ""
         self.headers: Headers | None = None
         self.body: bytearray | memoryview = bytearray()
         self.got = 0
         self.need = 0
-        self.mode = "head"  # head -> length | chunked | close -> done
+        self.mode = "head"  # head -> length | stream | chunked | close -> done
         self.chunks: list[bytes] = []
         self.raw = bytearray()  # chunked / until-close bytes not decoded yet
         self.keep_alive = True
@@ -130,6 +132,9 @@ class _Connection(asyncio.BufferedProtocol):
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._last = 0.0
+        self._view: memoryview | None = None  # the sink's view for the next read (stream mode)
+        self._into_view = False  # the last get_buffer handed out _view
+        self._sink_full = False  # reading paused until the sink has room
 
     # -- asyncio callbacks -------------------------------------------------------------
 
@@ -147,7 +152,7 @@ class _Connection(asyncio.BufferedProtocol):
         if ex.mode == "close":
             self._finish(bytes(ex.raw))
             return
-        if ex.mode in ("length", "chunked"):
+        if ex.mode in ("length", "stream", "chunked"):
             self._fail(IncompleteBody(f"the connection closed after {ex.got} of "
                                       f"{ex.need if ex.mode == 'length' else '?'} body bytes"))
         else:
@@ -170,6 +175,9 @@ class _Connection(asyncio.BufferedProtocol):
         ex = self._exchange
         if ex is not None and ex.mode == "length" and not ex.waiter.done():
             return memoryview(ex.body)[ex.got:ex.need]
+        if self._view is not None and not self._filled:
+            self._into_view = True
+            return self._view
         if len(self._scratch) - self._filled < 16 * 1024:
             if len(self._scratch) >= _MAX_HEAD:
                 self._protocol_error("the response head is larger than 1 MiB")
@@ -189,7 +197,17 @@ class _Connection(asyncio.BufferedProtocol):
             if ex.got >= ex.need:
                 self._finish(ex.body)
             return
-        self._filled += nbytes
+        if self._into_view:
+            self._into_view, self._view = False, None
+            ex.got += nbytes
+            assert ex.sink is not None
+            ex.sink.received(nbytes)
+            self._pump(ex)
+            return
+        self._filled += nbytes  # (in stream mode only bytes that came while the sink was full)
+        if ex.mode == "stream":
+            self._pump(ex)
+            return
         if ex.mode == "head":
             self._read_head(ex)
         else:
@@ -229,6 +247,8 @@ class _Connection(asyncio.BufferedProtocol):
         length = headers.get("Content-Length")
         if ex.head_only or ex.status in _NO_BODY_STATUS:
             self._finish(b"")
+        elif ex.sink is not None and 200 <= ex.status < 300 and length is None:
+            self._protocol_error("a streamed read got a body without Content-Length")
         elif "chunked" in (headers.get("Transfer-Encoding") or "").lower():
             ex.mode = "chunked"
             self._take_scratch(ex)
@@ -239,8 +259,16 @@ class _Connection(asyncio.BufferedProtocol):
                 self._protocol_error(f"unreadable Content-Length {length[:40]!r}")
                 return
             ex.need = need
-            into = ex.into
-            ex.body = into[:need] if into is not None and len(into) >= need else bytearray(need)
+            if ex.sink is not None and 200 <= ex.status < 300:
+                try:
+                    ex.sink.start(need)
+                except Exception as exc:  # refused: the body stays unread, the connection goes
+                    self._fail(exc)
+                    return
+                ex.mode = "stream"
+                self._pump(ex)
+                return
+            ex.body = bytearray(need)
             ex.mode = "length"
             take = min(self._filled, need)
             if take:
@@ -253,6 +281,47 @@ class _Connection(asyncio.BufferedProtocol):
             ex.mode = "close"
             ex.keep_alive = False
             self._take_scratch(ex)
+
+    def _pump(self, ex: _Exchange) -> None:
+        """Stream mode: move body bytes held in the scratch buffer into the sink, then
+        ask it for the view the next read goes to; pause reading while it has no room."""
+        sink = ex.sink
+        assert sink is not None
+        while self._filled and ex.got < ex.need:
+            view = sink.buffer(self._sink_room)
+            if view is None:
+                self._pause_for_sink()
+                return
+            n = min(len(view), self._filled, ex.need - ex.got)
+            view[:n] = self._scratch[:n]
+            ex.got += n
+            sink.received(n)
+            self._shift(n)
+        if ex.got >= ex.need:
+            self._finish(b"")
+            return
+        view = sink.buffer(self._sink_room)
+        if view is None:
+            self._pause_for_sink()
+        else:
+            self._view = view[:ex.need - ex.got]
+
+    def _pause_for_sink(self) -> None:
+        self._view = None
+        if not self._sink_full and self.transport is not None:
+            self._sink_full = True
+            self.transport.pause_reading()
+
+    def _sink_room(self) -> None:
+        """The sink's wake-up: it may have room again."""
+        ex = self._exchange
+        if not self._sink_full or ex is None or ex.waiter.done() or self.closed:
+            return
+        self._sink_full = False
+        self._last = self.loop.time()
+        self._pump(ex)
+        if not self._sink_full and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
 
     def _shift(self, count: int) -> None:
         """Drop the first ``count`` received bytes of the scratch buffer."""
@@ -326,6 +395,8 @@ class _Connection(asyncio.BufferedProtocol):
             self._timer = None
 
     def _check_timeout(self) -> None:
+        if self._sink_full:  # waiting for our own sink, not for the server
+            self._last = self.loop.time()
         idle = self.loop.time() - self._last
         if idle >= self.read_timeout:
             self._timer = None
@@ -346,12 +417,13 @@ class _Connection(asyncio.BufferedProtocol):
     # -- one request -------------------------------------------------------------------
 
     async def exchange(self, head: bytes, body: bytes | bytearray | memoryview | None, head_only: bool,
-                       into: memoryview | None) -> Response:
-        """Send ``head`` and ``body``, return the answer (the body read in full)."""
+                       sink: BodySink | None) -> Response:
+        """Send ``head`` and ``body``, return the answer (the body read in full, or
+        streamed into ``sink`` when the status is 2xx)."""
         transport = self.transport
         assert transport is not None
         waiter: asyncio.Future[Response] = self.loop.create_future()
-        self._exchange = _Exchange(waiter, head_only, into)
+        self._exchange = _Exchange(waiter, head_only, sink)
         self._filled = 0
         self._last = self.loop.time()
         self._timer = self.loop.call_later(self.read_timeout, self._check_timeout)
@@ -376,6 +448,11 @@ class _Connection(asyncio.BufferedProtocol):
             if not sent_all:
                 self.closed = True  # the request stream is out of step: never reuse it
             self._exchange = None
+            self._view, self._into_view = None, False
+            if self._sink_full:  # ended while the sink was full: read again on reuse
+                self._sink_full = False
+                if not self.closed:
+                    transport.resume_reading()
 
 
 class Proxy(NamedTuple):
@@ -444,11 +521,12 @@ class HttpPool:
 
     async def request(self, method: str, target: str, headers: Mapping[str, str],
                       body: bytes | bytearray | memoryview | None = None,
-                      into: memoryview | None = None) -> Response:
+                      sink: BodySink | None = None) -> Response:
         """Send one request (``target``: the encoded path and query) and return the answer.
 
-        A PUT or POST always carries ``Content-Length``. ``into``: a buffer to receive a
-        body of at most its size in (the answer's body is then a slice of it)."""
+        A PUT or POST always carries ``Content-Length``. ``sink``: where a 2xx answer's
+        body goes as it arrives (the answer's body is then empty); a body of unknown
+        length is refused (ConnectionError)."""
         lines = [f"{method} {self._absolute}{target} HTTP/1.1\r\n", self._fixed]
         if self._absolute and self.proxy is not None and self.proxy.authorization:
             lines.append(f"Proxy-Authorization: {self.proxy.authorization}\r\n")
@@ -459,7 +537,7 @@ class HttpPool:
         head = "".join(lines).encode("latin-1")
         conn = await self._acquire()
         try:
-            response = await conn.exchange(head, body, method == "HEAD", into)
+            response = await conn.exchange(head, body, method == "HEAD", sink)
         except BaseException:
             conn.abort()
             self._release(conn)

@@ -154,15 +154,84 @@ async def test_body_until_close_and_connection_close_are_not_reused() -> None:
     assert server.connections == 3
 
 
-async def test_body_received_into_the_callers_buffer() -> None:
+class SlowSink:
+    """A BodySink with room for ``room`` bytes at a time, freed ``delay`` seconds after they landed."""
+
+    def __init__(self, room: int, delay: float = 0.0, refuse: bool = False):
+        self.room, self.delay, self.refuse = room, delay, refuse
+        self.got = bytearray()
+        self.started: int | None = None
+        self.held = 0
+        self.paused = 0
+        self.wake: Callable[[], None] | None = None
+        self._buf = bytearray(room)
+
+    def start(self, length: int) -> None:
+        if self.refuse:
+            raise ValueError(f"refused {length} bytes")
+        self.started = length
+
+    def buffer(self, wake: Callable[[], None]) -> memoryview | None:
+        if self.held >= self.room:
+            self.paused += 1
+            self.wake = wake
+            return None
+        return memoryview(self._buf)[:self.room - self.held]
+
+    def received(self, nbytes: int) -> None:
+        self.got += self._buf[:nbytes]
+        self.held += nbytes
+        asyncio.get_running_loop().call_later(self.delay, self._free, nbytes)
+
+    def _free(self, nbytes: int) -> None:
+        self.held -= nbytes
+        wake, self.wake = self.wake, None
+        if wake is not None:
+            wake()
+
+
+async def test_body_streamed_into_a_sink_that_pauses_the_read() -> None:
+    big = bytes(range(256)) * 8192  # 2 MiB, far more than the sink holds
+    head = f"HTTP/1.1 206 Partial\r\nContent-Length: {len(big)}\r\n\r\n".encode()
+    replies = iter([head + big, OK])
+
+    async def reply(writer: asyncio.StreamWriter, request: Request) -> bool:
+        writer.write(next(replies))
+        await writer.drain()
+        return True
+
+    async with Server(reply) as server:
+        pool = HttpPool(server.origin, read_timeout=0.5)
+        sink = SlowSink(64 * 1024, delay=0.02)  # paused for ~0.6 s in all, each pause < 0.5 s
+        streamed = await pool.request("GET", "/", {}, sink=sink)
+        after = await pool.request("GET", "/", {})  # the same connection reads again
+        await pool.close()
+    assert streamed.status == 206 and streamed.body == b"" and sink.started == len(big)
+    assert bytes(sink.got) == big and sink.paused > 0
+    assert bytes(after.body) == b"hello" and server.connections == 1
+
+
+async def test_a_sink_gets_only_success_bodies_and_may_refuse_them() -> None:
+    missing = b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot there"
+    async with Server(answer(missing)) as server:
+        pool = HttpPool(server.origin)
+        sink = SlowSink(4)
+        got = await pool.request("GET", "/", {}, sink=sink)
+        await pool.close()
+    assert got.status == 404 and bytes(got.body) == b"not there" and sink.started is None
     async with Server(answer(OK)) as server:
         pool = HttpPool(server.origin)
-        buf = bytearray(8)
-        got = await pool.request("GET", "/", {}, into=memoryview(buf))
-        small = await pool.request("GET", "/", {}, into=memoryview(bytearray(2)))  # too small: ignored
+        with pytest.raises(ValueError, match="refused 5 bytes"):
+            await pool.request("GET", "/", {}, sink=SlowSink(4, refuse=True))
+        again = await pool.request("GET", "/", {})  # a new connection: the refused body was never read
         await pool.close()
-    assert isinstance(got.body, memoryview) and got.body.obj is buf and bytes(buf[:5]) == b"hello"
-    assert bytes(small.body) == b"hello"
+    assert bytes(again.body) == b"hello" and server.connections == 2
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    async with Server(answer(chunked)) as server:
+        pool = HttpPool(server.origin)
+        with pytest.raises(ConnectionError, match="without Content-Length"):
+            await pool.request("GET", "/", {}, sink=SlowSink(4))
+        await pool.close()
 
 
 async def test_cut_body_and_silent_hangup_are_connection_errors() -> None:
@@ -258,7 +327,7 @@ def _certificate(where):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
-async def test_https_answers_land_in_the_buffer_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_https_answers_stream_into_a_sink_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cert, key = _certificate(tmp_path)
     server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_side.load_cert_chain(cert, key)
@@ -277,16 +346,16 @@ async def test_https_answers_land_in_the_buffer_too(tmp_path) -> None:  # type: 
     client_side = ssl.create_default_context(cafile=str(cert))
     pool = HttpPool(f"https://127.0.0.1:{port}", ssl_context=client_side)
     strict = HttpPool(f"https://127.0.0.1:{port}")  # the system's trust: this certificate is not in it
-    buf = bytearray(len(body))
+    sink = SlowSink(64 * 1024, delay=0.005)  # TLS: reading pauses and resumes through SSL
     try:
-        got = await pool.request("GET", "/", {}, into=memoryview(buf))
+        got = await pool.request("GET", "/", {}, sink=sink)
         with pytest.raises(ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
             await strict.request("GET", "/", {})
     finally:
         await pool.close()
         await strict.close()
         server.close()
-    assert got.status == 200 and got.body.obj is buf and buf == body
+    assert got.status == 200 and bytes(sink.got) == body and sink.paused > 0
 
 
 class TunnelProxy:

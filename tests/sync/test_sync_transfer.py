@@ -326,20 +326,3 @@ async def test_ranges_arriving_early_are_hashed_in_order_kept_or_read_back(tmp_p
                                   transfer=moving)
     assert result.done == ["big.bin"] and (tmp_path / "big.bin").read_bytes() == data
     assert moving.budget.held == 0 and 6 * BLOCK >= moving.budget.peak > 4 * BLOCK
-
-
-def test_ordered_hasher_keeps_what_fits_and_reads_back_the_rest(tmp_path: Path) -> None:
-    from luisy_sync.download import _OrderedHasher
-
-    parts = [os.urandom(1000) for _ in range(5)]
-    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
-    try:
-        hasher = _OrderedHasher(fd, keep_limit=2000)
-        assert hasher.write(parts[3], 3000) == (True, [])   # early: kept
-        assert hasher.write(parts[1], 1000) == (True, [])   # early: kept (2000 bytes now)
-        assert hasher.write(parts[2], 2000) == (False, [])  # early, over the limit: read back later
-        assert hasher.write(parts[0], 0) == (False, [1000, 3000])  # in turn: 1, 2 (file), 3 hashed
-        assert hasher.write(parts[4], 4000) == (False, [])
-        assert hasher.hexdigest(5000) == hash_bytes(b"".join(parts))
-    finally:
-        os.close(fd)

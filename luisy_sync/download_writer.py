@@ -1,0 +1,288 @@
+"""The writing side of a ranged download: pieces of a file, in any order, into its temp file.
+
+``OrderedWriter`` is one thread per downloaded file. It writes each piece at its
+offset and hashes the file in offset order: a piece that continues the hashed prefix
+is hashed at once; one that arrives early is kept in memory while the kept pieces fit
+``keep_limit`` (its buffer is handed back only once it was hashed), and otherwise read
+back from the file when its turn comes. So the file is never read twice whole, and
+one thread, not one per piece, does the writes (they would queue on the file's inode
+lock anyway, spinning while they wait).
+
+``ChunkPool`` and ``RangeSink`` stream one ranged read into the writer (the
+``BodySink`` of ``Store.get_stream``): the body lands in pool chunks straight from the
+socket, each full chunk goes to the writer and comes back to the pool once written.
+When the pool is empty, the read pauses (TCP holds the server back), so a download's
+memory is its pool, whatever the number and size of its ranges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+import os
+import queue
+import threading
+from typing import Callable
+
+from luisy_sync.blockio import read_into, write_at
+from luisy_sync.errors import IntegrityError, ShortReadError
+from luisy_sync.hashing import new_hasher
+
+__all__ = ["ChunkPool", "OrderedWriter", "RangeSink"]
+
+Buffer = bytes | bytearray | memoryview
+_Piece = tuple[Buffer, int, Callable[[], None] | None, int]
+_STOP = None
+MAP_WINDOW = 8 * 1024 * 1024
+"""How much of a file the writer maps at once to hash early pieces from the page cache."""
+
+
+class OrderedWriter:
+    """Writes pieces of one file at their offsets from a thread of its own and hashes the
+    file in offset order (see the module docstring). Use on one event loop; ``close``
+    must be awaited before the file descriptor is closed."""
+
+    def __init__(self, fd: int, keep_limit: int = 0):
+        self._fd = fd
+        self._keep_limit = keep_limit
+        self._loop = asyncio.get_running_loop()
+        self._queue: queue.SimpleQueue[_Piece | None] = queue.SimpleQueue()
+        self._hasher = new_hasher()
+        self._next = 0
+        self._early: dict[int, tuple[int, Buffer | None, Callable[[], None] | None, int]] = {}
+        self._kept = 0
+        self._reread = bytearray()
+        self._window: mmap.mmap | None = None  # a part of the file mapped for re-reads
+        self._window_at = 0
+        self._no_map = False
+        self._ended: asyncio.Future[None] = self._loop.create_future()
+        self.error: BaseException | None = None
+        """The first error a write or a re-read met (later pieces are dropped, not written)."""
+        self._thread = threading.Thread(target=self._run, name="luisy-sync-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, data: Buffer, offset: int, done: Callable[[], None] | None = None,
+               cost: int | None = None) -> None:
+        """Queue ``data`` to be written at ``offset``. The caller leaves ``data`` alone until
+        ``done`` runs (on the event loop, after the write, or after the hash of a kept piece).
+        ``cost``: the memory keeping it would hold (default ``len(data)``; a chunk's size)."""
+        self._queue.put((data, offset, done, len(data) if cost is None else cost))
+
+    async def close(self) -> None:
+        """Wait until every queued piece was handled and the thread ended."""
+        if not self._ended.done():
+            self._queue.put(_STOP)
+            await asyncio.shield(self._ended)
+
+    def hexdigest(self, size: int) -> str:
+        """The digest of the first ``size`` bytes (all pieces written and ``close`` awaited)."""
+        if self._next != size:
+            raise RuntimeError(f"hashed {self._next} of {size} bytes: a piece was not written")
+        return self._hasher.hexdigest()
+
+    # -- the thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            piece = self._queue.get()
+            finished: list[Callable[[], None]] = []
+            while True:  # every piece queued by now, then one call back to the loop
+                if piece is _STOP:
+                    stop = True
+                else:
+                    self._handle(piece, finished)
+                if self._queue.empty():
+                    break
+                piece = self._queue.get()
+            if stop:
+                self._drop_kept(finished)
+                if self._window is not None:
+                    self._window.close()
+            self._call_back(finished, end=stop)
+
+    def _handle(self, piece: _Piece, finished: list[Callable[[], None]]) -> None:
+        data, offset, done, cost = piece
+        if self.error is None:
+            try:
+                write_at(self._fd, data, offset)
+                keep = self._hash(data, offset, done, cost, finished)
+            except BaseException as exc:  # noqa: BLE001 - reported through .error
+                self.error = exc
+                keep = False
+            if keep:
+                return
+        if done is not None:
+            finished.append(done)
+
+    def _hash(self, data: Buffer, offset: int, done: Callable[[], None] | None, cost: int,
+              finished: list[Callable[[], None]]) -> bool:
+        """Hash what is now contiguous; True when ``data`` is kept for later."""
+        length = len(data)
+        if offset != self._next:
+            keep = self._kept + cost <= self._keep_limit
+            self._early[offset] = (length, data, done, cost) if keep else (length, None, None, 0)
+            self._kept += cost if keep else 0
+            return keep
+        self._hasher.update(data)
+        self._next += length
+        while self._next in self._early:
+            length, kept, kept_done, kept_cost = self._early.pop(self._next)
+            if kept is not None:
+                self._hasher.update(kept)
+                self._kept -= kept_cost
+                if kept_done is not None:
+                    finished.append(kept_done)
+            else:
+                self._hash_from_file(length)
+            self._next += length
+        return False
+
+    def _hash_from_file(self, length: int) -> None:
+        """Hash the ``length`` bytes at the hashed prefix's end from the file: from a mapped
+        window of the page cache (no copy), else read into a reused buffer."""
+        view = self._mapped(self._next, length)
+        if view is not None:
+            with view:
+                self._hasher.update(view)
+            return
+        if len(self._reread) < length:
+            self._reread = bytearray(length)
+        buf = memoryview(self._reread)[:length]
+        if read_into(self._fd, buf, self._next) != length:
+            raise ShortReadError(f"re-reading {length} bytes at {self._next} of a download: "
+                                 "the temp file is shorter than what was written")
+        self._hasher.update(buf)
+
+    def _mapped(self, offset: int, length: int) -> memoryview | None:
+        """``length`` bytes at ``offset`` of the file through a window of ``MAP_WINDOW``
+        bytes mapped read-only (unmapped when the hash moves past it, so the process
+        never holds more of the file than one window); None where mapping fails."""
+        window = self._window
+        if window is not None and not (self._window_at <= offset
+                                       and offset + length <= self._window_at + len(window)):
+            window.close()
+            self._window = window = None
+        if window is None:
+            if self._no_map:
+                return None
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY
+            size = max(MAP_WINDOW, offset + length - start)
+            try:
+                end = os.fstat(self._fd).st_size
+                if offset + length > end:
+                    raise ShortReadError(f"re-reading {length} bytes at {offset} of a download: "
+                                         "the temp file is shorter than what was written")
+                window = mmap.mmap(self._fd, min(size, end - start), access=mmap.ACCESS_READ, offset=start)
+            except (OSError, ValueError):
+                self._no_map = True
+                return None
+            self._window, self._window_at = window, start
+        at = offset - self._window_at
+        return memoryview(window)[at:at + length]
+
+    def _drop_kept(self, finished: list[Callable[[], None]]) -> None:
+        """At the end: hand back the buffers of early pieces whose turn never came."""
+        for _, _, done, _ in self._early.values():
+            if done is not None:
+                finished.append(done)
+        self._early.clear()
+        self._kept = 0
+
+    def _call_back(self, finished: list[Callable[[], None]], end: bool) -> None:
+        if not finished and not end:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._settle, finished, end)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    def _settle(self, finished: list[Callable[[], None]], end: bool) -> None:
+        try:
+            for done in finished:
+                done()
+        finally:
+            if end and not self._ended.done():
+                self._ended.set_result(None)
+
+
+class ChunkPool:
+    """Up to ``count`` reusable buffers of ``size`` bytes, made as they are first needed."""
+
+    def __init__(self, count: int, size: int):
+        self.size = size
+        self._left = max(1, count)
+        self._free: list[bytearray] = []
+        self._waiting: dict[Callable[[], None], None] = {}  # wake-ups in arrival order, once each
+
+    def take(self, wake: Callable[[], None]) -> bytearray | None:
+        """A free chunk, or None (then ``wake()`` is called once one was given back)."""
+        if self._free:
+            return self._free.pop()
+        if self._left:
+            self._left -= 1
+            return bytearray(self.size)
+        self._waiting[wake] = None
+        return None
+
+    def give(self, chunk: bytearray) -> None:
+        """Hand a chunk back (and wake the reader that waited longest)."""
+        self._free.append(chunk)
+        if self._waiting:
+            wake = next(iter(self._waiting))
+            del self._waiting[wake]
+            wake()
+
+
+class RangeSink:
+    """The ``BodySink`` of one range ``[offset, offset + length)`` of a download: bytes go
+    into pool chunks, and each full chunk (or the range's last bytes) to the writer.
+    ``committed`` bytes were handed to the writer; a read that failed midway is resumed
+    from there after ``restart``."""
+
+    def __init__(self, writer: OrderedWriter, pool: ChunkPool, offset: int, length: int, what: str):
+        self._writer, self._pool = writer, pool
+        self.offset, self.length, self._what = offset, length, what
+        self.committed = 0
+        self._chunk: bytearray | None = None
+        self._fill = 0
+        self._limit = 0
+
+    def restart(self) -> None:
+        """Drop bytes not yet handed to the writer (a read failed after them)."""
+        if self._chunk is not None:
+            self._pool.give(self._chunk)
+            self._chunk = None
+
+    def start(self, length: int) -> None:
+        want = self.length - self.committed
+        if length < want:
+            raise ShortReadError(f"{self._what}: read {length} of {want} bytes")
+        if length > want:
+            raise IntegrityError(f"{self._what}: range is {length} bytes, expected {want}; "
+                                 "it changed since it was listed, pull again")
+
+    def buffer(self, wake: Callable[[], None]) -> memoryview | None:
+        if self._chunk is None:
+            chunk = self._pool.take(wake)
+            if chunk is None:
+                return None
+            self._chunk, self._fill = chunk, 0
+            self._limit = min(len(chunk), self.length - self.committed)
+        return memoryview(self._chunk)[self._fill:self._limit]
+
+    def received(self, nbytes: int) -> None:
+        self._fill += nbytes
+        chunk = self._chunk
+        if chunk is None or self._fill < self._limit:
+            return
+        self._chunk = None
+        pool = self._pool
+        self._writer.submit(memoryview(chunk)[:self._fill], self.offset + self.committed,
+                            lambda: pool.give(chunk), cost=len(chunk))
+        self.committed += self._fill
+
+    def check_complete(self) -> None:
+        """Raise when the read ended before the whole range was handed on."""
+        if self.committed != self.length:
+            raise ShortReadError(f"{self._what}: read {self.committed} of {self.length} bytes")

@@ -1,0 +1,199 @@
+"""The writing side of ranged downloads (luisy_sync.download_writer) and streamed reads end to end."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from luisy_sync.download_writer import ChunkPool, OrderedWriter, RangeSink
+from luisy_sync.errors import IntegrityError, ShortReadError, TransientError
+from luisy_sync.hashing import hash_bytes
+from luisy_sync.moves import download_paths
+from luisy_sync.retry import RetryPolicy
+from luisy_sync.stores.base import DIGEST_KEY, BodySink, GetResult
+from luisy_sync.stores.memory import MemoryStore
+from luisy_sync.transfer import Transfer
+from luisy_sync.tree import FileEntry, Tree
+
+
+async def _until(check: Any) -> None:
+    with anyio.fail_after(5):
+        while not check():
+            await anyio.sleep(0.001)
+
+
+async def test_writer_keeps_what_fits_and_reads_back_the_rest(tmp_path: Path) -> None:
+    parts = [os.urandom(1000) for _ in range(5)]
+    done: list[int] = []
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        writer = OrderedWriter(fd, keep_limit=2000)
+        writer.submit(parts[3], 3000, lambda: done.append(3))  # early: kept
+        writer.submit(parts[1], 1000, lambda: done.append(1))  # early: kept (2000 bytes now)
+        writer.submit(parts[2], 2000, lambda: done.append(2))  # early, over the limit: read back later
+        await _until(lambda: done == [2])  # written: its buffer is free; the kept ones are not
+        writer.submit(parts[0], 0, lambda: done.append(0))  # in turn: 1, 2 (from the file), 3 hashed
+        writer.submit(parts[4], 4000, lambda: done.append(4))
+        await writer.close()
+        assert sorted(done) == [0, 1, 2, 3, 4] and done[0] == 2
+        assert writer.error is None and writer.hexdigest(5000) == hash_bytes(b"".join(parts))
+        assert Path(tmp_path / "f").read_bytes() == b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+async def test_writer_error_is_kept_and_every_buffer_still_comes_back(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    fd = os.open(tmp_path / "f", os.O_RDONLY)  # writes fail
+    done: list[int] = []
+    try:
+        writer = OrderedWriter(fd, keep_limit=10)
+        for i in range(3):
+            writer.submit(b"x" * 5, 5 * (2 - i), lambda i=i: done.append(i))
+        await writer.close()
+    finally:
+        os.close(fd)
+    assert isinstance(writer.error, OSError) and sorted(done) == [0, 1, 2]
+    with pytest.raises(RuntimeError, match="hashed 0 of 15"):
+        writer.hexdigest(15)
+
+
+def test_chunk_pool_makes_chunks_as_needed_and_wakes_waiters_in_order() -> None:
+    pool = ChunkPool(2, 8)
+    woken: list[str] = []
+    a, b = pool.take(lambda: woken.append("x")), pool.take(lambda: woken.append("x"))
+    assert a is not None and b is not None and len(a) == 8 and a is not b
+
+    def first() -> None:
+        woken.append("first")
+
+    assert pool.take(first) is None and pool.take(first) is None  # one wake-up, however often asked
+    assert pool.take(lambda: woken.append("second")) is None
+    pool.give(a)
+    assert woken == ["first"] and pool.take(first) is a
+    pool.give(b)
+    assert woken == ["first", "second"]
+
+
+async def test_range_sink_hands_full_chunks_on_and_resumes_after_a_cut(tmp_path: Path) -> None:
+    data = os.urandom(10)
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        writer = OrderedWriter(fd)
+        pool = ChunkPool(2, 4)
+        sink = RangeSink(writer, pool, 0, 10, "f: get f bytes 0+10")
+        with pytest.raises(ShortReadError, match="read 9 of 10"):
+            sink.start(9)
+        with pytest.raises(IntegrityError, match="range is 11 bytes, expected 10"):
+            sink.start(11)
+        sink.start(10)
+        view = sink.buffer(lambda: None)
+        assert view is not None and len(view) == 4
+        view[:4] = data[:4]
+        sink.received(4)  # a full chunk: handed to the writer
+        view = sink.buffer(lambda: None)
+        assert view is not None
+        view[:3] = data[4:7]
+        sink.received(3)
+        assert sink.committed == 4
+        sink.restart()  # the read was cut: the 3 bytes not handed on are dropped
+        sink.start(6)
+        await feed_sink_rest(sink, data[4:])
+        sink.check_complete()
+        await writer.close()
+        assert writer.hexdigest(10) == hash_bytes(data) and Path(tmp_path / "f").read_bytes() == data
+    finally:
+        os.close(fd)
+    cut = RangeSink(writer, ChunkPool(1, 4), 0, 10, "f")
+    with pytest.raises(ShortReadError, match="read 0 of 10"):
+        cut.check_complete()
+
+
+async def feed_sink_rest(sink: BodySink, data: bytes) -> None:
+    """Deliver ``data`` to a sink already started (feed_sink without its start)."""
+    view = memoryview(data)
+    while view:
+        room = anyio.Event()
+        target = sink.buffer(room.set)
+        if target is None:
+            await room.wait()
+            continue
+        n = min(len(target), len(view))
+        target[:n] = view[:n]
+        sink.received(n)
+        view = view[n:]
+
+
+class StreamingStore(MemoryStore):
+    """A MemoryStore with ``get_stream``: hands ranges over in 100 KiB pieces; the first
+    ``cuts`` reads break after their first piece (as a reset connection does)."""
+
+    def __init__(self, cuts: int = 0, first_late: float = 0.0):
+        super().__init__()
+        self.cuts, self.first_late = cuts, first_late
+        self.reads: list[tuple[int, int]] = []
+
+    async def get_stream(self, name: str, start: int, length: int, sink: BodySink) -> GetResult:
+        self.reads.append((start, length))
+        if start == 0 and self.first_late:
+            await anyio.sleep(self.first_late)  # every later range arrives before the first
+        got = await self.get(name, start, length)
+        sink.start(len(got.data))
+        view = memoryview(got.data)
+        piece = 100 * 1024
+        for i in range(0, len(view), piece):
+            if i and self.cuts:
+                self.cuts -= 1
+                raise TransientError(f"read {name!r}: connection reset (injected)")
+            await feed_sink_rest(sink, view[i:i + piece])
+            await anyio.sleep(0)
+        return GetResult(b"", got.etag)
+
+
+@pytest.mark.parametrize("cuts", [0, 3])
+async def test_streamed_download_verifies_and_resumes_cut_reads(tmp_path: Path, cuts: int,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    block, chunk = 256 * 1024, 64 * 1024
+    monkeypatch.setattr("luisy_sync.download.STREAM_CHUNK", chunk)
+    data = os.urandom(20 * block + 12345)
+    store = StreamingStore(cuts)
+    await store.put("big.bin", data, metadata={DIGEST_KEY: hash_bytes(data)})
+    moving = Transfer(block_size=block, policy=RetryPolicy(base=0.001, cap=0.005))
+    result = await download_paths(store, tmp_path, ["big.bin"],
+                                  Tree({"big.bin": FileEntry(len(data), hash_bytes(data))}), transfer=moving)
+    assert result.done == ["big.bin"] and (tmp_path / "big.bin").read_bytes() == data
+    assert moving.budget.held == 0 and sorted(os.listdir(tmp_path)) == ["big.bin"]
+    # a retry starts after the chunks the cut read had handed on (one: its first 100 KiB piece)
+    resumed = [s for s, _ in store.reads if s % block]
+    assert len(resumed) == cuts and all(s % block == chunk for s in resumed)
+
+
+async def test_streamed_download_of_damaged_content_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    block = 256 * 1024
+    data, damaged = os.urandom(9 * block), os.urandom(9 * block)
+    store = StreamingStore()  # its copy is not what its digest says
+    await store.put("big.bin", damaged, metadata={DIGEST_KEY: hash_bytes(data)})
+    entry = FileEntry(len(data), hash_bytes(data))
+    moving = Transfer(block_size=block, policy=RetryPolicy(base=0.001, cap=0.005))
+    result = await download_paths(store, tmp_path, ["big.bin"], Tree({"big.bin": entry}), transfer=moving)
+    assert result.done == [] and "does not match its digest" in result.failed[0][1]
+    assert os.listdir(tmp_path) == [] and moving.budget.held == 0
+
+
+async def test_streamed_download_with_a_pool_of_one_chunk_does_not_stall(tmp_path: Path) -> None:
+    """A chunk kept for the in-order hash must never be the pool's last: with one chunk
+    in the pool nothing is kept, and the late first range still gets its chunk."""
+    block = 256 * 1024
+    data = os.urandom(3 * block + 99)
+    store = StreamingStore(first_late=0.05)
+    await store.put("f.bin", data, metadata={DIGEST_KEY: hash_bytes(data)})
+    moving = Transfer(block_size=block, memory_limit=2 * block, policy=RetryPolicy(base=0.001, cap=0.005))
+    with anyio.fail_after(10):
+        result = await download_paths(store, tmp_path, ["f.bin"],
+                                      Tree({"f.bin": FileEntry(len(data), hash_bytes(data))}), transfer=moving)
+    assert result.done == ["f.bin"] and (tmp_path / "f.bin").read_bytes() == data
+    assert moving.budget.held == 0
