@@ -84,9 +84,11 @@ class BodySink(Protocol):
         ...
 
 
-async def feed_sink(sink: BodySink, data: bytes | bytearray | memoryview) -> None:
-    """Hand bytes that are already in memory to ``sink`` (for reads that cannot stream)."""
-    sink.start(len(data))
+async def feed_sink(sink: BodySink, data: bytes | bytearray | memoryview, *, start: bool = True) -> None:
+    """Hand bytes that are already in memory to ``sink`` (for reads that cannot stream);
+    ``start=False``: the caller started the sink, ``data`` is one more piece of the read."""
+    if start:
+        sink.start(len(data))
     view = memoryview(data)
     while view:
         room = anyio.Event()
