@@ -17,7 +17,7 @@ import contextlib
 import os
 import stat
 from functools import partial
-from typing import TYPE_CHECKING, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable
 
 import anyio
 
@@ -244,8 +244,9 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
     writer: OrderedWriter | None = None
     try:
         fd = await transfer.in_thread(_open_sized, tmp, entry.size)
-        if getattr(store, "get_stream", None) is not None:
-            writer = await _stream_ranges(transfer, store, fd, path, entry, name)
+        get_stream = getattr(store, "get_stream", None)
+        if get_stream is not None:
+            writer = await _stream_ranges(transfer, get_stream, fd, path, entry, name)
         else:
             writer = await _get_ranges(transfer, store, fd, path, entry, name)
         if writer.error is not None:
@@ -278,13 +279,12 @@ async def _writing(fd: int, keep_limit: int) -> AsyncIterator[OrderedWriter]:
             await writer.close()
 
 
-async def _stream_ranges(transfer: "Transfer", store: Store, fd: int, path: str, entry: FileEntry,
-                         name: str) -> OrderedWriter:
-    """The ranges of a store with ``get_stream``: ``STREAMS_PER_FILE`` reads at a time, of
+async def _stream_ranges(transfer: "Transfer", get_stream: Callable[..., Awaitable[object]], fd: int,
+                         path: str, entry: FileEntry, name: str) -> OrderedWriter:
+    """The ranges of a store through its ``get_stream``: ``STREAMS_PER_FILE`` reads at a time, of
     ``STREAM_RANGE_BLOCKS`` blocks each, streamed through a pool of ``STREAM_CHUNK``
     chunks worth ``STREAM_MEMORY`` of the byte budget (half of it may hold early chunks
     for the in-order hash)."""
-    get_stream = store.get_stream  # type: ignore[attr-defined]
     block = transfer.block_size_for(entry.size)
     # whole blocks, and at least STREAMS_PER_FILE ranges where the file has that many blocks
     span = block * max(1, min(STREAM_RANGE_BLOCKS, -(-entry.size // (block * STREAMS_PER_FILE))))

@@ -150,8 +150,7 @@ class OrderedWriter:
             self._reread = bytearray(length)
         buf = memoryview(self._reread)[:length]
         if read_into(self._fd, buf, self._next) != length:
-            raise ShortReadError(f"re-reading {length} bytes at {self._next} of a download: "
-                                 "the temp file is shorter than what was written")
+            raise _short_reread(length, self._next)
         self._hasher.update(buf)
 
     def _mapped(self, offset: int, length: int) -> memoryview | None:
@@ -171,8 +170,7 @@ class OrderedWriter:
             try:
                 end = os.fstat(self._fd).st_size
                 if offset + length > end:
-                    raise ShortReadError(f"re-reading {length} bytes at {offset} of a download: "
-                                         "the temp file is shorter than what was written")
+                    raise _short_reread(length, offset)
                 window = mmap.mmap(self._fd, min(size, end - start), access=mmap.ACCESS_READ, offset=start)
             except (OSError, ValueError):
                 self._no_map = True
@@ -204,6 +202,11 @@ class OrderedWriter:
         finally:
             if end and not self._ended.done():
                 self._ended.set_result(None)
+
+
+def _short_reread(length: int, offset: int) -> ShortReadError:
+    return ShortReadError(f"re-reading {length} bytes at {offset} of a download: "
+                          "the temp file is shorter than what was written")
 
 
 class ChunkPool:

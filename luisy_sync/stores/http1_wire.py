@@ -76,7 +76,7 @@ class Response:
 
     __slots__ = ("status", "reason", "headers", "body")
 
-    def __init__(self, status: int, reason: str, headers: Headers, body: bytes | bytearray | memoryview):
+    def __init__(self, status: int, reason: str, headers: Headers, body: bytes | bytearray):
         self.status, self.reason, self.headers, self.body = status, reason, headers, body
 
 
@@ -93,7 +93,7 @@ class _Exchange:
         self.status = 0
         self.reason = ""
         self.headers: Headers | None = None
-        self.body: bytearray | memoryview = bytearray()
+        self.body = bytearray()
         self.got = 0
         self.need = 0
         self.mode = "head"  # head -> length | stream | chunked | close -> done
@@ -348,7 +348,7 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- settling ----------------------------------------------------------------------
 
-    def _finish(self, body: bytes | bytearray | memoryview) -> None:
+    def _finish(self, body: bytes | bytearray) -> None:
         ex = self._exchange
         assert ex is not None and ex.headers is not None
         self._stop_timer()
