@@ -4,8 +4,8 @@
 decrease in the spirit of TCP congestion control and Netflix's concurrency-limits, with
 a memory of where the server started to throttle:
 
-- until the first throttle ("slow start") a request that succeeded while the limit was
-  in use, with a latency not much above the best seen recently (flat latency: no queue
+- until the first throttle ("slow start") a request that succeeded and that ran while
+  the limit was in use (at some moment of its life), with a latency not much above the best seen recently (flat latency: no queue
   is building up at the server), raises the limit by 1 (doubling per round);
 - from then on the limit holds at the highest level known to run without throttles
   (``safe``) for ``hold`` rounds of requests (``first_hold`` after a halving), then
@@ -136,6 +136,8 @@ class AdaptiveLimiter:
         self.rule = AimdLimit(cap, initial=min(cap, initial or 8))
         self._tokens = anyio.CapacityLimiter(self.rule.limit)
         self.throttles = 0
+        self._full = 0
+        """How many requests started with the limit (all but one slot) in use."""
 
     @property
     def total_tokens(self) -> int:
@@ -163,14 +165,23 @@ class AdaptiveLimiter:
     def release_on_behalf_of(self, token: object) -> None:
         self._tokens.release_on_behalf_of(token)
 
-    def started(self) -> tuple[float, int]:
-        """What ``observe`` needs to know about a request that starts now."""
-        return time.monotonic(), self.rule.epoch
+    def started(self) -> tuple[float, int, int]:
+        """What ``observe`` needs to know about a request that starts now (holding its slot)."""
+        full = self._full
+        if self.borrowed_tokens >= self.rule.limit - 1:
+            self._full += 1
+        return time.monotonic(), self.rule.epoch, full
 
-    def observe(self, start: tuple[float, int], error: BaseException | None) -> None:
-        """Feed one request's outcome (``error`` None: success) into the rule."""
+    def observe(self, start: tuple[float, int, int], error: BaseException | None) -> None:
+        """Feed one request's outcome (``error`` None: success) into the rule. A request
+        during which the limit was in use at some moment (a later one started with all
+        slots taken) counts as run at the limit, so a burst of exactly ``limit`` requests
+        that end one by one grows it as much as a steady full pipe does."""
         if error is None:
-            self.rule.succeeded(time.monotonic() - start[0], self.borrowed_tokens)
+            in_flight = self.borrowed_tokens
+            if self._full > start[2]:
+                in_flight = max(in_flight, self.rule.limit)
+            self.rule.succeeded(time.monotonic() - start[0], in_flight)
         elif is_throttle(error):
             self.throttles += 1
             self.rule.throttled(start[1])

@@ -20,6 +20,7 @@ import anyio
 
 from luisy_sync.conventions import MANIFEST_NAME, object_name
 from luisy_sync.download import remove_stale_temps
+from luisy_sync.early_creates import EarlyCreates, create_early, creates_early, pick, undo
 from luisy_sync.gcpause import with_fewer_full_collections
 from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncFailed, UnsafePathError
 from luisy_sync.manifest import (manifest_entries, read_json_object,
@@ -271,6 +272,8 @@ async def _push_directory(target: Store, root: str, include: Any, exclude: Any, 
     it sends, and that digest goes into the object's metadata, the stat cache and (by
     ``push``, from ``result.digests``) the manifest and the sync record. A file whose size
     is no longer the walk's, or whose stat moved while it was read, fails as a changed file.
+    On a networked store the first new files are created while the listing is on its way
+    (``luisy_sync.early_creates``); a refusal then deletes them again.
     """
     abs_root, real_root = resolve_root(root)
     pfilter = PathFilter(include, exclude)
@@ -284,7 +287,26 @@ async def _push_directory(target: Store, root: str, include: Any, exclude: Any, 
                 found = [c for c in found if c[0] != manifest]
             return await anyio.to_thread.run_sync(split_cache_hits, found, stat_cache, limiter=limiter)
 
-        (hits, misses), (before, listing) = await _both(walk, remote_side)
+        transfer = make_transfer(stat_cache)
+        listed = anyio.Event()
+
+        async def read_remote() -> tuple[Any, list[ObjectInfo] | None]:
+            try:
+                return await remote_side()
+            finally:
+                listed.set()
+
+        async def walk_and_create() -> tuple[dict[str, FileEntry], list[Candidate], EarlyCreates]:
+            hits, misses = await walk()
+            if not creates_early(target) or listed.is_set():
+                return hits, misses, EarlyCreates()
+            picked = pick(misses, transfer.request_limit)
+            return hits, misses, await create_early(transfer, target, abs_root, picked, prefix)
+
+        (hits, misses, early), (before, listing) = await _both(walk_and_create, read_remote)
+        if early.read:  # files created early, or read for it: their digests are known
+            hits = {**hits, **early.read}
+            misses = [c for c in misses if c[0] not in early.read]
         remote = _without(remote_tree(listing or [], prefix), [manifest])
         corrupt = isinstance(before, ManifestError)
 
@@ -295,21 +317,35 @@ async def _push_directory(target: Store, root: str, include: Any, exclude: Any, 
         later = [] if corrupt else [c for c in misses if moves_anyway(c[0], c[2].st_size)]
         entries: dict[str, FileEntry | None] = dict(hits)
         first = misses if corrupt else [c for c in misses if not moves_anyway(c[0], c[2].st_size)]
-        if first:
-            entries.update(await hash_candidates(first, stat_cache, limiter))
-        shape = {p: e for p, e in entries.items() if e is not None}
-        shape.update((rel, FileEntry(st.st_size, None, st.st_mtime_ns)) for rel, _, st in later)
-        settled = Tree(shape, root=abs_root)
-        plan = plan_push(settled, remote)  # a file without a digest yet moves anyway
-        _raise_refused(plan, "uploaded")
-        await _ready_to_upload(plan, before, listing, target, policy)
+        try:
+            if first:
+                entries.update(await hash_candidates(first, stat_cache, limiter))
+            shape = {p: e for p, e in entries.items() if e is not None}
+            shape.update((rel, FileEntry(st.st_size, None, st.st_mtime_ns)) for rel, _, st in later)
+            settled = Tree(shape, root=abs_root)
+            plan = _with_created(plan_push(settled, remote), early.created)  # no digest yet: moves anyway
+            _raise_refused(plan, "uploaded")
+            await _ready_to_upload(plan, before, listing, target, policy)
+        except Exception:
+            await undo(target, early, prefix, policy)
+            raise
         if corrupt:
             before = None
-        result = await upload_paths(target, abs_root, plan.upload, settled, prefix=prefix,
-                                    transfer=make_transfer(stat_cache))
-        if later:
+        result = await upload_paths(target, abs_root, [p for p in plan.upload if p not in early.created],
+                                    settled, prefix=prefix, transfer=transfer, moved=sorted(early.created))
+        if later or early.read:
             await anyio.to_thread.run_sync(stat_cache.flush, limiter=limiter)
     return settled, remote, before, plan, result
+
+
+def _with_created(plan: Plan, created: Iterable[str]) -> Plan:
+    """``plan`` with the files created early as uploads (a listing taken while they were
+    created may show them, and then as unchanged)."""
+    done = set(created)
+    if not done:
+        return plan
+    return dataclasses.replace(plan, upload=tuple(sorted(done.union(plan.upload))),
+                               skip=tuple(p for p in plan.skip if p not in done))
 
 
 def _as_uploaded(local: Tree, digests: Mapping[str, str]) -> Tree:

@@ -63,16 +63,16 @@ def _movers(direction: str, store: Store, local: str | os.PathLike[str], prefix:
 
 async def _move(direction: str, store: Store, local: str | os.PathLike[str], paths: Iterable[str],
                 tree: Tree, prefix: str, names: Mapping[str, str] | None,
-                transfer: Transfer | None) -> TransferResult:
+                transfer: Transfer | None, moved: Sequence[Item] = ()) -> TransferResult:
     transfer = transfer or Transfer()
     move, move_batch, batch_store = _movers(direction, store, local, prefix, names, transfer)
     return await transfer.run_files(direction, _entries(tree, paths), move, move_batch,
-                                    batch_store=batch_store)
+                                    batch_store=batch_store, moved=moved)
 
 
 async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterable[str], tree: Tree, *,
                        prefix: str = "", names: Mapping[str, str] | None = None,
-                       transfer: Transfer | None = None) -> TransferResult:
+                       transfer: Transfer | None = None, moved: Iterable[str] = ()) -> TransferResult:
     """Upload ``paths`` (relative to local ``root``, described by ``tree``) to ``store``,
     each to ``names[path]`` when given, else to ``prefix`` + its path.
 
@@ -80,9 +80,11 @@ async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterab
     changed since the scan fails with IntegrityError instead of uploading other bytes.
     A file whose entry has no digest is not checked but hashed as it is read (its size
     must still match): ``TransferResult.digests`` holds the digest of the bytes each
-    file uploaded, and ``transfer.stat_cache`` records the ones computed here.
+    file uploaded, and ``transfer.stat_cache`` records the ones computed here. ``moved``:
+    paths the caller already uploaded (their ``tree`` entries carry the digest stored),
+    counted in the progress and the result as uploaded.
     """
-    return await _move("push", store, root, paths, tree, prefix, names, transfer)
+    return await _move("push", store, root, paths, tree, prefix, names, transfer, _entries(tree, moved))
 
 
 async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iterable[str], expected: Tree, *,

@@ -153,13 +153,19 @@ class Transfer:
         if not observed(self.limiter):
             async with self.limiter:
                 return await self._retry(path, fn, *args, describe=describe)
-        measured = self._observed(fn)
+        return await self._retry(path, self.once, fn, *args, describe=describe)
 
-        async def attempt(*args: object) -> T:
-            async with self.limiter:
-                return await measured(*args)
+    async def once(self, fn: Callable[..., Awaitable[T]], *args: object) -> T:
+        """One attempt of a store request holding one slot of the limiter, not retried
+        (its outcome still feeds an adaptive limiter)."""
+        async with self.limiter:
+            return await self._observed(fn)(*args)
 
-        return await self._retry(path, attempt, *args, describe=describe)
+    @property
+    def request_limit(self) -> int:
+        """How many requests the limiter allows in flight now."""
+        limiter = self.limiter
+        return limiter.current if observed(limiter) else int(limiter.total_tokens)
 
     async def in_thread(self, fn: Callable[..., T], *args: object) -> T:
         """Run blocking file IO or hashing in a worker thread under the IO limiter."""
@@ -179,17 +185,20 @@ class Transfer:
 
     async def run_files(self, direction: str, items: Iterable[Item],
                         move: Callable[[str, FileEntry], Awaitable[str | None]],
-                        move_batch: BatchMove | None = None, batch_store: bool = False) -> TransferResult:
+                        move_batch: BatchMove | None = None, batch_store: bool = False,
+                        moved: Sequence[Item] = ()) -> TransferResult:
         """Apply ``move`` to every file, ``self.workers`` at a time, largest first.
 
         With ``move_batch``, files up to BATCH_FILE_MAX go in batches to it instead
         (it returns one error, or digest or None, per file), a few batches at a time. A
         digest ``move`` or ``move_batch`` returns for a file that moved is the digest of
-        the bytes moved, kept in ``TransferResult.digests``.
+        the bytes moved, kept in ``TransferResult.digests``. ``moved``: files the caller
+        already moved (their entries carry the digest moved), counted in the progress
+        and the result like the others.
         """
         todo = sorted(items, key=_largest_first)
         result = TransferResult()
-        if not todo:
+        if not todo and not moved:
             return result
         tracker = self.tracker
         callback = tracker.callback
@@ -235,7 +244,11 @@ class Transfer:
                 for (path, _), got in zip(group, outcomes):
                     outcome(path, got)
 
-        callback.begin(direction, len(todo), sum(e.size for _, e in todo))
+        callback.begin(direction, len(todo) + len(moved), sum(e.size for _, e in [*todo, *moved]))
+        for path, entry in moved:
+            tracker.started(path, entry.size)
+            tracker.advanced(path, entry.size)
+            outcome(path, entry.digest)
         try:
             async with anyio.create_task_group() as tg:
                 for _ in range(min(self.workers, len(large))):

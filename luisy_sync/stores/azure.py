@@ -28,7 +28,7 @@ from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from luisy_sync.errors import ConfigError, PreconditionFailed, StoreError, TransientError
+from luisy_sync.errors import ConfigError, NotFoundError, PreconditionFailed, StoreError, TransientError
 from luisy_sync.paths import safe_relpath
 from luisy_sync.stores.azure_errors import scrub
 from luisy_sync.stores.azure_sdk import SdkBlobClient
@@ -103,6 +103,9 @@ class AzureBlobStore:
     sends the hot calls Shared Key signed without the SDK when an account key is known.
     ``copy_timeout``: seconds ``copy`` waits for a Copy Blob the service reports pending.
     """
+
+    networked = True
+    """Calls cross a network: a push creates new files while its listing is on its way."""
 
     def __init__(self, container: str | None, prefix: str = "", *, account_url: str | None = None,
                  credential: Any = None, connection_string: str | None = None,
@@ -342,9 +345,19 @@ class AzureBlobStore:
             raise StoreError(f"{what}: the copy ended {state.status!r} ({reason}); copy again")
         return state
 
-    async def delete(self, name: str) -> None:
-        """Delete Blob (with its snapshots); a missing blob is fine."""
-        await self._sdk.delete(self._full(name), name)
+    async def delete(self, name: str, *, etag: str | None = None) -> None:
+        """Delete Blob (with its snapshots; with ``etag``: If-Match); a missing blob is fine
+        (the service answers If-Match on a missing blob with 412: a head tells which)."""
+        try:
+            await self._sdk.delete(self._full(name), name, etag)
+        except PreconditionFailed:
+            if etag is None:
+                raise
+            try:
+                await self.head(name)
+            except NotFoundError:
+                return
+            raise
 
     async def ensure_container(self, create: bool = True) -> None:
         """Create the container when missing (``create``), else check that it exists."""

@@ -176,10 +176,12 @@ class SdkBlobClient:
 
     # -- only here ---------------------------------------------------------------------
 
-    async def delete(self, full: str, name: str) -> None:
-        """Delete Blob (with its snapshots); a missing blob is fine."""
+    async def delete(self, full: str, name: str, etag: str | None = None) -> None:
+        """Delete Blob (with its snapshots; If-Match ``etag`` when given); a missing blob is fine."""
+        condition: dict[str, Any] = {} if etag is None else {
+            "etag": etag, "match_condition": MatchConditions.IfNotModified}
         try:
-            await self._container().get_blob_client(full).delete_blob(delete_snapshots="include")
+            await self._container().get_blob_client(full).delete_blob(delete_snapshots="include", **condition)
         except ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) == "ContainerNotFound":
                 raise self._error(exc, f"delete {name!r}") from None

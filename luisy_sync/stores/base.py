@@ -25,6 +25,10 @@ Optional streamed read (the wrappers do not offer it):
   with the bytes handed to ``sink`` (a ``BodySink``) piece by piece as they arrive, so
   the memory a read holds is the sink's, not the read's size; the result's data is empty.
 
+An optional attribute ``networked = True`` says the store's calls cross a network (a
+round trip each): a push then creates its first new files while its listing is on its
+way (``luisy_sync.early_creates``).
+
 Bytes handed to ``put``, ``put_many`` and ``put_block`` may sit in a buffer the caller
 reuses once the call returned: a store copies what it keeps.
 """
@@ -180,8 +184,9 @@ class Store(Protocol):
         NotFoundError when ``src`` is missing."""
         ...
 
-    async def delete(self, name: str) -> None:
-        """Remove an object; a missing object is not an error."""
+    async def delete(self, name: str, *, etag: str | None = None) -> None:
+        """Remove an object; a missing object is not an error. With ``etag``, only that
+        version: PreconditionFailed (nothing removed) when the object has another."""
         ...
 
     async def ensure_container(self, create: bool = True) -> None:

@@ -30,6 +30,7 @@ import builtins
 import os
 import stat as stat_mod
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
@@ -293,16 +294,21 @@ class LocalStore:
         local_blocks.consume(self._blocks, name, block_ids)
         return info
 
-    def _delete(self, name: str) -> None:
+    def _delete(self, name: str, etag: str | None = None) -> None:
         path = object_path(self.root, name)
         if not os.path.isdir(self.root):
             return
         st = lstat_object(self.root, name, path)
         if st is None or stat_mod.S_ISDIR(st.st_mode):
             return  # missing, or a "directory", which is not an object
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
+        if etag is None:
+            if not self._unlink(path):
+                return
+            change = Change(name, drop=st.st_ino)
+            self._index.apply([change])
+            if change.error is not None:
+                raise change.error
+        elif not self._index.exclusive(partial(self._delete_version, name, path, etag)):
             return
         directory = os.path.dirname(path)
         while len(directory) > len(self.root):  # prune emptied parents
@@ -311,10 +317,26 @@ class LocalStore:
             except OSError:
                 break
             directory = os.path.dirname(directory)
-        change = Change(name, drop=st.st_ino)
-        self._index.apply([change])
-        if change.error is not None:
-            raise change.error
+
+    def _delete_version(self, name: str, path: str, etag: str, lookup: Lookup,
+                        record: Callable[[Change], None]) -> bool:
+        """Inside an index transaction: remove ``name`` if it is version ``etag``."""
+        current = lstat_object(self.root, name, path)
+        if current is None or stat_mod.S_ISDIR(current.st_mode):
+            return False
+        if info_of(name, current, lookup(name, current)).etag != etag:
+            raise PreconditionFailed(f"{name!r} changed since it was read (local store {self.root})",
+                                     status=412)
+        record(Change(name, drop=current.st_ino))
+        return self._unlink(path)
+
+    @staticmethod
+    def _unlink(path: str) -> bool:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
 
     def _copy(self, src: str, dst: str) -> ObjectInfo:
         """Link (or copy) ``src``'s file to a temp name beside ``dst``, commit its index row
@@ -484,9 +506,10 @@ class LocalStore:
         recorded in the index like a write, with ``src``'s metadata and ETag."""
         return await self._call(f"copy {src!r} to", dst, self._copy, src, dst)
 
-    async def delete(self, name: str) -> None:
-        """Remove an object and its index row; missing is fine."""
-        await self._call("delete", name, self._delete, name)
+    async def delete(self, name: str, *, etag: str | None = None) -> None:
+        """Remove an object and its index row (with ``etag``: only that version, checked
+        and removed inside one index transaction); missing is fine."""
+        await self._call("delete", name, self._delete, name, etag)
 
     async def ensure_container(self, create: bool = True) -> None:
         """Create the root directory, or raise ContainerNotFound when it is missing."""

@@ -121,9 +121,13 @@ class MemoryStore:
         self._objects[dst] = copied
         return self._info(dst, copied)
 
-    async def delete(self, name: str) -> None:
-        """Remove an object; missing is fine."""
-        self._objects.pop(self._check(name), None)
+    async def delete(self, name: str, *, etag: str | None = None) -> None:
+        """Remove an object (with ``etag``: only that version); missing is fine."""
+        name = self._check(name)
+        obj = self._objects.get(name)
+        if obj is not None and etag is not None and obj.etag != etag:
+            raise PreconditionFailed(f"{name!r} changed since it was read ({self.url})", status=412)
+        self._objects.pop(name, None)
 
     async def ensure_container(self, create: bool = True) -> None:
         """Create the (virtual) container, or raise ContainerNotFound when not ``create``."""

@@ -45,6 +45,11 @@ class ForwardingStore:
         self.url = inner.url
         self._batch = batch
 
+    @property
+    def networked(self) -> bool:
+        """Whether ``inner``'s calls cross a network (``luisy_sync.early_creates``)."""
+        return bool(getattr(self.inner, "networked", False))
+
     async def _forward(self, verb: str, *args: Any, **kw: Any) -> Any:
         """Every call passes here: ``inner.<verb>(*args, **kw)``."""
         return await getattr(self.inner, verb)(*args, **kw)
@@ -93,9 +98,9 @@ class ForwardingStore:
         info: ObjectInfo = await self._forward("copy", src, dst)
         return info
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, *, etag: str | None = None) -> None:
         """``inner.delete``."""
-        await self._forward("delete", name)
+        await self._forward("delete", name, etag=etag)
 
     async def ensure_container(self, create: bool = True) -> None:
         """``inner.ensure_container``."""

@@ -86,8 +86,9 @@ async def test_permanently_failing_endpoint_ends_with_one_clear_error(
         assert message.startswith(f"{verb} az://{azure_store.container}")
         assert f"cannot reach http://127.0.0.1:{proxy.port}/{ACCOUNT}" in message
         assert "gave up after 4 attempt(s)" in " ".join(getattr(err, "__notes__", []))
-    # 4 attempts each, then it stopped (aiohttp may reopen a reset connection once per attempt)
-    assert 8 <= proxy.stats.connections <= 16
+    # 4 attempts each, then it stopped (aiohttp may reopen a reset connection once per attempt),
+    # plus one attempt per file the push created early while its listing was being retried
+    assert 8 <= proxy.stats.connections <= 16 + 5
     assert not (tmp_path / "dest").exists()
     assert await azure_store.list() == []
 

@@ -122,6 +122,19 @@ async def test_delete_and_delete_missing(any_store: Store) -> None:
         (await any_store.get("d/x")).data
 
 
+async def test_delete_of_one_version(any_store: Store) -> None:
+    """With an ETag, delete removes only that version and leaves a newer one in place."""
+    old = await any_store.put("v/x", b"old")
+    new = await any_store.put("v/x", b"new")
+    assert old.etag != new.etag
+    with pytest.raises(PreconditionFailed):
+        await any_store.delete("v/x", etag=old.etag)
+    assert (await any_store.get("v/x")).data == b"new"
+    await any_store.delete("v/x", etag=new.etag)
+    assert [o.name for o in await any_store.list()] == []
+    await any_store.delete("v/x", etag=new.etag)  # already gone: fine, as without one
+
+
 async def test_not_found(any_store: Store) -> None:
     with pytest.raises(NotFoundError):
         await any_store.head("missing")

@@ -157,3 +157,33 @@ async def test_the_limiter_resizes_its_tokens_with_the_rule() -> None:
         release.set()
     async with limiter:  # still usable after shrinking below the tokens that were out
         assert limiter.borrowed_tokens == 1
+
+
+async def test_a_burst_of_exactly_the_limit_grows_it_by_every_success() -> None:
+    """``limit`` requests start together and end one by one (a push's first creates): each ran
+    while the limit was in use, so each success counts, as in a steady full pipe."""
+    limiter = AdaptiveLimiter(32, initial=8)
+    ends = [anyio.Event() for _ in range(8)]
+
+    async def request(end: anyio.Event) -> None:
+        async with limiter:
+            start = limiter.started()
+            await end.wait()
+            limiter.observe(start, None)
+
+    async with anyio.create_task_group() as tg:
+        for end in ends:
+            tg.start_soon(request, end)
+        await anyio.wait_all_tasks_blocked()
+        for end in ends:  # the last ones end with fewer and fewer requests still in flight
+            end.set()
+            await anyio.wait_all_tasks_blocked()
+    assert limiter.current == 16
+
+
+async def test_requests_that_never_fill_the_limit_do_not_grow_it() -> None:
+    limiter = AdaptiveLimiter(32, initial=8)
+    for _ in range(20):  # one at a time, as an idle caller sends them
+        async with limiter:
+            limiter.observe(limiter.started(), None)
+    assert limiter.current == 8
