@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import anyio
+from anyio.abc import TaskGroup
 
 from luisy_sync.conventions import MANIFEST_NAME, object_name
 from luisy_sync.download import remove_stale_temps
@@ -113,6 +114,26 @@ async def _both(first: Callable[[], Awaitable[A]], second: Callable[[], Awaitabl
     if errors:
         raise errors[min(errors)]
     return results[0], results[1]
+
+
+async def _with_tasks(body: Callable[[TaskGroup], Awaitable[A]]) -> A:
+    """``body(tasks)``, with a task group for background tasks it starts (they must not
+    raise); an error of ``body`` cancels them and is raised as it is, not in a group."""
+    results: list[A] = []
+    errors: list[Exception] = []
+
+    async def host(tasks: TaskGroup) -> None:
+        try:
+            results.append(await body(tasks))
+        except Exception as exc:
+            errors.append(exc)
+            tasks.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(host, tasks)
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 def _without(tree: Tree, names: Iterable[str | None]) -> Tree:
@@ -267,13 +288,13 @@ async def _push_directory(target: Store, root: str, include: Any, exclude: Any, 
     The walk overlaps the manifest read and the listing. Files the stat cache knows, and
     files whose store copy has their size and a digest (whether they move depends on
     theirs), are settled first; refused names and a corrupt manifest (hashing everything
-    first then) are raised before anything is uploaded, as in a scan-then-plan push. Every
+    first then) are raised before the uploads, as in a scan-then-plan push. Every
     other file moves anyway, so it is not hashed beforehand: its upload hashes the bytes
     it sends, and that digest goes into the object's metadata, the stat cache and (by
     ``push``, from ``result.digests``) the manifest and the sync record. A file whose size
     is no longer the walk's, or whose stat moved while it was read, fails as a changed file.
     On a networked store the first new files are created while the listing is on its way
-    (``luisy_sync.early_creates``); a refusal then deletes them again.
+    (``luisy_sync.early_creates``); a refusal deletes them again, so nothing uploaded stays.
     """
     abs_root, real_root = resolve_root(root)
     pfilter = PathFilter(include, exclude)
@@ -296,56 +317,68 @@ async def _push_directory(target: Store, root: str, include: Any, exclude: Any, 
             finally:
                 listed.set()
 
-        async def walk_and_create() -> tuple[dict[str, FileEntry], list[Candidate], EarlyCreates]:
-            hits, misses = await walk()
-            if not creates_early(target) or listed.is_set():
-                return hits, misses, EarlyCreates()
-            picked = pick(misses, transfer.request_limit)
-            return hits, misses, await create_early(transfer, target, abs_root, picked, prefix)
+        async def scan_plan_upload(tasks: TaskGroup) -> tuple[Tree, Tree, Any, Plan, TransferResult, bool]:
+            async def walk_and_create() -> tuple[dict[str, FileEntry], list[Candidate], EarlyCreates]:
+                hits, misses = await walk()
+                if not creates_early(target) or listed.is_set():
+                    return hits, misses, EarlyCreates()
+                picked = pick(misses, transfer.request_limit, transfer.budget.limit // 2)
+                return hits, misses, await create_early(transfer, target, abs_root, picked, prefix, tasks)
 
-        (hits, misses, early), (before, listing) = await _both(walk_and_create, read_remote)
-        if early.read:  # files created early, or read for it: their digests are known
-            hits = {**hits, **early.read}
-            misses = [c for c in misses if c[0] not in early.read]
-        remote = _without(remote_tree(listing or [], prefix), [manifest])
-        corrupt = isinstance(before, ManifestError)
+            (hits, misses, early), (before, listing) = await _both(walk_and_create, read_remote)
+            if early.read:  # the files read for early creates: their digests are known
+                hits = {**hits, **early.read}
+                misses = [c for c in misses if c[0] not in early.read]
+            remote = _without(remote_tree(listing or [], prefix), [manifest])
+            corrupt = isinstance(before, ManifestError)
 
-        def moves_anyway(rel: str, size: int) -> bool:
-            theirs = remote.get(rel)
-            return theirs is None or theirs.digest is None or theirs.size != size
+            def moves_anyway(rel: str, size: int) -> bool:
+                theirs = remote.get(rel)
+                return theirs is None or theirs.digest is None or theirs.size != size
 
-        later = [] if corrupt else [c for c in misses if moves_anyway(c[0], c[2].st_size)]
-        entries: dict[str, FileEntry | None] = dict(hits)
-        first = misses if corrupt else [c for c in misses if not moves_anyway(c[0], c[2].st_size)]
-        try:
-            if first:
-                entries.update(await hash_candidates(first, stat_cache, limiter))
-            shape = {p: e for p, e in entries.items() if e is not None}
-            shape.update((rel, FileEntry(st.st_size, None, st.st_mtime_ns)) for rel, _, st in later)
-            settled = Tree(shape, root=abs_root)
-            plan = _with_created(plan_push(settled, remote), early.created)  # no digest yet: moves anyway
-            _raise_refused(plan, "uploaded")
-            await _ready_to_upload(plan, before, listing, target, policy)
-        except Exception:
-            await undo(target, early, prefix, policy)
-            raise
-        if corrupt:
-            before = None
-        result = await upload_paths(target, abs_root, [p for p in plan.upload if p not in early.created],
-                                    settled, prefix=prefix, transfer=transfer, moved=sorted(early.created))
-        if later or early.read:
+            later = [] if corrupt else [c for c in misses if moves_anyway(c[0], c[2].st_size)]
+            entries: dict[str, FileEntry | None] = dict(hits)
+            first = misses if corrupt else [c for c in misses if not moves_anyway(c[0], c[2].st_size)]
+            try:
+                if first:
+                    entries.update(await hash_candidates(first, stat_cache, limiter))
+                shape = {p: e for p, e in entries.items() if e is not None}
+                shape.update((rel, FileEntry(st.st_size, None, st.st_mtime_ns)) for rel, _, st in later)
+                settled = Tree(shape, root=abs_root)
+                plan = plan_push(settled, remote)  # a file without a digest yet moves anyway
+                _raise_refused(plan, "uploaded")
+                await _ready_to_upload(plan, before, listing, target, policy)
+            except Exception:
+                await undo(target, early, prefix, policy)
+                raise
+            if corrupt:
+                before = None
+            started = {p: partial(early.outcome, p) for p in plan.upload if p in early.ended}
+            result = await upload_paths(target, abs_root, plan.upload, settled, prefix=prefix,
+                                        transfer=transfer, started=started)
+            await early.all_ended()
+            plan, result = _count_created(plan, result, settled, early.created)
+            return settled, remote, before, plan, result, bool(later or early.read)
+
+        settled, remote, before, plan, result, hashed = await _with_tasks(scan_plan_upload)
+        if hashed:
             await anyio.to_thread.run_sync(stat_cache.flush, limiter=limiter)
     return settled, remote, before, plan, result
 
 
-def _with_created(plan: Plan, created: Iterable[str]) -> Plan:
-    """``plan`` with the files created early as uploads (a listing taken while they were
-    created may show them, and then as unchanged)."""
-    done = set(created)
-    if not done:
-        return plan
-    return dataclasses.replace(plan, upload=tuple(sorted(done.union(plan.upload))),
-                               skip=tuple(p for p in plan.skip if p not in done))
+def _count_created(plan: Plan, result: TransferResult, local: Tree, created: Iterable[str]
+                   ) -> tuple[Plan, TransferResult]:
+    """Files created early that the plan skips (a listing taken after their creates landed
+    shows them unchanged) count as uploaded, not as skipped."""
+    moved = sorted(set(created).intersection(plan.skip))
+    if not moved:
+        return plan, result
+    plan = dataclasses.replace(plan, upload=tuple(sorted([*plan.upload, *moved])),
+                               skip=tuple(p for p in plan.skip if p not in set(moved)))
+    result = dataclasses.replace(result, done=sorted([*result.done, *moved]),
+                                 digests={**result.digests, **{p: local[p].digest or "" for p in moved}},
+                                 bytes_transferred=result.bytes_transferred + sum(local[p].size for p in moved))
+    return plan, result
 
 
 def _as_uploaded(local: Tree, digests: Mapping[str, str]) -> Tree:

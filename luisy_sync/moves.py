@@ -63,16 +63,19 @@ def _movers(direction: str, store: Store, local: str | os.PathLike[str], prefix:
 
 async def _move(direction: str, store: Store, local: str | os.PathLike[str], paths: Iterable[str],
                 tree: Tree, prefix: str, names: Mapping[str, str] | None,
-                transfer: Transfer | None, moved: Sequence[Item] = ()) -> TransferResult:
+                transfer: Transfer | None,
+                started: Mapping[str, Callable[[], Awaitable[str | None]]] | None = None) -> TransferResult:
     transfer = transfer or Transfer()
     move, move_batch, batch_store = _movers(direction, store, local, prefix, names, transfer)
     return await transfer.run_files(direction, _entries(tree, paths), move, move_batch,
-                                    batch_store=batch_store, moved=moved)
+                                    batch_store=batch_store, started=started)
 
 
 async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterable[str], tree: Tree, *,
                        prefix: str = "", names: Mapping[str, str] | None = None,
-                       transfer: Transfer | None = None, moved: Iterable[str] = ()) -> TransferResult:
+                       transfer: Transfer | None = None,
+                       started: Mapping[str, Callable[[], Awaitable[str | None]]] | None = None
+                       ) -> TransferResult:
     """Upload ``paths`` (relative to local ``root``, described by ``tree``) to ``store``,
     each to ``names[path]`` when given, else to ``prefix`` + its path.
 
@@ -80,11 +83,11 @@ async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterab
     changed since the scan fails with IntegrityError instead of uploading other bytes.
     A file whose entry has no digest is not checked but hashed as it is read (its size
     must still match): ``TransferResult.digests`` holds the digest of the bytes each
-    file uploaded, and ``transfer.stat_cache`` records the ones computed here. ``moved``:
-    paths the caller already uploaded (their ``tree`` entries carry the digest stored),
-    counted in the progress and the result as uploaded.
+    file uploaded, and ``transfer.stat_cache`` records the ones computed here. ``started``:
+    paths whose upload the caller already started, each with the wait for its end (the
+    digest stored, or None: upload it here), counted in the progress and the result.
     """
-    return await _move("push", store, root, paths, tree, prefix, names, transfer, _entries(tree, moved))
+    return await _move("push", store, root, paths, tree, prefix, names, transfer, started)
 
 
 async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iterable[str], expected: Tree, *,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
+from typing import Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import anyio
 
@@ -186,27 +186,29 @@ class Transfer:
     async def run_files(self, direction: str, items: Iterable[Item],
                         move: Callable[[str, FileEntry], Awaitable[str | None]],
                         move_batch: BatchMove | None = None, batch_store: bool = False,
-                        moved: Sequence[Item] = ()) -> TransferResult:
+                        started: Mapping[str, Callable[[], Awaitable[str | None]]] | None = None
+                        ) -> TransferResult:
         """Apply ``move`` to every file, ``self.workers`` at a time, largest first.
 
         With ``move_batch``, files up to BATCH_FILE_MAX go in batches to it instead
         (it returns one error, or digest or None, per file), a few batches at a time. A
         digest ``move`` or ``move_batch`` returns for a file that moved is the digest of
-        the bytes moved, kept in ``TransferResult.digests``. ``moved``: files the caller
-        already moved (their entries carry the digest moved), counted in the progress
-        and the result like the others.
+        the bytes moved, kept in ``TransferResult.digests``. ``started``: files whose move
+        the caller already started, each with the wait for its end, which returns the
+        digest moved, or None when the file is still to move (then ``move`` moves it).
         """
         todo = sorted(items, key=_largest_first)
         result = TransferResult()
-        if not todo and not moved:
+        if not todo:
             return result
         tracker = self.tracker
         callback = tracker.callback
-        started = time.monotonic()
+        began_at = time.monotonic()
         before = tracker.bytes_done
         limit = -1 if move_batch is None else min(BATCH_FILE_MAX, self.block_size)
-        large = [item for item in todo if item[1].size > limit]
-        small = [item for item in todo if item[1].size <= limit]
+        begun = started or {}
+        large = [item for item in todo if item[1].size > limit or item[0] in begun]
+        small = [item for item in todo if item[1].size <= limit and item[0] not in begun]
         singles = iter(large)
         batches = self.batches(small, batch_store)
         groups = iter(batches)
@@ -222,11 +224,20 @@ class Transfer:
                     result.digests[path] = got
                 tracker.finished(path)
 
+        async def move_one(path: str, entry: FileEntry) -> str | None:
+            wait = begun.get(path)
+            if wait is not None:
+                digest = await wait()
+                if digest is not None:
+                    tracker.advanced(path, entry.size)
+                    return digest
+            return await move(path, entry)
+
         async def single_worker() -> None:
             for path, entry in singles:
                 tracker.started(path, entry.size)
                 try:
-                    got = await move(path, entry)
+                    got = await move_one(path, entry)
                 except Exception as exc:
                     outcome(path, exc)
                 else:
@@ -244,11 +255,7 @@ class Transfer:
                 for (path, _), got in zip(group, outcomes):
                     outcome(path, got)
 
-        callback.begin(direction, len(todo) + len(moved), sum(e.size for _, e in [*todo, *moved]))
-        for path, entry in moved:
-            tracker.started(path, entry.size)
-            tracker.advanced(path, entry.size)
-            outcome(path, entry.digest)
+        callback.begin(direction, len(todo), sum(e.size for _, e in todo))
         try:
             async with anyio.create_task_group() as tg:
                 for _ in range(min(self.workers, len(large))):
@@ -268,7 +275,7 @@ class Transfer:
         result.done.sort()
         result.failed.sort()
         result.bytes_transferred = tracker.bytes_done - before
-        result.seconds = time.monotonic() - started
+        result.seconds = time.monotonic() - began_at
         return result
 
 

@@ -27,7 +27,7 @@ from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
 from luisy_sync.retry import is_retryable
 from luisy_sync.statcache import stat_key
-from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo, PutMode, Store
+from luisy_sync.stores.base import DIGEST_KEY, Store
 from luisy_sync.tree import FileEntry
 
 if TYPE_CHECKING:
@@ -145,34 +145,11 @@ async def upload_batch(transfer: "Transfer", store: Store, root: str,
     return outcomes
 
 
-async def create_batch(transfer: "Transfer", store: Store, root: str,
-                       batch: list[tuple[str, FileEntry, str]]
-                       ) -> list[tuple[str, ObjectInfo | None] | Exception]:
-    """Create objects for small files (``(path, entry, name)``) that the store likely
-    lacks: one thread call reads them all, then one put per file that creates only
-    (If-None-Match: *, never replacing anything), each a single attempt under one request
-    slot. Returns per file ``(digest of its bytes, the object created)``, with None for
-    an object not created (the name exists, or the attempt failed: the caller moves the
-    file the usual way), or the error of its read. Progress is the caller's to report."""
-    out: list[tuple[str, ObjectInfo | None] | Exception] = []
-    async with transfer.budget.hold(sum(entry.size for _, entry, _ in batch)):
-        read = await transfer.in_thread(_read_many, transfer, root, batch)
-
-        async def create(i: int, data: bytes, digest: str) -> None:
-            name = batch[i][2]
-            try:
-                info = await transfer.once(partial(store.put, name, data, metadata={DIGEST_KEY: digest},
-                                                   mode=PutMode.CREATE))
-            except Exception:
-                return  # out[i] stays (digest, None)
-            out[i] = (digest, info)
-
-        out.extend(got if isinstance(got, Exception) else (got[1], None) for got in read)
-        async with anyio.create_task_group() as tg:
-            for i, got in enumerate(read):
-                if not isinstance(got, Exception):
-                    tg.start_soon(create, i, *got)
-    return out
+async def read_small_files(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry, str]]
+                           ) -> list[tuple[bytes, str] | Exception]:
+    """The bytes and digest of each small file of ``batch`` (``(path, entry, name)``), read in
+    one thread call and checked as an upload checks them; per file, or the error of its read."""
+    return await transfer.in_thread(_read_many, transfer, root, batch)
 
 
 class _BlocksLost(Exception):

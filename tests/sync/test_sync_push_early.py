@@ -25,16 +25,17 @@ EARLY = 8  # the request limit a push starts with: how many files it creates ear
 
 
 class SlowListing(ForwardingStore):
-    """A store across a (pretend) network whose listing answers only once ``hold`` puts
-    have ended (0: at once); records every put's name and mode, and may run ``on_delete``
-    before the first delete."""
+    """A store across a (pretend) network: its listing answers only once ``hold`` puts have
+    started (0: at once), and those puts land only after the listing answered (so the
+    listing does not show them), or with ``landed`` before it (so it does). Records every
+    put's name and mode, and may run ``on_delete`` before the first delete."""
 
-    def __init__(self, inner: Any, hold: int = EARLY, networked: bool = True):
+    def __init__(self, inner: Any, hold: int = EARLY, networked: bool = True, landed: bool = False):
         super().__init__(inner)
-        self._networked, self.hold = networked, hold
+        self._networked, self.hold, self.landed = networked, hold, landed
         self.puts: list[tuple[str, str]] = []
         self.ended = 0
-        self._enough = anyio.Event()
+        self._started, self._ended, self._listed = anyio.Event(), anyio.Event(), anyio.Event()
         self.on_delete: Any = None
 
     @property
@@ -42,21 +43,29 @@ class SlowListing(ForwardingStore):
         return self._networked
 
     async def _forward(self, verb: str, *args: Any, **kw: Any) -> Any:
-        if verb == "list" and self.hold:
-            with anyio.fail_after(10):
-                await self._enough.wait()
-        if verb == "delete" and self.on_delete is not None:
-            hook, self.on_delete = self.on_delete, None
-            await hook(args[0])
-        if verb != "put":
-            return await super()._forward(verb, *args, **kw)
-        self.puts.append((args[0], kw.get("mode", PutMode.OVERWRITE).kind))
-        try:
-            return await super()._forward(verb, *args, **kw)
-        finally:
-            self.ended += 1
-            if self.ended >= self.hold:
-                self._enough.set()
+        with anyio.fail_after(10):
+            if verb == "list" and self.hold:
+                await (self._ended if self.landed else self._started).wait()
+                try:
+                    return await super()._forward(verb, *args, **kw)
+                finally:
+                    self._listed.set()
+            if verb == "delete" and self.on_delete is not None:
+                hook, self.on_delete = self.on_delete, None
+                await hook(args[0])
+            if verb != "put":
+                return await super()._forward(verb, *args, **kw)
+            self.puts.append((args[0], kw.get("mode", PutMode.OVERWRITE).kind))
+            if len(self.puts) >= self.hold:
+                self._started.set()
+            if self.hold and not self.landed:
+                await self._listed.wait()
+            try:
+                return await super()._forward(verb, *args, **kw)
+            finally:
+                self.ended += 1
+                if self.ended >= self.hold:
+                    self._ended.set()
 
     def data_puts(self) -> list[tuple[str, str]]:
         return [p for p in self.puts if p[0] != MANIFEST_NAME]
@@ -111,6 +120,18 @@ async def test_the_first_new_files_are_created_while_the_listing_is_on_its_way(t
     # one progress bar for the whole push, the early files in it
     assert progress.begun == [(len(files), sum(map(len, files.values())))]
     assert sorted(progress.done) == sorted(files) and progress.bytes == sum(map(len, files.values()))
+
+
+async def test_early_creates_the_listing_already_shows_count_as_uploaded(tmp_path: Path) -> None:
+    files = make_files(tmp_path / "src")
+    inner = MemoryStore()
+    store = SlowListing(inner, landed=True)
+    report = await push(tmp_path / "src", store, cache=False)
+    assert sorted(name for name, _ in store.data_puts()) == sorted(files)  # none moved again
+    assert report.uploaded == tuple(sorted(files)) and report.skipped == ()
+    assert report.bytes_transferred == sum(map(len, files.values()))
+    manifest = json.loads((await inner.get(MANIFEST_NAME)).data)
+    assert set(manifest["files"]) == set(files)
 
 
 async def test_files_the_store_already_holds_are_neither_replaced_nor_moved_again(tmp_path: Path) -> None:
