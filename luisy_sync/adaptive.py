@@ -4,9 +4,10 @@
 decrease in the spirit of TCP congestion control and Netflix's concurrency-limits, with
 a memory of where the server started to throttle:
 
-- until the first throttle ("slow start") a request that succeeded and that ran while
-  the limit was in use (at some moment of its life), with a latency not much above the best seen recently (flat latency: no queue
-  is building up at the server), raises the limit by 1 (doubling per round);
+- until the first throttle ("slow start") a request that succeeded, that ran while the
+  limit was in use (at some moment of its life) and whose latency was not much above the
+  best seen recently (flat latency: no queue is building up at the server), raises the
+  limit by 1 (doubling per round);
 - from then on the limit holds at the highest level known to run without throttles
   (``safe``) for ``hold`` rounds of requests (``first_hold`` after a halving), then
   probes one step above it; a probe that lasts ``hold`` rounds without a throttle

@@ -374,7 +374,7 @@ def _count_created(plan: Plan, result: TransferResult, local: Tree, created: Ite
     if not moved:
         return plan, result
     plan = dataclasses.replace(plan, upload=tuple(sorted([*plan.upload, *moved])),
-                               skip=tuple(p for p in plan.skip if p not in set(moved)))
+                               skip=tuple(sorted(set(plan.skip).difference(moved))))
     result = dataclasses.replace(result, done=sorted([*result.done, *moved]),
                                  digests={**result.digests, **{p: local[p].digest or "" for p in moved}},
                                  bytes_transferred=result.bytes_transferred + sum(local[p].size for p in moved))

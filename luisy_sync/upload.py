@@ -98,6 +98,13 @@ def _read_many(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry
     return out
 
 
+async def read_small_files(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry, str]]
+                           ) -> list[tuple[bytes, str] | Exception]:
+    """The bytes and digest of each small file of ``batch`` (``(path, entry, name)``), read in
+    one thread call and checked as an upload checks them; per file, or the error of its read."""
+    return await transfer.in_thread(_read_many, transfer, root, batch)
+
+
 async def upload_batch(transfer: "Transfer", store: Store, root: str,
                        batch: list[tuple[str, FileEntry, str]]) -> list[BaseException | str]:
     """Upload many small files (``(path, entry, name)``): one thread call reads them all,
@@ -106,7 +113,7 @@ async def upload_batch(transfer: "Transfer", store: Store, root: str,
     ``put_many`` is retried file by file under the retry policy."""
     outcomes: list[BaseException | str] = [""] * len(batch)
     async with transfer.budget.hold(sum(entry.size for _, entry, _ in batch)):
-        read = await transfer.in_thread(_read_many, transfer, root, batch)
+        read = await read_small_files(transfer, root, batch)
         todo = []
         for i, got in enumerate(read):
             if isinstance(got, Exception):
@@ -143,13 +150,6 @@ async def upload_batch(transfer: "Transfer", store: Store, root: str,
             for i, (data, digest) in todo:
                 tg.start_soon(put_one, i, data, digest)
     return outcomes
-
-
-async def read_small_files(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry, str]]
-                           ) -> list[tuple[bytes, str] | Exception]:
-    """The bytes and digest of each small file of ``batch`` (``(path, entry, name)``), read in
-    one thread call and checked as an upload checks them; per file, or the error of its read."""
-    return await transfer.in_thread(_read_many, transfer, root, batch)
 
 
 class _BlocksLost(Exception):
