@@ -14,38 +14,33 @@ import dataclasses
 import os
 import time
 from functools import partial
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 import anyio
-from anyio.abc import TaskGroup
 
+from luisy_sync.concurrently import both
 from luisy_sync.conventions import MANIFEST_NAME, object_name
+from luisy_sync.directory_push import push_directory, ready_to_upload
 from luisy_sync.download import remove_stale_temps
-from luisy_sync.early_creates import EarlyCreates, create_early, creates_early, pick, undo
 from luisy_sync.gcpause import with_fewer_full_collections
-from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncFailed, UnsafePathError
+from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncFailed
 from luisy_sync.manifest import (manifest_entries, read_json_object,
                                  update_manifest)
 from luisy_sync.moves import download_paths, upload_paths
-from luisy_sync.paths import safe_relpath
 from luisy_sync.plan import Plan, plan_pull, plan_push, pull_conflicts
 from luisy_sync.progress import ProgressCallback, make_progress
 from luisy_sync.syncrecord import read_sync_record, record_synced
 from luisy_sync.report import Report
 from luisy_sync.retry import RetryPolicy, call_with_retry
-from luisy_sync.scan import (Candidate, PathFilter, resolve_root, split_cache_hits, walk_files, default_hash_limiter,
-                             hash_candidates, remote_tree, scan, tree_from_paths)
-from luisy_sync.statcache import NullStatCache, StatCache, open_default_cache
+from luisy_sync.scan import PathFilter, remote_tree, resolve_root, scan, tree_from_paths
+from luisy_sync.statcache import CacheArg, NullStatCache, StatCache, resolved_cache
 from luisy_sync.stores.base import ObjectInfo, Store
 from luisy_sync.transfer import DEFAULT_BLOCK_SIZE, DEFAULT_CONCURRENCY, Transfer, TransferResult
 from luisy_sync.tree import FileEntry, Tree
 
 __all__ = ["push", "pull", "upload_paths", "download_paths", "Transfer", "TransferResult"]
 
-A = TypeVar("A")
-B = TypeVar("B")
 StoreArg = Store | str | None
-CacheArg = StatCache | NullStatCache | bool | None
 
 
 @contextlib.asynccontextmanager
@@ -63,21 +58,6 @@ async def _resolved_store(store: StoreArg) -> AsyncIterator[Store]:
         await opened.close()
 
 
-@contextlib.contextmanager
-def _resolved_cache(cache: CacheArg) -> Any:
-    """None/True: the default stat cache (closed on exit); False: none; else as given."""
-    if cache is None or cache is True:
-        opened = open_default_cache()
-        try:
-            yield opened
-        finally:
-            opened.close()
-    elif cache is False:
-        yield NullStatCache()
-    else:
-        yield cache
-
-
 def _list_dir(prefix: str) -> str:
     prefix = prefix.strip("/")
     return prefix + "/" if prefix else ""
@@ -90,82 +70,6 @@ async def _listing(store: Store, prefix: str, policy: RetryPolicy | None) -> lis
                                      describe=f"list {store.url}")
     except ContainerNotFound:
         return None
-
-
-async def _both(first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]], *,
-                cancel: bool = True) -> tuple[A, B]:
-    """Run ``first()`` and ``second()`` concurrently; an error of either cancels the other
-    (unless not ``cancel``: then both run to their end) and is raised as it is (the first
-    one's error when both fail, so the same failure always reads the same)."""
-    results: dict[int, Any] = {}
-    errors: dict[int, BaseException] = {}
-
-    async def run(key: int, fn: Callable[[], Awaitable[Any]]) -> None:
-        try:
-            results[key] = await fn()
-        except Exception as exc:
-            errors[key] = exc
-            if cancel:
-                tg.cancel_scope.cancel()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run, 0, first)
-        tg.start_soon(run, 1, second)
-    if errors:
-        raise errors[min(errors)]
-    return results[0], results[1]
-
-
-async def _with_tasks(body: Callable[[TaskGroup], Awaitable[A]]) -> A:
-    """``body(tasks)``, with a task group for background tasks it starts (they must not
-    raise); an error of ``body`` cancels them and is raised as it is, not in a group."""
-    results: list[A] = []
-    errors: list[Exception] = []
-
-    async def host(tasks: TaskGroup) -> None:
-        try:
-            results.append(await body(tasks))
-        except Exception as exc:
-            errors.append(exc)
-            tasks.cancel_scope.cancel()
-
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(host, tasks)
-    if errors:
-        raise errors[0]
-    return results[0]
-
-
-def _without(tree: Tree, names: Iterable[str | None]) -> Tree:
-    drop = {n for n in names if n}
-    if not any(n in tree for n in drop):
-        return tree
-    return Tree(((p, e) for p, e in tree.items() if p not in drop), root=tree.root)
-
-
-async def _ready_to_upload(plan: Plan, before: object, listing: list[ObjectInfo] | None, target: Store,
-                           policy: RetryPolicy | None) -> None:
-    """Just before a push uploads: a corrupt manifest (``before`` is the ManifestError read)
-    stops a push that would upload anything, and a container the listing did not find is
-    created."""
-    if isinstance(before, ManifestError) and plan.upload:
-        raise before
-    if listing is None:
-        await call_with_retry(target.ensure_container, True, policy=policy, describe=f"create {target.url}")
-
-
-def _raise_refused(plan: Plan, where: str) -> None:
-    """Refuse the whole operation (before anything is written) when the plan refused names."""
-    if not plan.refused:
-        return
-    path, reason = plan.refused[0]
-    unsafe = False
-    try:
-        safe_relpath(path)
-    except UnsafePathError:
-        unsafe = True
-    cls = UnsafePathError if unsafe else SyncError
-    raise cls(f"{len(plan.refused)} name(s) refused, nothing was {where}; first: {reason}")
 
 
 def _finish(report: Report, raise_on_failure: bool) -> Report:
@@ -215,7 +119,7 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
             """The manifest and the listing, read at the same time (one round trip)."""
             if not manifest or dry_run:
                 return None, await _listing(target, prefix, policy)
-            return await _both(partial(_manifest_before, target, object_name(prefix, manifest), policy),
+            return await both(partial(_manifest_before, target, object_name(prefix, manifest), policy),
                                partial(_listing, target, prefix, policy), cancel=False)
 
         def make_transfer(stat_cache: StatCache | NullStatCache | None = None) -> Transfer:
@@ -223,23 +127,23 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                             progress=make_progress(progress), adaptive=adaptive, stat_cache=stat_cache)
 
         if not isinstance(tree_or_dir, Tree) and paths is None and not dry_run:
-            local, remote, before, plan, result = await _push_directory(
+            local, remote, before, plan, result = await push_directory(
                 target, os.fspath(tree_or_dir), include, exclude, cache, left_out, manifest, prefix,
                 policy, remote_side, make_transfer)
         else:
             # The scan (walk, stat cache, hashing) and the store's manifest and listing overlap.
-            local, (before, listing) = await _both(
+            local, (before, listing) = await both(
                 partial(_local_tree, tree_or_dir, include, exclude, paths, cache, left_out), remote_side)
             if manifest and manifest in local:
                 left_out.append(manifest)
-            local = _without(local, [manifest])
+            local = local.without([manifest])
             assert local.root is not None  # a scan always sets it
-            remote = _without(remote_tree(listing or [], prefix), [manifest])
+            remote = remote_tree(listing or [], prefix).without([manifest])
             plan = plan_push(local, remote, paths)
-            _raise_refused(plan, "uploaded")
+            plan.raise_if_refused("uploaded")
             if dry_run:
                 return dataclasses.replace(_dry_report(plan, started), left_out=tuple(sorted(left_out)))
-            await _ready_to_upload(plan, before, listing, target, policy)
+            await ready_to_upload(plan, before, listing, target, policy)
             if isinstance(before, ManifestError):
                 before = None
             result = await upload_paths(target, local.root, plan.upload, local, prefix=prefix,
@@ -274,111 +178,6 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
     report = dataclasses.replace(_report("push", plan, result, started),
                                  left_out=tuple(sorted(left_out)))
     return _finish(report, raise_on_failure)
-
-
-async def _push_directory(target: Store, root: str, include: Any, exclude: Any, cache: CacheArg,
-                          left_out: list[str], manifest: str | None, prefix: str,
-                          policy: RetryPolicy | None,
-                          remote_side: Callable[[], Awaitable[tuple[Any, list[ObjectInfo] | None]]],
-                          make_transfer: Callable[[StatCache | NullStatCache], Transfer]
-                          ) -> tuple[Tree, Tree, Any, Plan, TransferResult]:
-    """The scan and upload of a push of a whole directory, each file that moves read once.
-    Returns ``(local, remote, manifest before, plan, result)``.
-
-    The walk overlaps the manifest read and the listing. Files the stat cache knows, and
-    files whose store copy has their size and a digest (whether they move depends on
-    theirs), are settled first; refused names and a corrupt manifest (hashing everything
-    first then) are raised before the uploads, as in a scan-then-plan push. Every
-    other file moves anyway, so it is not hashed beforehand: its upload hashes the bytes
-    it sends, and that digest goes into the object's metadata, the stat cache and (by
-    ``push``, from ``result.digests``) the manifest and the sync record. A file whose size
-    is no longer the walk's, or whose stat moved while it was read, fails as a changed file.
-    On a networked store the first new files are created while the listing is on its way
-    (``luisy_sync.early_creates``); a refusal deletes them again, so nothing uploaded stays.
-    """
-    abs_root, real_root = resolve_root(root)
-    pfilter = PathFilter(include, exclude)
-    limiter = default_hash_limiter()
-    with _resolved_cache(cache) as stat_cache:
-        async def walk() -> tuple[dict[str, FileEntry], list[Candidate]]:
-            found = await anyio.to_thread.run_sync(walk_files, abs_root, real_root, "", abs_root, pfilter,
-                                                   False, left_out)
-            if manifest and any(c[0] == manifest for c in found):
-                left_out.append(manifest)
-                found = [c for c in found if c[0] != manifest]
-            return await anyio.to_thread.run_sync(split_cache_hits, found, stat_cache, limiter=limiter)
-
-        transfer = make_transfer(stat_cache)
-        listed = anyio.Event()
-
-        async def read_remote() -> tuple[Any, list[ObjectInfo] | None]:
-            try:
-                return await remote_side()
-            finally:
-                listed.set()
-
-        async def scan_plan_upload(tasks: TaskGroup) -> tuple[Tree, Tree, Any, Plan, TransferResult, bool]:
-            async def walk_and_create() -> tuple[dict[str, FileEntry], list[Candidate], EarlyCreates]:
-                hits, misses = await walk()
-                if not creates_early(target) or listed.is_set():
-                    return hits, misses, EarlyCreates()
-                picked = pick(misses, transfer.request_limit, transfer.budget.limit // 2)
-                return hits, misses, await create_early(transfer, target, abs_root, picked, prefix, tasks)
-
-            (hits, misses, early), (before, listing) = await _both(walk_and_create, read_remote)
-            if early.read:  # the files read for early creates: their digests are known
-                hits = {**hits, **early.read}
-                misses = [c for c in misses if c[0] not in early.read]
-            remote = _without(remote_tree(listing or [], prefix), [manifest])
-            corrupt = isinstance(before, ManifestError)
-
-            def moves_anyway(rel: str, size: int) -> bool:
-                theirs = remote.get(rel)
-                return theirs is None or theirs.digest is None or theirs.size != size
-
-            later = [] if corrupt else [c for c in misses if moves_anyway(c[0], c[2].st_size)]
-            entries: dict[str, FileEntry | None] = dict(hits)
-            first = misses if corrupt else [c for c in misses if not moves_anyway(c[0], c[2].st_size)]
-            try:
-                if first:
-                    entries.update(await hash_candidates(first, stat_cache, limiter))
-                shape = {p: e for p, e in entries.items() if e is not None}
-                shape.update((rel, FileEntry(st.st_size, None, st.st_mtime_ns)) for rel, _, st in later)
-                settled = Tree(shape, root=abs_root)
-                plan = plan_push(settled, remote)  # a file without a digest yet moves anyway
-                _raise_refused(plan, "uploaded")
-                await _ready_to_upload(plan, before, listing, target, policy)
-            except Exception:
-                await undo(target, early, prefix, policy)
-                raise
-            if corrupt:
-                before = None
-            started = {p: partial(early.outcome, p) for p in plan.upload if p in early.ended}
-            result = await upload_paths(target, abs_root, plan.upload, settled, prefix=prefix,
-                                        transfer=transfer, started=started)
-            await early.all_ended()
-            plan, result = _count_created(plan, result, settled, early.created)
-            return settled, remote, before, plan, result, bool(later or early.read)
-
-        settled, remote, before, plan, result, hashed = await _with_tasks(scan_plan_upload)
-        if hashed:
-            await anyio.to_thread.run_sync(stat_cache.flush, limiter=limiter)
-    return settled, remote, before, plan, result
-
-
-def _count_created(plan: Plan, result: TransferResult, local: Tree, created: Iterable[str]
-                   ) -> tuple[Plan, TransferResult]:
-    """Files created early that the plan skips (a listing taken after their creates landed
-    shows them unchanged) count as uploaded, not as skipped."""
-    moved = sorted(set(created).intersection(plan.skip))
-    if not moved:
-        return plan, result
-    plan = dataclasses.replace(plan, upload=tuple(sorted([*plan.upload, *moved])),
-                               skip=tuple(sorted(set(plan.skip).difference(moved))))
-    result = dataclasses.replace(result, done=sorted([*result.done, *moved]),
-                                 digests={**result.digests, **{p: local[p].digest or "" for p in moved}},
-                                 bytes_transferred=result.bytes_transferred + sum(local[p].size for p in moved))
-    return plan, result
 
 
 def _as_uploaded(local: Tree, digests: Mapping[str, str]) -> Tree:
@@ -459,15 +258,15 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
         if listing is None:
             raise ContainerNotFound(f"cannot pull from {source.url}: the container does not exist; "
                                     f"check the store URL or container name")
-        remote = _without(remote_tree(listing, prefix), [manifest])
+        remote = remote_tree(listing, prefix).without([manifest])
         if include is not None or exclude is not None:
             keep = PathFilter(include, exclude)
             remote = Tree(((p, e) for p, e in remote.items() if keep.wants(p)))
         everything = plan_pull(remote, Tree(), paths)
-        _raise_refused(everything, "downloaded")
+        everything.raise_if_refused("downloaded")
         local = await _local_subset(dest, everything.download, cache)
         plan = plan_pull(remote, local, paths)
-        _raise_refused(plan, "downloaded")
+        plan.raise_if_refused("downloaded")
         synced = await anyio.to_thread.run_sync(read_sync_record, dest)
         conflicts = {} if force else pull_conflicts(plan, synced)
         if conflicts:
@@ -493,7 +292,7 @@ async def _local_tree(tree_or_dir: Tree | str | os.PathLike[str], include: Any, 
     if isinstance(tree_or_dir, Tree):
         return tree_or_dir
     root = os.fspath(tree_or_dir)
-    with _resolved_cache(cache) as stat_cache:
+    with resolved_cache(cache) as stat_cache:
         if paths is None:
             return await scan(root, include=include, exclude=exclude, cache=stat_cache,
                               left_out=left_out)
@@ -510,7 +309,7 @@ async def _local_subset(dest: str, names: Sequence[str], cache: CacheArg) -> Tre
         if os.path.exists(dest) and not os.path.isdir(dest):
             raise SyncError(f"cannot pull into {dest}: it is a file, not a directory")
         return Tree(root=dest)
-    with _resolved_cache(cache) as stat_cache:
+    with resolved_cache(cache) as stat_cache:
         return await tree_from_paths(dest, names, cache=stat_cache, missing="skip")
 
 

@@ -4,7 +4,9 @@
 offset and hashes the file in offset order: a piece that continues the hashed prefix
 is hashed at once; one that arrives early is kept in memory while the kept pieces fit
 ``keep_limit`` (its buffer is handed back only once it was hashed), and otherwise read
-back from the file when its turn comes. So the file is never read twice whole, and
+back from the page cache when its turn comes, ``REREAD_SLICE`` bytes at a time into one
+reused buffer (measured against mapping the file in windows: the same CPU or less, and
+no page faults). So the file is never read twice whole, and
 one thread, not one per piece, does the writes (they would queue on the file's inode
 lock anyway, spinning while they wait).
 
@@ -18,8 +20,6 @@ memory is its pool, whatever the number and size of its ranges.
 from __future__ import annotations
 
 import asyncio
-import mmap
-import os
 import queue
 import threading
 from typing import Callable
@@ -33,8 +33,8 @@ __all__ = ["ChunkPool", "OrderedWriter", "RangeSink"]
 Buffer = bytes | bytearray | memoryview
 _Piece = tuple[Buffer, int, Callable[[], None] | None, int]
 _STOP = None
-MAP_WINDOW = 8 * 1024 * 1024
-"""How much of a file the writer maps at once to hash early pieces from the page cache."""
+REREAD_SLICE = 1024 * 1024
+"""How much of an early piece that was not kept the writer reads back at once to hash it."""
 
 
 class OrderedWriter:
@@ -51,10 +51,7 @@ class OrderedWriter:
         self._next = 0
         self._early: dict[int, tuple[int, Buffer | None, Callable[[], None] | None, int]] = {}
         self._kept = 0
-        self._reread = bytearray()
-        self._window: mmap.mmap | None = None  # a part of the file mapped for re-reads
-        self._window_at = 0
-        self._no_map = False
+        self._reread: bytearray | None = None  # made on the first re-read
         self._ended: asyncio.Future[None] = self._loop.create_future()
         self.error: BaseException | None = None
         """The first error a write or a re-read met (later pieces are dropped, not written)."""
@@ -97,8 +94,6 @@ class OrderedWriter:
                 piece = self._queue.get()
             if stop:
                 self._drop_kept(finished)
-                if self._window is not None:
-                    self._window.close()
             self._call_back(finished, end=stop)
 
     def _handle(self, piece: _Piece, finished: list[Callable[[], None]]) -> None:
@@ -139,45 +134,17 @@ class OrderedWriter:
         return False
 
     def _hash_from_file(self, length: int) -> None:
-        """Hash the ``length`` bytes at the hashed prefix's end from the file: from a mapped
-        window of the page cache (no copy), else read into a reused buffer."""
-        view = self._mapped(self._next, length)
-        if view is not None:
-            with view:
-                self._hasher.update(view)
-            return
-        if len(self._reread) < length:
-            self._reread = bytearray(length)
-        buf = memoryview(self._reread)[:length]
-        if read_into(self._fd, buf, self._next) != length:
-            raise _short_reread(length, self._next)
-        self._hasher.update(buf)
-
-    def _mapped(self, offset: int, length: int) -> memoryview | None:
-        """``length`` bytes at ``offset`` of the file through a window of ``MAP_WINDOW``
-        bytes mapped read-only (unmapped when the hash moves past it, so the process
-        never holds more of the file than one window); None where mapping fails."""
-        window = self._window
-        if window is not None and not (self._window_at <= offset
-                                       and offset + length <= self._window_at + len(window)):
-            window.close()
-            self._window = window = None
-        if window is None:
-            if self._no_map:
-                return None
-            start = offset - offset % mmap.ALLOCATIONGRANULARITY
-            size = max(MAP_WINDOW, offset + length - start)
-            try:
-                end = os.fstat(self._fd).st_size
-                if offset + length > end:
-                    raise _short_reread(length, offset)
-                window = mmap.mmap(self._fd, min(size, end - start), access=mmap.ACCESS_READ, offset=start)
-            except (OSError, ValueError):
-                self._no_map = True
-                return None
-            self._window, self._window_at = window, start
-        at = offset - self._window_at
-        return memoryview(window)[at:at + length]
+        """Hash the ``length`` bytes at the hashed prefix's end, read back from the file."""
+        if self._reread is None:
+            self._reread = bytearray(REREAD_SLICE)
+        view = memoryview(self._reread)
+        offset, end = self._next, self._next + length
+        while offset < end:
+            part = view[:min(REREAD_SLICE, end - offset)]
+            if read_into(self._fd, part, offset) != len(part):
+                raise _short_reread(length, self._next)
+            self._hasher.update(part)
+            offset += len(part)
 
     def _drop_kept(self, finished: list[Callable[[], None]]) -> None:
         """At the end: hand back the buffers of early pieces whose turn never came."""

@@ -24,7 +24,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from luisy_sync.errors import UnsafePathError
+from luisy_sync.errors import SyncError, UnsafePathError
 from luisy_sync.paths import safe_relpath
 from luisy_sync.conventions import format_bytes
 from luisy_sync.tree import FileEntry, Tree
@@ -92,6 +92,20 @@ class Plan:
         if any(p == path for p, _ in self.refused):
             return REFUSED
         return None
+
+    def raise_if_refused(self, where: str) -> None:
+        """Refuse the whole operation when names were refused: raise UnsafePathError for an
+        unsafe first name, else SyncError, saying nothing was ``where`` (e.g. "uploaded")."""
+        if not self.refused:
+            return
+        path, reason = self.refused[0]
+        try:
+            safe_relpath(path)
+        except UnsafePathError:
+            cls: type[SyncError] = UnsafePathError
+        else:
+            cls = SyncError
+        raise cls(f"{len(self.refused)} name(s) refused, nothing was {where}; first: {reason}")
 
     def summary(self) -> str:
         """One line, e.g. ``push: 3 to upload (1.5 MiB), 10 unchanged, 2 only in the store``."""

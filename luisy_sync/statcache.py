@@ -21,13 +21,14 @@ a warning is logged, the file is rebuilt or the cache degrades to a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence, Union
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,25 @@ def open_default_cache() -> "StatCache | NullStatCache":
     if os.environ.get(CACHE_ENV, "").lower() in ("off", "none", "0"):
         return NullStatCache()
     return StatCache(default_cache_path())
+
+
+CacheArg = Union["StatCache", "NullStatCache", bool, None]
+"""What push and pull take as ``cache=``: a cache, True/None for the default one, False for none."""
+
+
+@contextlib.contextmanager
+def resolved_cache(cache: CacheArg) -> Iterator["StatCache | NullStatCache"]:
+    """None/True: the default stat cache (closed on exit); False: none; else ``cache`` as given."""
+    if cache is None or cache is True:
+        opened = open_default_cache()
+        try:
+            yield opened
+        finally:
+            opened.close()
+    elif cache is False:
+        yield NullStatCache()
+    else:
+        yield cache
 
 
 _HALF, _FULL = 1 << 63, 1 << 64

@@ -84,6 +84,13 @@ class Tree(Mapping[str, FileEntry]):
         """The entries for ``paths`` that are present in this tree."""
         return Tree(((p, self._entries[p]) for p in paths if p in self._entries), root=self.root)
 
+    def without(self, paths: Iterable[str | None]) -> "Tree":
+        """This tree without the entries for ``paths`` (None and empty names are ignored)."""
+        drop = {p for p in paths if p}
+        if not any(p in self._entries for p in drop):
+            return self
+        return Tree(((p, e) for p, e in self._entries.items() if p not in drop), root=self.root)
+
     def with_prefix(self, prefix: str) -> "Tree":
         """Entries below the directory ``prefix`` (a POSIX path without trailing slash)."""
         if not prefix:

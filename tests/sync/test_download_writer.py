@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
+from luisy_sync import download_writer
 from luisy_sync.download_writer import ChunkPool, OrderedWriter, RangeSink
 from luisy_sync.errors import IntegrityError, ShortReadError, TransientError
 from luisy_sync.hashing import hash_bytes
@@ -26,7 +27,10 @@ async def _until(check: Any) -> None:
             await anyio.sleep(0.001)
 
 
-async def test_writer_keeps_what_fits_and_reads_back_the_rest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reread_slice", [1 << 20, 300])  # a piece read back whole, or in slices
+async def test_writer_keeps_what_fits_and_reads_back_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              reread_slice: int) -> None:
+    monkeypatch.setattr(download_writer, "REREAD_SLICE", reread_slice)
     parts = [os.urandom(1000) for _ in range(5)]
     done: list[int] = []
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
@@ -44,6 +48,22 @@ async def test_writer_keeps_what_fits_and_reads_back_the_rest(tmp_path: Path) ->
         assert Path(tmp_path / "f").read_bytes() == b"".join(parts)
     finally:
         os.close(fd)
+
+
+async def test_writer_reports_a_temp_file_cut_short_before_its_reread(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    done: list[int] = []
+    try:
+        writer = OrderedWriter(fd, keep_limit=0)
+        writer.submit(b"b" * 10, 10, lambda: done.append(1))  # early, not kept: read back later
+        await _until(lambda: done == [1])
+        os.ftruncate(fd, 12)  # someone cut the temp file
+        writer.submit(b"a" * 10, 0, lambda: done.append(0))
+        await writer.close()
+    finally:
+        os.close(fd)
+    assert isinstance(writer.error, ShortReadError) and "re-reading 10 bytes at 10" in str(writer.error)
+    assert sorted(done) == [0, 1]
 
 
 async def test_writer_error_is_kept_and_every_buffer_still_comes_back(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 from luisy_sync.plan import (CHANGE_KINDS, DOWNLOAD, LOCAL_ONLY, MISSING, PULL, PUSH, REFUSED,
                              REMOTE_ONLY, SKIP, UPLOAD, Plan, plan_pull, plan_push,
                              pull_conflicts)
+from luisy_sync.errors import SyncError, UnsafePathError
 from luisy_sync.tree import FileEntry, Tree
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
@@ -106,6 +107,24 @@ def test_refusal_reason_names_the_path() -> None:
     plan = plan_pull(t({"../evil": (1, A)}), Tree())
     (path, reason), = plan.refused
     assert path == "../evil" and "../evil" in reason and "\n" not in reason
+
+
+def test_a_refused_plan_raises_one_error_for_the_whole_operation() -> None:
+    unsafe = plan_pull(t({"../evil": (1, A), "ok": (1, B)}), Tree())
+    with pytest.raises(UnsafePathError, match=r"^1 name\(s\) refused, nothing was downloaded; first: .*\.\./evil"):
+        unsafe.raise_if_refused("downloaded")
+    clash = plan_push(t({"d/x": (1, A)}), t({"d": (1, B)}))  # a directory where the store has a file
+    with pytest.raises(SyncError, match="refused, nothing was uploaded") as info:
+        clash.raise_if_refused("uploaded")
+    assert not isinstance(info.value, UnsafePathError)
+    plan_push(t({"x": (1, A)}), Tree()).raise_if_refused("uploaded")  # nothing refused: no error
+
+
+def test_tree_without_drops_only_named_entries_and_keeps_its_root() -> None:
+    tree = Tree({"a": FileEntry(1, A), "b/c": FileEntry(2, B)}, root="/r")
+    assert tree.without([None, "", "missing"]) is tree
+    smaller = tree.without(["a", None])
+    assert dict(smaller.items()) == {"b/c": FileEntry(2, B)} and smaller.root == "/r"
 
 
 def test_totals_count_only_transfers() -> None:

@@ -28,7 +28,7 @@ from luisy_sync.stores.wrappers import Fault, FaultStore
 from luisy_sync.syncrecord import read_sync_record
 
 scan_mod = importlib.import_module("luisy_sync.scan")  # the package's ``scan`` is the function
-api_mod = importlib.import_module("luisy_sync.api")
+push_mod = importlib.import_module("luisy_sync.directory_push")
 
 BLOCK = 64 * 1024  # push(block_size=BLOCK): files larger than this go up in staged blocks
 
@@ -207,14 +207,14 @@ async def test_a_file_changed_between_the_walk_and_its_upload(tmp_path: Path, mo
     src = tmp_path / "src"
     files = mixed_files(src)
     new = bytes(reversed(files[rel])) + (b"more" if grows else b"")
-    real_walk = api_mod.walk_files
+    real_walk = push_mod.walk_files
 
     def walk_files(*args: Any) -> Any:
         found = real_walk(*args)
         (src / rel).write_bytes(new)
         return found
 
-    monkeypatch.setattr(api_mod, "walk_files", walk_files)
+    monkeypatch.setattr(push_mod, "walk_files", walk_files)
     cache = RecordingCache()
     store = MemoryStore()
     if grows:  # not the size the walk saw: fails, recorded nowhere
