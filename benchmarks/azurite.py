@@ -6,6 +6,7 @@ Used by the test suite (a session fixture) and by the benchmark runner.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import shutil
 import socket
@@ -26,8 +27,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def endpoint_for(port: int, host: str = "127.0.0.1") -> str:
-    return f"http://{host}:{port}/{ACCOUNT}"
+def endpoint_for(port: int, host: str = "127.0.0.1", scheme: str = "http") -> str:
+    return f"{scheme}://{host}:{port}/{ACCOUNT}"
 
 
 def endpoint_with_latency(stack: contextlib.ExitStack, port: int, latency_ms: float) -> str:
@@ -45,6 +46,17 @@ def connection_string_for(endpoint: str) -> str:
             f"BlobEndpoint={endpoint};")
 
 
+def account_sas(hours: float = 6.0) -> str:
+    """An account SAS token of the emulator's account (every resource type and the
+    permissions a sync needs), valid for ``hours``."""
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    return generate_account_sas(
+        ACCOUNT, KEY, ResourceTypes(service=True, container=True, object=True),
+        AccountSasPermissions(read=True, write=True, delete=True, list=True, add=True, create=True),
+        expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours))
+
+
 @dataclass
 class Azurite:
     """A running Azurite: its port, endpoint, connection string and process."""
@@ -52,10 +64,12 @@ class Azurite:
     port: int
     location: str
     process: subprocess.Popen
+    scheme: str = "http"
+    """``https`` when started with a certificate."""
 
     @property
     def endpoint(self) -> str:
-        return endpoint_for(self.port)
+        return endpoint_for(self.port, scheme=self.scheme)
 
     @property
     def connection_string(self) -> str:
@@ -105,8 +119,15 @@ def azurite_binary() -> str | None:
     return shutil.which("azurite-blob")
 
 
-def start_azurite(port: int | None = None, timeout: float = 30.0) -> Azurite:
-    """Start azurite-blob on 127.0.0.1 and wait until it accepts connections."""
+def start_azurite(port: int | None = None, timeout: float = 30.0, *,
+                  tls: tuple[str, str] | None = None, oauth: bool = False) -> Azurite:
+    """Start azurite-blob on 127.0.0.1 and wait until it accepts connections.
+
+    ``tls``: (certificate PEM, key PEM) to serve https; ``oauth``: accept Azure AD bearer
+    tokens too (Azurite's ``--oauth basic``: a token's issuer, audience and times are
+    checked, not its signature; needs ``tls``)."""
+    if oauth and tls is None:
+        raise ValueError("Azurite accepts OAuth tokens over https only: pass tls=(cert, key)")
     binary = azurite_binary()
     if binary is None:
         raise RuntimeError("azurite-blob not found: install it with `npm install -g azurite@3.35.0`")
@@ -114,6 +135,10 @@ def start_azurite(port: int | None = None, timeout: float = 30.0) -> Azurite:
     location = tempfile.mkdtemp(prefix="azurite-")
     cmd = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", location,
            "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"]
+    if tls is not None:
+        cmd += ["--cert", tls[0], "--key", tls[1]]
+    if oauth:
+        cmd += ["--oauth", "basic"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True,
                             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
@@ -124,7 +149,8 @@ def start_azurite(port: int | None = None, timeout: float = 30.0) -> Azurite:
             raise RuntimeError(f"azurite exited early with {proc.returncode}: {err.strip()[:500]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return Azurite(port=port, location=location, process=proc)
+                return Azurite(port=port, location=location, process=proc,
+                               scheme="https" if tls is not None else "http")
         except OSError:
             time.sleep(0.1)
     proc.kill()

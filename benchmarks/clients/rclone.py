@@ -6,11 +6,11 @@ The SAS URL travels in the environment (RCLONE_AZUREBLOB_SAS_URL, the same optio
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import subprocess
 
+from benchmarks.azurite import account_sas
 from benchmarks.clients import Target
 
 NAME = "rclone"
@@ -22,13 +22,7 @@ def unavailable() -> str | None:
 
 
 def _sas_url(target: Target) -> str:
-    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-
-    sas = generate_account_sas(
-        target.account, target.key, ResourceTypes(service=True, container=True, object=True),
-        AccountSasPermissions(read=True, write=True, delete=True, list=True, add=True, create=True),
-        expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=6))
-    return f"{target.endpoint}?{sas}"
+    return f"{target.endpoint}?{account_sas()}"
 
 
 def _copy(source: str, dest: str, target: Target, concurrency: int) -> None:

@@ -6,11 +6,13 @@ SDK retries off (the transfer engine owns the retry policy).
 The xxh3 digest travels as blob metadata ``xxh3``. Errors are translated in
 ``azure_errors``; no message carries a key, SAS token or connection string.
 
-The request path is chosen once, at construction: with an account key the verbs
-(list, head, get, put, put_block, commit_blocks, copy) go through ``SharedKeyBlobClient``
-(``azure_sharedkey``, Shared Key signed on the same session), otherwise (SAS, Azure
-AD, ``fast_path=False`` or ``LUISY_SYNC_AZURE_FASTPATH=0``) through ``SdkBlobClient``
-(``azure_sdk``), which also does delete and container management on both paths.
+The request path is chosen once, at construction: the verbs (list, head, get, put,
+put_block, commit_blocks, copy) go through ``RestBlobClient`` (``azure_rest``, on the
+lean pool) with an account key (Shared Key), a SAS, or an Azure AD token credential on
+an https endpoint (``azure_auth``); otherwise (``fast_path=False``,
+``LUISY_SYNC_AZURE_FASTPATH=0``, a token over plain http, any other credential) through
+``SdkBlobClient`` (``azure_sdk``), which also does delete and container management on
+both paths.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from luisy_sync.errors import ConfigError, NotFoundError, PreconditionFailed, St
 from luisy_sync.paths import safe_relpath
 from luisy_sync.stores.azure_errors import scrub
 from luisy_sync.stores.azure_sdk import SdkBlobClient
-from luisy_sync.stores.azure_sharedkey import CopyState, SharedKeyBlobClient
+from luisy_sync.stores.azure_auth import BearerAuth, RequestAuth, SasAuth, SharedKeyAuth
+from luisy_sync.stores.azure_rest import CopyState, RestBlobClient
 from luisy_sync.stores.base import BodySink, GetResult, ObjectInfo, PutMode, check_range
 from luisy_sync.stores.http1 import HttpPool, proxy_from_env
 
@@ -66,8 +69,8 @@ def _endpoint_from_connection_string(fields: dict[str, str]) -> str:
 
 
 class BlobRequests(Protocol):
-    """The verbs of one request path: ``SharedKeyBlobClient`` (Shared Key signed, on the
-    store's aiohttp session) or ``SdkBlobClient`` (the azure SDK). ``full`` is the blob
+    """The verbs of one request path: ``RestBlobClient`` (on the store's lean HTTP/1.1
+    pool) or ``SdkBlobClient`` (the azure SDK). ``full`` is the blob
     name below the container, ``name`` the store-relative one (results, messages)."""
 
     async def list(self, full_prefix: str, head: str, what: str) -> list[ObjectInfo]: ...
@@ -100,7 +103,8 @@ class AzureBlobStore:
     key string, an ``AzureNamedKeyCredential``, a SAS string or an async TokenCredential);
     or a ``sas_url``; with ``account_url`` alone, ``DefaultAzureCredential`` from
     azure-identity is used. ``fast_path`` (default: on unless LUISY_SYNC_AZURE_FASTPATH=0)
-    sends the hot calls Shared Key signed without the SDK when an account key is known.
+    sends the hot calls without the SDK: Shared Key signed, with the SAS, or with the
+    token (https only).
     ``copy_timeout``: seconds ``copy`` waits for a Copy Blob the service reports pending.
     """
 
@@ -178,10 +182,10 @@ class AzureBlobStore:
         if fast_path is None:
             fast_path = os.environ.get("LUISY_SYNC_AZURE_FASTPATH", "1").strip() not in ("0", "false", "no")
         self._requests: BlobRequests = self._sdk
-        if fast_path and isinstance(credential, AzureNamedKeyCredential) and credential.named_key.name:
-            self._requests = SharedKeyBlobClient(
-                self.account_url, credential.named_key.name, base64.b64decode(credential.named_key.key),
-                container, http=self._http, secrets=self._secrets)
+        auth = _request_auth(credential, self.account_url) if fast_path else None
+        if auth is not None:
+            self._requests = RestBlobClient(self.account_url, container, auth, http=self._http,
+                                            secrets=self._secrets)
         self.fast_path = self._requests is not self._sdk
         endpoint = urlsplit(self.account_url)
         self._proxy = proxy_from_env(endpoint.scheme, endpoint.hostname or "") if self.fast_path else None
@@ -269,7 +273,7 @@ class AzureBlobStore:
 
     async def get_stream(self, name: str, start: int, length: int, sink: BodySink) -> GetResult:
         """``get(name, start, length)`` with the bytes handed to ``sink`` as they arrive
-        (on the Shared Key path straight from the socket, reading paused while the sink
+        (on the fast path straight from the socket, reading paused while the sink
         is full; the SDK path reads the range, then hands it over). The result's data is
         empty; a range past the end delivers ``sink.start(0)``."""
         check_range(name, start, length)
@@ -381,6 +385,20 @@ class AzureBlobStore:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _request_auth(credential: Any, account_url: str) -> RequestAuth | None:
+    """How the fast path authorizes requests with ``credential``; None where it cannot
+    (the SDK path serves them): a token over plain http (the SDK refuses to send one
+    unencrypted, and so do we), a key without an account name, or another credential."""
+    if isinstance(credential, AzureNamedKeyCredential):
+        name, key = credential.named_key
+        return SharedKeyAuth(name, base64.b64decode(key)) if name else None
+    if isinstance(credential, AzureSasCredential):
+        return SasAuth(credential.signature)
+    if callable(getattr(credential, "get_token", None)) and urlsplit(account_url).scheme == "https":
+        return BearerAuth(credential)
+    return None
 
 
 def _check_key(key: str) -> None:

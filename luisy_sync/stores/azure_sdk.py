@@ -1,6 +1,6 @@
-"""The azure SDK request path of AzureBlobStore (SAS, Azure AD, or the fast path off).
+"""The azure SDK request path of AzureBlobStore (the fast path off, or a credential it cannot use).
 
-``SdkBlobClient`` implements the same verbs as ``azure_sharedkey.SharedKeyBlobClient``
+``SdkBlobClient`` implements the same verbs as ``azure_rest.RestBlobClient``
 with ``azure.storage.blob.aio``, plus the container management (create, check) and
 deletes that only the SDK does. Callers pass the full blob name and the
 store-relative name (for results and messages); the ContainerClient of the running
@@ -19,7 +19,7 @@ from azure.storage.blob.aio import ContainerClient
 
 from luisy_sync.errors import TransientError
 from luisy_sync.stores.azure_errors import translate
-from luisy_sync.stores.azure_sharedkey import CopyState, quoted_etag
+from luisy_sync.stores.azure_rest import CopyState, quoted_etag
 from luisy_sync.stores.base import BodySink, GetResult, ObjectInfo, PutMode, feed_sink
 
 

@@ -73,7 +73,10 @@ async def test_api_runs_leak_no_secret(azurite, azure_store, tmp_path: Path, log
         "key": AzureBlobStore.from_account_key(ACCOUNT, KEY, container, endpoint=azurite.endpoint),
         "connection string": AzureBlobStore.from_connection_string(cs, container),
         "sas": AzureBlobStore.from_sas_url(f"{azurite.endpoint}/{container}?{sas}"),
+        "sas through the sdk": AzureBlobStore.from_sas_url(f"{azurite.endpoint}/{container}?{sas}",
+                                                           fast_path=False),
     }
+    assert good["sas"].fast_path and not good["sas through the sdk"].fast_path
     for kind, store in good.items():
         progress = CountingProgress()
         async with store:
@@ -90,6 +93,8 @@ async def test_api_runs_leak_no_secret(azurite, azure_store, tmp_path: Path, log
     bad = {
         "wrong key": AzureBlobStore.from_account_key(ACCOUNT, WRONG_KEY, container, endpoint=azurite.endpoint),
         "tampered sas": AzureBlobStore.from_sas_url(f"{azurite.endpoint}/{container}?{bad_sig}"),
+        "tampered sas, sdk": AzureBlobStore.from_sas_url(f"{azurite.endpoint}/{container}?{bad_sig}",
+                                                         fast_path=False),
         "closed port": AzureBlobStore.from_connection_string(cs.replace(azurite.endpoint, closed), container),
         "sas, missing container": AzureBlobStore.from_sas_url(f"{azurite.endpoint}/missing{container[:20]}?{sas}"),
     }

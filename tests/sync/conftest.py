@@ -1,8 +1,9 @@
 """Store fixtures: fresh, empty, open stores of every backend (reusable by any sync test).
 
-``any_store`` is parametrised over memory, local, prefixed (memory), azurite-sdk and
-azurite-fast;
-``local_store``, ``azure_store`` (fast path) and ``azure_sdk_store`` give one backend each.
+``any_store`` is parametrised over memory, local, prefixed (memory), azurite-sdk,
+azurite-fast and azurite-sas;
+``local_store``, ``azure_store`` (fast path), ``azure_sas_store`` (fast path, SAS) and
+``azure_sdk_store`` give one backend each.
 ``canned_reply_server`` starts a 127.0.0.1 server that answers with fixed bytes.
 """
 
@@ -14,7 +15,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from benchmarks.azurite import ACCOUNT, KEY, Azurite
+from benchmarks.azurite import ACCOUNT, KEY, Azurite, account_sas
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.local import LocalStore
 from luisy_sync.stores.memory import MemoryStore
@@ -63,6 +64,16 @@ async def azure_sdk_store(azurite: Azurite, container_name: str) -> AsyncIterato
 
 
 @pytest.fixture
+async def azure_sas_store(azurite: Azurite, container_name: str) -> AsyncIterator[AzureBlobStore]:
+    """An AzureBlobStore on a fresh Azurite container from an account SAS URL (fast path)."""
+    store = AzureBlobStore.from_sas_url(f"{azurite.endpoint}/{container_name}?{account_sas()}")
+    assert store.fast_path
+    await store.ensure_container()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
 async def prefixed_store() -> AsyncIterator[PrefixStore]:
     """A PrefixStore below ``pre fix/`` of a fresh MemoryStore that also holds objects
     outside the prefix (the wrapper must never show or touch them)."""
@@ -77,13 +88,14 @@ async def prefixed_store() -> AsyncIterator[PrefixStore]:
 
 
 @pytest.fixture(params=["memory", "local", "prefixed", pytest.param("azurite-sdk", marks=pytest.mark.azurite),
-                        pytest.param("azurite-fast", marks=pytest.mark.azurite)])
+                        pytest.param("azurite-fast", marks=pytest.mark.azurite),
+                        pytest.param("azurite-sas", marks=pytest.mark.azurite)])
 def any_store(request: pytest.FixtureRequest):
-    """Each backend in turn: a fresh, empty, open store (Azure: SDK path and fast path;
-    a PrefixStore over memory)."""
+    """Each backend in turn: a fresh, empty, open store (Azure: SDK path, and the fast path
+    with an account key and with a SAS; a PrefixStore over memory)."""
     name = {"memory": "memory_store", "local": "local_store", "prefixed": "prefixed_store",
-            "azurite-sdk": "azure_sdk_store",
-            "azurite-fast": "azure_store"}[request.param]
+            "azurite-sdk": "azure_sdk_store", "azurite-fast": "azure_store",
+            "azurite-sas": "azure_sas_store"}[request.param]
     return request.getfixturevalue(name)
 
 

@@ -134,27 +134,30 @@ async def test_a_missing_source_is_not_found_before_any_copy(scripted: tuple[Cop
     assert script.copy_headers == {}
 
 
-async def test_a_sas_store_authorizes_the_source_with_its_sas(scripted: tuple[CopyScript, str]) -> None:
+@pytest.mark.parametrize("fast", [True, False])
+async def test_a_sas_store_authorizes_the_source_with_its_sas(scripted: tuple[CopyScript, str], fast: bool) -> None:
     script, endpoint = scripted
     script.states = [("success", "id-1")]
     sas = "sv=2021-08-06&sr=c&sp=rwl&sig=c2lnbmF0dXJlc2lnbmF0dXJl"
-    async with AzureBlobStore("c", account_url=endpoint, credential=sas) as store:
-        assert not store.fast_path
+    async with AzureBlobStore("c", account_url=endpoint, credential=sas, fast_path=fast) as store:
+        assert store.fast_path is fast
         info = await asyncio.wait_for(store.copy("src", "dst"), 20)
     assert script.copy_headers["x-ms-copy-source"] == f"{endpoint}/c/src?{sas}"
     assert info.etag == '"0xE1"' and script.looks == 1
 
 
 @pytest.mark.azurite
-async def test_copy_with_a_container_sas(azurite: Azurite, container_name: str) -> None:
+@pytest.mark.parametrize("fast", [True, False])
+async def test_copy_with_a_container_sas(azurite: Azurite, container_name: str, fast: bool) -> None:
     async with AzureBlobStore.from_connection_string(azurite.connection_string, container_name) as admin:
         await admin.ensure_container()
         sas = generate_container_sas(ACCOUNT, container_name, account_key=KEY,
                                      permission=ContainerSasPermissions(read=True, write=True, list=True,
                                                                         create=True, add=True),
                                      expiry=datetime.now(timezone.utc) + timedelta(hours=1))
-        async with AzureBlobStore.from_sas_url(f"{azurite.endpoint}/{container_name}?{sas}", "p") as store:
-            assert not store.fast_path
+        async with AzureBlobStore.from_sas_url(f"{azurite.endpoint}/{container_name}?{sas}", "p",
+                                               fast_path=fast) as store:
+            assert store.fast_path is fast
             source = await store.put("cas/1", b"by sas", metadata={DIGEST_KEY: "e" * 32})
             copied = await store.copy("cas/1", "view/1")
             assert (copied.digest, copied.size) == ("e" * 32, 6) and copied.etag != source.etag

@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from luisy_sync.errors import TransientError
-from luisy_sync.stores.azure_sharedkey import _parse_list_page_tree, parse_list_page
+from luisy_sync.stores.azure_rest import _parse_list_page_tree, parse_list_page
 from luisy_sync.stores.base import ObjectInfo
 
 HEAD = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><EnumerationResults '
@@ -57,7 +57,7 @@ def test_the_usual_page(monkeypatch: pytest.MonkeyPatch) -> None:
     body = page([blob_xml(f"d/f{i}.dat", i, f"0x{i:X}", {"xxh3": f"{i:032x}"}) for i in range(3)],
                 marker="2!48!MDAwMDEz")
     tree = _parse_list_page_tree(body, 2, "list")
-    monkeypatch.setattr("luisy_sync.stores.azure_sharedkey._parse_list_page_tree", None)  # not needed
+    monkeypatch.setattr("luisy_sync.stores.azure_rest._parse_list_page_tree", None)  # not needed
     blobs, marker = parse_list_page(body, 2)
     assert (blobs, marker) == tree
     assert marker == "2!48!MDAwMDEz"

@@ -1,17 +1,18 @@
-"""The fast data path of AzureBlobStore: Blob REST calls signed with Shared Key.
+"""The fast data path of AzureBlobStore: Blob REST calls without the SDK's pipeline.
 
-When an account key is known, the Store's requests (Put Blob, also conditional, Put
-Block, Put Block List, Get Blob, Get Blob Properties, List Blobs, Copy Blob and Abort
-Copy Blob) go straight through the store's lean HTTP/1.1 connection pool
-(``luisy_sync.stores.http1``), signed here with ``Authorization: SharedKey
-account:signature``, without the SDK's per-request policy chain. Everything that can be is computed once
-(the HMAC key schedule, the canonical resource prefix, the date of the current second).
+The Store's requests (Put Blob, also conditional, Put Block, Put Block List, Get Blob,
+Get Blob Properties, List Blobs, Copy Blob and Abort Copy Blob) go straight through the
+store's lean HTTP/1.1 connection pool (``luisy_sync.stores.http1``), authorized by a
+``RequestAuth`` of ``azure_auth``: Shared Key signed with an account key, a shared access
+signature in the query, or an Azure AD token as ``Authorization: Bearer``. Everything
+that can be is computed once (the canonical resource prefix, the date of the current
+second, the signing key schedule).
 
 Path-style endpoints (Azurite: ``http://127.0.0.1:PORT/devstoreaccount1``) and
 host-style endpoints (``https://account.blob.core.windows.net``) are handled alike:
-requests go to ``<account_url>/<container>/<blob>`` and the signed resource is
+requests go to ``<account_url>/<container>/<blob>`` and a Shared Key signs
 ``/<account>`` followed by that URL's encoded path. Errors are translated in
-``azure_errors``; nothing here retries and no message carries the key or signature.
+``azure_errors``; nothing here retries and no message carries a key, token or signature.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from __future__ import annotations
 import base64
 import datetime
 import functools
-import hashlib
-import hmac
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -30,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
 from luisy_sync.errors import TransientError
+from luisy_sync.stores.azure_auth import Query, RequestAuth, plain_sort
 from luisy_sync.stores.azure_errors import translate, translate_status
 from luisy_sync.stores.base import BodySink, GetResult, ObjectInfo, PutMode
 from luisy_sync.stores.http1 import Headers, HttpPool
@@ -45,18 +45,11 @@ _META_ITEM = re.compile(rb"<([^\s/>]+)\s*(?:/>|>([^<]*)</\1>)")
 _NO_BODY_TYPE = "application/octet-stream"
 """The Content-Type of a PUT without a body (Copy Blob, Abort Copy Blob)."""
 
-Query = tuple[tuple[str, str], ...]
-
-
-def _plain_sort(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return sorted(headers)
-
-
 def _header_sort(meta_names: Iterable[str]) -> Any:
     """The x-ms-* header order the service uses: a plain sort unless an odd metadata name
     (underscores, capitals) needs the service's collation, which the SDK implements."""
     if all(_PLAIN_META_NAME.fullmatch(n) for n in meta_names):
-        return _plain_sort
+        return plain_sort
     from azure.storage.blob._shared.authentication import _storage_header_sort
 
     return _storage_header_sort
@@ -128,12 +121,12 @@ def _copy_state(headers: Mapping[str, str]) -> CopyState:
                      headers.get("x-ms-copy-status-description") or "")
 
 
-class SharedKeyBlobClient:
-    """Shared Key signed Blob REST calls on one container; ``http`` returns the HttpPool
-    of the running loop; callers pass the full blob name and the store-relative name (for
-    results and messages)."""
+class RestBlobClient:
+    """Blob REST calls on one container, authorized by ``auth``; ``http`` returns the
+    HttpPool of the running loop; callers pass the full blob name and the store-relative
+    name (for results and messages)."""
 
-    def __init__(self, account_url: str, account: str, key: bytes, container: str, *,
+    def __init__(self, account_url: str, container: str, auth: RequestAuth, *,
                  http: Callable[[], HttpPool], secrets: Iterable[str] = (),
                  list_page_size: int = LIST_PAGE_SIZE):
         self._http = http
@@ -141,15 +134,11 @@ class SharedKeyBlobClient:
         self.account_url = account_url.rstrip("/")
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._container_path = f"{parts.path.rstrip('/')}/{quote(container, safe='')}"
-        self._resource_prefix = f"/{account}"
-        self._auth_prefix = f"SharedKey {account}:"
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._auth = auth
         self._secrets = list(secrets)
         self._page_size = list_page_size
         self._second = -1
         self._date = ""
-
-    # -- signing ---------------------------------------------------------------------
 
     def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         now = int(time.time())
@@ -160,36 +149,27 @@ class SharedKeyBlobClient:
             headers.update(extra)
         return headers
 
-    def _sign(self, verb: str, path: str, query: Query, headers: dict[str, str],
-              length: int = 0, content_type: str = "", sort: Any = _plain_sort) -> None:
-        """Add the Authorization header (Shared Key, Blob service, version 2015-02-21+)."""
-        xms = sort([(k.lower(), v.strip()) for k, v in headers.items() if k[:5].lower() == "x-ms-"])
-        canonical = "".join(f"{k}:{v}\n" for k, v in xms)
-        resource = self._resource_prefix + path + "".join(f"\n{k}:{v}" for k, v in sorted(query))
-        to_sign = (f"{verb}\n\n\n{length or ''}\n\n{content_type}\n\n\n"
-                   f"{headers.get('If-Match', '')}\n{headers.get('If-None-Match', '')}\n\n\n"
-                   f"{canonical}{resource}")
-        mac = self._mac.copy()
-        mac.update(to_sign.encode("utf-8"))
-        headers["Authorization"] = self._auth_prefix + base64.b64encode(mac.digest()).decode("ascii")
-
     def _path(self, full: str) -> str:
         return f"{self._container_path}/{quote(full, safe='/~')}"
 
     async def _call(self, verb: str, path: str, query: Query,
                     headers: dict[str, str], what: str, body: bytes | None = None,
-                    content_type: str = "", sort: Any = _plain_sort,
+                    content_type: str = "", sort: Any = plain_sort,
                     allow: int = 0, sink: BodySink | None = None) -> tuple[int, Headers, bytes]:
-        """One signed request: (status, headers, body); error answers raise translated.
+        """One authorized request: (status, headers, body); error answers raise translated.
         ``sink``: where a 2xx answer's body goes as it arrives."""
         length = len(body) if body is not None else 0
         if content_type:
             headers["Content-Type"] = content_type
-        self._sign(verb, path, query, headers, length, content_type, sort)
-        target = path
-        if query:
-            target += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query)
+        auth = self._auth
         try:
+            if auth.stale():
+                await auth.refresh()
+            auth.authorize(verb, path, query, headers, length, content_type, sort)
+            target = path
+            if query or auth.query:
+                target += "?" + "&".join([*(f"{k}={quote(v, safe='')}" for k, v in query),
+                                          *([auth.query] if auth.query else [])])
             resp = await self._http().request(verb, target, headers, body, sink)
         except Exception as exc:
             raise translate(exc, what, self.account_url, self._secrets) from None
@@ -221,7 +201,7 @@ class SharedKeyBlobClient:
             headers[_META + k] = v
         _, rheaders, _ = await self._call("PUT", self._path(full), (), headers,
                                           f"put {name!r}", data, "application/octet-stream",
-                                          _header_sort(meta) if meta else _plain_sort)
+                                          _header_sort(meta) if meta else plain_sort)
         return ObjectInfo(name, len(data), rheaders.get("ETag"), meta, http_date(rheaders.get("Last-Modified")))
 
     async def put_block(self, full: str, name: str,
@@ -241,14 +221,17 @@ class SharedKeyBlobClient:
         headers = self._headers({_META + k: v for k, v in meta.items()})
         await self._call("PUT", self._path(full), (("comp", "blocklist"),), headers,
                          f"commit {name!r}", body, "application/xml",
-                         _header_sort(meta) if meta else _plain_sort)
+                         _header_sort(meta) if meta else plain_sort)
         return await self.head(full, name, f"commit {name!r}")
 
     async def start_copy(self, full_src: str, full: str, name: str, source_etag: str | None,
                          what: str) -> CopyState:
-        """Copy Blob from ``full_src`` (its URL in this account, authorized by the same
-        Shared Key), only while the source still has ``source_etag`` (when given)."""
-        headers = self._headers({"x-ms-copy-source": self._origin + self._path(full_src)})
+        """Copy Blob from ``full_src`` (its URL in this account, with the SAS when that is
+        the authorization), only while the source still has ``source_etag`` (when given)."""
+        source = self._origin + self._path(full_src)
+        if self._auth.query:
+            source += "?" + self._auth.query
+        headers = self._headers({"x-ms-copy-source": source})
         if source_etag:
             headers["x-ms-source-if-match"] = source_etag
         _, rheaders, _ = await self._call("PUT", self._path(full), (), headers, what,

@@ -1,5 +1,5 @@
-"""The Shared Key fast path of AzureBlobStore: wire compatibility with the SDK path,
-awkward names, listing pages, selection and opt-out, errors."""
+"""The fast path of AzureBlobStore (Shared Key signed here): wire compatibility with the
+SDK path, awkward names, listing pages, selection and opt-out, errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from benchmarks.azurite import ACCOUNT, KEY, Azurite
 from luisy_sync.errors import AuthError, BlocksNotStaged, NotFoundError, StoreError, TransientError
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.azure_errors import translate_status
-from luisy_sync.stores.azure_sharedkey import SharedKeyBlobClient, block_id_b64
+from luisy_sync.stores.azure_auth import SharedKeyAuth
+from luisy_sync.stores.azure_rest import RestBlobClient, block_id_b64
 from luisy_sync.stores.http1 import HttpPool
 from luisy_sync.stores.base import GetResult
 
@@ -74,8 +75,8 @@ async def test_listing_follows_next_marker(azurite: Azurite, container_name: str
             await store.put(name, name.encode(), metadata={"xxh3": "0" * 32})
     pool = HttpPool(azurite.endpoint.rsplit("/", 1)[0])
     try:
-        client = SharedKeyBlobClient(azurite.endpoint, ACCOUNT, base64.b64decode(KEY), container_name,
-                                     http=lambda: pool, list_page_size=3)
+        client = RestBlobClient(azurite.endpoint, container_name, SharedKeyAuth(ACCOUNT, base64.b64decode(KEY)),
+                                http=lambda: pool, list_page_size=3)
         listed = await client.list("", "", "list")
         assert [o.name for o in listed] == names and all(o.digest == "0" * 32 for o in listed)
         below = await client.list("p/", "p/", "list")
@@ -106,7 +107,7 @@ def test_fast_path_selection(monkeypatch: pytest.MonkeyPatch) -> None:
     assert AzureBlobStore.from_account_key(ACCOUNT, KEY, "c").fast_path
     assert AzureBlobStore("c", account_url="https://a.blob.core.windows.net", credential=KEY).fast_path
     assert not AzureBlobStore.from_account_key(ACCOUNT, KEY, "c", fast_path=False).fast_path
-    assert not AzureBlobStore.from_sas_url("https://a.blob.core.windows.net/c?sv=1&sig=x").fast_path
+    assert AzureBlobStore.from_sas_url("https://a.blob.core.windows.net/c?sv=1&sig=x").fast_path
     monkeypatch.setenv("LUISY_SYNC_AZURE_FASTPATH", "0")
     assert not AzureBlobStore.from_connection_string(cs, "c").fast_path
     assert AzureBlobStore.from_connection_string(cs, "c", fast_path=True).fast_path
