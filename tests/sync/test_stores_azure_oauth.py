@@ -1,4 +1,4 @@
-"""Azure AD bearer tokens end to end: a push and a pull through the fast path against an
+"""Azure AD bearer tokens end to end: a push, a pull and a copy through the fast path against an
 Azurite that serves https and checks OAuth tokens (``--oauth basic``: issuer, audience
 and lifetime, not the signature), and the one-line error of an expired token.
 
@@ -55,6 +55,8 @@ CHILD = textwrap.dedent('''
             await store.ensure_container()
             pushed = await luisy_sync.push(src, store, cache=False, block_size=1 << 20)
             pulled = await luisy_sync.pull(store, dest, cache=False, block_size=1 << 20)
+            copied = await store.copy("small.txt", "copies/small.txt")  # Copy Blob, same account
+            assert (await store.get("copies/small.txt")).data.startswith(b"hello token"), copied
         expired = Tokens(-60)  # the service rejects it
         async with AzureBlobStore(container, account_url=endpoint, credential=expired) as store:
             try:
