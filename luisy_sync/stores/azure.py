@@ -18,23 +18,22 @@ both paths.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import os
 import time
 from typing import Any, Mapping, Protocol, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from luisy_sync.errors import ConfigError, NotFoundError, PreconditionFailed, StoreError, TransientError
+from luisy_sync.errors import NotFoundError, PreconditionFailed, StoreError, TransientError
 from luisy_sync.paths import safe_relpath
 from luisy_sync.stores.azure_errors import scrub
 from luisy_sync.stores.azure_sdk import SdkBlobClient
-from luisy_sync.stores.azure_auth import BearerAuth, RequestAuth, SasAuth, SharedKeyAuth
+from luisy_sync.stores.azure_auth import request_auth
+from luisy_sync.stores.azure_credentials import resolve_credentials
 from luisy_sync.stores.azure_rest import CopyState, RestBlobClient
 from luisy_sync.stores.base import BodySink, GetResult, ObjectInfo, PutMode, check_range
 from luisy_sync.stores.http1 import HttpPool, proxy_from_env
@@ -44,28 +43,6 @@ COPY_TIMEOUT = 300.0
 """Seconds a pending Copy Blob may take before ``copy`` aborts it and fails."""
 _COPY_POLL = (0.05, 2.0)
 """The first and the longest pause between two looks at a pending copy (seconds)."""
-
-
-def _parse_connection_string(cs: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for part in cs.strip().strip(";").split(";"):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError("the Azure connection string is malformed: expected "
-                              "'Key=Value;...' with AccountName and AccountKey (or a SAS)")
-        fields[key.strip().lower()] = value.strip()
-    return fields
-
-
-def _endpoint_from_connection_string(fields: dict[str, str]) -> str:
-    if fields.get("blobendpoint"):
-        return fields["blobendpoint"].rstrip("/")
-    account = fields.get("accountname")
-    if not account:
-        raise ConfigError("the Azure connection string has neither AccountName nor BlobEndpoint")
-    protocol = fields.get("defaultendpointsprotocol", "https")
-    suffix = fields.get("endpointsuffix", "core.windows.net")
-    return f"{protocol}://{account}.blob.{suffix}"
 
 
 class BlobRequests(Protocol):
@@ -116,56 +93,13 @@ class AzureBlobStore:
                  sas_url: str | None = None, max_connections: int = 64,
                  connection_timeout: float = 20.0, read_timeout: float = 120.0,
                  fast_path: bool | None = None, copy_timeout: float = COPY_TIMEOUT):
-        self._secrets: list[str] = []
-        self._owned_credential: Any = None
-        self._sas_container_url: str | None = None
-        if connection_string:
-            fields = _parse_connection_string(connection_string)
-            account_url = _endpoint_from_connection_string(fields)
-            if fields.get("accountkey"):
-                _check_key(fields["accountkey"])
-                name = fields.get("accountname") or ""
-                credential = AzureNamedKeyCredential(name, fields["accountkey"])
-                self._secrets.append(fields["accountkey"])
-            elif fields.get("sharedaccesssignature"):
-                credential = AzureSasCredential(fields["sharedaccesssignature"])
-                self._secrets.append(fields["sharedaccesssignature"])
-            else:
-                raise ConfigError("the Azure connection string has neither AccountKey nor "
-                                  "SharedAccessSignature")
-        elif sas_url:
-            parts = urlsplit(sas_url)
-            if not parts.scheme or not parts.netloc or not parts.query:
-                raise ConfigError("the SAS URL is malformed: expected "
-                                  "https://<account>.blob.core.windows.net/<container>?<sas token>")
-            self._secrets.append(parts.query)
-            path = [p for p in parts.path.split("/") if p]
-            account_url = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-            # Azurite style endpoints carry the account name as the first path segment.
-            if path and parts.netloc.split(":")[0] in ("127.0.0.1", "localhost"):
-                account_url += "/" + path.pop(0)
-            if path:
-                container = path[0]
-                if len(path) > 1 and not prefix:
-                    prefix = "/".join(path[1:])
-            credential = AzureSasCredential(parts.query)
-        elif not account_url:
-            raise ConfigError("AzureBlobStore needs a connection string, an account URL or a SAS URL")
-        elif credential is None:
-            credential = self._owned_credential = _default_credential()
-        elif isinstance(credential, str):
-            self._secrets.append(credential)
-            if credential.lstrip("?").startswith(("sv=", "se=", "sp=", "st=", "sig=")):
-                credential = AzureSasCredential(credential.lstrip("?"))
-            else:
-                credential = AzureNamedKeyCredential(_account_from_url(account_url), credential)
-        if isinstance(credential, AzureNamedKeyCredential):
-            self._secrets.append(credential.named_key.key)
-        if not container:
-            raise ConfigError("no Azure container given: pass one or set LUISY_AZURE_CONTAINER_NAME")
-        self.account_url = account_url.rstrip("/")
+        given = resolve_credentials(container, prefix, account_url=account_url, credential=credential,
+                                    connection_string=connection_string, sas_url=sas_url)
+        self._secrets, self._owned_credential = given.secrets, given.owned
+        container, credential = given.container, given.credential
+        self.account_url = given.account_url.rstrip("/")
         self.container = container
-        self.prefix = prefix.strip("/")
+        self.prefix = given.prefix.strip("/")
         self.url = f"az://{container}/{self.prefix}" if self.prefix else f"az://{container}"
         self._credential = credential
         self._max_connections = max_connections
@@ -182,7 +116,7 @@ class AzureBlobStore:
         if fast_path is None:
             fast_path = os.environ.get("LUISY_SYNC_AZURE_FASTPATH", "1").strip() not in ("0", "false", "no")
         self._requests: BlobRequests = self._sdk
-        auth = _request_auth(credential, self.account_url) if fast_path else None
+        auth = request_auth(credential, self.account_url) if fast_path else None
         if auth is not None:
             self._requests = RestBlobClient(self.account_url, container, auth, http=self._http,
                                             secrets=self._secrets)
@@ -387,40 +321,3 @@ class AzureBlobStore:
         await self.close()
 
 
-def _request_auth(credential: Any, account_url: str) -> RequestAuth | None:
-    """How the fast path authorizes requests with ``credential``; None where it cannot
-    (the SDK path serves them): a token over plain http (the SDK refuses to send one
-    unencrypted, and so do we), a key without an account name, or another credential."""
-    if isinstance(credential, AzureNamedKeyCredential):
-        name, key = credential.named_key
-        return SharedKeyAuth(name, base64.b64decode(key)) if name else None
-    if isinstance(credential, AzureSasCredential):
-        return SasAuth(credential.signature)
-    if callable(getattr(credential, "get_token", None)) and urlsplit(account_url).scheme == "https":
-        return BearerAuth(credential)
-    return None
-
-
-def _check_key(key: str) -> None:
-    try:
-        base64.b64decode(key, validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError("the Azure account key is not valid base64: copy it again from the "
-                          "storage account's access keys") from None
-
-
-def _account_from_url(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if host in ("127.0.0.1", "localhost") or host.replace(".", "").isdigit():
-        return parts.path.strip("/").split("/")[0]
-    return host.split(".")[0]
-
-
-def _default_credential() -> Any:
-    try:
-        from azure.identity.aio import DefaultAzureCredential
-    except ImportError:
-        raise ConfigError("no Azure key or SAS configured and azure-identity is not installed: "
-                          "set LUISY_AZURE_STORAGE_KEY or `pip install azure-identity`") from None
-    return DefaultAzureCredential()

@@ -20,8 +20,11 @@ import hashlib
 import hmac
 import time
 from typing import Any, Callable, Protocol
+from urllib.parse import urlsplit
 
-__all__ = ["RequestAuth", "SharedKeyAuth", "SasAuth", "BearerAuth", "STORAGE_SCOPE"]
+from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
+
+__all__ = ["RequestAuth", "SharedKeyAuth", "SasAuth", "BearerAuth", "STORAGE_SCOPE", "request_auth"]
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 """The OAuth scope of Azure Storage tokens."""
@@ -134,3 +137,17 @@ class BearerAuth:
     def authorize(self, verb: str, path: str, query: Query, headers: dict[str, str], length: int,
                   content_type: str, sort: Callable[[list[tuple[str, str]]], Any] = plain_sort) -> None:
         headers["Authorization"] = self._header
+
+
+def request_auth(credential: Any, account_url: str) -> RequestAuth | None:
+    """How the fast path authorizes requests with ``credential``; None where it cannot
+    (the SDK path serves them): a token over plain http (the SDK refuses to send one
+    unencrypted, and so do we), a key without an account name, or another credential."""
+    if isinstance(credential, AzureNamedKeyCredential):
+        name, key = credential.named_key
+        return SharedKeyAuth(name, base64.b64decode(key)) if name else None
+    if isinstance(credential, AzureSasCredential):
+        return SasAuth(credential.signature)
+    if callable(getattr(credential, "get_token", None)) and urlsplit(account_url).scheme == "https":
+        return BearerAuth(credential)
+    return None
