@@ -33,7 +33,7 @@ __all__ = ["push_directory", "ready_to_upload"]
 
 
 async def ready_to_upload(plan: Plan, before: object, listing: list[ObjectInfo] | None, target: Store,
-                           policy: RetryPolicy | None) -> None:
+                          policy: RetryPolicy | None) -> None:
     """Just before a push uploads: a corrupt manifest (``before`` is the ManifestError read)
     stops a push that would upload anything, and a container the listing did not find is
     created."""
@@ -43,13 +43,12 @@ async def ready_to_upload(plan: Plan, before: object, listing: list[ObjectInfo] 
         await call_with_retry(target.ensure_container, True, policy=policy, describe=f"create {target.url}")
 
 
-
 async def push_directory(target: Store, root: str, include: Any, exclude: Any, cache: CacheArg,
-                          left_out: list[str], manifest: str | None, prefix: str,
-                          policy: RetryPolicy | None,
-                          remote_side: Callable[[], Awaitable[tuple[Any, list[ObjectInfo] | None]]],
-                          make_transfer: Callable[[StatCache | NullStatCache], Transfer]
-                          ) -> tuple[Tree, Tree, Any, Plan, TransferResult]:
+                         left_out: list[str], manifest: str | None, prefix: str,
+                         policy: RetryPolicy | None,
+                         remote_side: Callable[[], Awaitable[tuple[Any, list[ObjectInfo] | None]]],
+                         make_transfer: Callable[[StatCache | NullStatCache], Transfer]
+                         ) -> tuple[Tree, Tree, Any, Plan, TransferResult]:
     """The scan and upload of a push of a whole directory, each file that moves read once.
     Returns ``(local, remote, manifest before, plan, result)``.
 
