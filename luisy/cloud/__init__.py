@@ -26,7 +26,7 @@ reading a missing output after ``luisy.activate_download()``.
 
 from luisy.cloud.session import CloudSession, current_session, open_session
 from luisy.cloud.state import CloudState
-from luisy.cloud.sync import OutputsReport
+from luisy.cloud.outputs_report import OutputsReport
 from luisy.cloud.verbs import (collect_garbage, download, fetch_output, read_state, record_local_hashes,
                                refresh_hashes, sync_task_output, upload)
 from luisy.errors import CloudError, CloudHashError

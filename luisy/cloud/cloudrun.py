@@ -17,7 +17,8 @@ from typing import Any
 
 from luisy.cloud.session import CloudSession, open_session
 from luisy.cloud.state import CloudState
-from luisy.cloud.sync import OutputsReport, scan_outputs
+from luisy.cloud.outputs_report import OutputsReport
+from luisy.cloud.sync import scan_outputs
 from luisy.cloud.uploadplan import plan_uploads
 from luisy.cloud.verbs import download, read_state, refresh_hashes, upload
 from luisy.config import Config

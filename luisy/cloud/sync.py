@@ -23,10 +23,10 @@ import os
 import shutil
 import time
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
 
 import anyio
 
+from luisy.cloud.outputs_report import KEPT_REASON, OutputsReport
 from luisy.cloud.state import CloudState, each_project, read_versions, update_cloud_hash, update_versions
 from luisy.cloud.uploadplan import UploadPlan, plan_uploads
 from luisy.codehash.parts import HashParts
@@ -34,7 +34,7 @@ from luisy.errors import CorruptCloudHash, NotRecorded
 from luisy.graph import Output, OutputRef
 from luisy.hashfile import CloudEntry, output_object, project_of
 from luisy.versions import Versions, cas_name, named_digests
-from luisy_sync.conventions import format_bytes, temp_name
+from luisy_sync.conventions import temp_name
 from luisy_sync.errors import NotFoundError, SyncError, one_line
 from luisy_sync.plan import PULL, PUSH
 from luisy_sync.progress import ProgressCallback, make_progress
@@ -47,73 +47,6 @@ from luisy_sync.transfer import DEFAULT_CONCURRENCY, Transfer, TransferResult
 from luisy_sync.tree import FileEntry, Tree
 
 Progress = bool | ProgressCallback | None
-
-
-@dataclass(frozen=True)
-class OutputsReport:
-    """What one download or upload did per output key, over the engine's file-level
-    :class:`~luisy_sync.report.Report`. ``held``: outputs not uploaded although they
-    differ, with why (see :func:`plan_uploads`); ``kept``: outputs stored as a version
-    (among ``keys_done``) while a concurrent upload of another version became the latest."""
-
-    report: Report
-    keys_done: tuple[str, ...] = ()
-    keys_failed: tuple[tuple[str, str], ...] = ()
-    planned: tuple[str, ...] = ()
-    held: tuple[tuple[str, str], ...] = ()
-    kept: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def direction(self) -> str:
-        """``upload`` or ``download``."""
-        return "upload" if self.report.direction == PUSH else "download"
-
-    @property
-    def ok(self) -> bool:
-        """True when no output failed."""
-        return not self.keys_failed
-
-    @property
-    def files(self) -> int:
-        """Files moved."""
-        return len(self.report.moved)
-
-    def summary_line(self) -> str:
-        """One line: outputs, files, bytes, seconds, rate in binary units (and failures)."""
-        direction, report = self.direction, self.report
-        if not (self.planned or self.keys_done or self.keys_failed):
-            where = "the cloud" if direction == "upload" else "the working dir"
-            if self.held:
-                return f"{direction}: nothing to {direction}; {len(self.held)} held back"
-            return f"{direction}: nothing to {direction}, {where} is up to date"
-        if report.dry_run:
-            return (f"{direction}: dry run, would move {len(self.planned)} output(s), "
-                    f"{format_bytes(report.bytes_planned)}")
-        line = (f"{direction}: {len(self.keys_done)} output(s), {self.files} file(s), "
-                f"{format_bytes(report.bytes_transferred)} in {report.seconds:.2f} s, "
-                f"{format_bytes(report.bytes_per_second)}/s")
-        if self.kept:
-            line += f"; {len(self.kept)} {KEPT_REASON}"
-        if self.keys_failed:
-            key, reason = self.keys_failed[0]
-            line += f"; {len(self.keys_failed)} failed, first {key}: {reason}"
-        return line
-
-    def to_dict(self) -> dict[str, object]:
-        """The JSON form used in ``luisy --json`` reports."""
-        report = self.report
-        return {"direction": self.direction, "outputs": list(self.keys_done),
-                "failed": [{"key": k, "reason": r} for k, r in self.keys_failed],
-                "files": self.files, "bytes": report.bytes_transferred,
-                "seconds": round(report.seconds, 4), "dry_run": report.dry_run,
-                "planned": list(self.planned), "planned_bytes": report.bytes_planned,
-                "held": [{"key": k, "reason": r} for k, r in self.held],
-                "kept": [{"key": k, "reason": r} for k, r in self.kept]}
-
-
-def nothing(direction: str) -> OutputsReport:
-    """The report of a download or upload that had nothing to do."""
-    return OutputsReport(Report(PUSH if direction == "upload" else PULL))
 
 
 # -- download -------------------------------------------------------------------------------
@@ -197,7 +130,6 @@ async def scan_outputs(working_dir: str, keys: Iterable[str]) -> Tree:
         cache.close()
 
 
-KEPT_REASON = "kept as a version; the latest is another upload"
 REPLACED_REASON = ("another upload replaced it at the same time; the cloud keeps that copy and "
                    "its entry")
 

@@ -19,7 +19,8 @@ from luisy.cloud.gc import DEFAULT_GRACE_DAYS, GcReport
 from luisy.cloud.gc import collect_garbage as collect
 from luisy.cloud.session import CloudSession, current_session
 from luisy.cloud.state import CloudState
-from luisy.cloud.sync import OutputsReport, Progress, nothing, refresh_cloud_hashes
+from luisy.cloud.outputs_report import OutputsReport, nothing
+from luisy.cloud.sync import Progress, refresh_cloud_hashes
 from luisy.cloud.sync import download as download_outputs
 from luisy.cloud.sync import upload as upload_outputs
 from luisy.codehash.parts import HashParts

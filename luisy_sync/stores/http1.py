@@ -33,7 +33,8 @@ from urllib.parse import unquote, urlsplit
 
 from luisy_sync.errors import ConfigError
 from luisy_sync.stores.base import BodySink
-from luisy_sync.stores.http1_wire import Connection, Headers, IncompleteBody, Response
+from luisy_sync.stores.http1_response import Headers, IncompleteBody, Response
+from luisy_sync.stores.http1_wire import Connection
 
 __all__ = ["HttpPool", "Headers", "Response", "IncompleteBody", "Proxy", "proxy_from_env"]
 

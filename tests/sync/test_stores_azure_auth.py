@@ -16,7 +16,7 @@ from luisy_sync.errors import AuthError
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.azure_auth import BearerAuth, SasAuth, SharedKeyAuth
 from luisy_sync.stores.azure_rest import RestBlobClient
-from luisy_sync.stores.http1_wire import Headers, Response
+from luisy_sync.stores.http1_response import Headers, Response
 
 SAS = "sv=2021-08-06&ss=b&srt=sco&sp=rwdlac&se=2030-01-01T00%3A00%3A00Z&sig=c2lnbmF0dXJlK3NsYXNoLw%3D%3D"
 URL = "https://acct.blob.core.windows.net"
