@@ -46,8 +46,11 @@ local store: file calls only, no network wait to overlap). Each further one only
 threads contending for the GIL on the many small file calls: 10k x 4 KiB to a local
 store took 0.56 s and 0.55 CPU s with one, 0.65 s and 0.85 CPU s with two, and at four
 3x the context switches of two."""
-BATCH_WORKERS_MAX = 8
-"""The most batches in flight at once for a store without batch calls (one request per file)."""
+BATCH_WORKERS_MAX = 16
+"""The most batches in flight at once for a store without batch calls (one request per file).
+With 8, 1 MiB files (4 per batch) left request slots idle behind each batch's slowest
+file: 200 x 1 MiB at 20 ms RTT ran 24-32 requests in flight instead of 32, and pulled
+6% slower than with 16 (medians of 5, Azurite behind the proxy)."""
 
 Item = tuple[str, FileEntry]
 BatchMove = Callable[[list[Item]], Awaitable[Sequence[BaseException | str | None]]]
