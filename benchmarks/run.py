@@ -223,16 +223,16 @@ def run(opts: Options, log=print) -> dict:
             rows += throttle.throttle(azurite.port, lambda c: _drop_container(azurite.endpoint, c), wl, src,
                                       downloads, 1, opts.job_timeout, log)
             remove_tree(src)
-        for name, wl in workloads.workloads(opts.quick).items():
-            if opts.wants(name):
-                log(f"{name}: {wl.label}, clients: {', '.join(opts.clients)}")
-                src = workloads.generate(tmp, wl)
-                rows += bench.run_workload(wl, src)
-                remove_tree(src)
-                azurite.renew()  # the sections after it start on an empty emulator too
-                if not any("empty Azurite" in note for note in notes):
-                    notes.append("each transfer job (one client's upload and its download) ran on a freshly "
-                                 "started, empty Azurite")
+        transfers = {name: wl for name, wl in workloads.workloads(opts.quick).items() if opts.wants(name)}
+        if transfers:
+            notes.append("each transfer job (one client's upload and its download) ran on a freshly "
+                         "started, empty Azurite")
+        for name, wl in transfers.items():
+            log(f"{name}: {wl.label}, clients: {', '.join(opts.clients)}")
+            src = workloads.generate(tmp, wl)
+            rows += bench.run_workload(wl, src)
+            remove_tree(src)
+            azurite.renew()  # the sections after it start on an empty emulator too
         if opts.wants("hash"):
             log("hash: file hashing throughput")
             count, size = workloads.HASH_SET[opts.size]
