@@ -57,6 +57,17 @@ def account_sas(hours: float = 6.0) -> str:
         expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours))
 
 
+def container_sas(container: str, hours: float = 1.0) -> str:
+    """A container SAS token of the emulator's account (read, write, list, create, add,
+    delete), valid for ``hours``."""
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    return generate_container_sas(
+        ACCOUNT, container, account_key=KEY,
+        permission=ContainerSasPermissions(read=True, write=True, list=True, create=True, add=True, delete=True),
+        expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours))
+
+
 @dataclass
 class Azurite:
     """A running Azurite: its port, endpoint, connection string and process."""

@@ -8,7 +8,6 @@ events, report JSON) and through the CLI (stdout, stderr, ``--json``, ``-v``).
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import logging
 import traceback
@@ -17,22 +16,13 @@ from urllib.parse import parse_qs, quote
 
 import pytest
 
-from benchmarks.azurite import ACCOUNT, KEY, free_port
+from benchmarks.azurite import ACCOUNT, KEY, container_sas, free_port
 from luisy_sync import AzureBlobStore, SyncError, pull, push
 from rel_helpers import CountingProgress, make_files, run_cli, worker_env
 
 pytestmark = [pytest.mark.azurite]
 
 WRONG_KEY = base64.b64encode(b"a wrong key, but base64" * 3).decode()
-
-
-def container_sas(container: str, key: str = KEY) -> str:
-    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
-    return generate_container_sas(ACCOUNT, container, account_key=key,
-                                  permission=ContainerSasPermissions(read=True, write=True, list=True,
-                                                                     create=True, add=True, delete=True),
-                                  expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
 
 
 def secrets_of(sas: str, connection_string: str) -> list[str]:

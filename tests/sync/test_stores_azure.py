@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-from benchmarks.azurite import ACCOUNT, KEY, Azurite, free_port
+from benchmarks.azurite import ACCOUNT, KEY, Azurite, container_sas, free_port
 from luisy_sync.errors import (AuthError, BlocksNotStaged, ConfigError, ContainerNotFound,
                                NotFoundError, PreconditionFailed, StoreError, TransientError)
 from luisy_sync.stores.azure import AzureBlobStore
@@ -18,13 +16,6 @@ from luisy_sync.stores.small import read_small, write_small
 
 pytestmark = pytest.mark.azurite
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3Jvbmc="
-
-
-def _sas(container: str, **kw) -> str:
-    return generate_container_sas(ACCOUNT, container, account_key=KEY,
-                                  permission=ContainerSasPermissions(read=True, write=True, list=True,
-                                                                     delete=True, create=True, add=True),
-                                  expiry=datetime.now(timezone.utc) + timedelta(hours=1), **kw)
 
 
 async def test_prefix_is_stripped_and_url_is_secret_free(azurite: Azurite, container_name: str) -> None:
@@ -77,7 +68,7 @@ async def test_missing_container(azurite: Azurite, container_name: str) -> None:
 async def test_container_sas_url(azurite: Azurite, container_name: str) -> None:
     async with AzureBlobStore.from_connection_string(azurite.connection_string, container_name) as admin:
         await admin.ensure_container()
-    sas = _sas(container_name)
+    sas = container_sas(container_name)
     url = f"{azurite.endpoint}/{container_name}?{sas}"
     async with AzureBlobStore.from_sas_url(url, "pre") as store:
         assert store.url == f"az://{container_name}/pre"

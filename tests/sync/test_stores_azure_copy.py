@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import AsyncIterator
 
 import pytest
 from aiohttp import web
-from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-from benchmarks.azurite import ACCOUNT, KEY, Azurite
+from benchmarks.azurite import ACCOUNT, KEY, Azurite, container_sas
 from luisy_sync.errors import NotFoundError, StoreError, TransientError
 from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.base import DIGEST_KEY
@@ -151,10 +149,7 @@ async def test_a_sas_store_authorizes_the_source_with_its_sas(scripted: tuple[Co
 async def test_copy_with_a_container_sas(azurite: Azurite, container_name: str, fast: bool) -> None:
     async with AzureBlobStore.from_connection_string(azurite.connection_string, container_name) as admin:
         await admin.ensure_container()
-        sas = generate_container_sas(ACCOUNT, container_name, account_key=KEY,
-                                     permission=ContainerSasPermissions(read=True, write=True, list=True,
-                                                                        create=True, add=True),
-                                     expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+        sas = container_sas(container_name)
         async with AzureBlobStore.from_sas_url(f"{azurite.endpoint}/{container_name}?{sas}", "p",
                                                fast_path=fast) as store:
             assert store.fast_path is fast
