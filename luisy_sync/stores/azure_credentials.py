@@ -53,7 +53,6 @@ def resolve_credentials(container: str | None, prefix: str = "", *, account_url:
             _check_key(fields["accountkey"])
             name = fields.get("accountname") or ""
             credential = AzureNamedKeyCredential(name, fields["accountkey"])
-            secrets.append(fields["accountkey"])
         elif fields.get("sharedaccesssignature"):
             credential = AzureSasCredential(fields["sharedaccesssignature"])
             secrets.append(fields["sharedaccesssignature"])
@@ -81,12 +80,12 @@ def resolve_credentials(container: str | None, prefix: str = "", *, account_url:
     elif credential is None:
         credential = owned = _default_credential()
     elif isinstance(credential, str):
-        secrets.append(credential)
         if credential.lstrip("?").startswith(("sv=", "se=", "sp=", "st=", "sig=")):
+            secrets.append(credential)
             credential = AzureSasCredential(credential.lstrip("?"))
         else:
             credential = AzureNamedKeyCredential(_account_from_url(account_url), credential)
-    if isinstance(credential, AzureNamedKeyCredential):
+    if isinstance(credential, AzureNamedKeyCredential):  # a key however it came
         secrets.append(credential.named_key.key)
     if not container:
         raise ConfigError("no Azure container given: pass one or set LUISY_AZURE_CONTAINER_NAME")
