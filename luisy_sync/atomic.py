@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from luisy_sync.blockio import write_all
+from luisy_sync.blockio import BytesLike, write_all
 from luisy_sync.conventions import temp_path
 
 __all__ = ["atomic_dir", "atomic_path", "fill", "open_in_made_dir", "publish", "remove_path",
@@ -24,7 +24,7 @@ __all__ = ["atomic_dir", "atomic_path", "fill", "open_in_made_dir", "publish", "
 
 
 class _Hasher(Protocol):
-    def update(self, data: bytes, /) -> object: ...
+    def update(self, data: BytesLike, /) -> object: ...
 
 
 def remove_quietly(path: str) -> None:
@@ -46,7 +46,7 @@ def remove_path(path: str) -> bool:
     return False
 
 
-def write_temp(final: str, chunks: Iterable[bytes], *, fsync: bool = False, mode: int = 0o644,
+def write_temp(final: str, chunks: Iterable[BytesLike], *, fsync: bool = False, mode: int = 0o644,
                hasher: _Hasher | None = None) -> tuple[str, os.stat_result]:
     """Write ``chunks`` to a fresh temp file beside ``final`` (its directory is made),
     created with permission bits ``mode`` (less the umask); ``hasher`` sees every chunk.
@@ -81,7 +81,7 @@ def open_in_made_dir(path: str, directory: str, flags: int, mode: int) -> int:
     raise AssertionError("unreachable")
 
 
-def fill(fd: int, chunks: Iterable[bytes], *, fsync: bool = False,
+def fill(fd: int, chunks: Iterable[BytesLike], *, fsync: bool = False,
          hasher: _Hasher | None = None) -> os.stat_result:
     """Write ``chunks`` to the new file ``fd`` (``hasher`` sees every chunk), fsync it when
     asked, and return its stat."""
@@ -107,7 +107,7 @@ def publish(tmp: str, final: str, *, keep_mode: bool = False) -> None:
         raise
 
 
-def write_atomic(final: str, chunks: Iterable[bytes], *, fsync: bool = False, mode: int = 0o644,
+def write_atomic(final: str, chunks: Iterable[BytesLike], *, fsync: bool = False, mode: int = 0o644,
                  keep_mode: bool = False) -> None:
     """Write ``chunks`` to a temp file beside ``final`` (permission bits ``mode``, or with
     ``keep_mode`` those of the file it replaces) and rename it into place."""

@@ -11,32 +11,51 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["WRITE_SLICE", "read_into", "write_all", "write_at"]
+__all__ = ["BytesLike", "WRITE_SLICE", "read_expected", "read_into", "write_all", "write_at"]
+
+BytesLike = bytes | bytearray | memoryview
+"""Any bytes-like object this package reads into, writes from or hands to a store's
+``put``/``put_block`` (which may sit in a buffer the caller reuses once the call returned)."""
 
 WRITE_SLICE = 256 * 1024
+
+
+def _read_once(fd: int, view: memoryview, offset: int) -> int:
+    """One read of up to ``len(view)`` bytes at ``offset`` into ``view``; returns the count."""
+    if not hasattr(os, "preadv"):  # pragma: no cover - Windows: one copy through bytes
+        data = os.pread(fd, len(view), offset)
+        view[:len(data)] = data
+        return len(data)
+    return max(0, os.preadv(fd, [view], offset))
 
 
 def read_into(fd: int, view: memoryview, offset: int) -> int:
     """Read ``len(view)`` bytes of ``fd`` from ``offset`` into ``view``; returns how many
     arrived (fewer only at the end of the file)."""
     done, want = 0, len(view)
-    if not hasattr(os, "preadv"):  # pragma: no cover - Windows: one copy through bytes
-        while done < want:
-            data = os.pread(fd, want - done, offset + done)
-            if not data:
-                break
-            view[done:done + len(data)] = data
-            done += len(data)
-        return done
     while done < want:
-        got = os.preadv(fd, [view[done:]], offset + done)
-        if got <= 0:
+        got = _read_once(fd, view[done:], offset + done)
+        if not got:
             break
         done += got
     return done
 
 
-def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+def read_expected(fd: int, view: memoryview, expected: int) -> int:
+    """Read a regular file of ``expected`` bytes from its start into ``view`` (give it
+    room for one byte more, so that a file that grew shows); returns how many arrived.
+    A file of the expected size takes one call (a regular file reads short only at its
+    end), not a second one that finds the end."""
+    done = _read_once(fd, view, 0)
+    while 0 < done < expected:
+        got = _read_once(fd, view[done:], done)
+        if not got:
+            break
+        done += got
+    return done
+
+
+def write_at(fd: int, data: BytesLike, offset: int) -> None:
     """Write all of ``data`` to ``fd`` at ``offset``."""
     view = memoryview(data)
     while view:
@@ -45,7 +64,7 @@ def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None
         offset += written
 
 
-def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+def write_all(fd: int, data: BytesLike) -> None:
     """Write all of ``data`` to ``fd`` at its current position."""
     view = memoryview(data)
     while view:

@@ -268,6 +268,16 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
 
 
 @contextlib.asynccontextmanager
+async def _pool_closed(pool: ChunkPool) -> AsyncIterator[None]:
+    """``pool`` handed back to the transfer's buffers once the block was left (after the
+    writer in it ended, so every chunk is back)."""
+    try:
+        yield
+    finally:
+        pool.close()
+
+
+@contextlib.asynccontextmanager
 async def _writing(fd: int, keep_limit: int) -> AsyncIterator[OrderedWriter]:
     """An OrderedWriter for ``fd`` whose thread has ended when the block is left (so the
     descriptor can be closed), however it is left."""
@@ -293,10 +303,10 @@ async def _stream_ranges(transfer: "Transfer", get_stream: Callable[..., Awaitab
     held = await transfer.budget.acquire(min(STREAM_MEMORY, entry.size))
     try:
         chunk = min(STREAM_CHUNK, held)
-        pool = ChunkPool(held // chunk, chunk)
+        pool = ChunkPool(held // chunk, chunk, transfer.buffers)
         # chunks kept for the in-order hash: at most half the pool, so the rest always
         # cycles and the read the hash waits for can go on
-        async with _writing(fd, keep_limit=(held // chunk // 2) * chunk) as writer:
+        async with _pool_closed(pool), _writing(fd, keep_limit=(held // chunk // 2) * chunk) as writer:
             async def reader() -> None:
                 while ranges and writer.error is None:
                     offset, length = ranges.popleft()

@@ -24,14 +24,14 @@ import queue
 import threading
 from typing import Callable
 
-from luisy_sync.blockio import read_into, write_at
+from luisy_sync.blockio import BytesLike, read_into, write_at
+from luisy_sync.budget import BufferPool
 from luisy_sync.errors import IntegrityError, ShortReadError
 from luisy_sync.hashing import new_hasher
 
 __all__ = ["ChunkPool", "OrderedWriter", "RangeSink"]
 
-Buffer = bytes | bytearray | memoryview
-_Piece = tuple[Buffer, int, Callable[[], None] | None, int]
+_Piece = tuple[BytesLike, int, Callable[[], None] | None, int]
 _STOP = None
 REREAD_SLICE = 1024 * 1024
 """How much of an early piece that was not kept the writer reads back at once to hash it."""
@@ -49,7 +49,7 @@ class OrderedWriter:
         self._queue: queue.SimpleQueue[_Piece | None] = queue.SimpleQueue()
         self._hasher = new_hasher()
         self._next = 0
-        self._early: dict[int, tuple[int, Buffer | None, Callable[[], None] | None, int]] = {}
+        self._early: dict[int, tuple[int, BytesLike | None, Callable[[], None] | None, int]] = {}
         self._kept = 0
         self._reread: bytearray | None = None  # made on the first re-read
         self._ended: asyncio.Future[None] = self._loop.create_future()
@@ -58,7 +58,7 @@ class OrderedWriter:
         self._thread = threading.Thread(target=self._run, name="luisy-sync-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, data: Buffer, offset: int, done: Callable[[], None] | None = None,
+    def submit(self, data: BytesLike, offset: int, done: Callable[[], None] | None = None,
                cost: int | None = None) -> None:
         """Queue ``data`` to be written at ``offset``. The caller leaves ``data`` alone until
         ``done`` runs (on the event loop, after the write, or after the hash of a kept piece).
@@ -110,7 +110,7 @@ class OrderedWriter:
         if done is not None:
             finished.append(done)
 
-    def _hash(self, data: Buffer, offset: int, done: Callable[[], None] | None, cost: int,
+    def _hash(self, data: BytesLike, offset: int, done: Callable[[], None] | None, cost: int,
               finished: list[Callable[[], None]]) -> bool:
         """Hash what is now contiguous; True when ``data`` is kept for later."""
         length = len(data)
@@ -177,11 +177,14 @@ def _short_reread(length: int, offset: int) -> ShortReadError:
 
 
 class ChunkPool:
-    """Up to ``count`` reusable buffers of ``size`` bytes, made as they are first needed."""
+    """Up to ``count`` reusable buffers of ``size`` bytes, made as they are first needed
+    (taken from ``source`` when given, so the files of a transfer share their chunks:
+    a fresh buffer costs a page fault per 4 KiB, about 7 ms of CPU per 16 MiB)."""
 
-    def __init__(self, count: int, size: int):
+    def __init__(self, count: int, size: int, source: BufferPool | None = None):
         self.size = size
         self._left = max(1, count)
+        self._source = source
         self._free: list[bytearray] = []
         self._waiting: dict[Callable[[], None], None] = {}  # wake-ups in arrival order, once each
 
@@ -191,9 +194,16 @@ class ChunkPool:
             return self._free.pop()
         if self._left:
             self._left -= 1
-            return bytearray(self.size)
+            return bytearray(self.size) if self._source is None else self._source.take(self.size)
         self._waiting[wake] = None
         return None
+
+    def close(self) -> None:
+        """Hand the free chunks back to ``source`` (the pool is done with)."""
+        free, self._free = self._free, []
+        if self._source is not None:
+            for chunk in free:
+                self._source.give(chunk)
 
     def give(self, chunk: bytearray) -> None:
         """Hand a chunk back (and wake the reader that waited longest)."""

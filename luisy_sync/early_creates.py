@@ -101,7 +101,7 @@ async def create_early(transfer: Transfer, store: Store, root: str, picked: Sequ
             budget.release(amount)
         raise
 
-    async def create(rel: str, name: str, data: bytes, digest: str, amount: int, ended: anyio.Event) -> None:
+    async def create(rel: str, name: str, data: memoryview, digest: str, amount: int, ended: anyio.Event) -> None:
         try:
             info = await transfer.once(partial(store.put, name, data, metadata={DIGEST_KEY: digest},
                                                mode=PutMode.CREATE))

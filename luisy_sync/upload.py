@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from luisy_sync.blockio import read_into
+from luisy_sync.blockio import read_expected, read_into
 from luisy_sync.errors import BlocksNotStaged, IntegrityError
 from luisy_sync.hashing import hash_bytes, new_hasher
 from luisy_sync.paths import join_under
@@ -61,45 +61,53 @@ def _checked(transfer: "Transfer", full: str, path: str, entry: FileEntry, diges
     transfer.stat_cache.put(full, key, digest)
 
 
-def _read_whole(transfer: "Transfer", full: str, path: str, entry: FileEntry) -> tuple[bytes, str]:
-    """The bytes of a small file and their digest (see ``_checked``)."""
+def _read_whole(transfer: "Transfer", full: str, path: str, entry: FileEntry,
+                into: memoryview | None = None) -> tuple[memoryview, str]:
+    """The bytes of a small file and their digest (see ``_checked``), read into ``into``
+    (room for ``entry.size + 1`` bytes, so that a file that grew shows) or a new buffer;
+    the bytes returned are a view of it."""
+    view = memoryview(bytearray(entry.size + 1)) if into is None else into[:entry.size + 1]
     before = after = None
     fd = os.open(full, _READ_FLAGS)  # no file object: 4 fewer system calls per small file
     try:
         if entry.digest is None:
             before = os.fstat(fd)
-        data = os.read(fd, entry.size + 1)  # a regular file reads short only at its end
-        while 0 < len(data) < entry.size:  # (anything else: read on until the end)
-            more = os.read(fd, entry.size + 1 - len(data))
-            if not more:
-                break
-            data += more
+        got = read_expected(fd, view, entry.size)
         if entry.digest is None:
             after = os.fstat(fd)
     finally:
         os.close(fd)
-    if len(data) != entry.size:
-        raise _changed(path, f"size {len(data) if len(data) <= entry.size else 'larger'}, "
-                             f"expected {entry.size}")
+    if got != entry.size:
+        raise _changed(path, f"size {got if got <= entry.size else 'larger'}, expected {entry.size}")
+    data = view[:got]
     digest = hash_bytes(data)
     _checked(transfer, full, path, entry, digest, before, after)
     return data, digest
 
 
-def _read_many(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry, str]]
-               ) -> list[tuple[bytes, str] | Exception]:
-    """``_read_whole`` of every file of a batch in one thread call (per-file errors)."""
-    out: list[tuple[bytes, str] | Exception] = []
+def _read_many(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry, str]],
+               buffer: bytearray | None = None) -> list[tuple[memoryview, str] | Exception]:
+    """``_read_whole`` of every file of a batch in one thread call (per-file errors), into
+    consecutive parts of ``buffer`` (``batch_room`` bytes) when given."""
+    out: list[tuple[memoryview, str] | Exception] = []
+    view, at = (None, 0) if buffer is None else (memoryview(buffer), 0)
     for path, entry, _ in batch:
+        into = None if view is None else view[at:at + entry.size + 1]
+        at += entry.size + 1
         try:
-            out.append(_read_whole(transfer, join_under(root, path), path, entry))
+            out.append(_read_whole(transfer, join_under(root, path), path, entry, into))
         except Exception as exc:
             out.append(exc)
     return out
 
 
+def batch_room(batch: list[tuple[str, FileEntry, str]]) -> int:
+    """The bytes a buffer needs to read every file of ``batch`` (one more per file)."""
+    return sum(entry.size + 1 for _, entry, _ in batch)
+
+
 async def read_small_files(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry, str]]
-                           ) -> list[tuple[bytes, str] | Exception]:
+                           ) -> list[tuple[memoryview, str] | Exception]:
     """The bytes and digest of each small file of ``batch`` (``(path, entry, name)``), read in
     one thread call and checked as an upload checks them; per file, or the error of its read."""
     return await transfer.in_thread(_read_many, transfer, root, batch)
@@ -107,49 +115,59 @@ async def read_small_files(transfer: "Transfer", root: str, batch: list[tuple[st
 
 async def upload_batch(transfer: "Transfer", store: Store, root: str,
                        batch: list[tuple[str, FileEntry, str]]) -> list[BaseException | str]:
-    """Upload many small files (``(path, entry, name)``): one thread call reads them all,
-    then one ``put_many`` call (stores that have it) or one put per file, concurrently.
-    Returns per file its error or the digest of the bytes stored; a retryable error of
-    ``put_many`` is retried file by file under the retry policy."""
+    """Upload many small files (``(path, entry, name)``): one thread call reads them all
+    into one buffer of the transfer's (reused batch after batch: fresh memory costs a
+    page fault per 4 KiB), then one ``put_many`` call (stores that have it) or one put
+    per file, concurrently. Returns per file its error or the digest of the bytes
+    stored; a retryable error of ``put_many`` is retried file by file under the retry
+    policy."""
     outcomes: list[BaseException | str] = [""] * len(batch)
     async with transfer.budget.hold(sum(entry.size for _, entry, _ in batch)):
-        read = await read_small_files(transfer, root, batch)
-        todo = []
-        for i, got in enumerate(read):
-            if isinstance(got, Exception):
-                outcomes[i] = got
-            else:
-                outcomes[i] = got[1]
-                todo.append((i, got))
-        put_many = getattr(store, "put_many", None)
-        if put_many is not None and todo:
-            items = [(batch[i][2], data, {DIGEST_KEY: digest}) for i, (data, digest) in todo]
-            async with transfer.limiter:
-                results = await put_many(items)
-            retry = []
-            for (i, got), res in zip(todo, results):
-                if not isinstance(res, Exception):
-                    transfer.tracker.advanced(batch[i][0], len(got[0]))
-                elif is_retryable(res):
-                    retry.append((i, got))
-                else:
-                    outcomes[i] = res
-            todo = retry
-
-        async def put_one(i: int, data: bytes, digest: str) -> None:
-            path, _, name = batch[i]
-            try:
-                await transfer.request(path, partial(store.put, name, data, metadata={DIGEST_KEY: digest}),
-                                       describe=f"put {name}")
-            except Exception as exc:
-                outcomes[i] = exc
-            else:
-                transfer.tracker.advanced(path, len(data))
-
-        async with anyio.create_task_group() as tg:
-            for i, (data, digest) in todo:
-                tg.start_soon(put_one, i, data, digest)
+        with transfer.read_buffer(batch_room(batch)) as buffer:
+            read = await transfer.in_thread(_read_many, transfer, root, batch, buffer)
+            await _store_batch(transfer, store, batch, read, outcomes)
     return outcomes
+
+
+async def _store_batch(transfer: "Transfer", store: Store, batch: list[tuple[str, FileEntry, str]],
+                       read: list[tuple[memoryview, str] | Exception], outcomes: list[BaseException | str]
+                       ) -> None:
+    """The puts of a batch that was read (``upload_batch``); fills in ``outcomes``."""
+    todo = []
+    for i, got in enumerate(read):
+        if isinstance(got, Exception):
+            outcomes[i] = got
+        else:
+            outcomes[i] = got[1]
+            todo.append((i, got))
+    put_many = getattr(store, "put_many", None)
+    if put_many is not None and todo:
+        items = [(batch[i][2], data, {DIGEST_KEY: digest}) for i, (data, digest) in todo]
+        async with transfer.limiter:
+            results = await put_many(items)
+        retry = []
+        for (i, got), res in zip(todo, results):
+            if not isinstance(res, Exception):
+                transfer.tracker.advanced(batch[i][0], len(got[0]))
+            elif is_retryable(res):
+                retry.append((i, got))
+            else:
+                outcomes[i] = res
+        todo = retry
+
+    async def put_one(i: int, data: memoryview, digest: str) -> None:
+        path, _, name = batch[i]
+        try:
+            await transfer.request(path, partial(store.put, name, data, metadata={DIGEST_KEY: digest}),
+                                   describe=f"put {name}")
+        except Exception as exc:
+            outcomes[i] = exc
+        else:
+            transfer.tracker.advanced(path, len(data))
+
+    async with anyio.create_task_group() as tg:
+        for i, (data, digest) in todo:
+            tg.start_soon(put_one, i, data, digest)
 
 
 class _BlocksLost(Exception):
@@ -187,10 +205,12 @@ async def upload_file(transfer: "Transfer", store: Store, root: str, path: str, 
 async def _upload_small(transfer: "Transfer", store: Store, full: str, path: str, entry: FileEntry,
                         name: str) -> str:
     async with transfer.budget.hold(entry.size), transfer.limiter:
-        data, digest = await transfer.in_thread(_read_whole, transfer, full, path, entry)
-        await transfer.retry(path, partial(store.put, name, data, metadata={DIGEST_KEY: digest}),
-                             describe=f"put {name}")
-    transfer.tracker.advanced(path, len(data))
+        with transfer.read_buffer(entry.size + 1) as buffer:
+            data, digest = await transfer.in_thread(_read_whole, transfer, full, path, entry,
+                                                    memoryview(buffer))
+            await transfer.retry(path, partial(store.put, name, data, metadata={DIGEST_KEY: digest}),
+                                 describe=f"put {name}")
+    transfer.tracker.advanced(path, entry.size)
     return digest
 
 

@@ -35,7 +35,7 @@ from luisy_sync.stores.azure_sdk import SdkBlobClient
 from luisy_sync.stores.azure_auth import request_auth
 from luisy_sync.stores.azure_credentials import resolve_credentials
 from luisy_sync.stores.azure_rest import CopyState, RestBlobClient
-from luisy_sync.stores.base import BodySink, GetResult, ObjectInfo, PutMode, check_range
+from luisy_sync.stores.base import BodySink, BytesLike, GetResult, ObjectInfo, PutMode, check_range
 from luisy_sync.stores.http1 import HttpPool, proxy_from_env
 
 DEFAULT_ENDPOINT = "https://{account}.blob.core.windows.net"
@@ -57,10 +57,10 @@ class BlobRequests(Protocol):
     async def get(self, full: str, name: str, start: int, length: int | None,
                   what: str, sink: BodySink | None = None) -> GetResult | None: ...
 
-    async def put(self, full: str, name: str, data: bytes, metadata: Mapping[str, str] | None,
+    async def put(self, full: str, name: str, data: BytesLike, metadata: Mapping[str, str] | None,
                   mode: PutMode) -> ObjectInfo: ...
 
-    async def put_block(self, full: str, name: str, block_id: str, data: bytes) -> None: ...
+    async def put_block(self, full: str, name: str, block_id: str, data: BytesLike) -> None: ...
 
     async def commit_blocks(self, full: str, name: str, block_ids: Sequence[str],
                             metadata: Mapping[str, str] | None) -> ObjectInfo: ...
@@ -219,12 +219,12 @@ class AzureBlobStore:
             return GetResult(b"", (await self._requests.head(full, name)).etag or "")
         return got
 
-    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+    async def put(self, name: str, data: BytesLike, *, metadata: Mapping[str, str] | None = None,
                   mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
         """One Put Blob request with metadata (If-None-Match / If-Match per ``mode``)."""
         return await self._requests.put(self._full(name), name, data, metadata, mode)
 
-    async def put_block(self, name: str, block_id: str, data: bytes) -> None:
+    async def put_block(self, name: str, block_id: str, data: BytesLike) -> None:
         """Put Block (``block_id`` travels base64-encoded)."""
         await self._requests.put_block(self._full(name), name, block_id, data)
 

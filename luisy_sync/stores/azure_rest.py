@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote, urlsplit
 from luisy_sync.errors import TransientError
 from luisy_sync.stores.azure_auth import Query, RequestAuth, plain_sort
 from luisy_sync.stores.azure_errors import translate, translate_status
-from luisy_sync.stores.base import BodySink, GetResult, ObjectInfo, PutMode
+from luisy_sync.stores.base import BodySink, BytesLike, GetResult, ObjectInfo, PutMode
 from luisy_sync.stores.http1 import Headers, HttpPool
 
 API_VERSION = "2021-08-06"
@@ -153,7 +153,7 @@ class RestBlobClient:
         return f"{self._container_path}/{quote(full, safe='/~')}"
 
     async def _call(self, verb: str, path: str, query: Query,
-                    headers: dict[str, str], what: str, body: bytes | None = None,
+                    headers: dict[str, str], what: str, body: BytesLike | None = None,
                     content_type: str = "", sort: Any = plain_sort,
                     allow: int = 0, sink: BodySink | None = None) -> tuple[int, Headers, bytes]:
         """One authorized request: (status, headers, body); error answers raise translated.
@@ -187,7 +187,7 @@ class RestBlobClient:
 
     # -- operations ------------------------------------------------------------------
 
-    async def put(self, full: str, name: str, data: bytes,
+    async def put(self, full: str, name: str, data: BytesLike,
                   metadata: Mapping[str, str] | None, mode: PutMode) -> ObjectInfo:
         """Put Blob (a block blob) with metadata, conditional per ``mode``
         (If-None-Match: * or If-Match: <etag>)."""
@@ -205,7 +205,7 @@ class RestBlobClient:
         return ObjectInfo(name, len(data), rheaders.get("ETag"), meta, http_date(rheaders.get("Last-Modified")))
 
     async def put_block(self, full: str, name: str,
-                        block_id: str, data: bytes) -> None:
+                        block_id: str, data: BytesLike) -> None:
         """Put Block with the base64 form of ``block_id``."""
         query = (("comp", "block"), ("blockid", block_id_b64(block_id)))
         await self._call("PUT", self._path(full), query, self._headers(),

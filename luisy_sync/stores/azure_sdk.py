@@ -20,7 +20,7 @@ from azure.storage.blob.aio import ContainerClient
 from luisy_sync.errors import TransientError
 from luisy_sync.stores.azure_errors import translate
 from luisy_sync.stores.azure_rest import CopyState, quoted_etag
-from luisy_sync.stores.base import BodySink, GetResult, ObjectInfo, PutMode, feed_sink
+from luisy_sync.stores.base import BodySink, BytesLike, GetResult, ObjectInfo, PutMode, feed_sink
 
 
 def _seconds(when: Any) -> float | None:
@@ -40,6 +40,11 @@ def _conditions(mode: PutMode) -> dict[str, Any]:
     if mode.kind == "update":
         return {"etag": mode.etag, "match_condition": MatchConditions.IfNotModified}
     return {}
+
+
+def _as_bytes(data: BytesLike) -> bytes:
+    """``data`` as bytes: the SDK takes a view for an iterable of chunks."""
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 class SdkBlobClient:
@@ -104,22 +109,23 @@ class SdkBlobClient:
             return GetResult(b"", etag)
         return GetResult(data, etag)
 
-    async def put(self, full: str, name: str, data: bytes, metadata: Mapping[str, str] | None,
+    async def put(self, full: str, name: str, data: BytesLike, metadata: Mapping[str, str] | None,
                   mode: PutMode) -> ObjectInfo:
         """Put Blob with metadata, conditional per ``mode``."""
         try:
             blob = self._container().get_blob_client(full)
-            result = await blob.upload_blob(data, overwrite=True, metadata=dict(metadata or {}),
-                                            length=len(data), max_concurrency=1, **_conditions(mode))
+            body = _as_bytes(data)
+            result = await blob.upload_blob(body, overwrite=True, metadata=dict(metadata or {}),
+                                            length=len(body), max_concurrency=1, **_conditions(mode))
         except Exception as exc:
             raise self._error(exc, f"put {name!r}") from None
         return ObjectInfo(name, len(data), quoted_etag(result.get("etag")), dict(metadata or {}),
                           _seconds(result.get("last_modified")))
 
-    async def put_block(self, full: str, name: str, block_id: str, data: bytes) -> None:
+    async def put_block(self, full: str, name: str, block_id: str, data: BytesLike) -> None:
         """Put Block (``block_id`` travels base64-encoded)."""
         try:
-            body = data if isinstance(data, bytes) else bytes(data)  # the SDK wants bytes, not a view
+            body = _as_bytes(data)
             await self._container().get_blob_client(full).stage_block(block_id, body, length=len(body))
         except Exception as exc:
             raise self._error(exc, f"stage block {block_id!r} of {name!r}") from None

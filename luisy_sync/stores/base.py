@@ -40,6 +40,7 @@ from typing import Callable, ClassVar, Literal, Mapping, Protocol, Sequence, run
 
 import anyio
 
+from luisy_sync.blockio import BytesLike
 from luisy_sync.errors import StoreError
 
 DIGEST_KEY = "xxh3"
@@ -161,13 +162,13 @@ class Store(Protocol):
         version read; a range past the end gives no bytes. Raises NotFoundError."""
         ...
 
-    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+    async def put(self, name: str, data: BytesLike, *, metadata: Mapping[str, str] | None = None,
                   mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
         """Write a whole object in one request; returns its info with the new ETag.
         Raises PreconditionFailed when ``mode``'s condition fails."""
         ...
 
-    async def put_block(self, name: str, block_id: str, data: bytes) -> None:
+    async def put_block(self, name: str, block_id: str, data: BytesLike) -> None:
         """Stage one block of a large object; invisible until commit_blocks."""
         ...
 

@@ -42,7 +42,7 @@ from luisy_sync.conventions import STORE_DIR
 from luisy_sync.errors import (ContainerNotFound, NotFoundError, PreconditionFailed,
                                StoreError, TransientError)
 import luisy_sync.stores.local_blocks as local_blocks
-from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode, check_range
+from luisy_sync.stores.base import DIGEST_KEY, BytesLike, GetResult, ObjectInfo, PutMode, check_range
 from luisy_sync.stores.local_files import (NO_HARD_LINK, clone_file, etag_of, info_of, link_unnamed,
                                            same_file, stat_etag, tmpfile_supported, write_content,
                                            write_unnamed)
@@ -51,8 +51,8 @@ from luisy_sync.stores.local_paths import link_error, lstat_object, object_path,
 
 T = TypeVar("T")
 
-PutItem = (tuple[str, bytes, Mapping[str, str] | None]
-           | tuple[str, bytes, Mapping[str, str] | None, PutMode])
+PutItem = (tuple[str, BytesLike, Mapping[str, str] | None]
+           | tuple[str, BytesLike, Mapping[str, str] | None, PutMode])
 """One item of ``put_many``: ``(name, data, metadata)``, optionally with a PutMode."""
 
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
@@ -122,7 +122,7 @@ class LocalStore:
             raise IsADirectoryError(path)
         return st
 
-    def _write_many(self, items: Sequence[tuple[str, Iterable[bytes], Mapping[str, str] | None]],
+    def _write_many(self, items: Sequence[tuple[str, Iterable[BytesLike], Mapping[str, str] | None]],
                     op: str = "write") -> builtins.list[ObjectInfo | Exception]:
         """Write objects: their content files (unnamed, or temp files), one index commit
         for all their rows, then their publication (link or rename) into place."""
@@ -131,7 +131,7 @@ class LocalStore:
             out += self._write_chunk(items[start:start + _OPEN_FILES], op)
         return out
 
-    def _write_chunk(self, items: Sequence[tuple[str, Iterable[bytes], Mapping[str, str] | None]],
+    def _write_chunk(self, items: Sequence[tuple[str, Iterable[BytesLike], Mapping[str, str] | None]],
                      op: str) -> builtins.list[ObjectInfo | Exception]:
         out: list[ObjectInfo | Exception] = []
         ready: list[tuple[int, Change, str | int, str]] = []  # temp path or unnamed fd
@@ -207,7 +207,7 @@ class LocalStore:
             raise TransientError(f"write {name!r} in local store {self.root}: the file could not be "
                                  f"linked into place ({exc.strerror or exc}); retry") from None
 
-    def _write_one(self, name: str, chunks: Iterable[bytes], metadata: Mapping[str, str] | None,
+    def _write_one(self, name: str, chunks: Iterable[BytesLike], metadata: Mapping[str, str] | None,
                    op: str = "write") -> ObjectInfo:
         [result] = self._write_many([(name, chunks, metadata)], op)
         if isinstance(result, Exception):
@@ -427,7 +427,7 @@ class LocalStore:
     def _put_many(self, items: Sequence[PutItem]) -> builtins.list[ObjectInfo | Exception]:
         """Overwrites share one index commit; conditional writes go one by one."""
         out: list[ObjectInfo | Exception] = []
-        plain: list[tuple[int, tuple[str, Iterable[bytes], Mapping[str, str] | None]]] = []
+        plain: list[tuple[int, tuple[str, Iterable[BytesLike], Mapping[str, str] | None]]] = []
         for item in items:
             name, data, metadata = item[0], item[1], item[2]
             mode = item[3] if len(item) > 3 else PutMode.OVERWRITE
@@ -479,7 +479,7 @@ class LocalStore:
         """Whole contents of many (small) objects in one thread call; per-name errors."""
         return await self._call("read", names[0] if names else "", self._get_many, list(names))
 
-    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+    async def put(self, name: str, data: BytesLike, *, metadata: Mapping[str, str] | None = None,
                   mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
         """Write a whole object atomically; a conditional ``mode`` is checked atomically
         across processes (inside the index transaction)."""
@@ -492,7 +492,7 @@ class LocalStore:
         each, like ``put``); overwrites share one index commit; per-item errors."""
         return await self._call("write", items[0][0] if items else "", self._put_many, list(items))
 
-    async def put_block(self, name: str, block_id: str, data: bytes) -> None:
+    async def put_block(self, name: str, block_id: str, data: BytesLike) -> None:
         """Stage one block under the bookkeeping directory."""
         await self._call("stage a block of", name, self._put_block, name, block_id, data)
 

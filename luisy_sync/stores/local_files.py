@@ -28,7 +28,7 @@ import xxhash
 
 from luisy_sync.atomic import fill, open_in_made_dir, remove_quietly, write_temp
 from luisy_sync.conventions import temp_path
-from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo
+from luisy_sync.stores.base import DIGEST_KEY, BytesLike, ObjectInfo
 from luisy_sync.stores.local_index import Row
 
 NO_HARD_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP,
@@ -41,7 +41,7 @@ def content_etag(data: bytes) -> str:
     return f'"{xxhash.xxh3_64_hexdigest(data)}"'
 
 
-def write_content(path: str, chunks: Iterable[bytes], fsync: bool) -> tuple[str, os.stat_result, str]:
+def write_content(path: str, chunks: Iterable[BytesLike], fsync: bool) -> tuple[str, os.stat_result, str]:
     """A temp file beside ``path`` holding ``chunks``: (temp path, its stat, content ETag)."""
     hasher = xxhash.xxh3_64()
     tmp, st = write_temp(path, chunks, fsync=fsync, hasher=hasher)
@@ -77,7 +77,7 @@ def tmpfile_supported() -> bool:
             and os.link in os.supports_follow_symlinks and _proc_fd() is not None)
 
 
-def write_unnamed(path: str, chunks: Iterable[bytes], fsync: bool) -> tuple[int, os.stat_result, str] | None:
+def write_unnamed(path: str, chunks: Iterable[BytesLike], fsync: bool) -> tuple[int, os.stat_result, str] | None:
     """An unnamed file in the directory of ``path`` (made when missing) holding
     ``chunks``: (its open fd, its stat, content ETag). None when the filesystem has no
     unnamed files (then write a temp file). The caller links it with ``link_unnamed`` or

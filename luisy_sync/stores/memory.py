@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 from luisy_sync.errors import (BlocksNotStaged, ContainerNotFound, NotFoundError, PreconditionFailed,
                                StoreError)
 from luisy_sync.paths import safe_relpath
-from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode, check_range
+from luisy_sync.stores.base import BytesLike, GetResult, ObjectInfo, PutMode, check_range
 
 
 @dataclass
@@ -74,7 +74,7 @@ class MemoryStore:
         end = len(obj.data) if length is None else start + length
         return GetResult(obj.data[start:end], obj.etag)
 
-    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+    async def put(self, name: str, data: BytesLike, *, metadata: Mapping[str, str] | None = None,
                   mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
         """Write a whole object; raises PreconditionFailed when ``mode``'s condition fails."""
         name = self._check(name)
@@ -87,7 +87,7 @@ class MemoryStore:
         self._objects[name] = obj
         return self._info(name, obj)
 
-    async def put_block(self, name: str, block_id: str, data: bytes) -> None:
+    async def put_block(self, name: str, block_id: str, data: BytesLike) -> None:
         """Stage one block; invisible until commit_blocks."""
         name = self._check(name)
         staged = self._staged.setdefault(name, {})

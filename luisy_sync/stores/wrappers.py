@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import anyio
 
-from luisy_sync.stores.base import GetResult, ObjectInfo, PutMode, Store
+from luisy_sync.stores.base import BytesLike, GetResult, ObjectInfo, PutMode, Store
 
 BATCH_VERBS = ("put_many", "get_many")
 """The optional batch capabilities a wrapper forwards when its inner store has them."""
@@ -77,13 +77,13 @@ class ForwardingStore:
         got: GetResult = await self._forward("get", name, start, length)
         return got
 
-    async def put(self, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+    async def put(self, name: str, data: BytesLike, *, metadata: Mapping[str, str] | None = None,
                   mode: PutMode = PutMode.OVERWRITE) -> ObjectInfo:
         """``inner.put``."""
         info: ObjectInfo = await self._forward("put", name, data, metadata=metadata, mode=mode)
         return info
 
-    async def put_block(self, name: str, block_id: str, data: bytes) -> None:
+    async def put_block(self, name: str, block_id: str, data: BytesLike) -> None:
         """``inner.put_block``."""
         await self._forward("put_block", name, block_id, data)
 

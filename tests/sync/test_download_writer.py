@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from luisy_sync import download_writer
+from luisy_sync.budget import BufferPool
 from luisy_sync.download_writer import ChunkPool, OrderedWriter, RangeSink
 from luisy_sync.errors import IntegrityError, ShortReadError, TransientError
 from luisy_sync.hashing import hash_bytes
@@ -97,6 +98,18 @@ def test_chunk_pool_makes_chunks_as_needed_and_wakes_waiters_in_order() -> None:
     assert woken == ["first"] and pool.take(first) is a
     pool.give(b)
     assert woken == ["first", "second"]
+
+
+def test_chunk_pool_takes_its_chunks_from_a_source_and_gives_them_back_on_close() -> None:
+    source = BufferPool(1 << 20)
+    first = ChunkPool(2, 8, source)
+    a, b = first.take(lambda: None), first.take(lambda: None)
+    assert a is not None and b is not None
+    first.give(a)
+    first.give(b)
+    first.close()
+    second = ChunkPool(2, 8, source)
+    assert {id(second.take(lambda: None)), id(second.take(lambda: None))} == {id(a), id(b)}
 
 
 async def test_range_sink_hands_full_chunks_on_and_resumes_after_a_cut(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 import xxhash
 
 from luisy_sync.atomic import atomic_dir, atomic_path, publish, remove_path, write_atomic, write_temp
+from luisy_sync.blockio import read_expected
 from luisy_sync.conventions import is_temp_name
 
 
@@ -72,3 +73,27 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize(("content", "expected", "got"), [
+    (b"x" * 10, 10, 10),      # the expected size: one read
+    (b"x" * 12, 10, 11),      # grew: the byte of room shows it
+    (b"x" * 7, 10, 7),        # shrank
+    (b"", 0, 0),
+    (b"new", 0, 1),           # an empty file that grew is still caught
+])
+def test_read_expected_tells_the_expected_size_from_a_file_that_changed(tmp_path, monkeypatch, content: bytes,
+                                                                        expected: int, got: int) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(content)
+    calls = []
+    real = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda fd, views, offset: calls.append(offset) or real(fd, views, offset))
+    view = memoryview(bytearray(expected + 1))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert read_expected(fd, view, expected) == got
+    finally:
+        os.close(fd)
+    assert bytes(view[:got]) == content[:got]
+    assert len(calls) == (1 if got >= expected or got == 0 else 2)

@@ -19,7 +19,7 @@ from luisy_sync.stores.base import DIGEST_KEY
 from luisy_sync.stores.memory import MemoryStore
 from luisy_sync.stores.wrappers import CountingStore, Fault, FaultStore
 from luisy_sync.moves import download_paths, upload_paths
-from luisy_sync.transfer import Transfer
+from luisy_sync.transfer import READ_BUFFER_UNIT, Transfer
 from luisy_sync.tree import FileEntry, Tree
 
 BLOCK = 256 * 1024
@@ -326,3 +326,41 @@ async def test_ranges_arriving_early_are_hashed_in_order_kept_or_read_back(tmp_p
                                   transfer=moving)
     assert result.done == ["big.bin"] and (tmp_path / "big.bin").read_bytes() == data
     assert moving.budget.held == 0 and 6 * BLOCK >= moving.budget.peak > 4 * BLOCK
+
+
+async def test_a_batch_read_into_one_buffer_keeps_each_file_to_its_own_part(tmp_path: Path) -> None:
+    """Small files of a batch share one pooled buffer: a file that grew or shrank since it
+    was listed fails alone, its neighbours are stored byte for byte, and a second batch
+    reuses the buffer the first one gave back."""
+    files = {f"d/{i}.bin": os.urandom(1000 + i) for i in range(6)}
+    tree = write_tree(tmp_path / "src", files)
+    (tmp_path / "src" / "d/1.bin").write_bytes(files["d/1.bin"] + b"grown")
+    (tmp_path / "src" / "d/4.bin").write_bytes(files["d/4.bin"][:-7])
+    store = MemoryStore()
+    moving = transfer()
+    taken: list[int] = []
+    real_take = moving.buffers.take
+
+    def take(size: int) -> bytearray:
+        buffer = real_take(size)
+        taken.append(id(buffer))
+        return buffer
+
+    moving.buffers.take = take  # type: ignore[method-assign]
+    result = await upload_paths(store, tree.root, list(tree), tree, transfer=moving)
+    assert [p for p, _ in result.failed] == ["d/1.bin", "d/4.bin"]
+    assert "size larger" in result.failed[0][1] and "size 997, expected 1004" in result.failed[1][1]
+    for rel in ("d/0.bin", "d/2.bin", "d/3.bin", "d/5.bin"):
+        assert (await store.get(rel)).data == files[rel]
+    again = await upload_paths(MemoryStore(), tree.root, ["d/0.bin"], tree, transfer=moving)
+    assert again.done == ["d/0.bin"] and taken[-1] == taken[0] and moving.budget.held == 0
+
+
+def test_read_buffers_come_in_whole_units_and_are_reused() -> None:
+    moving = transfer()
+    with moving.read_buffer(10) as first:
+        assert len(first) == READ_BUFFER_UNIT
+        with moving.read_buffer(READ_BUFFER_UNIT + 1) as second:
+            assert len(second) == 2 * READ_BUFFER_UNIT
+    with moving.read_buffer(READ_BUFFER_UNIT) as again:
+        assert again is first
