@@ -14,7 +14,7 @@ import pytest
 from luisy_sync.conventions import STORE_DIR, TEMP_NAME
 from luisy_sync.errors import ContainerNotFound, NotFoundError, PreconditionFailed, StoreError, UnsafePathError
 from luisy_sync.stores.base import DIGEST_KEY, GetResult, ObjectInfo, PutMode
-import luisy_sync.stores.local as local_module
+import luisy_sync.stores.local_writes as local_writes_module
 import luisy_sync.stores.local_files as local_files
 from luisy_sync.stores.local import LocalStore
 from luisy_sync.stores.local_files import content_etag
@@ -373,15 +373,14 @@ async def test_copy_records_its_row_again_when_a_concurrent_write_pruned_it(
         local_store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """A link keeps the source's (old) mtime, so a concurrent write of dst, which prunes
     the rows of dst that look stale, may drop the copy's row before its rename lands."""
-    from luisy_sync.stores import local as local_module
-    from luisy_sync.stores import local_index
+    from luisy_sync.stores import local_index, local_writes
     from luisy_sync.stores.local_index import Change
 
     root = Path(local_store.root)
     await local_store.put("dst", b"old")
     await local_store.put("src", b"new", metadata={DIGEST_KEY: "1" * 32})
     monkeypatch.setattr(local_index, "STALE_ROW_NS", 0)  # every row not at its name looks stale
-    monkeypatch.setattr(local_module, "STALE_ROW_NS", 0)
+    monkeypatch.setattr(local_writes, "STALE_ROW_NS", 0)
     real_replace = os.replace
 
     def concurrent_write_first(tmp: str, final: str) -> None:
@@ -445,7 +444,7 @@ async def test_new_names_are_written_unnamed_and_linked_after_their_row(
         real_link(fd, path)
 
     monkeypatch.setattr(index, "apply", apply)
-    monkeypatch.setattr(local_module, "link_unnamed", link)
+    monkeypatch.setattr(local_writes_module, "link_unnamed", link)
     fds = _open_fds()
     results = await local_store.put_many([("d/new", b"new", {DIGEST_KEY: "1" * 32}),
                                           ("e/f/g", b"deep", {DIGEST_KEY: "2" * 32}),
@@ -498,7 +497,7 @@ async def test_unnamed_write_races(local_store: LocalStore, monkeypatch: pytest.
 
 async def test_writes_use_temp_names_where_unnamed_files_are_unsupported(
         local_store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_module, "write_unnamed", lambda path, chunks, fsync: None)
+    monkeypatch.setattr(local_writes_module, "write_unnamed", lambda path, chunks, fsync: None)
     replaced: list[str] = []
     real_replace = os.replace
 
