@@ -88,7 +88,7 @@ def _read_whole(transfer: "Transfer", full: str, path: str, entry: FileEntry,
 def _read_many(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry, str]],
                buffer: bytearray | None = None) -> list[tuple[memoryview, str] | Exception]:
     """``_read_whole`` of every file of a batch in one thread call (per-file errors), into
-    consecutive parts of ``buffer`` (``batch_room`` bytes) when given."""
+    consecutive parts of ``buffer`` (``_batch_room`` bytes) when given."""
     out: list[tuple[memoryview, str] | Exception] = []
     view, at = (None, 0) if buffer is None else (memoryview(buffer), 0)
     for path, entry, _ in batch:
@@ -101,7 +101,7 @@ def _read_many(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry
     return out
 
 
-def batch_room(batch: list[tuple[str, FileEntry, str]]) -> int:
+def _batch_room(batch: list[tuple[str, FileEntry, str]]) -> int:
     """The bytes a buffer needs to read every file of ``batch`` (one more per file)."""
     return sum(entry.size + 1 for _, entry, _ in batch)
 
@@ -123,7 +123,7 @@ async def upload_batch(transfer: "Transfer", store: Store, root: str,
     policy."""
     outcomes: list[BaseException | str] = [""] * len(batch)
     async with transfer.budget.hold(sum(entry.size for _, entry, _ in batch)):
-        with transfer.read_buffer(batch_room(batch)) as buffer:
+        with transfer.read_buffer(_batch_room(batch)) as buffer:
             read = await transfer.in_thread(_read_many, transfer, root, batch, buffer)
             await _store_batch(transfer, store, batch, read, outcomes)
     return outcomes
