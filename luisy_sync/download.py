@@ -268,16 +268,6 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
 
 
 @contextlib.asynccontextmanager
-async def _pool_closed(pool: ChunkPool) -> AsyncIterator[None]:
-    """``pool`` handed back to the transfer's buffers once the block was left (after the
-    writer in it ended, so every chunk is back)."""
-    try:
-        yield
-    finally:
-        pool.close()
-
-
-@contextlib.asynccontextmanager
 async def _writing(fd: int, keep_limit: int) -> AsyncIterator[OrderedWriter]:
     """An OrderedWriter for ``fd`` whose thread has ended when the block is left (so the
     descriptor can be closed), however it is left."""
@@ -301,12 +291,12 @@ async def _stream_ranges(transfer: "Transfer", get_stream: Callable[..., Awaitab
     ranges = collections.deque((offset, min(span, entry.size - offset))
                                for offset in range(0, entry.size, span))
     held = await transfer.budget.acquire(min(STREAM_MEMORY, entry.size))
+    chunk = min(STREAM_CHUNK, held)
+    pool = ChunkPool(held // chunk, chunk, transfer.buffers)
     try:
-        chunk = min(STREAM_CHUNK, held)
-        pool = ChunkPool(held // chunk, chunk, transfer.buffers)
         # chunks kept for the in-order hash: at most half the pool, so the rest always
         # cycles and the read the hash waits for can go on
-        async with _pool_closed(pool), _writing(fd, keep_limit=(held // chunk // 2) * chunk) as writer:
+        async with _writing(fd, keep_limit=(held // chunk // 2) * chunk) as writer:
             async def reader() -> None:
                 while ranges and writer.error is None:
                     offset, length = ranges.popleft()
@@ -328,7 +318,8 @@ async def _stream_ranges(transfer: "Transfer", get_stream: Callable[..., Awaitab
                 for _ in range(min(STREAMS_PER_FILE, len(ranges))):
                     tg.start_soon(reader)
         return writer
-    finally:
+    finally:  # the writer has ended: every chunk is back in the pool
+        pool.close()
         transfer.budget.release(held)
 
 
