@@ -31,7 +31,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from luisy_sync.errors import NotFoundError, PreconditionFailed, StoreError, TransientError
 from luisy_sync.paths import safe_relpath
 from luisy_sync.stores.azure_errors import scrub
-from luisy_sync.stores.azure_sdk import SdkBlobClient
+from luisy_sync.stores.azure_sdk import SDK_GET_PIECE, SdkBlobClient
 from luisy_sync.stores.azure_auth import request_auth
 from luisy_sync.stores.azure_credentials import resolve_credentials
 from luisy_sync.stores.azure_rest import CopyState, RestBlobClient
@@ -161,6 +161,8 @@ class AzureBlobStore:
             transport = AioHttpTransport(session=self._session, session_owner=False)
             self._service = BlobServiceClient(self.account_url, credential=self._credential,
                                               transport=transport, retry_total=0,
+                                              max_single_get_size=SDK_GET_PIECE,
+                                              max_chunk_get_size=SDK_GET_PIECE,
                                               connection_timeout=self._connection_timeout,
                                               read_timeout=self._read_timeout)
             self._client = self._service.get_container_client(self.container)
@@ -208,7 +210,7 @@ class AzureBlobStore:
     async def get_stream(self, name: str, start: int, length: int, sink: BodySink) -> GetResult:
         """``get(name, start, length)`` with the bytes handed to ``sink`` as they arrive
         (on the fast path straight from the socket, reading paused while the sink
-        is full; the SDK path reads the range, then hands it over). The result's data is
+        is full; the SDK path in pieces of ``SDK_GET_PIECE``). The result's data is
         empty; a range past the end delivers ``sink.start(0)``."""
         check_range(name, start, length)
         full = self._full(name)

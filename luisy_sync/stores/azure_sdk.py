@@ -23,6 +23,11 @@ from luisy_sync.stores.azure_rest import CopyState, quoted_etag
 from luisy_sync.stores.base import BodySink, BytesLike, GetResult, ObjectInfo, PutMode, feed_sink
 
 
+SDK_GET_PIECE = 4 * 2 ** 20
+"""Bytes the SDK reads per request and holds at once (its first and later range reads);
+a streamed read on this path goes to its sink piece by piece, not in one piece."""
+
+
 def _seconds(when: Any) -> float | None:
     """POSIX seconds of the SDK's ``last_modified`` (an aware datetime), None if absent."""
     return None if when is None else float(when.timestamp())
@@ -86,27 +91,32 @@ class SdkBlobClient:
     async def get(self, full: str, name: str, start: int, length: int | None,
                   what: str, sink: BodySink | None = None) -> GetResult | None:
         """Get Blob (ranged unless whole); None when ``start`` is at or past the end;
-        a short body is TransientError. ``sink``: the bytes go there once read (the
-        result's data is then empty)."""
+        a short body is TransientError. ``sink``: the bytes go there as each piece is
+        read (the result's data is then empty)."""
         try:
             blob = self._container().get_blob_client(full)
             offset = None if start == 0 and length is None else start
             stream = await blob.download_blob(offset=offset, length=length, max_concurrency=1)
-            data = await stream.readall()
+            if sink is None:
+                data = await stream.readall()
+                received = len(data)
+            else:  # piece by piece (SDK_GET_PIECE each, the same version): memory stays flat
+                data, received = b"", 0
+                sink.start(stream.size)
+                async for piece in stream.chunks():
+                    await feed_sink(sink, piece, start=False)
+                    received += len(piece)
         except HttpResponseError as exc:
             if exc.status_code == 416:  # start at or beyond the end: nothing there
                 return None
             raise self._error(exc, what) from None
         except Exception as exc:
             raise self._error(exc, what) from None
-        if len(data) != stream.size:
-            raise TransientError(f"read {name!r}: received {len(data)} of {stream.size} bytes; "
+        if received != stream.size:
+            raise TransientError(f"read {name!r}: received {received} of {stream.size} bytes; "
                                  "the connection was cut, the read can be retried")
         etag = quoted_etag(stream.properties.etag)
         assert etag is not None
-        if sink is not None:
-            await feed_sink(sink, data)
-            return GetResult(b"", etag)
         return GetResult(data, etag)
 
     async def put(self, full: str, name: str, data: BytesLike, metadata: Mapping[str, str] | None,

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import tracemalloc
 
 import pytest
+import xxhash
 
 from benchmarks.azurite import ACCOUNT, KEY, Azurite
 from luisy_sync.errors import AuthError, BlocksNotStaged, NotFoundError, StoreError, TransientError
@@ -14,6 +17,7 @@ from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.azure_errors import translate_status
 from luisy_sync.stores.azure_auth import SharedKeyAuth
 from luisy_sync.stores.azure_rest import RestBlobClient, block_id_b64
+from luisy_sync.stores.azure_sdk import SDK_GET_PIECE
 from luisy_sync.stores.http1 import HttpPool
 from luisy_sync.stores.base import GetResult
 
@@ -98,6 +102,45 @@ async def test_range_edges_and_missing(azurite: Azurite, container_name: str) ->
             await store.head("nope")
         with pytest.raises(NotFoundError):
             (await store.get("nope")).data
+
+
+class _SmallSink:
+    """A BodySink with one 256 KiB buffer that hashes what lands in it."""
+
+    def __init__(self) -> None:
+        self.buf, self.hasher, self.length, self.got = bytearray(256 * 1024), xxhash.xxh3_128(), -1, 0
+
+    def start(self, length: int) -> None:
+        self.length = length
+
+    def buffer(self, wake):
+        return memoryview(self.buf)
+
+    def received(self, nbytes: int) -> None:
+        self.hasher.update(memoryview(self.buf)[:nbytes])
+        self.got += nbytes
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize("fast", [True, False])
+async def test_streamed_range_holds_pieces_not_the_range(azurite: Azurite, container_name: str,
+                                                         fast: bool) -> None:
+    """get_stream hands a 40 MiB range over as it arrives on both paths: the client never
+    holds the range (the SDK path holds a few pieces of SDK_GET_PIECE at a time)."""
+    data = os.urandom(40 * 2 ** 20 + 5)
+    async with _store(azurite, container_name, fast) as store:
+        await store.ensure_container()
+        etag = (await store.put("big", data)).etag
+        sink = _SmallSink()
+        tracemalloc.start()
+        try:
+            got = await store.get_stream("big", 3, len(data) - 3, sink)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert got == GetResult(b"", etag) and (sink.length, sink.got) == (len(data) - 3, len(data) - 3)
+    assert sink.hasher.hexdigest() == xxhash.xxh3_128(data[3:]).hexdigest()
+    assert peak < 5 * SDK_GET_PIECE, f"held {peak} bytes at once"
 
 
 def test_fast_path_selection(monkeypatch: pytest.MonkeyPatch) -> None:
