@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -67,8 +68,7 @@ def resolve_credentials(container: str | None, prefix: str = "", *, account_url:
         secrets.append(parts.query)
         path = [p for p in parts.path.split("/") if p]
         account_url = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-        # Azurite style endpoints carry the account name as the first path segment.
-        if path and parts.netloc.split(":")[0] in ("127.0.0.1", "localhost"):
+        if path and _path_style(parts.hostname or ""):
             account_url += "/" + path.pop(0)
         if path:
             container = path[0]
@@ -123,12 +123,22 @@ def _check_key(key: str) -> None:
                           "storage account's access keys") from None
 
 
+def _path_style(host: str) -> bool:
+    """Whether an endpoint on ``host`` names the account in its first path segment
+    (Azurite, or any IP address) instead of in the host name."""
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _account_from_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if host in ("127.0.0.1", "localhost") or host.replace(".", "").isdigit():
-        return parts.path.strip("/").split("/")[0]
-    return host.split(".")[0]
+    return parts.path.strip("/").split("/")[0] if _path_style(host) else host.split(".")[0]
 
 
 def _default_credential() -> Any:

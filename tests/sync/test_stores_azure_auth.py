@@ -126,3 +126,15 @@ def test_which_credential_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -
     assert not AzureBlobStore("c", account_url=URL, credential=tokens, fast_path=False).fast_path
     monkeypatch.setenv("LUISY_SYNC_AZURE_FASTPATH", "0")
     assert not AzureBlobStore.from_sas_url(f"{URL}/c?{SAS}").fast_path
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:10000", "localhost:10000", "10.1.2.3", "[::1]:10000"])
+def test_ip_and_localhost_endpoints_name_the_account_in_the_path(host: str) -> None:
+    """Azurite and IP endpoints are path-style (…/<account>/<container>) for a SAS URL and
+    for an account URL with a key alike; a DNS name carries the account in the host."""
+    sas = AzureBlobStore.from_sas_url(f"http://{host}/{ACCOUNT}/box/pre?sv=1&sig=x")
+    assert (sas.account_url, sas.container, sas.prefix) == (f"http://{host}/{ACCOUNT}", "box", "pre")
+    keyed = AzureBlobStore("box", account_url=f"http://{host}/{ACCOUNT}", credential=KEY)
+    assert keyed._credential.named_key.name == ACCOUNT
+    named = AzureBlobStore("box", account_url="https://acct.blob.core.windows.net", credential=KEY)
+    assert named._credential.named_key.name == "acct"
