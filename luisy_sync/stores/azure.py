@@ -63,7 +63,7 @@ class BlobRequests(Protocol):
     async def put_block(self, full: str, name: str, block_id: str, data: BytesLike) -> None: ...
 
     async def commit_blocks(self, full: str, name: str, block_ids: Sequence[str],
-                            metadata: Mapping[str, str] | None) -> ObjectInfo: ...
+                            metadata: Mapping[str, str] | None, size: int | None) -> ObjectInfo: ...
 
     async def start_copy(self, full_src: str, full: str, name: str, source_etag: str | None,
                          what: str) -> CopyState: ...
@@ -111,6 +111,8 @@ class AzureBlobStore:
         self._service: BlobServiceClient | None = None
         self._client: ContainerClient | None = None
         self.copy_timeout = copy_timeout
+        self._staged: dict[tuple[str, str], int] = {}
+        """(full name, block id) -> length of each block this store staged and did not commit yet."""
         self._sdk = SdkBlobClient(self._container, container, self.account_url, self._secrets,
                                   credential.signature if isinstance(credential, AzureSasCredential) else None)
         if fast_path is None:
@@ -228,12 +230,21 @@ class AzureBlobStore:
 
     async def put_block(self, name: str, block_id: str, data: BytesLike) -> None:
         """Put Block (``block_id`` travels base64-encoded)."""
-        await self._requests.put_block(self._full(name), name, block_id, data)
+        full = self._full(name)
+        await self._requests.put_block(full, name, block_id, data)
+        self._staged[(full, block_id)] = len(data)
 
     async def commit_blocks(self, name: str, block_ids: Sequence[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-        """Put Block List with metadata, then read back the committed size."""
-        return await self._requests.commit_blocks(self._full(name), name, block_ids, metadata)
+        """Put Block List with metadata. The committed size is the sum of the blocks'
+        lengths when this store staged them all (no request more), else read back."""
+        full = self._full(name)
+        sizes = [self._staged.get((full, block_id)) for block_id in block_ids]
+        known = None if None in sizes else sum(s or 0 for s in sizes)
+        info = await self._requests.commit_blocks(full, name, block_ids, metadata, known)
+        for block_id in block_ids:
+            self._staged.pop((full, block_id), None)
+        return info
 
     async def copy(self, src: str, dst: str) -> ObjectInfo:
         """Copy Blob from ``src``'s URL (same account): Get Blob Properties of ``src``, then

@@ -211,18 +211,21 @@ class RestBlobClient:
         await self._call("PUT", self._path(full), query, self._headers(),
                          f"stage block {block_id!r} of {name!r}", data, "application/octet-stream")
 
-    async def commit_blocks(self, full: str, name: str,
-                            block_ids: Sequence[str], metadata: Mapping[str, str] | None) -> ObjectInfo:
-        """Put Block List (all ids as Latest) with metadata, then read back the size."""
+    async def commit_blocks(self, full: str, name: str, block_ids: Sequence[str],
+                            metadata: Mapping[str, str] | None, size: int | None) -> ObjectInfo:
+        """Put Block List (all ids as Latest) with metadata; the committed size is ``size``
+        (the blocks' lengths as staged), or read back when that is None."""
         meta = dict(metadata or {})
         body = ('<?xml version="1.0" encoding="utf-8"?><BlockList>'
                 + "".join(f"<Latest>{block_id_b64(b)}</Latest>" for b in block_ids)
                 + "</BlockList>").encode("utf-8")
         headers = self._headers({_META + k: v for k, v in meta.items()})
-        await self._call("PUT", self._path(full), (("comp", "blocklist"),), headers,
-                         f"commit {name!r}", body, "application/xml",
-                         _header_sort(meta) if meta else plain_sort)
-        return await self.head(full, name, f"commit {name!r}")
+        _, rheaders, _ = await self._call("PUT", self._path(full), (("comp", "blocklist"),), headers,
+                                          f"commit {name!r}", body, "application/xml",
+                                          _header_sort(meta) if meta else plain_sort)
+        if size is None:
+            return await self.head(full, name, f"commit {name!r}")
+        return ObjectInfo(name, size, rheaders.get("ETag"), meta, http_date(rheaders.get("Last-Modified")))
 
     async def start_copy(self, full_src: str, full: str, name: str, source_etag: str | None,
                          what: str) -> CopyState:

@@ -141,16 +141,20 @@ class SdkBlobClient:
             raise self._error(exc, f"stage block {block_id!r} of {name!r}") from None
 
     async def commit_blocks(self, full: str, name: str, block_ids: Sequence[str],
-                            metadata: Mapping[str, str] | None) -> ObjectInfo:
-        """Put Block List with metadata, then read back the committed size."""
+                            metadata: Mapping[str, str] | None, size: int | None) -> ObjectInfo:
+        """Put Block List with metadata; the committed size is ``size``, or read back
+        when that is None."""
+        meta = dict(metadata or {})
         try:
             blob = self._container().get_blob_client(full)
-            await blob.commit_block_list([BlobBlock(block_id=b) for b in block_ids],
-                                         metadata=dict(metadata or {}))
-            props = await blob.get_blob_properties()
+            done = await blob.commit_block_list([BlobBlock(block_id=b) for b in block_ids], metadata=meta)
+            if size is None:
+                return _info(name, await blob.get_blob_properties())
         except Exception as exc:
             raise self._error(exc, f"commit {name!r}") from None
-        return _info(name, props)
+        etag = done.get("etag")
+        return ObjectInfo(name, size, quoted_etag(etag if isinstance(etag, str) else None), meta,
+                          _seconds(done.get("last_modified")))
 
     async def start_copy(self, full_src: str, full: str, name: str, source_etag: str | None,
                          what: str) -> CopyState:

@@ -17,7 +17,7 @@ from luisy_sync.stores.azure import AzureBlobStore
 from luisy_sync.stores.azure_errors import translate_status
 from luisy_sync.stores.azure_auth import SharedKeyAuth
 from luisy_sync.stores.azure_rest import RestBlobClient, block_id_b64
-from luisy_sync.stores.azure_sdk import SDK_GET_PIECE
+from luisy_sync.stores.azure_sdk import SDK_GET_PIECE, SdkBlobClient
 from luisy_sync.stores.http1 import HttpPool
 from luisy_sync.stores.base import GetResult
 
@@ -68,6 +68,31 @@ async def test_blocks_staged_by_one_path_commit_with_the_other(azurite: Azurite,
         info = await committer.commit_blocks("big #1", [b for b, _ in blocks], metadata={"xxh3": "a" * 32})
         assert (info.size, info.digest) == (5000, "a" * 32)
         assert (await stager.get("big #1")).data == b"".join(d for _, d in blocks)
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize("fast", [True, False])
+async def test_a_commit_of_blocks_it_staged_reads_nothing_back(azurite: Azurite, container_name: str,
+                                                               fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed size is the staged blocks' lengths: no Get Properties after the
+    commit, and the info says what a head of the object says."""
+    heads: list[str] = []
+    for client in (RestBlobClient, SdkBlobClient):
+        real = client.head
+        monkeypatch.setattr(client, "head", lambda self, full, name, what="", real=real:
+                            heads.append(name) or real(self, full, name, what))
+    async with _store(azurite, container_name, fast) as store:
+        await store.ensure_container()
+        for attempt in ("old", "new"):  # the second commit replaces the first
+            blocks = [(f"{attempt}-{i}", bytes([i]) * (1000 + i)) for i in range(3)]
+            for block_id, data in blocks:
+                await store.put_block("big", block_id, data)
+            info = await store.commit_blocks("big", [b for b, _ in blocks], metadata={"xxh3": "b" * 32})
+        assert heads == []
+        head = await store.head("big")
+        assert (info.size, info.etag, info.digest) == (head.size, head.etag, head.digest) == (3003, head.etag, "b" * 32)
+        assert info.modified is not None and abs(info.modified - (head.modified or 0)) < 2
+        assert store._staged == {}
 
 
 @pytest.mark.azurite
