@@ -47,11 +47,8 @@ def read_expected(fd: int, view: memoryview, expected: int) -> int:
     A file of the expected size takes one call (a regular file reads short only at its
     end), not a second one that finds the end."""
     done = _read_once(fd, view, 0)
-    while 0 < done < expected:
-        got = _read_once(fd, view[done:], done)
-        if not got:
-            break
-        done += got
+    if 0 < done < expected:  # read short (anything but a regular file): read on to the end
+        done += read_into(fd, view[done:], done)
     return done
 
 
