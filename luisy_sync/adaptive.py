@@ -163,6 +163,10 @@ class AdaptiveLimiter:
     async def acquire_on_behalf_of(self, token: object) -> None:
         await self._tokens.acquire_on_behalf_of(token)
 
+    def acquire_on_behalf_of_nowait(self, token: object) -> None:
+        """Take a slot for ``token`` now, or raise ``anyio.WouldBlock``."""
+        self._tokens.acquire_on_behalf_of_nowait(token)
+
     def release_on_behalf_of(self, token: object) -> None:
         self._tokens.release_on_behalf_of(token)
 

@@ -50,6 +50,15 @@ class ByteBudget:
             raise
         return amount
 
+    def try_acquire(self, nbytes: int) -> int | None:
+        """``acquire`` without the wait: the amount to release, or None when ``nbytes``
+        do not fit now (or others wait before)."""
+        amount = min(max(nbytes, 0), self.limit)
+        if self._waiters or self.held + amount > self.limit:
+            return None
+        self._take(amount)
+        return amount
+
     def release(self, amount: int) -> None:
         """Give back an amount returned by ``acquire``."""
         self.held -= amount

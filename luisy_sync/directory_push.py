@@ -10,14 +10,14 @@ while the listing is on its way (``luisy_sync.early_creates``).
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Any, Awaitable, Callable, Iterable
 
 import anyio
 from anyio.abc import TaskGroup
 
 from luisy_sync.concurrently import both, with_tasks
-from luisy_sync.early_creates import EarlyCreates, create_early, creates_early, pick, undo
+from luisy_sync.early_creates import (EarlyCreates, create_early, creates_early, pick, pick_large,
+                                      stage_blocks_early, undo)
 from luisy_sync.errors import ManifestError
 from luisy_sync.moves import upload_paths
 from luisy_sync.plan import Plan, plan_push
@@ -85,14 +85,26 @@ async def push_directory(target: Store, root: str, include: Any, exclude: Any, c
                 listed.set()
 
         async def scan_plan_upload(tasks: TaskGroup) -> tuple[Tree, Tree, Any, Plan, TransferResult, bool]:
-            async def walk_and_create() -> tuple[dict[str, FileEntry], list[Candidate], EarlyCreates]:
+            early = EarlyCreates()
+            try:
+                return await _scan_plan_upload(tasks, early)
+            finally:  # the block uploads begun early that never ran (an error came first)
+                early.discard_blocks()
+
+        async def _scan_plan_upload(tasks: TaskGroup, early: EarlyCreates
+                                    ) -> tuple[Tree, Tree, Any, Plan, TransferResult, bool]:
+            async def walk_and_create() -> tuple[dict[str, FileEntry], list[Candidate]]:
                 hits, misses = await walk()
                 if not creates_early(target) or listed.is_set():
-                    return hits, misses, EarlyCreates()
+                    return hits, misses
                 picked = pick(misses, transfer.request_limit, transfer.budget.limit // 2)
-                return hits, misses, await create_early(transfer, target, abs_root, picked, prefix, tasks)
+                await create_early(transfer, target, abs_root, picked, prefix, tasks, early)
+                large = pick_large(misses, transfer.block_size, early.ended)
+                if large is not None and not listed.is_set():
+                    await stage_blocks_early(transfer, target, abs_root, large, prefix, tasks, listed, early)
+                return hits, misses
 
-            (hits, misses, early), (before, listing) = await both(walk_and_create, read_remote)
+            (hits, misses), (before, listing) = await both(walk_and_create, read_remote)
             if early.read:  # the files read for early creates: their digests are known
                 hits = {**hits, **early.read}
                 misses = [c for c in misses if c[0] not in early.read]
@@ -120,9 +132,8 @@ async def push_directory(target: Store, root: str, include: Any, exclude: Any, c
                 raise
             if corrupt:
                 before = None
-            started = {p: partial(early.outcome, p) for p in plan.upload if p in early.ended}
             result = await upload_paths(target, abs_root, plan.upload, settled, prefix=prefix,
-                                        transfer=transfer, started=started)
+                                        transfer=transfer, started=early.started(transfer, plan.upload, settled))
             await early.all_ended()
             plan, result = _count_created(plan, result, settled, early.created)
             return settled, remote, before, plan, result, bool(later or early.read)

@@ -15,12 +15,19 @@ create's end instead of moving it again.
 When the plan refuses the push after all (a name the store cannot take, a corrupt
 manifest), each object created early is deleted again, and only in the version created
 (If-Match), so a refused push still leaves nothing behind.
+
+The first new file too large for one put starts too: its first blocks are read, hashed
+and staged while memory and request slots are free (``BlockUpload.stage_first``). Staged
+blocks are invisible until a commit, so nothing needs undoing: the plan's upload of that
+file stages the rest and commits (its progress counts the early blocks then), and a file
+the plan does not upload, or whose early blocks failed, is left as if never begun (its
+upload then starts over the usual way).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -29,12 +36,13 @@ from anyio.abc import TaskGroup
 
 from luisy_sync.conventions import object_name
 from luisy_sync.errors import one_line
+from luisy_sync.paths import join_under
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.scan import Candidate
 from luisy_sync.stores.base import DIGEST_KEY, PutMode, Store
 from luisy_sync.transfer import BATCH_FILE_MAX, Transfer
 from luisy_sync.tree import FileEntry
-from luisy_sync.upload import read_small_files
+from luisy_sync.upload import BlockUpload, read_small_files
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +52,16 @@ EARLY_FILE_MAX = BATCH_FILE_MAX
 
 @dataclass
 class EarlyCreates:
-    """The early creates of one push: ``read`` has every file read (its entry with the
-    digest of its bytes), ``created`` the ETag of each object created so far (by path)."""
+    """What one push began early: ``read`` has every file read for a create (its entry
+    with the digest of its bytes), ``created`` the ETag of each object created so far,
+    ``blocks`` the block uploads begun (each by path)."""
 
     read: dict[str, FileEntry] = field(default_factory=dict)
     created: dict[str, str | None] = field(default_factory=dict)
     ended: dict[str, anyio.Event] = field(default_factory=dict)
     """Per file being created: set once its create ended (whatever the outcome)."""
+    blocks: dict[str, BlockUpload] = field(default_factory=dict)
+    """Block uploads begun early, by path (``stage_blocks_early``)."""
 
     async def outcome(self, rel: str) -> str | None:
         """After the create of ``rel`` ended: the digest stored, or None (not created)."""
@@ -61,6 +72,31 @@ class EarlyCreates:
         """Wait until every create ended."""
         for event in self.ended.values():
             await event.wait()
+
+    def started(self, transfer: Transfer, upload: Iterable[str], local: Mapping[str, FileEntry]
+                ) -> dict[str, Callable[[], Awaitable[str | None]]]:
+        """For ``Transfer.run_files(started=...)``: the wait for the end of each file of
+        ``upload`` begun early. A block upload begun early goes on only for a file the plan
+        moves with no digest known (its entry then is the one it began with); the others
+        are discarded here."""
+        waits: dict[str, Callable[[], Awaitable[str | None]]] = {
+            p: partial(self.outcome, p) for p in upload if p in self.ended}
+        moves = set(upload)
+        for rel, begun in list(self.blocks.items()):
+            entry = local.get(rel)
+            if entry is not None and entry.digest is None and entry.size == begun.entry.size and rel in moves:
+                waits[rel] = partial(_finish_begun, transfer, begun)
+            else:
+                begun.discard()
+                del self.blocks[rel]
+        return waits
+
+    def discard_blocks(self) -> None:
+        """Give up every block upload begun early that is not running (see
+        ``BlockUpload.discard``; one that finished has nothing left to give up)."""
+        for begun in self.blocks.values():
+            begun.discard()
+        self.blocks = {}
 
 
 def creates_early(store: Store) -> bool:
@@ -85,15 +121,14 @@ def pick(misses: Sequence[Candidate], count: int, max_bytes: int,
 
 
 async def create_early(transfer: Transfer, store: Store, root: str, picked: Sequence[Candidate],
-                       prefix: str, tasks: TaskGroup) -> EarlyCreates:
-    """Read the ``picked`` files and start their creates in ``tasks`` (see the module
-    docstring); returns once the files are read. Their bytes count in the transfer's
-    byte budget until their create ends (``picked`` must fit in it)."""
+                       prefix: str, tasks: TaskGroup, early: EarlyCreates) -> None:
+    """Read the ``picked`` files and start their creates in ``tasks``, recorded in ``early``
+    (see the module docstring); returns once the files are read. Their bytes count in the
+    transfer's byte budget until their create ends (``picked`` must fit in it)."""
     batch = [(rel, FileEntry(st.st_size, None, st.st_mtime_ns), object_name(prefix, rel))
              for rel, _, st in picked]
     budget = transfer.budget
     held = [await budget.acquire(entry.size) for _, entry, _ in batch]
-    early = EarlyCreates()
     try:
         read = await read_small_files(transfer, root, batch)
     except BaseException:
@@ -121,13 +156,48 @@ async def create_early(transfer: Transfer, store: Store, root: str, picked: Sequ
         early.read[rel] = FileEntry(entry.size, digest, entry.mtime_ns)
         early.ended[rel] = anyio.Event()
         tasks.start_soon(create, rel, name, data, digest, amount, early.ended[rel])
-    return early
+
+
+def pick_large(misses: Sequence[Candidate], block_size: int, created: Mapping[str, object]) -> Candidate | None:
+    """The first walked file that needs more than one block and is not ``created`` early."""
+    return next((c for c in misses if c[2].st_size > block_size and c[0] not in created), None)
+
+
+async def stage_blocks_early(transfer: Transfer, store: Store, root: str, candidate: Candidate, prefix: str,
+                             tasks: TaskGroup, stop: anyio.Event, early: EarlyCreates) -> None:
+    """Begin the block upload of ``candidate`` and stage its first blocks in ``tasks`` until
+    ``stop`` is set or memory or request slots run out (see the module docstring); kept
+    in ``early.blocks`` for the plan. A file that cannot be read is left to the plan."""
+    rel, _, st = candidate
+    begun = BlockUpload(transfer, store, join_under(root, rel), rel, FileEntry(st.st_size, None, st.st_mtime_ns),
+                        object_name(prefix, rel), counted=False)
+    try:
+        await begun.stage_first(tasks, stop)
+    except Exception as exc:  # noqa: BLE001 - read again by the usual upload, which reports it
+        begun.discard()
+        log.debug("early blocks of %s: %s", rel, one_line(exc))
+        return
+    except BaseException:
+        begun.discard()
+        raise
+    early.blocks[rel] = begun
+
+
+async def _finish_begun(transfer: Transfer, begun: BlockUpload) -> str | None:
+    """The rest of a block upload begun early; None (its bytes un-counted again) when it
+    failed, so that the file is uploaded the usual way."""
+    try:
+        return await begun.finish()
+    except Exception as exc:  # noqa: BLE001 - the usual upload reports a failure that stays
+        transfer.tracker.retried(begun.path, 1, one_line(exc), restart=True)
+        return None
 
 
 async def undo(store: Store, early: EarlyCreates, prefix: str, policy: RetryPolicy | None) -> None:
     """Once every create ended, delete the objects created early, each only in the version
     created; one that cannot be deleted is logged (the error that refused the push is
-    what is raised)."""
+    what is raised). Block uploads begun early are discarded."""
+    early.discard_blocks()
     await early.all_ended()
     for rel, etag in sorted(early.created.items()):
         name = object_name(prefix, rel)

@@ -121,6 +121,10 @@ class FileTracker:
         self._counted[path] = 0
         self.callback.started(path, size)
 
+    def counted(self, path: str) -> int:
+        """Bytes of ``path`` counted since it started."""
+        return self._counted.get(path, 0)
+
     def advanced(self, path: str, nbytes: int) -> None:
         self._counted[path] = self._counted.get(path, 0) + nbytes
         self.callback.advanced(path, nbytes)

@@ -216,7 +216,9 @@ class Transfer:
         digest ``move`` or ``move_batch`` returns for a file that moved is the digest of
         the bytes moved, kept in ``TransferResult.digests``. ``started``: files whose move
         the caller already started, each with the wait for its end, which returns the
-        digest moved, or None when the file is still to move (then ``move`` moves it).
+        digest moved, or None when the file is still to move (then ``move`` moves it); the
+        bytes of a file a wait moved that it did not count in the progress itself are
+        counted at its end.
         """
         todo = sorted(items, key=_largest_first)
         result = TransferResult()
@@ -250,7 +252,9 @@ class Transfer:
             if wait is not None:
                 digest = await wait()
                 if digest is not None:
-                    tracker.advanced(path, entry.size)
+                    uncounted = entry.size - tracker.counted(path)
+                    if uncounted:
+                        tracker.advanced(path, uncounted)
                     return digest
             return await move(path, entry)
 

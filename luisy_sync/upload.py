@@ -8,7 +8,8 @@ not hash the file first) takes the digest of what was read, which the transfer's
 cache records; such a file whose stat (size, times, inode) moved during the read fails
 instead. A file whose size differs from its entry's fails either way. Staged blocks stay
 invisible until the commit, so a failed or cancelled large upload never leaves a partial
-object behind.
+object behind. ``BlockUpload`` is one attempt at a block upload; a push may begin one
+before its plan (``luisy_sync.early_creates``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
+from anyio.abc import TaskGroup
 
 from luisy_sync.blockio import read_expected, read_into
 from luisy_sync.errors import BlocksNotStaged, IntegrityError
@@ -193,7 +195,7 @@ async def upload_file(transfer: "Transfer", store: Store, root: str, path: str, 
     attempt = 1
     while True:
         try:
-            return await _upload_blocks(transfer, store, full, path, entry, name)
+            return await BlockUpload(transfer, store, full, path, entry, name).finish()
         except _BlocksLost as lost:
             if attempt == BLOCK_UPLOAD_ATTEMPTS:
                 raise lost.error from None
@@ -214,67 +216,160 @@ async def _upload_small(transfer: "Transfer", store: Store, full: str, path: str
     return digest
 
 
-async def _upload_blocks(transfer: "Transfer", store: Store, full: str, path: str, entry: FileEntry,
-                         name: str) -> str:
-    block = transfer.block_size_for(entry.size)
-    attempt_id = uuid.uuid4().hex[:16]  # fresh per attempt: never reuse another attempt's blocks
-    hasher = new_hasher()
-    block_ids: list[str] = []
-    limiter, budget, buffers = transfer.limiter, transfer.budget, transfer.buffers
+class BlockUpload:
+    """One attempt at the block upload of a file: its blocks are read in order (hashed as
+    they are read) and staged concurrently, then committed with the digest of them all.
 
-    def read_block(fd: int, offset: int, view: memoryview) -> None:
-        if read_into(fd, view, offset) != len(view):
-            raise _changed(path, f"short read at offset {offset}: file is shorter than {entry.size}")
-        hasher.update(view)  # blocks are read in order, one at a time
+    ``finish`` stages what is left and commits. A push may call ``stage_first`` before
+    (``luisy_sync.early_creates``): it stages the first blocks while free memory and free
+    request slots allow, in the push's task group, and does not count them in the
+    progress until ``finish`` runs. ``discard`` gives up an upload that will not be
+    finished: its staged blocks stay uncommitted, which belong to no version of the
+    object and which the store drops (Azure after a week, or at the name's next commit).
+    """
 
-    async def stage(token: object, held: int, block_id: str, buf: bytearray, length: int) -> None:
-        try:  # the store copies what it keeps (Store protocol), so the buffer is reused after
-            await transfer.retry(path, store.put_block, name, block_id, memoryview(buf)[:length],
-                                 describe=f"put block {block_id} of {name}")
+    def __init__(self, transfer: "Transfer", store: Store, full: str, path: str, entry: FileEntry,
+                 name: str, *, counted: bool = True):
+        self._transfer, self._store = transfer, store
+        self.full, self.path, self.entry, self.name = full, path, entry, name
+        self._block = transfer.block_size_for(entry.size)
+        self._attempt_id = uuid.uuid4().hex[:16]  # fresh per attempt: never reuse another attempt's blocks
+        self._hasher = new_hasher()
+        self._block_ids: list[str] = []
+        self._offset = 0
+        self._fd: int | None = None
+        self._before: os.stat_result | None = None
+        self._counted = counted
+        self._uncounted = 0
+        """Bytes staged while not counted (before ``finish``)."""
+        self._first: list[anyio.Event] = []
+        """One per block staged by ``stage_first``: set when its put ended."""
+        self._first_error: Exception | None = None
+
+    async def stage_first(self, tasks: TaskGroup, stop: anyio.Event) -> None:
+        """Read and stage blocks in ``tasks`` until ``stop`` is set, or until the next one
+        would wait for memory or a request slot."""
+        transfer = self._transfer
+        await self._open()
+        while self._offset < self.entry.size and not stop.is_set():
+            held = transfer.budget.try_acquire(self._next_length())
+            if held is None:
+                return
+            token = object()
+            try:
+                transfer.limiter.acquire_on_behalf_of_nowait(token)
+            except anyio.WouldBlock:
+                transfer.budget.release(held)
+                return
+            block_id, buf, length = await self._read_next(held, token)
+            ended = anyio.Event()
+            self._first.append(ended)
+            tasks.start_soon(self._stage, token, held, block_id, buf, length, ended)
+
+    async def finish(self) -> str:
+        """Stage the blocks not staged yet, commit them all; returns the digest stored."""
+        transfer = self._transfer
+        limiter, budget = transfer.limiter, transfer.budget
+        self._counted = True
+        if self._uncounted:
+            transfer.tracker.advanced(self.path, self._uncounted)
+            self._uncounted = 0
+        fd = await self._open()
+        after = None
+        try:
+            async with anyio.create_task_group() as tg:
+                while self._offset < self.entry.size:
+                    held = await budget.acquire(self._next_length())  # bytes in memory, then a request slot
+                    token = object()
+                    try:
+                        await limiter.acquire_on_behalf_of(token)
+                    except BaseException:
+                        budget.release(held)
+                        raise
+                    tg.start_soon(self._stage, token, held, *await self._read_next(held, token))
+            for ended in self._first:
+                await ended.wait()
+            extra = await transfer.in_thread(os.pread, fd, 1, self.entry.size)
+            if self.entry.digest is None:
+                after = await transfer.in_thread(os.fstat, fd)
         finally:
-            limiter.release_on_behalf_of(token)
-            budget.release(held)
-            buffers.give(buf)
-        transfer.tracker.advanced(path, length)
+            self.discard()
+        if self._first_error is not None:
+            raise self._first_error
+        if extra:
+            raise _changed(self.path, "size grew")
+        digest = self._hasher.hexdigest()
+        _checked(transfer, self.full, self.path, self.entry, digest, self._before, after)
+        try:
+            await transfer.request(self.path, partial(self._store.commit_blocks, self.name, self._block_ids,
+                                                      metadata={DIGEST_KEY: digest}),
+                                   describe=f"commit {len(self._block_ids)} blocks of {self.name}")
+        except BlocksNotStaged as exc:
+            raise _BlocksLost(exc) from None
+        return digest
 
-    fd = await transfer.in_thread(os.open, full, _READ_FLAGS)
-    before = after = None
-    try:
-        if entry.digest is None:
-            before = await transfer.in_thread(os.fstat, fd)
-        async with anyio.create_task_group() as tg:
-            for index, offset in enumerate(range(0, entry.size, block)):
-                length = min(block, entry.size - offset)
-                held = await budget.acquire(length)  # bytes in memory, then a request slot
-                token = object()
-                try:
-                    await limiter.acquire_on_behalf_of(token)
-                except BaseException:
-                    budget.release(held)
-                    raise
-                buf = buffers.take(block)
-                try:
-                    await transfer.in_thread(read_block, fd, offset, memoryview(buf)[:length])
-                except BaseException:
-                    limiter.release_on_behalf_of(token)
-                    budget.release(held)
-                    buffers.give(buf)
-                    raise
-                block_id = f"{attempt_id}-{index:06d}"
-                block_ids.append(block_id)
-                tg.start_soon(stage, token, held, block_id, buf, length)
-        extra = await transfer.in_thread(os.pread, fd, 1, entry.size)
-        if entry.digest is None:
-            after = await transfer.in_thread(os.fstat, fd)
-    finally:
-        os.close(fd)
-    if extra:
-        raise _changed(path, "size grew")
-    digest = hasher.hexdigest()
-    _checked(transfer, full, path, entry, digest, before, after)
-    try:
-        await transfer.request(path, partial(store.commit_blocks, name, block_ids, metadata={DIGEST_KEY: digest}),
-                               describe=f"commit {len(block_ids)} blocks of {name}")
-    except BlocksNotStaged as exc:
-        raise _BlocksLost(exc) from None
-    return digest
+    def discard(self) -> None:
+        """Close the file (blocks still being staged end on their own)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def _open(self) -> int:
+        if self._fd is None:
+            if self._offset:
+                raise RuntimeError(f"the block upload of {self.path} was discarded")
+            self._fd = await self._transfer.in_thread(os.open, self.full, _READ_FLAGS)
+            if self.entry.digest is None:
+                self._before = await self._transfer.in_thread(os.fstat, self._fd)
+        return self._fd
+
+    def _next_length(self) -> int:
+        return min(self._block, self.entry.size - self._offset)
+
+    def _read_block(self, fd: int, offset: int, view: memoryview) -> None:
+        if read_into(fd, view, offset) != len(view):
+            raise _changed(self.path, f"short read at offset {offset}: file is shorter than {self.entry.size}")
+        self._hasher.update(view)  # blocks are read in order, one at a time
+
+    async def _read_next(self, held: int, token: object) -> tuple[str, bytearray, int]:
+        """Read the next block into a pool buffer (on failure ``held`` and ``token`` are
+        given back); returns its id, the buffer and its length."""
+        transfer = self._transfer
+        length = self._next_length()
+        buf = transfer.buffers.take(self._block)
+        try:
+            assert self._fd is not None
+            await transfer.in_thread(self._read_block, self._fd, self._offset, memoryview(buf)[:length])
+        except BaseException:
+            transfer.limiter.release_on_behalf_of(token)
+            transfer.budget.release(held)
+            transfer.buffers.give(buf)
+            raise
+        block_id = f"{self._attempt_id}-{len(self._block_ids):06d}"
+        self._block_ids.append(block_id)
+        self._offset += length
+        return block_id, buf, length
+
+    async def _stage(self, token: object, held: int, block_id: str, buf: bytearray, length: int,
+                     ended: anyio.Event | None = None) -> None:
+        """Put one block. A block of ``stage_first`` (``ended`` given) keeps its error for
+        ``finish`` instead of raising it into the push's task group."""
+        transfer = self._transfer
+        try:  # the store copies what it keeps (Store protocol), so the buffer is reused after
+            await transfer.retry(self.path, self._store.put_block, self.name, block_id, memoryview(buf)[:length],
+                                 describe=f"put block {block_id} of {self.name}")
+        except Exception as exc:
+            if ended is None:
+                raise
+            self._first_error = self._first_error or exc
+            return
+        finally:
+            transfer.limiter.release_on_behalf_of(token)
+            transfer.budget.release(held)
+            transfer.buffers.give(buf)
+            if ended is not None:
+                ended.set()
+        if self._counted:
+            transfer.tracker.advanced(self.path, length)
+        else:
+            self._uncounted += length

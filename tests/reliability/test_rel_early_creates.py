@@ -5,6 +5,7 @@ objects deleted again with If-Match, a real conditional delete on the service)."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,42 @@ async def test_early_creates_through_a_real_round_trip(azurite, azure_store, fau
             await push(src, store, prefix="q", cache=False)
         assert any(kind == "create" for _, kind in store.puts)
         assert {o.name: o.etag for o in await azure_store.list()} == before
+
+
+class BlockCalls(ForwardingStore):
+    """Records, in order, each block put, each commit and the listing's answer."""
+
+    def __init__(self, inner: Any):
+        super().__init__(inner)
+        self.calls: list[tuple[str, Any]] = []
+
+    async def _forward(self, verb: str, *args: Any, **kw: Any) -> Any:
+        if verb == "put_block":
+            self.calls.append((verb, args[1]))
+        elif verb == "commit_blocks":
+            self.calls.append((verb, tuple(args[1])))
+        result = await super()._forward(verb, *args, **kw)
+        if verb == "list":
+            self.calls.append(("listed", None))
+        return result
+
+
+@pytest.mark.timeout(60)
+async def test_early_blocks_through_a_real_round_trip(azurite, azure_store, fault_proxy, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    files = make_files(src, 3, seed=5)
+    big = os.urandom(6 * 2 ** 20 + 77)
+    (src / "big.bin").write_bytes(big)
+    files["big.bin"] = big
+    proxy = fault_proxy(azurite.port, delay_ms=20)
+    async with proxied_store(proxy.port, azure_store.container) as remote:
+        store = BlockCalls(remote)
+        report = await push(src, store, prefix="b", cache=False, block_size=2 ** 20)
+    listed = store.calls.index(("listed", None))
+    assert any(verb == "put_block" for verb, _ in store.calls[:listed])  # staged before the listing answered
+    blocks = [arg for verb, arg in store.calls if verb == "put_block"]
+    commits = [arg for verb, arg in store.calls if verb == "commit_blocks"]
+    assert commits == [tuple(blocks)] and len(blocks) == 7  # one attempt, each block once
+    assert report.uploaded == tuple(sorted(files)) and report.failed == ()
+    assert await store_contents(azure_store, "b") == files  # read directly, digests verified
+    assert set(await assert_manifest_truthful(azure_store, "b")) == set(files)

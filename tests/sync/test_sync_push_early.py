@@ -1,12 +1,18 @@
 """A push to a networked store creates its first new files while the listing is on its way
 (``luisy_sync.early_creates``): only creates (If-None-Match: *), each file moved once, the
 same report, manifest and progress as without them, and a refused push leaves nothing
-behind (each early object is deleted again, only in the version it created)."""
+behind (each early object is deleted again, only in the version it created).
+
+It also stages the first blocks of its first large new file meanwhile (``BlockUpload.
+stage_first``): the plan's upload goes on with them (one attempt, each block staged once,
+progress counted once), and a file the plan does not upload, a refused push, early
+blocks that failed or a file that changed never commit anything."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +21,7 @@ import pytest
 
 from luisy_sync import MemoryStore, SyncError, push
 from luisy_sync.conventions import MANIFEST_NAME
-from luisy_sync.errors import ManifestError
+from luisy_sync.errors import ManifestError, StoreError
 from luisy_sync.hashing import hash_bytes
 from luisy_sync.progress import ProgressCallback
 from luisy_sync.stores.base import DIGEST_KEY, PutMode
@@ -221,3 +227,176 @@ async def test_large_files_and_stat_cache_hits_are_not_created_early(tmp_path: P
     assert store.data_puts()[0] == ("small.txt", "create")
     assert ("big.bin", "create") not in store.data_puts()
     assert report.uploaded == ("big.bin", "small.txt")
+
+
+BLOCK = 64 * 1024
+HOLD = 3  # blocks staged before the listing answers
+
+
+class BlocksBeforeListing(ForwardingStore):
+    """A networked store whose listing answers only once ``hold`` calls of the ``counted``
+    verbs began (or after ``patience`` seconds). Records the calls that write, in order,
+    and where the listing answered; ``fail_early`` makes every block put before that fail."""
+
+    def __init__(self, inner: Any, hold: int = HOLD, fail_early: bool = False, on_listing: Any = None,
+                 counted: tuple[str, ...] = ("put_block",), patience: float = 10.0):
+        super().__init__(inner)
+        self.hold, self.fail_early, self.on_listing, self.counted = hold, fail_early, on_listing, counted
+        self.patience = patience
+        self.calls: list[tuple[str, Any]] = []
+        self.listed_at: int | None = None
+        self._enough = anyio.Event()
+
+    @property
+    def networked(self) -> bool:
+        return True
+
+    async def _forward(self, verb: str, *args: Any, **kw: Any) -> Any:
+        with anyio.fail_after(10):
+            if verb == "list" and self.listed_at is None:
+                if self.hold:
+                    with anyio.move_on_after(self.patience):
+                        await self._enough.wait()
+                if self.on_listing is not None:
+                    self.on_listing()
+                try:
+                    return await super()._forward(verb, *args, **kw)
+                finally:
+                    self.listed_at = len(self.calls)
+            if verb == "put_block":
+                self.calls.append((verb, args[1]))
+            elif verb == "commit_blocks":
+                self.calls.append((verb, tuple(args[1])))
+            elif verb == "put":
+                self.calls.append((verb, args[0]))
+            if sum(1 for c in self.calls if c[0] in self.counted) >= self.hold:
+                self._enough.set()
+            if verb == "put_block" and self.fail_early and self.listed_at is None:
+                raise StoreError(f"block {args[1]} refused (test)")
+            return await super()._forward(verb, *args, **kw)
+
+    def blocks(self) -> list[str]:
+        return [arg for verb, arg in self.calls if verb == "put_block"]
+
+    def commits(self) -> list[tuple[str, ...]]:
+        return [arg for verb, arg in self.calls if verb == "commit_blocks"]
+
+
+def make_tree(root: Path, big_size: int = 20 * BLOCK + 123) -> dict[str, bytes]:
+    files = {"big.bin": os.urandom(big_size), "small.txt": b"small file"}
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_the_first_blocks_are_staged_while_the_listing_is_on_its_way(tmp_path: Path) -> None:
+    files = make_tree(tmp_path / "src")
+    inner = MemoryStore()
+    store = BlocksBeforeListing(inner)
+    progress = Counting()
+    report = await push(tmp_path / "src", store, cache=False, block_size=BLOCK, progress=progress)
+
+    assert store.listed_at is not None
+    early = [c for c in store.calls[:store.listed_at] if c[0] == "put_block"]
+    assert len(early) >= HOLD
+    blocks, commits = store.blocks(), store.commits()
+    assert len(commits) == 1 and list(commits[0]) == blocks  # one attempt: every block once, in order
+    assert len({b.split("-")[0] for b in blocks}) == 1
+    assert len(blocks) == -(-len(files["big.bin"]) // BLOCK)
+    for rel, data in files.items():
+        assert (await inner.get(rel)).data == data
+        assert (await inner.head(rel)).metadata[DIGEST_KEY] == hash_bytes(data)
+    manifest = json.loads((await inner.get(MANIFEST_NAME)).data)
+    assert {p: e["digest"] for p, e in manifest["files"].items()} == {p: hash_bytes(d) for p, d in files.items()}
+    total = sum(map(len, files.values()))
+    assert report.uploaded == ("big.bin", "small.txt") and report.bytes_transferred == total
+    # the early blocks count once, in the push's one progress bar (small.txt, created early,
+    # is in the listing, so the plan skips it and the bar holds big.bin alone)
+    assert progress.begun == [(1, len(files["big.bin"]))]
+    assert progress.bytes == len(files["big.bin"]) and progress.done == ["big.bin"]
+
+
+async def test_early_blocks_of_a_file_the_plan_skips_are_never_committed(tmp_path: Path) -> None:
+    files = make_tree(tmp_path / "src")
+    inner = MemoryStore()
+    await push(tmp_path / "src", inner, cache=False, block_size=BLOCK)
+    etag = (await inner.head("big.bin")).etag
+    store = BlocksBeforeListing(inner)
+    fds = open_fds()
+    report = await push(tmp_path / "src", store, cache=False, block_size=BLOCK)
+
+    assert len(store.blocks()) >= HOLD  # begun before the listing showed the file unchanged
+    assert store.commits() == []
+    assert report.skipped == tuple(sorted(files)) and report.uploaded == ()
+    assert (await inner.head("big.bin")).etag == etag
+    assert (await inner.get("big.bin")).data == files["big.bin"]
+    assert open_fds() == fds  # the file read early was closed
+
+
+async def test_a_push_refused_after_early_blocks_commits_nothing(tmp_path: Path) -> None:
+    make_tree(tmp_path / "src")
+    inner = MemoryStore()
+    await inner.put(MANIFEST_NAME, b"{not json")
+    store = BlocksBeforeListing(inner)
+    fds = open_fds()
+    with pytest.raises(ManifestError):
+        await push(tmp_path / "src", store, cache=False, block_size=BLOCK)
+    assert len(store.blocks()) >= HOLD and store.commits() == []
+    assert [o.name for o in await inner.list()] == [MANIFEST_NAME]
+    assert open_fds() == fds
+
+
+async def test_early_blocks_that_failed_leave_the_file_to_a_fresh_upload(tmp_path: Path) -> None:
+    files = make_tree(tmp_path / "src")
+    inner = MemoryStore()
+    store = BlocksBeforeListing(inner, fail_early=True)
+    progress = Counting()
+    report = await push(tmp_path / "src", store, cache=False, block_size=BLOCK, progress=progress)
+
+    assert store.listed_at is not None
+    failed = {b for verb, b in store.calls[:store.listed_at] if verb == "put_block"}
+    commits = store.commits()
+    assert len(commits) == 1 and not failed.intersection(commits[0])  # a fresh attempt's blocks
+    assert len({b.split("-")[0] for b in commits[0]}) == 1
+    assert (await inner.get("big.bin")).data == files["big.bin"]
+    assert report.uploaded == ("big.bin", "small.txt") and report.failed == ()
+    assert progress.bytes == len(files["big.bin"])  # what the failed attempt counted was taken back
+
+
+async def test_a_file_that_grows_after_its_early_blocks_is_not_stored(tmp_path: Path) -> None:
+    files = make_tree(tmp_path / "src")
+    big = tmp_path / "src" / "big.bin"
+
+    def grow() -> None:  # after the first blocks were read, before the plan
+        with big.open("ab") as fh:
+            fh.write(b"more")
+
+    inner = MemoryStore()
+    store = BlocksBeforeListing(inner, on_listing=grow)
+    report = await push(tmp_path / "src", store, cache=False, block_size=BLOCK, raise_on_failure=False)
+
+    assert len(store.blocks()) >= HOLD and store.commits() == []
+    assert [p for p, _ in report.failed] == ["big.bin"]
+    assert "changed while it was uploaded" in report.failed[0][1]
+    assert sorted(o.name for o in await inner.list()) == [MANIFEST_NAME, "small.txt"]
+    manifest = json.loads((await inner.get(MANIFEST_NAME)).data)
+    assert sorted(manifest["files"]) == ["small.txt"]
+    assert (await inner.get("small.txt")).data == files["small.txt"]
+
+
+async def test_a_file_created_early_is_not_also_staged_in_blocks(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(3 * BLOCK)  # small enough for an early create, above the block size
+    (src / "mid.bin").write_bytes(data)
+    inner = MemoryStore()
+    store = BlocksBeforeListing(inner, hold=2, counted=("put", "put_block"), patience=0.3)
+    report = await push(src, store, cache=False, block_size=BLOCK)
+    assert store.calls[:store.listed_at] == [("put", "mid.bin")]
+    assert store.blocks() == [] and store.commits() == []
+    assert report.uploaded == ("mid.bin",) and (await inner.get("mid.bin")).data == data
