@@ -278,7 +278,7 @@ class BlockUpload:
         after = None
         try:
             async with anyio.create_task_group() as tg:
-                while self._offset < self.entry.size:
+                while self._offset < self.entry.size and self._first_error is None:
                     held = await budget.acquire(self._next_length())  # bytes in memory, then a request slot
                     token = object()
                     try:

@@ -111,8 +111,9 @@ class AzureBlobStore:
         self._service: BlobServiceClient | None = None
         self._client: ContainerClient | None = None
         self.copy_timeout = copy_timeout
-        self._staged: dict[tuple[str, str], int] = {}
-        """(full name, block id) -> length of each block this store staged and did not commit yet."""
+        self._staged: dict[str, dict[str, int]] = {}
+        """full name -> block id -> length of each block this store staged since the name's
+        last commit (a commit drops them all, as the service drops uncommitted blocks)."""
         self._sdk = SdkBlobClient(self._container, container, self.account_url, self._secrets,
                                   credential.signature if isinstance(credential, AzureSasCredential) else None)
         if fast_path is None:
@@ -232,18 +233,19 @@ class AzureBlobStore:
         """Put Block (``block_id`` travels base64-encoded)."""
         full = self._full(name)
         await self._requests.put_block(full, name, block_id, data)
-        self._staged[(full, block_id)] = len(data)
+        self._staged.setdefault(full, {})[block_id] = len(data)
 
     async def commit_blocks(self, name: str, block_ids: Sequence[str], *,
                             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         """Put Block List with metadata. The committed size is the sum of the blocks'
         lengths when this store staged them all (no request more), else read back."""
         full = self._full(name)
-        sizes = [self._staged.get((full, block_id)) for block_id in block_ids]
+        staged = self._staged.get(full, {})
+        sizes = [staged.get(block_id) for block_id in block_ids]
         known = None if None in sizes else sum(s or 0 for s in sizes)
         info = await self._requests.commit_blocks(full, name, block_ids, metadata, known)
-        for block_id in block_ids:
-            self._staged.pop((full, block_id), None)
+        if self._staged.get(full) is staged:  # the blocks of any other attempt are gone too
+            del self._staged[full]
         return info
 
     async def copy(self, src: str, dst: str) -> ObjectInfo:
