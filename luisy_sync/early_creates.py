@@ -123,18 +123,13 @@ def pick(misses: Sequence[Candidate], count: int, max_bytes: int,
 async def create_early(transfer: Transfer, store: Store, root: str, picked: Sequence[Candidate],
                        prefix: str, tasks: TaskGroup, early: EarlyCreates) -> None:
     """Read the ``picked`` files and start their creates in ``tasks``, recorded in ``early``
-    (see the module docstring); returns once the files are read. Their bytes count in the
+    (see the module docstring), each create as soon as its file is read; returns once the
+    files are read. Their bytes count in the
     transfer's byte budget until their create ends (``picked`` must fit in it)."""
     batch = [(rel, FileEntry(st.st_size, None, st.st_mtime_ns), object_name(prefix, rel))
              for rel, _, st in picked]
     budget = transfer.budget
     held = [await budget.acquire(entry.size) for _, entry, _ in batch]
-    try:
-        read = await read_small_files(transfer, root, batch)
-    except BaseException:
-        for amount in held:
-            budget.release(amount)
-        raise
 
     async def create(rel: str, name: str, data: memoryview, digest: str, amount: int, ended: anyio.Event) -> None:
         try:
@@ -148,7 +143,14 @@ async def create_early(transfer: Transfer, store: Store, root: str, picked: Sequ
             budget.release(amount)
             ended.set()
 
-    for (rel, entry, name), got, amount in zip(batch, read, held):
+    for index, (item, amount) in enumerate(zip(batch, held)):
+        try:  # one file per thread call: its create goes out while the next one is read
+            (got,) = await read_small_files(transfer, root, [item])
+        except BaseException:
+            for left in held[index:]:
+                budget.release(left)
+            raise
+        rel, entry, name = item
         if isinstance(got, Exception):  # not read (changed meanwhile, say): the plan moves it
             budget.release(amount)
             continue

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import pytest
 
-from luisy_sync import MemoryStore, SyncError, push
+from luisy_sync import MemoryStore, SyncError, early_creates, push
 from luisy_sync.conventions import MANIFEST_NAME
 from luisy_sync.errors import ManifestError, StoreError
 from luisy_sync.hashing import hash_bytes
@@ -126,6 +126,33 @@ async def test_the_first_new_files_are_created_while_the_listing_is_on_its_way(t
     # one progress bar for the whole push, the early files in it
     assert progress.begun == [(len(files), sum(map(len, files.values())))]
     assert sorted(progress.done) == sorted(files) and progress.bytes == sum(map(len, files.values()))
+
+
+async def test_each_early_create_goes_out_as_soon_as_its_file_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_files(tmp_path / "src")
+    events: list[str] = []
+    real_read = early_creates.read_small_files
+
+    async def read(transfer: Any, root: str, batch: Any) -> Any:
+        got = await real_read(transfer, root, batch)
+        events.extend(f"read {rel}" for rel, _, _ in batch)
+        return got
+
+    monkeypatch.setattr(early_creates, "read_small_files", read)
+    store = SlowListing(MemoryStore())
+    real_forward = store._forward
+
+    async def forward(verb: str, *args: Any, **kw: Any) -> Any:
+        if verb == "put":
+            events.append(f"put {args[0]}")
+        return await real_forward(verb, *args, **kw)
+
+    monkeypatch.setattr(store, "_forward", forward)
+    await push(tmp_path / "src", store, cache=False)
+    early = [e for e in events if e.startswith("read ")][:EARLY]
+    first = early[0].split(" ", 1)[1]
+    assert events.index(f"put {first}") < events.index(early[-1])  # not after every early file was read
 
 
 async def test_early_creates_the_listing_already_shows_count_as_uploaded(tmp_path: Path) -> None:
