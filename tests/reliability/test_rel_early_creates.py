@@ -20,17 +20,26 @@ from rel_helpers import assert_manifest_truthful, make_files, proxied_store, sto
 pytestmark = [pytest.mark.azurite]
 
 
-class PutModes(ForwardingStore):
-    """Records each put's object name and mode (``networked`` comes from the Azure store)."""
+class Calls(ForwardingStore):
+    """Records, in order, each put's object name and mode, each block put, each commit and
+    the listing's answer (``networked`` comes from the Azure store)."""
 
     def __init__(self, inner: Any):
         super().__init__(inner)
         self.puts: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, Any]] = []
 
     async def _forward(self, verb: str, *args: Any, **kw: Any) -> Any:
         if verb == "put":
             self.puts.append((args[0], kw.get("mode", PutMode.OVERWRITE).kind))
-        return await super()._forward(verb, *args, **kw)
+        elif verb == "put_block":
+            self.calls.append((verb, args[1]))
+        elif verb == "commit_blocks":
+            self.calls.append((verb, tuple(args[1])))
+        result = await super()._forward(verb, *args, **kw)
+        if verb == "list":
+            self.calls.append(("listed", None))
+        return result
 
 
 @pytest.mark.timeout(60)
@@ -39,7 +48,7 @@ async def test_early_creates_through_a_real_round_trip(azurite, azure_store, fau
     files = make_files(src, 40, seed=3)
     proxy = fault_proxy(azurite.port, delay_ms=20)
     async with proxied_store(proxy.port, azure_store.container) as remote:
-        store = PutModes(remote)
+        store = Calls(remote)
         assert store.networked
         report = await push(src, store, prefix="p", cache=False)
         data_puts = [name for name, _ in store.puts if name != f"p/{MANIFEST_NAME}"]
@@ -53,29 +62,11 @@ async def test_early_creates_through_a_real_round_trip(azurite, azure_store, fau
         # a refused push: its early objects are deleted again, the rest stays as it was
         await azure_store.put("q/d1", b"a file where the push needs a directory")
         before = {o.name: o.etag for o in await azure_store.list()}
-        store = PutModes(remote)
+        store = Calls(remote)
         with pytest.raises(SyncError, match="refused, nothing was uploaded"):
             await push(src, store, prefix="q", cache=False)
         assert any(kind == "create" for _, kind in store.puts)
         assert {o.name: o.etag for o in await azure_store.list()} == before
-
-
-class BlockCalls(ForwardingStore):
-    """Records, in order, each block put, each commit and the listing's answer."""
-
-    def __init__(self, inner: Any):
-        super().__init__(inner)
-        self.calls: list[tuple[str, Any]] = []
-
-    async def _forward(self, verb: str, *args: Any, **kw: Any) -> Any:
-        if verb == "put_block":
-            self.calls.append((verb, args[1]))
-        elif verb == "commit_blocks":
-            self.calls.append((verb, tuple(args[1])))
-        result = await super()._forward(verb, *args, **kw)
-        if verb == "list":
-            self.calls.append(("listed", None))
-        return result
 
 
 @pytest.mark.timeout(60)
@@ -87,7 +78,7 @@ async def test_early_blocks_through_a_real_round_trip(azurite, azure_store, faul
     files["big.bin"] = big
     proxy = fault_proxy(azurite.port, delay_ms=20)
     async with proxied_store(proxy.port, azure_store.container) as remote:
-        store = BlockCalls(remote)
+        store = Calls(remote)
         report = await push(src, store, prefix="b", cache=False, block_size=2 ** 20)
     listed = store.calls.index(("listed", None))
     assert any(verb == "put_block" for verb, _ in store.calls[:listed])  # staged before the listing answered
