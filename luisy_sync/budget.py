@@ -33,10 +33,10 @@ class ByteBudget:
 
     async def acquire(self, nbytes: int) -> int:
         """Wait until ``nbytes`` (clipped to the limit) fit; returns the amount to release."""
+        got = self.try_acquire(nbytes)
+        if got is not None:
+            return got
         amount = min(max(nbytes, 0), self.limit)
-        if not self._waiters and self.held + amount <= self.limit:
-            self._take(amount)
-            return amount
         waiter = (amount, anyio.Event())
         self._waiters.append(waiter)
         try:

@@ -198,8 +198,7 @@ async def _finish_begun(transfer: Transfer, begun: BlockUpload) -> str | None:
 async def undo(store: Store, early: EarlyCreates, prefix: str, policy: RetryPolicy | None) -> None:
     """Once every create ended, delete the objects created early, each only in the version
     created; one that cannot be deleted is logged (the error that refused the push is
-    what is raised). Block uploads begun early are discarded."""
-    early.discard_blocks()
+    what is raised)."""
     await early.all_ended()
     for rel, etag in sorted(early.created.items()):
         name = object_name(prefix, rel)
