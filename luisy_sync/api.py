@@ -17,11 +17,13 @@ from functools import partial
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 import anyio
+from anyio.abc import TaskGroup
 
-from luisy_sync.concurrently import both
+from luisy_sync.concurrently import both, with_tasks
 from luisy_sync.conventions import MANIFEST_NAME, object_name
 from luisy_sync.directory_push import push_directory, ready_to_upload
 from luisy_sync.download import remove_stale_temps
+from luisy_sync.early_gets import EarlyGets
 from luisy_sync.gcpause import with_fewer_full_collections
 from luisy_sync.errors import ContainerNotFound, ManifestError, SyncError, SyncFailed
 from luisy_sync.manifest import (manifest_entries, read_json_object,
@@ -34,7 +36,7 @@ from luisy_sync.report import Report
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.scan import PathFilter, remote_tree, resolve_root, scan, tree_from_paths
 from luisy_sync.statcache import CacheArg, NullStatCache, StatCache, resolved_cache
-from luisy_sync.stores.base import ObjectInfo, Store
+from luisy_sync.stores.base import ObjectInfo, Store, is_networked
 from luisy_sync.transfer import DEFAULT_BLOCK_SIZE, DEFAULT_CONCURRENCY, Transfer, TransferResult
 from luisy_sync.tree import FileEntry, Tree
 
@@ -247,44 +249,68 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
     started = time.monotonic()
     paths = None if paths is None else list(paths)
     dest = os.path.abspath(os.fspath(dest))
-    async with _resolved_store(store) as source:
-        listing = await _listing(source, prefix, policy)
-        if not listing:  # an empty listing: is the container (or local store root) there at all?
-            try:
-                await call_with_retry(source.ensure_container, False, policy=policy,
-                                      describe=f"open {source.url}")
-            except ContainerNotFound:
-                listing = None
-        if listing is None:
-            raise ContainerNotFound(f"cannot pull from {source.url}: the container does not exist; "
-                                    f"check the store URL or container name")
-        remote = remote_tree(listing, prefix).without([manifest])
+
+    def wanted(remote: Tree) -> Plan:
+        """What pulling ``remote`` (the store's tree, the manifest included) into an empty
+        directory would download, after include / exclude and ``paths``."""
+        remote = remote.without([manifest])
         if include is not None or exclude is not None:
             keep = PathFilter(include, exclude)
             remote = Tree(((p, e) for p, e in remote.items() if keep.wants(p)))
-        everything = plan_pull(remote, Tree(), paths)
-        everything.raise_if_refused("downloaded")
-        local = await _local_subset(dest, everything.download, cache)
-        plan = plan_pull(remote, local, paths)
-        plan.raise_if_refused("downloaded")
-        synced = await anyio.to_thread.run_sync(read_sync_record, dest)
-        conflicts = {} if force else pull_conflicts(plan, synced)
-        if conflicts:
-            plan = dataclasses.replace(plan, download=tuple(p for p in plan.download
-                                                            if p not in conflicts))
-        kept = tuple(sorted(conflicts.items()))
-        if dry_run:
-            return dataclasses.replace(_dry_report(plan, started), conflicts=kept)
-        await anyio.to_thread.run_sync(remove_stale_temps, dest, plan.download, time.time())
+        return plan_pull(remote, Tree(), paths)
+
+    def early_selection(named: Tree) -> Sequence[str]:
+        plan = wanted(named)
+        return () if plan.refused else plan.download
+
+    async with _resolved_store(store) as source:
         transfer = Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
                             progress=make_progress(progress), fsync=fsync, adaptive=adaptive)
-        result = await download_paths(source, dest, plan.download, remote, prefix=prefix,
-                                      transfer=transfer)
-        shared = {p: remote[p].digest for p in [*result.done, *plan.skip]}
-        await anyio.to_thread.run_sync(
-            record_synced, dest, {p: d for p, d in shared.items() if d is not None})
-    report = dataclasses.replace(_report("pull", plan, result, started), conflicts=kept)
-    return _finish(report, raise_on_failure)
+
+        async def plan_and_move(tasks: TaskGroup) -> Report:
+            early = None
+            if manifest and not dry_run and is_networked(source):
+                early = EarlyGets(transfer, source, dest, prefix, early_selection)
+                tasks.start_soon(early.run, manifest, tasks)
+            try:
+                listing = await _listing(source, prefix, policy)
+            finally:
+                if early is not None:
+                    early.stop()
+            if not listing:  # an empty listing: is the container (or local store root) there at all?
+                try:
+                    await call_with_retry(source.ensure_container, False, policy=policy,
+                                          describe=f"open {source.url}")
+                except ContainerNotFound:
+                    listing = None
+            if listing is None:
+                raise ContainerNotFound(f"cannot pull from {source.url}: the container does not exist; "
+                                        f"check the store URL or container name")
+            everything = wanted(remote_tree(listing, prefix))
+            everything.raise_if_refused("downloaded")
+            remote = everything.source
+            local = await _local_subset(dest, everything.download, cache)
+            plan = plan_pull(remote, local, paths)
+            plan.raise_if_refused("downloaded")
+            synced = await anyio.to_thread.run_sync(read_sync_record, dest)
+            conflicts = {} if force else pull_conflicts(plan, synced)
+            if conflicts:
+                plan = dataclasses.replace(plan, download=tuple(p for p in plan.download
+                                                                if p not in conflicts))
+            kept = tuple(sorted(conflicts.items()))
+            if dry_run:
+                return dataclasses.replace(_dry_report(plan, started), conflicts=kept)
+            await anyio.to_thread.run_sync(remove_stale_temps, dest, plan.download, time.time())
+            result = await download_paths(
+                source, dest, plan.download, remote, prefix=prefix, transfer=transfer,
+                started=None if early is None else early.started(plan.download, remote))
+            shared = {p: remote[p].digest for p in [*result.done, *plan.skip]}
+            await anyio.to_thread.run_sync(
+                record_synced, dest, {p: d for p, d in shared.items() if d is not None})
+            return dataclasses.replace(_report("pull", plan, result, started), conflicts=kept)
+
+        report = await with_tasks(plan_and_move)
+    return report if report.dry_run else _finish(report, raise_on_failure)
 
 
 async def _local_tree(tree_or_dir: Tree | str | os.PathLike[str], include: Any, exclude: Any,

@@ -16,7 +16,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from luisy_sync.concurrently import both, with_tasks
-from luisy_sync.early_creates import (EarlyCreates, create_early, creates_early, pick, pick_large,
+from luisy_sync.early_creates import (EarlyCreates, create_early, pick, pick_large,
                                       stage_blocks_early, undo)
 from luisy_sync.errors import ManifestError
 from luisy_sync.moves import upload_paths
@@ -25,7 +25,7 @@ from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.scan import (Candidate, PathFilter, default_hash_limiter, hash_candidates, remote_tree,
                              resolve_root, split_cache_hits, walk_files)
 from luisy_sync.statcache import CacheArg, NullStatCache, StatCache, resolved_cache
-from luisy_sync.stores.base import ObjectInfo, Store
+from luisy_sync.stores.base import ObjectInfo, Store, is_networked
 from luisy_sync.transfer import Transfer, TransferResult
 from luisy_sync.tree import FileEntry, Tree
 
@@ -95,7 +95,7 @@ async def push_directory(target: Store, root: str, include: Any, exclude: Any, c
                                     ) -> tuple[Tree, Tree, Any, Plan, TransferResult, bool]:
             async def walk_and_create() -> tuple[dict[str, FileEntry], list[Candidate]]:
                 hits, misses = await walk()
-                if not creates_early(target) or listed.is_set():
+                if not is_networked(target) or listed.is_set():
                     return hits, misses
                 picked = pick(misses, transfer.request_limit, transfer.budget.limit // 2)
                 await create_early(transfer, target, abs_root, picked, prefix, tasks, early)

@@ -117,7 +117,7 @@ def _write_whole(final: str, path: str, name: str, data: bytes, digest: str | No
     write_atomic(final, [data], fsync=fsync, mode=0o666, keep_mode=True)
 
 
-def _write_many(dest: str, batch: list[tuple[str, FileEntry, str]], datas: list[bytes | BaseException],
+def write_many(dest: str, batch: list[tuple[str, FileEntry, str]], datas: list[bytes | BaseException],
                 fsync: bool) -> list[BaseException | None]:
     """Check and write every fetched file of a batch in one thread call (per-file errors)."""
     out: list[BaseException | None] = []
@@ -160,7 +160,7 @@ async def download_batch(transfer: "Transfer", store: Store, dest: str,
             async with anyio.create_task_group() as tg:
                 for i in range(len(batch)):
                     tg.start_soon(get_one, i)
-        errors = await transfer.in_thread(_write_many, dest, batch, datas, transfer.fsync)
+        errors = await transfer.in_thread(write_many, dest, batch, datas, transfer.fsync)
     for i, error in enumerate(errors):
         path, entry, name = batch[i]
         if error is None:

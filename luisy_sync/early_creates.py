@@ -99,11 +99,6 @@ class EarlyCreates:
         self.blocks = {}
 
 
-def creates_early(store: Store) -> bool:
-    """Whether a push to ``store`` creates new files while it waits for the listing."""
-    return bool(getattr(store, "networked", False))
-
-
 def pick(misses: Sequence[Candidate], count: int, max_bytes: int,
          max_size: int = EARLY_FILE_MAX) -> list[Candidate]:
     """The first ``count`` walked files of at most ``max_size`` bytes each and

@@ -92,12 +92,15 @@ async def upload_paths(store: Store, root: str | os.PathLike[str], paths: Iterab
 
 async def download_paths(store: Store, dest: str | os.PathLike[str], paths: Iterable[str], expected: Tree, *,
                          prefix: str = "", names: Mapping[str, str] | None = None,
-                         transfer: Transfer | None = None) -> TransferResult:
+                         transfer: Transfer | None = None,
+                         started: Mapping[str, Callable[[], Awaitable[str | None]]] | None = None
+                         ) -> TransferResult:
     """Download ``paths`` from ``store`` into ``dest``, verifying each against ``expected``;
     each path comes from the object ``names[path]`` when given, else ``prefix`` + its path.
 
     Every file is written to a temp file next to its final name and renamed into place
     only after its size and digest matched (an entry without a digest is checked by size
-    only); unsafe names fail with UnsafePathError per file.
+    only); unsafe names fail with UnsafePathError per file. ``started``: as for
+    ``upload_paths`` (the wait returns the digest written).
     """
-    return await _move("pull", store, dest, paths, expected, prefix, names, transfer)
+    return await _move("pull", store, dest, paths, expected, prefix, names, transfer, started)

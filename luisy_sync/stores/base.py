@@ -26,8 +26,9 @@ Optional streamed read (the wrappers do not offer it):
   the memory a read holds is the sink's, not the read's size; the result's data is empty.
 
 An optional attribute ``networked = True`` says the store's calls cross a network (a
-round trip each): a push then creates its first new files while its listing is on its
-way (``luisy_sync.early_creates``).
+round trip each; ``is_networked``): a push then creates its first new files while its
+listing is on its way (``luisy_sync.early_creates``), and a pull fetches its first files
+(``luisy_sync.early_gets``).
 
 Bytes handed to ``put``, ``put_many`` and ``put_block`` may sit in a buffer the caller
 reuses once the call returned: a store copies what it keeps.
@@ -198,6 +199,11 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections. The store may not be used afterwards."""
         ...
+
+
+def is_networked(store: object) -> bool:
+    """Whether ``store``'s calls cross a network (its ``networked`` attribute)."""
+    return bool(getattr(store, "networked", False))
 
 
 def check_range(name: str, start: int, length: int | None) -> None:

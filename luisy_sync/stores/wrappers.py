@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import anyio
 
-from luisy_sync.stores.base import BytesLike, GetResult, ObjectInfo, PutMode, Store
+from luisy_sync.stores.base import BytesLike, GetResult, ObjectInfo, PutMode, Store, is_networked
 
 BATCH_VERBS = ("put_many", "get_many")
 """The optional batch capabilities a wrapper forwards when its inner store has them."""
@@ -48,7 +48,7 @@ class ForwardingStore:
     @property
     def networked(self) -> bool:
         """Whether ``inner``'s calls cross a network (``luisy_sync.early_creates``)."""
-        return bool(getattr(self.inner, "networked", False))
+        return is_networked(self.inner)
 
     async def _forward(self, verb: str, *args: Any, **kw: Any) -> Any:
         """Every call passes here: ``inner.<verb>(*args, **kw)``."""
