@@ -3,10 +3,12 @@
 ``OrderedWriter`` is one thread per downloaded file. It writes each piece at its
 offset and hashes the file in offset order: a piece that continues the hashed prefix
 is hashed at once; one that arrives early is kept in memory while the kept pieces fit
-``keep_limit`` (its buffer is handed back only once it was hashed), and otherwise read
-back from the page cache when its turn comes, ``REREAD_SLICE`` bytes at a time into one
-reused buffer (measured against mapping the file in windows: the same CPU or less, and
-no page faults). So the file is never read twice whole, and
+``keep_limit`` (its buffer is handed back only once it was hashed), and otherwise hashed
+from the page cache when its turn comes, through a read-only mapping of its bytes
+(populated in one call where the system has ``MAP_POPULATE``; no copy: W3 pulls through
+the 20 ms proxy, ~360 of 512 MiB hashed this way, 8 interleaved pairs: client CPU median
+0.730 s when read back into a buffer, 0.654 s mapped, time 0.992 / 0.951 s). So the file is
+never read twice whole, and
 one thread, not one per piece, does the writes (they would queue on the file's inode
 lock anyway, spinning while they wait).
 
@@ -20,11 +22,13 @@ memory is its pool, whatever the number and size of its ranges.
 from __future__ import annotations
 
 import asyncio
+import mmap
+import os
 import queue
 import threading
 from typing import Callable
 
-from luisy_sync.blockio import BytesLike, read_into, write_at
+from luisy_sync.blockio import BytesLike, write_at
 from luisy_sync.budget import BufferPool
 from luisy_sync.errors import IntegrityError, ShortReadError
 from luisy_sync.hashing import new_hasher
@@ -33,8 +37,6 @@ __all__ = ["ChunkPool", "OrderedWriter", "RangeSink"]
 
 _Piece = tuple[BytesLike, int, Callable[[], None] | None, int]
 _STOP = None
-REREAD_SLICE = 1024 * 1024
-"""How much of an early piece that was not kept the writer reads back at once to hash it."""
 
 
 class OrderedWriter:
@@ -51,7 +53,6 @@ class OrderedWriter:
         self._next = 0
         self._early: dict[int, tuple[int, BytesLike | None, Callable[[], None] | None, int]] = {}
         self._kept = 0
-        self._reread: bytearray | None = None  # made on the first re-read
         self._ended: asyncio.Future[None] = self._loop.create_future()
         self.error: BaseException | None = None
         """The first error a write or a re-read met (later pieces are dropped, not written)."""
@@ -134,17 +135,17 @@ class OrderedWriter:
         return False
 
     def _hash_from_file(self, length: int) -> None:
-        """Hash the ``length`` bytes at the hashed prefix's end, read back from the file."""
-        if self._reread is None:
-            self._reread = bytearray(REREAD_SLICE)
-        view = memoryview(self._reread)
-        offset, end = self._next, self._next + length
-        while offset < end:
-            part = view[:min(REREAD_SLICE, end - offset)]
-            if read_into(self._fd, part, offset) != len(part):
-                raise _short_reread(length, self._next)
-            self._hasher.update(part)
-            offset += len(part)
+        """Hash the ``length`` bytes at the hashed prefix's end, mapped from the file."""
+        offset = self._next
+        if os.fstat(self._fd).st_size < offset + length:  # a mapping past the end faults
+            raise _short_reread(length, offset)
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        mapped = _map(self._fd, offset + length - start, start)
+        try:
+            with memoryview(mapped) as view:
+                self._hasher.update(view[offset - start:])
+        finally:
+            mapped.close()
 
     def _drop_kept(self, finished: list[Callable[[], None]]) -> None:
         """At the end: hand back the buffers of early pieces whose turn never came."""
@@ -169,6 +170,15 @@ class OrderedWriter:
         finally:
             if end and not self._ended.done():
                 self._ended.set_result(None)
+
+
+def _map(fd: int, length: int, offset: int) -> mmap.mmap:
+    """A read-only mapping of ``length`` bytes of ``fd`` at ``offset`` (page-aligned),
+    populated at once where the system can."""
+    if os.name == "nt":
+        return mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=offset)
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    return mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ, offset=offset)
 
 
 def _short_reread(length: int, offset: int) -> ShortReadError:

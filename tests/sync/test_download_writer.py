@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import pytest
 
-from luisy_sync import download_writer
 from luisy_sync.budget import BufferPool
 from luisy_sync.download_writer import ChunkPool, OrderedWriter, RangeSink
 from luisy_sync.errors import IntegrityError, ShortReadError, TransientError
@@ -28,24 +27,22 @@ async def _until(check: Any) -> None:
             await anyio.sleep(0.001)
 
 
-@pytest.mark.parametrize("reread_slice", [1 << 20, 300])  # a piece read back whole, or in slices
-async def test_writer_keeps_what_fits_and_reads_back_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              reread_slice: int) -> None:
-    monkeypatch.setattr(download_writer, "REREAD_SLICE", reread_slice)
-    parts = [os.urandom(1000) for _ in range(5)]
+@pytest.mark.parametrize("size", [1000, 5000, 1 << 20])  # pieces off page boundaries, across them, whole pages
+async def test_writer_keeps_what_fits_and_reads_back_the_rest(tmp_path: Path, size: int) -> None:
+    parts = [os.urandom(size) for _ in range(5)]
     done: list[int] = []
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     try:
-        writer = OrderedWriter(fd, keep_limit=2000)
-        writer.submit(parts[3], 3000, lambda: done.append(3))  # early: kept
-        writer.submit(parts[1], 1000, lambda: done.append(1))  # early: kept (2000 bytes now)
-        writer.submit(parts[2], 2000, lambda: done.append(2))  # early, over the limit: read back later
+        writer = OrderedWriter(fd, keep_limit=2 * size)
+        writer.submit(parts[3], 3 * size, lambda: done.append(3))  # early: kept
+        writer.submit(parts[1], size, lambda: done.append(1))  # early: kept (the limit now)
+        writer.submit(parts[2], 2 * size, lambda: done.append(2))  # early, over the limit: read back later
         await _until(lambda: done == [2])  # written: its buffer is free; the kept ones are not
         writer.submit(parts[0], 0, lambda: done.append(0))  # in turn: 1, 2 (from the file), 3 hashed
-        writer.submit(parts[4], 4000, lambda: done.append(4))
+        writer.submit(parts[4], 4 * size, lambda: done.append(4))
         await writer.close()
         assert sorted(done) == [0, 1, 2, 3, 4] and done[0] == 2
-        assert writer.error is None and writer.hexdigest(5000) == hash_bytes(b"".join(parts))
+        assert writer.error is None and writer.hexdigest(5 * size) == hash_bytes(b"".join(parts))
         assert Path(tmp_path / "f").read_bytes() == b"".join(parts)
     finally:
         os.close(fd)
