@@ -47,24 +47,20 @@ Select = Callable[[Tree], Sequence[str]]
 class _Fetch:
     """One file fetched early: its manifest entry, object name and bytes of budget held."""
 
+    path: str
     entry: FileEntry
     name: str
     held: int
     data: bytes | None = None
+    ended: anyio.Event = field(default_factory=anyio.Event)
     wanted: bool = True
     """False once dropped: its budget goes back as soon as the fetch ended."""
-    ended: anyio.Event = field(default_factory=anyio.Event)
-
-
-@dataclass
-class _Writes:
-    """Fetched files written in one thread call, by the first wait that reaches them."""
-
-    paths: list[str]
-    begun: bool = False
-    ended: anyio.Event = field(default_factory=anyio.Event)
-    errors: dict[str, BaseException | None] = field(default_factory=dict)
-    """Per file written (or tried): its error, or None."""
+    kept: bool = False
+    """True once the plan agreed with it: it is to be written."""
+    taken: bool = False
+    """True once a write took it (``written`` is set when that write ended)."""
+    written: anyio.Event = field(default_factory=anyio.Event)
+    error: BaseException | None = None
 
 
 class EarlyGets:
@@ -76,6 +72,9 @@ class EarlyGets:
         self.transfer, self.store, self.dest, self.prefix = transfer, store, dest, prefix
         self.select = select
         self.fetches: dict[str, _Fetch] = {}
+        self._ready: dict[str, _Fetch] = {}
+        """Fetches the plan kept whose bytes are here, not yet taken by a write."""
+        self._holding = 0
         self._stopped = False
         self._reading = anyio.CancelScope()
         self._todo: Iterator[tuple[str, FileEntry]] = iter(())
@@ -116,18 +115,19 @@ class EarlyGets:
         digest written, or None: download the file the usual way). Drops the others."""
         self.stop()
         moves = set(download)
-        kept: list[str] = []
+        waits: dict[str, Callable[[], Awaitable[str | None]]] = {}
         for path, fetch in self.fetches.items():
             entry = listed.get(path)
             if path in moves and entry is not None and \
                     (entry.size, entry.digest) == (fetch.entry.size, fetch.entry.digest):
-                kept.append(path)
+                fetch.kept = True
+                if fetch.data is not None:
+                    self._ready[path] = fetch
+                waits[path] = partial(self._written, fetch)
             else:
-                self._drop(fetch)
-        waits: dict[str, Callable[[], Awaitable[str | None]]] = {}
-        for start in range(0, len(kept), BATCH_FILES):
-            group = _Writes(kept[start:start + BATCH_FILES])
-            waits.update((p, partial(self._written, group, p)) for p in group.paths)
+                fetch.wanted = False
+                if fetch.ended.is_set():
+                    self._release(fetch)
         return waits
 
     def _largest(self) -> int:
@@ -135,72 +135,82 @@ class EarlyGets:
         return min(BATCH_FILE_MAX, self.transfer.block_size)
 
     async def _fetch_each(self) -> None:
-        """Fetch the next file to fetch until there is none, the listing answered, or
-        its bytes do not fit in the budget now."""
+        """Fetch the next file to fetch until there is none, the listing answered, or its
+        bytes do not fit now in half the transfer's byte budget (the rest stays free for
+        the plan's downloads). A file is picked only once a request slot is free, so a
+        fetch never holds memory while it waits for one."""
         budget = self.transfer.budget
-        while not self._stopped:
-            item = next(self._todo, None)
-            if item is None:
-                return
-            path, entry = item
-            held = budget.try_acquire(entry.size)
-            if held is None:
-                return
-            fetch = self.fetches[path] = _Fetch(entry, object_name(self.prefix, path), held)
-            try:
-                got = await self.transfer.once(self.store.get, fetch.name)
-                if len(got.data) == entry.size:
-                    fetch.data = got.data
-            except Exception as exc:  # noqa: BLE001 - tried once: the plan downloads it the usual way
-                log.debug("early get of %s: %s", fetch.name, one_line(exc))
-            finally:
-                fetch.ended.set()
-                if fetch.data is None or not fetch.wanted:
-                    self._release(fetch)
-
-    def _drop(self, fetch: _Fetch) -> None:
-        fetch.wanted = False
-        if fetch.ended.is_set():
-            self._release(fetch)
+        while True:
+            async with self.transfer.limiter:
+                if self._stopped:
+                    return
+                item = next(self._todo, None)
+                if item is None:
+                    return
+                path, entry = item
+                fits = self._holding + entry.size <= budget.limit // 2
+                held = budget.try_acquire(entry.size) if fits else None
+                if held is None:
+                    return
+                self._holding += held
+                fetch = self.fetches[path] = _Fetch(path, entry, object_name(self.prefix, path), held)
+                try:
+                    got = await self.transfer.attempt(self.store.get, fetch.name)
+                    if len(got.data) == entry.size:
+                        fetch.data = got.data
+                except Exception as exc:  # noqa: BLE001 - tried once: the plan downloads it the usual way
+                    log.debug("early get of %s: %s", fetch.name, one_line(exc))
+                finally:
+                    fetch.ended.set()
+                    if fetch.data is None or not fetch.wanted:
+                        self._release(fetch)
+                    elif fetch.kept:
+                        self._ready[path] = fetch
 
     def _release(self, fetch: _Fetch) -> None:
         fetch.data = None
         if fetch.held:
             self.transfer.budget.release(fetch.held)
+            self._holding -= fetch.held
             fetch.held = 0
 
-    async def _written(self, group: _Writes, path: str) -> str | None:
-        """Once ``group`` is written (by this wait, when it is the first): the digest of
-        ``path``, or None when it is to be downloaded the usual way."""
-        if group.begun:
-            await group.ended.wait()
-        else:
-            group.begun = True
-            try:
-                await self._write(group)
-            finally:
-                group.ended.set()
-        if path not in group.errors:  # its fetch failed
+    async def _written(self, fetch: _Fetch) -> str | None:
+        """Once ``fetch`` was written (by this wait, with every other fetch then ready, up to
+        BATCH_FILES in one thread call): its digest, or None when the file is to be
+        downloaded the usual way (its fetch failed, or its bytes did not match)."""
+        await fetch.ended.wait()
+        if not fetch.taken:
+            if fetch.data is None:
+                return None
+            await self._write_ready(fetch)
+        await fetch.written.wait()
+        if fetch.error is None:
+            return fetch.entry.digest
+        if isinstance(fetch.error, IntegrityError):
             return None
-        error = group.errors[path]
-        if error is None:
-            return self.fetches[path].entry.digest
-        if isinstance(error, IntegrityError):
-            return None
-        raise error
+        raise fetch.error
 
-    async def _write(self, group: _Writes) -> None:
-        fetches = [self.fetches[p] for p in group.paths]
+    async def _write_ready(self, first: _Fetch) -> None:
+        self._ready.pop(first.path, None)
+        batch = [first]
+        while self._ready and len(batch) < BATCH_FILES:
+            batch.append(self._ready.pop(next(iter(self._ready))))
+        for fetch in batch:
+            fetch.taken = True
         try:
-            for fetch in fetches:
-                await fetch.ended.wait()
-            batch = [(p, f.entry, f.name) for p, f in zip(group.paths, fetches) if f.data is not None]
-            datas: list[bytes | BaseException] = [f.data for f in fetches if f.data is not None]
-            errors = await self.transfer.in_thread(write_many, self.dest, batch, datas, self.transfer.fsync)
-            group.errors = {p: e for (p, _, _), e in zip(batch, errors)}
+            errors = await self.transfer.in_thread(
+                write_many, self.dest, [(f.path, f.entry, f.name) for f in batch],
+                [f.data for f in batch if f.data is not None], self.transfer.fsync)
+            for fetch, error in zip(batch, errors):
+                fetch.error = error
+        except BaseException as exc:
+            for fetch in batch:  # cancelled, say: none of them is known to be written
+                fetch.error = IntegrityError(f"{fetch.path}: not written ({one_line(exc)})")
+            raise
         finally:
-            for fetch in fetches:
+            for fetch in batch:
                 self._release(fetch)
+                fetch.written.set()
 
 
 def _small_entries(entries: Mapping[str, Mapping[str, object]], largest: int) -> Tree:

@@ -180,7 +180,11 @@ class Transfer:
         """One attempt of a store request holding one slot of the limiter, not retried
         (its outcome still feeds an adaptive limiter)."""
         async with self.limiter:
-            return await self._observed(fn)(*args)
+            return await self.attempt(fn, *args)
+
+    async def attempt(self, fn: Callable[..., Awaitable[T]], *args: object) -> T:
+        """``once`` for a caller that holds a slot of the limiter already."""
+        return await self._observed(fn)(*args)
 
     @property
     def request_limit(self) -> int:
