@@ -245,3 +245,20 @@ async def test_a_pull_that_fails_after_early_gets_raises_and_writes_nothing(tmp_
     with pytest.raises((StoreError, SyncFailed), match="listing failed"):
         await pull(store, tmp_path / "dest", cache=False)
     assert not (tmp_path / "dest").exists()
+
+
+async def test_early_gets_hold_at_most_half_the_byte_budget(tmp_path: Path) -> None:
+    """However long the listing takes, the early bytes stay within half the transfer's
+    byte budget (64 MiB by default): the plan's downloads always have the other half."""
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {f"f{i:02d}.bin": os.urandom(2 ** 20) for i in range(40)}
+    for rel, data in files.items():
+        (src / rel).write_bytes(data)
+    inner = MemoryStore()
+    await push(src, inner, cache=False)
+    store = HeldListing(inner, hold=0)
+    store.before_listing = lambda: anyio.sleep(0.3)
+    report = await pull(store, tmp_path / "dest", cache=False)
+    assert sum(store.early.values()) == 32  # 32 MiB, then no more until the plan
+    assert data_files(tmp_path / "dest") == files and report.failed == ()
