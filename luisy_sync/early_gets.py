@@ -1,18 +1,19 @@
 """A pull's first files, fetched while the store's listing is still on its way.
 
 A pull plans against the store's listing, and a listing of many objects is slow: 1000
-objects behind a 20 ms round trip take 60-100 ms, while the push manifest alone comes in
-22-25 ms. On a networked store the pull meanwhile reads the manifest and fetches small
-files it names that do not exist locally, as many at once as the request limit allows,
-each tried once, into memory (within the transfer's byte budget). No fetch starts once
-the listing answered.
+objects behind a 20 ms round trip take 60-100 ms, the push manifest alone 22-25 ms (each
+asked for on its own). On a networked store the pull meanwhile reads the manifest and
+fetches small files it names that do not exist locally, each tried once, into memory: a
+file is picked only once a request slot is free, and the early bytes stay within half the
+transfer's byte budget. No fetch starts once the listing answered.
 
 Nothing is written before the plan. A file fetched early is written only when the plan
 downloads it and the listing shows the size and digest the manifest named; its bytes are
-then checked against that digest like any download's, in batches of files per thread
-call. Every other fetch is dropped (all of them when the plan refuses the pull), and a
-file whose fetch failed or whose bytes did not match is downloaded the usual way. So a
-pull writes exactly what it would without early gets, only sooner.
+then checked against that digest like any download's, together with the other early
+files ready by then (one thread call). Every other fetch is dropped (all of them when the
+plan refuses the pull), and a file whose fetch failed or whose bytes did not match is
+downloaded the usual way. So a pull writes exactly what it would without early gets, only
+sooner.
 """
 
 from __future__ import annotations
@@ -198,9 +199,10 @@ class EarlyGets:
         for fetch in batch:
             fetch.taken = True
         try:
+            datas: list[bytes | BaseException] = [
+                IntegrityError(f"{f.path}: not fetched") if f.data is None else f.data for f in batch]
             errors = await self.transfer.in_thread(
-                write_many, self.dest, [(f.path, f.entry, f.name) for f in batch],
-                [f.data for f in batch if f.data is not None], self.transfer.fsync)
+                write_many, self.dest, [(f.path, f.entry, f.name) for f in batch], datas, self.transfer.fsync)
             for fetch, error in zip(batch, errors):
                 fetch.error = error
         except BaseException as exc:
