@@ -230,11 +230,15 @@ class LocalStore(LocalWrites):
 
     def _ensure(self, create: bool) -> None:
         if not os.path.isdir(self.root):
-            if os.path.exists(self.root):
-                raise ContainerNotFound(f"local store {self.root} is not a directory: choose another path")
-            if not create:
+            if create:
+                try:
+                    os.makedirs(self.root, exist_ok=True)  # a concurrent creator is fine
+                except FileExistsError:
+                    pass  # a file is in the way: said below
+            if not os.path.isdir(self.root):  # looked at again: another writer may have made it meanwhile
+                if os.path.exists(self.root):
+                    raise ContainerNotFound(f"local store {self.root} is not a directory: choose another path")
                 raise ContainerNotFound(f"local store {self.root} does not exist: create it or use create=True")
-            os.makedirs(self.root, exist_ok=True)
         local_blocks.drop_stale(self._blocks)
 
     async def _call(self, op: str, name: str, fn: Callable[..., T], *args: Any) -> T:

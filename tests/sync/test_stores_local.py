@@ -153,6 +153,30 @@ async def test_ensure_container_create_and_refuse(tmp_path: Path) -> None:
     await missing.put("x", b"1")
 
 
+async def test_a_root_made_by_another_writer_meanwhile_is_taken(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writers open the same new store at once: the one that finds the root missing
+    and then present (the other just made it) uses it instead of calling it a file."""
+    root = tmp_path / "shared"
+    real_isdir = os.path.isdir
+
+    def isdir_then_made(path: object) -> bool:
+        if os.fspath(path) == str(root) and not root.exists():
+            root.mkdir()  # the other writer, right after this one looked
+            return False
+        return real_isdir(path)
+
+    monkeypatch.setattr(os.path, "isdir", isdir_then_made)
+    store = LocalStore(root, create=False)
+    await store.ensure_container(create=True)
+    monkeypatch.undo()
+    await store.put("x", b"1")
+    assert (root / "x").read_bytes() == b"1"
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(ContainerNotFound, match="is not a directory"):
+        await LocalStore(tmp_path / "file", create=False).ensure_container(create=True)
+
+
 async def test_missing_root_with_create_lists_nothing_and_creates_on_write(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "lazy")
     assert await store.list() == []
