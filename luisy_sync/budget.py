@@ -85,6 +85,12 @@ class ByteBudget:
             event.set()
 
 
+BUFFER_UNIT = 2 ** 20
+"""Buffers taken by a size above this come in whole multiples of it (``take_at_least``)."""
+BUFFER_MIN = 4096
+"""The smallest buffer ``take_at_least`` gives; up to ``BUFFER_UNIT`` they are powers of two."""
+
+
 class BufferPool:
     """Reusable ``bytearray`` blocks: ``take(size)`` returns a kept one of exactly that size
     (or a new one), ``give(buf)`` keeps it for the next ``take`` while the kept ones stay
@@ -101,6 +107,15 @@ class BufferPool:
             self._kept -= size
             return free.pop()
         return bytearray(size)
+
+    def take_at_least(self, size: int) -> bytearray:
+        """``take`` of ``size`` rounded up (to a power of two up to ``BUFFER_UNIT``, to
+        whole units above), so that small files and bodies of similar sizes share a few
+        buffers instead of touching fresh memory, a page fault per 4 KiB (200 x 1 MiB
+        read into new bytes took 0.045-0.059 s of CPU, into reused buffers 0.03 s)."""
+        if size <= BUFFER_UNIT:
+            return self.take(max(BUFFER_MIN, 1 << (size - 1).bit_length()))
+        return self.take(-(-size // BUFFER_UNIT) * BUFFER_UNIT)
 
     def give(self, buf: bytearray) -> None:
         if self._kept + len(buf) <= self.keep_bytes:

@@ -4,6 +4,8 @@ Small objects come in one GET. Large ones come in parallel ranges, written at th
 offsets and hashed in order by one writer thread (``luisy_sync.download_writer``; no
 second read of the file): a store with ``get_stream`` streams a few long ranges through
 a small pool of chunks, others fetch ``block_size`` ranges as the byte budget allows.
+A whole object read from a store with ``get_stream`` lands in a buffer of the transfer's
+pool (``WholeBody``), not in a fresh one per body.
 The content must match the expected size and digest before
 ``os.replace`` gives it its final name. On any failure or cancellation the temp file
 (named by ``luisy_sync.conventions``) is removed, so nothing half-written is ever visible.
@@ -17,11 +19,13 @@ import contextlib
 import os
 import stat
 from functools import partial
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable, TypeVar
 
 import anyio
 
 from luisy_sync.atomic import publish, remove_quietly, write_atomic
+from luisy_sync.blockio import BytesLike
+from luisy_sync.budget import BufferPool
 from luisy_sync.conventions import TEMP_NAME, temp_path, writer_alive
 from luisy_sync.download_writer import ChunkPool, OrderedWriter, RangeSink
 from luisy_sync.errors import IntegrityError, NotFoundError, ShortReadError, SyncError
@@ -33,6 +37,8 @@ from luisy_sync.tree import FileEntry
 
 if TYPE_CHECKING:
     from luisy_sync.transfer import Transfer
+
+BytesT = TypeVar("BytesT", bound=BytesLike)
 
 WHOLE_FILE_ATTEMPTS = 2
 """Whole-file tries on a digest mismatch (the second read tells corruption in flight from at rest)."""
@@ -98,17 +104,73 @@ def _mismatch(path: str, name: str, expected: str, got: str) -> IntegrityError:
                           f"push the file again to repair the store")
 
 
-def _check_size(path: str, name: str, data: bytes, expected: int, ranged: bool) -> bytes:
-    if len(data) < expected:
-        raise ShortReadError(f"{path}: read {len(data)} of {expected} bytes from {name}")
-    if len(data) > expected:
+def _size_error(path: str, name: str, got: int, expected: int, ranged: bool) -> IntegrityError | None:
+    if got < expected:
+        return ShortReadError(f"{path}: read {got} of {expected} bytes from {name}")
+    if got > expected:
         what = "range" if ranged else "object"
-        raise IntegrityError(f"{path}: {what} of {name} is {len(data)} bytes, expected {expected}; "
-                             f"it changed since it was listed, pull again")
+        return IntegrityError(f"{path}: {what} of {name} is {got} bytes, expected {expected}; "
+                              f"it changed since it was listed, pull again")
+    return None
+
+
+def _check_size(path: str, name: str, data: BytesT, expected: int, ranged: bool) -> BytesT:
+    error = _size_error(path, name, len(data), expected, ranged)
+    if error is not None:
+        raise error
     return data
 
 
-def _write_whole(final: str, path: str, name: str, data: bytes, digest: str | None, fsync: bool) -> None:
+class WholeBody:
+    """A ``BodySink`` for the whole object ``name`` of the listed ``size``, received into a
+    buffer of ``pool`` taken when its head arrived (as a fresh body would be) and kept for
+    the retries until ``release``; a body of another length is refused as ``_check_size``
+    would."""
+
+    __slots__ = ("pool", "memory", "view", "got", "size", "path", "name")
+
+    def __init__(self, pool: BufferPool, size: int, path: str, name: str):
+        self.pool = pool
+        self.memory: bytearray | None = None
+        self.view = memoryview(b"")
+        self.got, self.size = 0, size
+        self.path, self.name = path, name
+
+    def start(self, length: int) -> None:
+        error = _size_error(self.path, self.name, length, self.size, ranged=False)
+        if error is not None:
+            raise error
+        if self.memory is None:
+            self.memory = self.pool.take_at_least(self.size)
+            self.view = memoryview(self.memory)[:self.size]
+        self.got = 0
+
+    def buffer(self, wake: Callable[[], None]) -> memoryview:
+        return self.view[self.got:]
+
+    def received(self, nbytes: int) -> None:
+        self.got += nbytes
+
+    async def read(self, store: Store) -> BytesLike:
+        """One read of the object: streamed into the buffer by a store with
+        ``get_stream``, else the bytes ``get`` returns."""
+        get_stream = getattr(store, "get_stream", None)
+        data: BytesLike
+        if get_stream is None:
+            data = (await store.get(self.name)).data
+        else:
+            await get_stream(self.name, 0, None, self)
+            data = self.view[:self.got]
+        return _check_size(self.path, self.name, data, self.size, ranged=False)
+
+    def release(self) -> None:
+        """Give the buffer back (the bytes read are then gone)."""
+        memory, self.memory, self.view = self.memory, None, memoryview(b"")
+        if memory is not None:
+            self.pool.give(memory)
+
+
+def _write_whole(final: str, path: str, name: str, data: BytesLike, digest: str | None, fsync: bool) -> None:
     if digest is not None:
         got = hash_bytes(data)
         if got != digest:
@@ -117,7 +179,7 @@ def _write_whole(final: str, path: str, name: str, data: bytes, digest: str | No
     write_atomic(final, [data], fsync=fsync, mode=0o666, keep_mode=True)
 
 
-def write_many(dest: str, batch: list[tuple[str, FileEntry, str]], datas: list[bytes | BaseException],
+def write_many(dest: str, batch: list[tuple[str, FileEntry, str]], datas: list[BytesLike | BaseException],
                 fsync: bool) -> list[BaseException | None]:
     """Check and write every fetched file of a batch in one thread call (per-file errors)."""
     out: list[BaseException | None] = []
@@ -139,28 +201,36 @@ async def download_batch(transfer: "Transfer", store: Store, dest: str,
                          batch: list[tuple[str, FileEntry, str]]) -> list[BaseException | None]:
     """Download many small objects (``(path, entry, name)``): one ``get_many`` call (stores
     that have it) or one get per object, concurrently, then one thread call checks and
-    writes them all. A file whose bytes did not verify, or whose read failed with a
-    retryable error, is fetched again on its own (``download_file``). Returns one error
-    (or None) per file."""
-    datas: list[bytes | BaseException] = [b""] * len(batch)
+    writes them all (the bodies in buffers of the transfer's pool when the store streams).
+    A file whose bytes did not verify, or whose read failed with a retryable error, is
+    fetched again on its own (``download_file``). Returns one error (or None) per file."""
+    datas: list[BytesLike | BaseException] = [b""] * len(batch)
     async with transfer.budget.hold(sum(entry.size for _, entry, _ in batch)):
         get_many = getattr(store, "get_many", None)
         if get_many is not None:
             async with transfer.limiter:
                 datas = [got.data if isinstance(got, GetResult) else got
                          for got in await get_many([name for _, _, name in batch])]
+            errors = await transfer.in_thread(write_many, dest, batch, datas, transfer.fsync)
         else:
+            bodies = [WholeBody(transfer.buffers, entry.size, path, name) for path, entry, name in batch]
+
             async def get_one(i: int) -> None:
-                path, _, name = batch[i]
                 try:
-                    datas[i] = (await transfer.request(path, store.get, name, describe=f"get {name}")).data
+                    datas[i] = await transfer.request(batch[i][0], bodies[i].read, store,
+                                                      describe=f"get {bodies[i].name}")
                 except Exception as exc:
                     datas[i] = exc
 
-            async with anyio.create_task_group() as tg:
-                for i in range(len(batch)):
-                    tg.start_soon(get_one, i)
-        errors = await transfer.in_thread(write_many, dest, batch, datas, transfer.fsync)
+            try:
+                async with anyio.create_task_group() as tg:
+                    for i in range(len(batch)):
+                        tg.start_soon(get_one, i)
+                errors = await transfer.in_thread(write_many, dest, batch, datas, transfer.fsync)
+            finally:
+                datas.clear()
+                for body in bodies:
+                    body.release()
     for i, error in enumerate(errors):
         path, entry, name = batch[i]
         if error is None:
@@ -227,14 +297,15 @@ async def _replaced_meanwhile(transfer: "Transfer", store: Store, path: str, ent
 
 async def _download_small(transfer: "Transfer", store: Store, final: str, path: str, entry: FileEntry,
                           name: str) -> None:
-    async def get() -> bytes:
-        return _check_size(path, name, (await store.get(name)).data, entry.size, ranged=False)
-
     async with transfer.budget.hold(entry.size):  # the request slot is free while writing
-        async with transfer.limiter:
-            data = await transfer.retry(path, get, describe=f"get {name}")
-        transfer.tracker.advanced(path, len(data))
-        await transfer.in_thread(_write_whole, final, path, name, data, entry.digest, transfer.fsync)
+        body = WholeBody(transfer.buffers, entry.size, path, name)
+        try:
+            async with transfer.limiter:
+                data = await transfer.retry(path, body.read, store, describe=f"get {name}")
+            transfer.tracker.advanced(path, len(data))
+            await transfer.in_thread(_write_whole, final, path, name, data, entry.digest, transfer.fsync)
+        finally:
+            body.release()
 
 
 async def _download_ranges(transfer: "Transfer", store: Store, final: str, path: str, entry: FileEntry,

@@ -37,8 +37,6 @@ DEFAULT_MEMORY_LIMIT = 64 * 2 ** 20
 """Bytes of file content a transfer holds at once by default (at least 4 blocks)."""
 MAX_BLOCKS = 50_000
 """Most blocks one object may have (Azure's limit); larger files get larger blocks."""
-READ_BUFFER_UNIT = 2 ** 20
-"""Small-file read buffers come in whole multiples of this (``Transfer.read_buffer``)."""
 BATCH_FILE_MAX = 1 * 2 ** 20
 """Files up to this size move in batches: one thread call reads (or writes) many of them."""
 BATCH_BYTES = 4 * 2 ** 20
@@ -118,12 +116,9 @@ class Transfer:
 
     @contextlib.contextmanager
     def read_buffer(self, size: int) -> Iterator[bytearray]:
-        """A buffer of at least ``size`` bytes from the transfer's pool for the block's
-        duration (sizes rounded up to whole ``READ_BUFFER_UNIT`` so that small-file
-        reads reuse a few buffers instead of touching fresh memory, a page fault per
-        4 KiB: 200 x 1 MiB read into new bytes took 0.045-0.059 s of CPU, into reused
-        buffers 0.03 s)."""
-        buffer = self.buffers.take(-(-size // READ_BUFFER_UNIT) * READ_BUFFER_UNIT)
+        """A buffer of at least ``size`` bytes from the transfer's pool
+        (``BufferPool.take_at_least``) for the block's duration."""
+        buffer = self.buffers.take_at_least(size)
         try:
             yield buffer
         finally:

@@ -210,7 +210,7 @@ class AzureBlobStore:
             return GetResult(b"", (await self._requests.head(full, name, what)).etag or "")
         return got
 
-    async def get_stream(self, name: str, start: int, length: int, sink: BodySink) -> GetResult:
+    async def get_stream(self, name: str, start: int, length: int | None, sink: BodySink) -> GetResult:
         """``get(name, start, length)`` with the bytes handed to ``sink`` as they arrive
         (on the fast path straight from the socket, reading paused while the sink
         is full; the SDK path in pieces of ``SDK_GET_PIECE``). The result's data is

@@ -22,8 +22,9 @@ Optional batch capabilities (callers check with ``hasattr``):
 Optional streamed read (the wrappers do not offer it):
 
 - ``get_stream(name, start, length, sink) -> GetResult``: ``get(name, start, length)``
-  with the bytes handed to ``sink`` (a ``BodySink``) piece by piece as they arrive, so
-  the memory a read holds is the sink's, not the read's size; the result's data is empty.
+  (``length`` None: to the end) with the bytes handed to ``sink`` (a ``BodySink``) piece
+  by piece as they arrive, so the memory a read holds is the sink's (a buffer the caller
+  reuses), not a new one of the read's size; the result's data is empty.
 
 An optional attribute ``networked = True`` says the store's calls cross a network (a
 round trip each; ``is_networked``): a push then creates its first new files while its

@@ -211,3 +211,64 @@ async def test_streamed_download_with_a_pool_of_one_chunk_does_not_stall(tmp_pat
                                       Tree({"f.bin": FileEntry(len(data), hash_bytes(data))}), transfer=moving)
     assert result.done == ["f.bin"] and (tmp_path / "f.bin").read_bytes() == data
     assert moving.budget.held == 0
+
+
+def _recording_takes(moving: Transfer) -> list[int]:
+    taken: list[int] = []
+    real_take = moving.buffers.take
+
+    def take(size: int) -> bytearray:
+        buffer = real_take(size)
+        taken.append(id(buffer))
+        return buffer
+
+    moving.buffers.take = take  # type: ignore[method-assign]
+    return taken
+
+
+@pytest.mark.parametrize("cuts", [0, 3])
+async def test_small_objects_stream_into_pooled_buffers_and_resume_cut_reads(tmp_path: Path, cuts: int) -> None:
+    """Whole small objects land in the transfer's pooled buffers (batched ones and those
+    read on their own, up to a block): a second pull takes no new buffer, and a read cut
+    short starts again into the same buffer."""
+    block = 512 * 1024
+    sizes = [0, 1, 4095, 4096, 70_000, 300_000, block]
+    files = {f"d/{i}.bin": os.urandom(size) for i, size in enumerate(sizes)}
+    store = StreamingStore(cuts)
+    for rel, data in files.items():
+        await store.put(rel, data, metadata={DIGEST_KEY: hash_bytes(data)})
+    tree = Tree({rel: FileEntry(len(data), hash_bytes(data)) for rel, data in files.items()})
+    moving = Transfer(block_size=block, policy=RetryPolicy(base=0.001, cap=0.005))
+    taken = _recording_takes(moving)
+    rounds = []
+    for dest in (tmp_path / "a", tmp_path / "b"):
+        result = await download_paths(store, dest, list(files), tree, transfer=moving)
+        assert sorted(result.done) == sorted(files) and not result.failed
+        assert {rel: (dest / rel).read_bytes() for rel in files} == files
+        assert sorted(os.listdir(dest / "d")) == sorted(p.split("/")[1] for p in files)
+        rounds.append(list(taken))
+        taken.clear()
+    assert len(rounds[0]) == len(files) and set(rounds[1]) <= set(rounds[0])
+    assert all(length is None for start, length in store.reads if start == 0)
+    assert moving.budget.held == 0
+
+
+async def test_a_small_object_that_changed_since_its_listing_fails_alone(tmp_path: Path) -> None:
+    """A streamed whole object longer or shorter than listed is refused at its head: that
+    file fails (nothing written under its name), its neighbours are stored."""
+    files = {f"{i}.bin": os.urandom(3000 + i) for i in range(4)}
+    store = StreamingStore()
+    for rel, data in files.items():
+        await store.put(rel, data, metadata={DIGEST_KEY: hash_bytes(data)})
+    tree = Tree({rel: FileEntry(len(data), hash_bytes(data)) for rel, data in files.items()})
+    await store.put("1.bin", files["1.bin"] + b"grown")
+    await store.put("2.bin", files["2.bin"][:-7])
+    moving = Transfer(policy=RetryPolicy(base=0.001, cap=0.005, max_attempts=2))
+    result = await download_paths(store, tmp_path, list(files), tree, transfer=moving)
+    assert sorted(result.done) == ["0.bin", "3.bin"]
+    reasons = dict(result.failed)
+    assert "is 3006 bytes, expected 3001; it changed since it was listed" in reasons["1.bin"]
+    assert "read 2995 of 3002 bytes" in reasons["2.bin"]
+    assert sorted(os.listdir(tmp_path)) == ["0.bin", "3.bin"]
+    assert all((tmp_path / rel).read_bytes() == files[rel] for rel in ("0.bin", "3.bin"))
+    assert moving.budget.held == 0

@@ -19,7 +19,8 @@ from luisy_sync.stores.base import DIGEST_KEY
 from luisy_sync.stores.memory import MemoryStore
 from luisy_sync.stores.wrappers import CountingStore, Fault, FaultStore
 from luisy_sync.moves import download_paths, upload_paths
-from luisy_sync.transfer import READ_BUFFER_UNIT, Transfer
+from luisy_sync.budget import BUFFER_MIN, BUFFER_UNIT
+from luisy_sync.transfer import Transfer
 from luisy_sync.tree import FileEntry, Tree
 
 BLOCK = 256 * 1024
@@ -332,7 +333,7 @@ async def test_a_batch_read_into_one_buffer_keeps_each_file_to_its_own_part(tmp_
     """Small files of a batch share one pooled buffer: a file that grew or shrank since it
     was listed fails alone, its neighbours are stored byte for byte, and a second batch
     reuses the buffer the first one gave back."""
-    files = {f"d/{i}.bin": os.urandom(1000 + i) for i in range(6)}
+    files = {f"d/{i}.bin": os.urandom(5000 + i) for i in range(6)}
     tree = write_tree(tmp_path / "src", files)
     (tmp_path / "src" / "d/1.bin").write_bytes(files["d/1.bin"] + b"grown")
     (tmp_path / "src" / "d/4.bin").write_bytes(files["d/4.bin"][:-7])
@@ -349,18 +350,27 @@ async def test_a_batch_read_into_one_buffer_keeps_each_file_to_its_own_part(tmp_
     moving.buffers.take = take  # type: ignore[method-assign]
     result = await upload_paths(store, tree.root, list(tree), tree, transfer=moving)
     assert [p for p, _ in result.failed] == ["d/1.bin", "d/4.bin"]
-    assert "size larger" in result.failed[0][1] and "size 997, expected 1004" in result.failed[1][1]
+    assert "size larger" in result.failed[0][1] and "size 4997, expected 5004" in result.failed[1][1]
     for rel in ("d/0.bin", "d/2.bin", "d/3.bin", "d/5.bin"):
         assert (await store.get(rel)).data == files[rel]
-    again = await upload_paths(MemoryStore(), tree.root, ["d/0.bin"], tree, transfer=moving)
-    assert again.done == ["d/0.bin"] and taken[-1] == taken[0] and moving.budget.held == 0
+    good = ["d/0.bin", "d/2.bin", "d/3.bin", "d/5.bin"]  # 20 KiB: the same 32 KiB size class
+    again = await upload_paths(MemoryStore(), tree.root, good, tree, transfer=moving)
+    assert sorted(again.done) == good and taken[-1] == taken[0] and moving.budget.held == 0
 
 
-def test_read_buffers_come_in_whole_units_and_are_reused() -> None:
+def test_read_buffers_come_in_size_classes_and_are_reused() -> None:
     moving = transfer()
     with moving.read_buffer(10) as first:
-        assert len(first) == READ_BUFFER_UNIT
-        with moving.read_buffer(READ_BUFFER_UNIT + 1) as second:
-            assert len(second) == 2 * READ_BUFFER_UNIT
-    with moving.read_buffer(READ_BUFFER_UNIT) as again:
-        assert again is first
+        assert len(first) == BUFFER_MIN
+        with moving.read_buffer(BUFFER_UNIT + 1) as second:
+            assert len(second) == 2 * BUFFER_UNIT
+        with moving.read_buffer(5000) as third:
+            assert len(third) == 8192
+        with moving.read_buffer(BUFFER_UNIT) as whole:
+            assert len(whole) == BUFFER_UNIT
+        with moving.read_buffer(0) as empty:
+            assert len(empty) == BUFFER_MIN and empty is not first
+    with moving.read_buffer(BUFFER_MIN) as again:
+        assert again is first or again is empty
+    with moving.read_buffer(BUFFER_UNIT - 1) as reused:
+        assert reused is whole
