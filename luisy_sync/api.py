@@ -133,9 +133,11 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                 target, os.fspath(tree_or_dir), include, exclude, cache, left_out, manifest, prefix,
                 policy, remote_side, make_transfer)
         else:
-            # The scan (walk, stat cache, hashing) and the store's manifest and listing overlap.
+            # The scan (walk, stat cache, hashing) and the store's manifest and listing
+            # overlap on a networked store (``push_directory`` says why not on a local one).
             local, (before, listing) = await both(
-                partial(_local_tree, tree_or_dir, include, exclude, paths, cache, left_out), remote_side)
+                partial(_local_tree, tree_or_dir, include, exclude, paths, cache, left_out), remote_side,
+                overlap=is_networked(target))
             if manifest and manifest in local:
                 left_out.append(manifest)
             local = local.without([manifest])

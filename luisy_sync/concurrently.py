@@ -46,10 +46,15 @@ async def _run_ungrouped(bodies: Sequence[Callable[[TaskGroup], Awaitable[Any]]]
 
 
 async def both(first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]], *,
-               cancel: bool = True) -> tuple[A, B]:
+               cancel: bool = True, overlap: bool = True) -> tuple[A, B]:
     """Run ``first()`` and ``second()`` concurrently; an error of either cancels the other
     (unless not ``cancel``: then both run to their end) and is raised as it is (the first
-    one's error when both fail)."""
+    one's error when both fail). ``overlap=False``: ``first()``, then ``second()`` (its
+    error raised as it is, ``second`` then not run): for two sides that each keep the
+    interpreter busy, where overlapping them only hands its lock back and forth."""
+    if not overlap:
+        one = await first()
+        return one, await second()
     one, two = await _run_ungrouped([lambda _: first(), lambda _: second()], cancel=cancel)
     return one, two
 

@@ -52,9 +52,13 @@ async def push_directory(target: Store, root: str, include: Any, exclude: Any, c
     """The scan and upload of a push of a whole directory, each file that moves read once.
     Returns ``(local, remote, manifest before, plan, result)``.
 
-    The walk overlaps the manifest read and the listing. Files the stat cache knows, and
-    files whose store copy has their size and a digest (whether they move depends on
-    theirs), are settled first; refused names and a corrupt manifest (hashing everything
+    On a networked store the walk overlaps the manifest read and the listing; on a local
+    one (whose listing is a walk of this process too) they run one after the other, as
+    two walks at once hand the interpreter lock back and forth at every stat call (a
+    no-op push of 100k files: 7.5-8.4 s of CPU overlapped, 4.4-5.8 s one after the other).
+
+    Files the stat cache knows, and files whose store copy has their size and a digest
+    (whether they move depends on theirs), are settled first; refused names and a corrupt manifest (hashing everything
     first then) are raised before the uploads, as in a scan-then-plan push. Every
     other file moves anyway, so it is not hashed beforehand: its upload hashes the bytes
     it sends, and that digest goes into the object's metadata, the stat cache and (by
@@ -104,7 +108,8 @@ async def push_directory(target: Store, root: str, include: Any, exclude: Any, c
                     await stage_blocks_early(transfer, target, abs_root, large, prefix, tasks, listed, early)
                 return hits, misses
 
-            (hits, misses), (before, listing) = await both(walk_and_create, read_remote)
+            (hits, misses), (before, listing) = await both(walk_and_create, read_remote,
+                                                           overlap=is_networked(target))
             if early.read:  # the files read for early creates: their digests are known
                 hits = {**hits, **early.read}
                 misses = [c for c in misses if c[0] not in early.read]

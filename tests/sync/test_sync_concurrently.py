@@ -81,3 +81,28 @@ async def test_with_tasks_waits_for_background_tasks_and_cancels_them_on_an_erro
     with anyio.fail_after(5), pytest.raises(OSError, match="body failed"):
         await with_tasks(failing)
     assert seen == ["slow cancelled"]
+
+
+async def test_without_overlap_the_calls_run_one_after_the_other_and_an_error_stops_there() -> None:
+    seen: list[str] = []
+
+    async def first() -> str:
+        seen.append("first begins")
+        await anyio.sleep(0.01)
+        seen.append("first ends")
+        return "one"
+
+    async def second() -> str:
+        seen.append("second begins")
+        return "two"
+
+    assert await both(first, second, overlap=False) == ("one", "two")
+    assert seen == ["first begins", "first ends", "second begins"]
+
+    async def fails() -> str:
+        raise KeyError("broken")
+
+    seen.clear()
+    with pytest.raises(KeyError, match="broken"):
+        await both(fails, second, overlap=False)
+    assert seen == []

@@ -290,3 +290,45 @@ async def test_refused_names_and_a_corrupt_manifest_stop_the_push_before_any_upl
 async def test_a_missing_directory_fails_before_the_store_is_opened(tmp_path: Path) -> None:
     with pytest.raises(SyncError, match="does not exist"):
         await push(tmp_path / "nope", "bogus-scheme://nowhere")
+
+
+class _ListingStore(MemoryStore):
+    """A MemoryStore that notes when its listing starts (``networked`` as given)."""
+
+    def __init__(self, networked: bool, events: list[str], listing_started: threading.Event):
+        super().__init__()
+        self.networked = networked
+        self.events, self.listing_started = events, listing_started
+
+    async def list(self, prefix: str = "") -> list[Any]:
+        self.events.append("list")
+        self.listing_started.set()
+        return await super().list(prefix)
+
+
+@pytest.mark.parametrize("networked", [False, True])
+async def test_the_walk_overlaps_the_listing_only_on_a_networked_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, networked: bool) -> None:
+    """A local store's listing is a walk in this process too: it follows the walk (two at
+    once only hand the interpreter lock back and forth); a networked one's overlaps it."""
+    files = make_files(tmp_path / "src", 6)
+    events: list[str] = []
+    listing_started = threading.Event()
+    real_walk = push_mod.walk_files
+
+    def walk(*args: Any) -> Any:
+        events.append("walk")
+        started = listing_started.wait(5 if networked else 0.3)  # does the listing start meanwhile?
+        assert started == networked
+        found = real_walk(*args)
+        events.append("walked")
+        return found
+
+    monkeypatch.setattr(push_mod, "walk_files", walk)
+    store = _ListingStore(networked, events, listing_started)
+    report = await push(tmp_path / "src", store, cache=False)
+    assert sorted(report.uploaded) == sorted(files)
+    if networked:
+        assert events.index("list") < events.index("walked")
+    else:
+        assert events[:3] == ["walk", "walked", "list"]
