@@ -213,7 +213,8 @@ async def test_streamed_download_with_a_pool_of_one_chunk_does_not_stall(tmp_pat
     assert moving.budget.held == 0
 
 
-def _recording_takes(moving: Transfer) -> list[int]:
+def recording_takes(moving: Transfer) -> list[int]:
+    """The ids of the buffers ``moving`` takes from its pool from now on, in order."""
     taken: list[int] = []
     real_take = moving.buffers.take
 
@@ -239,7 +240,7 @@ async def test_small_objects_stream_into_pooled_buffers_and_resume_cut_reads(tmp
         await store.put(rel, data, metadata={DIGEST_KEY: hash_bytes(data)})
     tree = Tree({rel: FileEntry(len(data), hash_bytes(data)) for rel, data in files.items()})
     moving = Transfer(block_size=block, policy=RetryPolicy(base=0.001, cap=0.005))
-    taken = _recording_takes(moving)
+    taken = recording_takes(moving)
     rounds = []
     for dest in (tmp_path / "a", tmp_path / "b"):
         result = await download_paths(store, dest, list(files), tree, transfer=moving)

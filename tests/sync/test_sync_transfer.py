@@ -22,6 +22,7 @@ from luisy_sync.moves import download_paths, upload_paths
 from luisy_sync.budget import BUFFER_MIN, BUFFER_UNIT
 from luisy_sync.transfer import Transfer
 from luisy_sync.tree import FileEntry, Tree
+from test_download_writer import recording_takes
 
 BLOCK = 256 * 1024
 FAST_RETRY = RetryPolicy(base=0.001, cap=0.005)
@@ -339,15 +340,7 @@ async def test_a_batch_read_into_one_buffer_keeps_each_file_to_its_own_part(tmp_
     (tmp_path / "src" / "d/4.bin").write_bytes(files["d/4.bin"][:-7])
     store = MemoryStore()
     moving = transfer()
-    taken: list[int] = []
-    real_take = moving.buffers.take
-
-    def take(size: int) -> bytearray:
-        buffer = real_take(size)
-        taken.append(id(buffer))
-        return buffer
-
-    moving.buffers.take = take  # type: ignore[method-assign]
+    taken = recording_takes(moving)
     result = await upload_paths(store, tree.root, list(tree), tree, transfer=moving)
     assert [p for p, _ in result.failed] == ["d/1.bin", "d/4.bin"]
     assert "size larger" in result.failed[0][1] and "size 4997, expected 5004" in result.failed[1][1]
