@@ -58,9 +58,9 @@ async def push_directory(target: Store, root: str, include: Any, exclude: Any, c
     no-op push of 100k files: 7.5-8.4 s of CPU overlapped, 4.4-5.8 s one after the other).
 
     Files the stat cache knows, and files whose store copy has their size and a digest
-    (whether they move depends on theirs), are settled first; refused names and a corrupt manifest (hashing everything
-    first then) are raised before the uploads, as in a scan-then-plan push. Every
-    other file moves anyway, so it is not hashed beforehand: its upload hashes the bytes
+    (whether they move depends on theirs), are settled first; refused names and a
+    corrupt manifest (hashing everything first then) are raised before the uploads, as
+    in a scan-then-plan push. Every other file moves anyway, so it is not hashed beforehand: its upload hashes the bytes
     it sends, and that digest goes into the object's metadata, the stat cache and (by
     ``push``, from ``result.digests``) the manifest and the sync record. A file whose size
     is no longer the walk's, or whose stat moved while it was read, fails as a changed file.

@@ -5,7 +5,7 @@ offsets and hashed in order by one writer thread (``luisy_sync.download_writer``
 second read of the file): a store with ``get_stream`` streams a few long ranges through
 a small pool of chunks, others fetch ``block_size`` ranges as the byte budget allows.
 A whole object read from a store with ``get_stream`` lands in a buffer of the transfer's
-pool (``WholeBody``), not in a fresh one per body.
+pool (``luisy_sync.whole_body``), not in a fresh one per body.
 The content must match the expected size and digest before
 ``os.replace`` gives it its final name. On any failure or cancellation the temp file
 (named by ``luisy_sync.conventions``) is removed, so nothing half-written is ever visible.
@@ -19,13 +19,12 @@ import contextlib
 import os
 import stat
 from functools import partial
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable
 
 import anyio
 
 from luisy_sync.atomic import publish, remove_quietly, write_atomic
 from luisy_sync.blockio import BytesLike
-from luisy_sync.budget import BufferPool
 from luisy_sync.conventions import TEMP_NAME, temp_path, writer_alive
 from luisy_sync.download_writer import ChunkPool, OrderedWriter, RangeSink
 from luisy_sync.errors import IntegrityError, NotFoundError, ShortReadError, SyncError
@@ -34,11 +33,10 @@ from luisy_sync.paths import join_under
 from luisy_sync.retry import is_retryable
 from luisy_sync.stores.base import GetResult, ObjectInfo, Store
 from luisy_sync.tree import FileEntry
+from luisy_sync.whole_body import WholeBody, check_size
 
 if TYPE_CHECKING:
     from luisy_sync.transfer import Transfer
-
-BytesT = TypeVar("BytesT", bound=BytesLike)
 
 WHOLE_FILE_ATTEMPTS = 2
 """Whole-file tries on a digest mismatch (the second read tells corruption in flight from at rest)."""
@@ -104,72 +102,6 @@ def _mismatch(path: str, name: str, expected: str, got: str) -> IntegrityError:
                           f"push the file again to repair the store")
 
 
-def _size_error(path: str, name: str, got: int, expected: int, ranged: bool) -> IntegrityError | None:
-    if got < expected:
-        return ShortReadError(f"{path}: read {got} of {expected} bytes from {name}")
-    if got > expected:
-        what = "range" if ranged else "object"
-        return IntegrityError(f"{path}: {what} of {name} is {got} bytes, expected {expected}; "
-                              f"it changed since it was listed, pull again")
-    return None
-
-
-def _check_size(path: str, name: str, data: BytesT, expected: int, ranged: bool) -> BytesT:
-    error = _size_error(path, name, len(data), expected, ranged)
-    if error is not None:
-        raise error
-    return data
-
-
-class WholeBody:
-    """A ``BodySink`` for the whole object ``name`` of the listed ``size``, received into a
-    buffer of ``pool`` taken when its head arrived (as a fresh body would be) and kept for
-    the retries until ``release``; a body of another length is refused as ``_check_size``
-    would."""
-
-    __slots__ = ("pool", "memory", "view", "got", "size", "path", "name")
-
-    def __init__(self, pool: BufferPool, size: int, path: str, name: str):
-        self.pool = pool
-        self.memory: bytearray | None = None
-        self.view = memoryview(b"")
-        self.got, self.size = 0, size
-        self.path, self.name = path, name
-
-    def start(self, length: int) -> None:
-        error = _size_error(self.path, self.name, length, self.size, ranged=False)
-        if error is not None:
-            raise error
-        if self.memory is None:
-            self.memory = self.pool.take_at_least(self.size)
-            self.view = memoryview(self.memory)[:self.size]
-        self.got = 0
-
-    def buffer(self, wake: Callable[[], None]) -> memoryview:
-        return self.view[self.got:]
-
-    def received(self, nbytes: int) -> None:
-        self.got += nbytes
-
-    async def read(self, store: Store) -> BytesLike:
-        """One read of the object: streamed into the buffer by a store with
-        ``get_stream``, else the bytes ``get`` returns."""
-        get_stream = getattr(store, "get_stream", None)
-        data: BytesLike
-        if get_stream is None:
-            data = (await store.get(self.name)).data
-        else:
-            await get_stream(self.name, 0, None, self)
-            data = self.view[:self.got]
-        return _check_size(self.path, self.name, data, self.size, ranged=False)
-
-    def release(self) -> None:
-        """Give the buffer back (the bytes read are then gone)."""
-        memory, self.memory, self.view = self.memory, None, memoryview(b"")
-        if memory is not None:
-            self.pool.give(memory)
-
-
 def _write_whole(final: str, path: str, name: str, data: BytesLike, digest: str | None, fsync: bool) -> None:
     if digest is not None:
         got = hash_bytes(data)
@@ -188,7 +120,7 @@ def write_many(dest: str, batch: list[tuple[str, FileEntry, str]], datas: list[B
             out.append(data)
             continue
         try:
-            _check_size(path, name, data, entry.size, ranged=False)
+            check_size(path, name, data, entry.size, ranged=False)
             _write_whole(join_under(dest, path), path, name, data, entry.digest, fsync)
         except Exception as exc:
             out.append(exc)
@@ -228,7 +160,6 @@ async def download_batch(transfer: "Transfer", store: Store, dest: str,
                         tg.start_soon(get_one, i)
                 errors = await transfer.in_thread(write_many, dest, batch, datas, transfer.fsync)
             finally:
-                datas.clear()
                 for body in bodies:
                     body.release()
     for i, error in enumerate(errors):
@@ -404,7 +335,7 @@ async def _get_ranges(transfer: "Transfer", store: Store, fd: int, path: str, en
     async with _writing(fd, keep_limit=budget.limit // 2) as writer:
         async def fetch(held: int, offset: int, length: int) -> None:
             async def get() -> bytes:
-                return _check_size(path, name, (await store.get(name, offset, length)).data, length,
+                return check_size(path, name, (await store.get(name, offset, length)).data, length,
                                    ranged=True)
 
             try:
