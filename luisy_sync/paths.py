@@ -12,14 +12,18 @@ from luisy_sync.errors import UnsafePathError
 def safe_relpath(name: str) -> str:
     """Return ``name`` if it is a safe POSIX relative path, else raise UnsafePathError.
 
-    Refused: empty names, absolute paths, backslashes, NUL bytes, ``.``/``..``/empty
-    segments, and on Windows names starting with a drive (``C:``). A colon is an
-    ordinary character elsewhere (``a:b`` is a relative name on POSIX).
+    Refused: empty names, absolute paths, backslashes, NUL bytes, names that are not
+    valid UTF-8 (undecodable bytes in a file name), ``.``/``..``/empty segments, and on
+    Windows names starting with a drive (``C:``). A colon is an ordinary character
+    elsewhere (``a:b`` is a relative name on POSIX).
     """
     if not name:
         raise UnsafePathError("refusing an empty object name")
     if "\\" in name or "\x00" in name:
         raise UnsafePathError(f"refusing object name {name!r}: backslashes and NUL bytes are not allowed")
+    if not name.isascii() and not is_utf8(name):
+        raise UnsafePathError(f"refusing object name {name!r}: it is not valid UTF-8, which object "
+                              "names must be; rename the file")
     if name.startswith("/") or (os.name == "nt" and ntpath.splitdrive(name)[0]):
         raise UnsafePathError(f"refusing object name {name!r}: absolute paths are not allowed")
     for part in name.split("/"):
@@ -27,6 +31,15 @@ def safe_relpath(name: str) -> str:
             raise UnsafePathError(f"refusing object name {name!r}: '..', '.' and empty path "
                                   "segments are not allowed")
     return name
+
+
+def is_utf8(name: str) -> bool:
+    """Whether ``name`` encodes as UTF-8 (a file name of undecodable bytes holds surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=256)

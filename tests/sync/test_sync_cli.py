@@ -118,6 +118,21 @@ def test_unsafe_remote_name_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "dest").exists()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="a file name of undecodable bytes needs a POSIX file system")
+def test_a_file_name_that_is_not_utf8_refuses_the_push(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.txt").write_text("fine")
+    with open(os.path.join(os.fsencode(src), b"bad\xff.txt"), "wb") as fh:
+        fh.write(b"undecodable name")
+    env = {"LUISY_SYNC_CACHE": str(tmp_path / "cache.sqlite")}
+    result = run("push", str(src), (tmp_path / "remote").as_uri(), env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not valid UTF-8" in lines[0] and "rename" in lines[0], result.stderr
+    assert not (tmp_path / "remote").exists()  # nothing was uploaded
+
+
 def test_public_names_exist() -> None:
     missing = [name for name in luisy_sync.__all__ if not hasattr(luisy_sync, name)]
     assert missing == []
