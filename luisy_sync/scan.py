@@ -206,11 +206,13 @@ def _follow_link(path: str, rel: str, root: str, real_root: str, abs_dir: str,
 
 
 # -- hashing with the cache ----------------------------------------------------------------
-def split_cache_hits(candidates: list[Candidate], cache: Cache) -> tuple[dict[str, FileEntry], list[Candidate]]:
-    """Entries answered by the cache, and the candidates that need hashing."""
+def split_cache_hits(candidates: list[Candidate], cache: Cache, root: str
+                     ) -> tuple[dict[str, FileEntry], list[Candidate]]:
+    """Entries answered by the cache, and the candidates (files below ``root``) that need
+    hashing."""
     hits: dict[str, FileEntry] = {}
     misses: list[Candidate] = []
-    digests = cache.get_many([(path, stat_key(st)) for _, path, st in candidates])
+    digests = cache.get_many([(path, stat_key(st)) for _, path, st in candidates], under=root)
     for candidate, digest in zip(candidates, digests):
         if digest is None:
             misses.append(candidate)
@@ -256,12 +258,12 @@ def _batches(misses: list[Candidate]) -> list[list[Candidate]]:
                    lambda c: c[2].st_size, max_items=_BATCH_FILES, max_bytes=_BATCH_BYTES)
 
 
-async def _digest_all(candidates: list[Candidate], cache: Cache | Literal[False] | None,
+async def _digest_all(candidates: list[Candidate], root: str, cache: Cache | Literal[False] | None,
                       limiter: anyio.CapacityLimiter | None) -> dict[str, FileEntry | None]:
     """FileEntry per candidate (None for files that vanished meanwhile)."""
     cache = cache if cache is not None and cache is not False else NullStatCache()
     limiter = limiter if limiter is not None else default_hash_limiter()
-    hits, misses = await anyio.to_thread.run_sync(split_cache_hits, candidates, cache, limiter=limiter)
+    hits, misses = await anyio.to_thread.run_sync(split_cache_hits, candidates, cache, root, limiter=limiter)
     results: dict[str, FileEntry | None] = dict(hits)
     if misses:
         results.update(await hash_candidates(misses, cache, limiter))
@@ -317,7 +319,7 @@ async def scan(root: str | os.PathLike[str], *, include: Sequence[str] | str | N
     pfilter = PathFilter(include, exclude)
     candidates = await anyio.to_thread.run_sync(
         walk_files, abs_root, real_root, "", abs_root, pfilter, follow_symlinks, left_out)
-    entries = await _digest_all(candidates, cache, hash_limiter)
+    entries = await _digest_all(candidates, abs_root, cache, hash_limiter)
     return Tree({p: e for p, e in entries.items() if e is not None}, root=abs_root)
 
 
@@ -334,7 +336,7 @@ async def tree_from_paths(root: str | os.PathLike[str], paths: Iterable[str], *,
     names = [safe_relpath(p) for p in dict.fromkeys(paths)]
     candidates = await anyio.to_thread.run_sync(
         _stat_paths, abs_root, real_root, names, missing == "error")
-    entries = await _digest_all(candidates, cache, hash_limiter)
+    entries = await _digest_all(candidates, abs_root, cache, hash_limiter)
     vanished = [p for p, e in entries.items() if e is None]
     if vanished and missing == "error":
         raise SyncError(f"{vanished[0]} disappeared from {abs_root} while it was scanned")

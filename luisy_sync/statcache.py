@@ -5,8 +5,10 @@ unchanged since it was hashed is not read again. ctime is part of the key becaus
 rewritten in place with its old size and mtime restored (``cp -p``, ``touch -r``,
 ``rsync -t --inplace``, tar) keeps size, mtime and inode but not ctime, which no user
 tool can set back. The cache is one SQLite file (WAL mode, busy timeout), shared safely by
-several processes; each process loads all rows into a dict on first use and writes new
-rows back in one transaction per ``flush()``.
+several processes. A process reads the rows below a directory into a dict the first time
+it asks about that directory (one range read of the primary key, so the cost follows the
+tree synced, not everything the cache ever saw) and writes new rows back in one
+transaction per ``flush()``.
 
 Racy entries are not trusted: a digest is only reused when the file's mtime is older than
 the moment it was hashed by at least ``RACY_WINDOW_NS`` and its ctime by at least
@@ -30,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
+from luisy_sync.paths import is_utf8
+
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "LUISY_SYNC_CACHE"
@@ -46,7 +50,10 @@ _SCHEMA_VERSION = "2"
 _FLUSH_EVERY = 20_000
 StatKey = tuple[int, int, int, int, int]
 """What identifies one version of a file: (size, mtime_ns, ctime_ns, inode, dev)."""
-_Row = tuple[int, int, int, int, int, str, int]  # StatKey (signed), digest, hashed_ns
+_Row = tuple[str, int, int, int, int, int, str, int]  # path, StatKey (signed), digest, hashed_ns
+_SELECT = "SELECT path, size, mtime_ns, ctime_ns, inode, dev, digest, hashed_ns FROM files"
+_INSERT = ("INSERT OR REPLACE INTO files(path, size, mtime_ns, ctime_ns, inode, dev, digest, hashed_ns)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def default_cache_path() -> Path:
@@ -108,7 +115,7 @@ class NullStatCache:
         """Always None."""
         return None
 
-    def get_many(self, items: Sequence[tuple[str, StatKey]]) -> list[str | None]:
+    def get_many(self, items: Sequence[tuple[str, StatKey]], under: str | None = None) -> list[str | None]:
         """Always Nones."""
         return [None] * len(items)
 
@@ -136,43 +143,39 @@ class StatCache:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
-        self._rows: dict[str, _Row] | None = None
+        self._rows: dict[str, _Row] = {}
+        self._loaded: set[str] = set()  # directory prefixes read (ending in a separator; "" is all)
         self._pending: dict[str, _Row] = {}
         self._disabled = False
 
     # -- public API -----------------------------------------------------------------
     def get(self, path: str, key: StatKey) -> str | None:
         """The digest recorded for ``path`` at exactly this ``stat_key``, else None."""
-        rows = self._rows if self._rows is not None and self._pid == os.getpid() else self._load()
-        row = rows.get(path)
-        if row is None or row[:5] != key:
-            return None
-        hashed_ns = row[6]
-        if key[1] > hashed_ns - RACY_WINDOW_NS or key[2] > hashed_ns - CTIME_RACY_WINDOW_NS:
-            return None
-        return row[5]
+        return self.get_many([(path, key)], under=os.path.dirname(path))[0]
 
-    def get_many(self, items: Sequence[tuple[str, StatKey]]) -> list[str | None]:
-        """``get`` of every ``(path, stat_key)`` pair, in order."""
-        rows = self._rows if self._rows is not None and self._pid == os.getpid() else self._load()
+    def get_many(self, items: Sequence[tuple[str, StatKey]], under: str | None = None) -> list[str | None]:
+        """``get`` of every ``(path, stat_key)`` pair, in order. ``under``: a directory
+        every path is below (only its rows are read; None: every row)."""
+        rows = self._rows_under(under)
         lookup = rows.get
         out: list[str | None] = []
         append = out.append
         for path, key in items:
             row = lookup(path)
-            if row is None or row[:5] != key:
+            if row is None or row[1:6] != key:
                 append(None)
-            elif key[1] > row[6] - RACY_WINDOW_NS or key[2] > row[6] - CTIME_RACY_WINDOW_NS:
+            elif key[1] > row[7] - RACY_WINDOW_NS or key[2] > row[7] - CTIME_RACY_WINDOW_NS:
                 append(None)
             else:
-                append(row[5])
+                append(row[6])
         return out
 
     def put(self, path: str, key: StatKey, digest: str) -> None:
         """Record a digest just computed for the file at ``stat_key`` (written at the next flush)."""
-        row = (*key, digest, time.time_ns())
+        row = (path, *key, digest, time.time_ns())
         with self._lock:
-            self._load()[path] = row
+            self._forget_parent()
+            self._rows[path] = row
             self._pending[path] = row
             if len(self._pending) >= _FLUSH_EVERY:
                 self.flush()
@@ -186,12 +189,13 @@ class StatCache:
             conn = self._connect()
             if conn is None:
                 return
+            rows = list(pending.values())
             try:
                 with conn:
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO files(path, size, mtime_ns, ctime_ns, inode, dev,"
-                        " digest, hashed_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [(p, *row) for p, row in pending.items()])
+                    try:
+                        conn.executemany(_INSERT, rows)
+                    except UnicodeEncodeError:  # a path of undecodable bytes: not kept
+                        conn.executemany(_INSERT, [row for row in rows if is_utf8(row[0])])
             except sqlite3.Error as exc:
                 self._give_up(f"could not write to the stat cache {self.path} ({exc})")
 
@@ -210,27 +214,32 @@ class StatCache:
         self.close()
 
     def __len__(self) -> int:
-        return len(self._load())
+        return len(self._rows_under(None))
 
     # -- internals ----------------------------------------------------------------
-    def _load(self) -> dict[str, _Row]:
-        """All rows of the cache, read once per process."""
+    def _rows_under(self, under: str | None) -> dict[str, _Row]:
+        """The rows known in memory, those below the directory ``under`` (every row when
+        None) read first unless they were already (a row put since wins over the file's)."""
+        prefix = "" if under is None else under if under.endswith(os.sep) else under + os.sep
         with self._lock:
-            if self._rows is not None and self._pid == os.getpid():
+            self._forget_parent()
+            if any(prefix.startswith(done) for done in self._loaded):
                 return self._rows
-            rows: dict[str, _Row] = {}
             conn = self._connect()
             if conn is not None:
                 try:
-                    cur = conn.execute("SELECT path, size, mtime_ns, ctime_ns, inode, dev,"
-                                       " digest, hashed_ns FROM files")
-                    rows = {r[0]: r[1:] for r in cur}
+                    if prefix:  # from the prefix up to its separator's successor: the paths below it
+                        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+                        found = conn.execute(_SELECT + " WHERE path >= ? AND path < ?", (prefix, end))
+                    else:
+                        found = conn.execute(_SELECT)
+                    rows = self._rows
+                    for row in found:
+                        rows.setdefault(row[0], row)
                 except sqlite3.DatabaseError as exc:
-                    rows = {}
-                    conn = self._rebuild(f"stat cache {self.path} is unreadable ({exc})")
-            rows.update(self._pending)
-            self._rows = rows
-            return rows
+                    self._rebuild(f"stat cache {self.path} is unreadable ({exc})")
+            self._loaded.add(prefix)
+            return self._rows
 
     def _connect(self) -> sqlite3.Connection | None:
         """The open connection (reopened after a fork), or None when disabled."""
@@ -238,8 +247,7 @@ class StatCache:
             return None
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
-        if self._pid != os.getpid():  # forked: never touch the parent's connection
-            self._conn, self._rows, self._pid = None, None, os.getpid()
+        self._forget_parent()
         try:
             self._conn = self._open()
         except sqlite3.DatabaseError as exc:
@@ -247,6 +255,11 @@ class StatCache:
         except OSError as exc:
             self._give_up(f"cannot create the stat cache {self.path} ({exc.strerror or exc})")
         return self._conn
+
+    def _forget_parent(self) -> None:
+        """In a forked child: drop the parent's connection (never to be touched) and rows."""
+        if self._pid != os.getpid():
+            self._conn, self._rows, self._loaded, self._pid = None, {}, set(), os.getpid()
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -134,3 +135,55 @@ def test_several_processes_write_one_cache(tmp_path) -> None:
         assert b"Warning" not in err and b"warning" not in err
     with StatCache(path) as cache:
         assert len(cache) == 4 * 20 * 50
+
+
+def _rewrite_digest(path, name: str, digest: str) -> None:
+    """Change one row of the cache file behind a StatCache's back (as another process would)."""
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE files SET digest = ? WHERE path = ?", (digest, name))
+    conn.close()
+
+
+def test_rows_are_read_per_directory_when_first_asked_for(tmp_path) -> None:
+    path = tmp_path / "c.sqlite"
+    with StatCache(path) as cache:
+        for name in ("/a/x", "/a/sub/y", "/b/y", "/ab/z"):
+            cache.put(name, KEY, D)
+    other = "e" * 32
+    with StatCache(path) as cache:
+        assert cache.get_many([("/a/x", KEY), ("/a/sub/y", KEY)], under="/a") == [D, D]
+        # rows outside /a were not read yet: a change made meanwhile is what they answer
+        _rewrite_digest(path, "/b/y", other)
+        _rewrite_digest(path, "/ab/z", other)
+        _rewrite_digest(path, "/a/x", other)
+        assert cache.get("/b/y", KEY) == other
+        assert cache.get_many([("/ab/z", KEY)], under="/ab/") == [other]
+        assert cache.get("/a/x", KEY) == D  # /a was read once, before the change
+        assert len(cache) == 4
+
+
+def test_a_digest_put_wins_over_the_row_read_after_it(tmp_path) -> None:
+    path = tmp_path / "c.sqlite"
+    with StatCache(path) as cache:
+        cache.put("/a/x", KEY, D)
+    newer = "f" * 32
+    with StatCache(path) as cache:
+        cache.put("/a/x", KEY, newer)  # before anything below /a was read
+        assert cache.get_many([("/a/x", KEY)], under="/a") == [newer]
+    with StatCache(path) as cache:
+        assert cache.get("/a/x", KEY) == newer
+
+
+def test_a_path_of_undecodable_bytes_is_not_kept_and_breaks_nothing(tmp_path) -> None:
+    path = tmp_path / "c.sqlite"
+    bad = os.fsdecode(b"/a/bad\xff.txt")
+    with StatCache(path) as cache:
+        cache.put(bad, KEY, D)
+        cache.put("/a/ok.txt", KEY, D)
+        cache.flush()
+        assert cache.get(bad, KEY) == D  # this process still knows it
+    with StatCache(path) as cache:
+        assert cache.get("/a/ok.txt", KEY) == D
+        assert cache.get(bad, KEY) is None
+        assert len(cache) == 1
