@@ -91,7 +91,7 @@ async def update_json_object(store: Store, name: str,
         doc = mutate(current if current is None or not copy else json.loads(json.dumps(current)))
         if not isinstance(doc, dict):
             raise TypeError(f"mutate must return a dict, got {type(doc).__name__}")
-        if doc == current:
+        if doc is current or doc == current:
             return doc  # nothing changed: no write
         data = encode_json(doc)
         try:
@@ -154,17 +154,15 @@ async def update_manifest(store: Store, name: str,
     """
     where = f"{store.url}/{name}"
     frozen = {path: (None if entry is None else dict(entry)) for path, entry in updates.items()}
-    holds: dict[str, Any] = {}
+    holds: list[Mapping[str, Any]] = [{}]  # what the store holds, as of the last refresh
     first = [first_stored]
 
     async def refresh() -> None:
         assert stored is not None
         view, first[0] = first[0], None
-        holds.clear()
-        holds.update(await stored() if view is None else view)
+        holds[0] = await stored() if view is None else view
 
-    def agreed(path: str, entry: dict[str, Any], files: dict[str, Any]) -> dict[str, Any] | None:
-        have = holds.get(path)
+    def agreed(path: str, entry: dict[str, Any], files: dict[str, Any], have: Any) -> dict[str, Any] | None:
         if have is None or have.digest is None:
             return None
         if (entry.get("digest"), entry.get("size")) == (have.digest, have.size):
@@ -176,17 +174,23 @@ async def update_manifest(store: Store, name: str,
 
     def merge(doc: dict[str, Any] | None) -> dict[str, Any]:  # never changes doc (copy=False)
         files = manifest_entries(doc, where=where)
-        if stored is not None:  # entries of objects deleted from the store go
-            files = {p: e for p, e in files.items() if p in holds}
-        else:
-            files = dict(files)
+        view = holds[0]
+        changed: dict[str, Any] | None = None  # the new entries, copied at the first change
+        if stored is not None and any(path not in view for path in files):
+            changed = {p: e for p, e in files.items() if p in view}  # objects deleted from the store
         for path, entry in frozen.items():
-            value = entry if entry is None or stored is None else agreed(path, entry, files)
+            now = files if changed is None else changed
+            value = entry if entry is None or stored is None else agreed(path, entry, now, view.get(path))
             if value is None:
-                files.pop(path, None)
-            elif files.get(path) != value:  # an equal entry stays as it is
-                files[path] = dict(value)
-        return {"format": MANIFEST_FORMAT, "files": files}
+                if path in now:
+                    changed = dict(files) if changed is None else changed
+                    del changed[path]
+            elif now.get(path) != value:  # an equal entry stays as it is
+                changed = dict(files) if changed is None else changed
+                changed[path] = dict(value)
+        if changed is None and doc is not None and len(doc) == 2:
+            return doc  # nothing to change (and no other key to drop)
+        return {"format": MANIFEST_FORMAT, "files": files if changed is None else changed}
 
     doc = await update_json_object(store, name, merge, attempts=attempts, policy=policy,
                                    refresh=None if stored is None else refresh, initial=initial,
