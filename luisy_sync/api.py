@@ -155,7 +155,8 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
         local = _as_uploaded(local, result.digests)
         root = local.root
         assert root is not None  # a scan always sets it
-        present = [(p, local[p]) for p in sorted([*result.done, *plan.skip])]
+        kept = {*result.done, *plan.skip}
+        present = [(p, e) for p, e in local.items() if p in kept]  # in path order, as the tree
         if manifest:
             extra = manifest_extra or {}
             updates = {p: {"digest": e.digest, "size": e.size, **extra[p]} if p in extra

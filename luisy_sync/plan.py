@@ -27,7 +27,7 @@ from typing import Iterable, Mapping
 from luisy_sync.errors import SyncError, UnsafePathError
 from luisy_sync.paths import safe_relpath
 from luisy_sync.conventions import format_bytes
-from luisy_sync.tree import FileEntry, Tree
+from luisy_sync.tree import Tree
 
 UPLOAD = "upload"
 DOWNLOAD = "download"
@@ -123,11 +123,6 @@ class Plan:
         return ", ".join(parts)
 
 
-def same_content(a: FileEntry, b: FileEntry) -> bool:
-    """True when both entries have a digest, the digests agree and the sizes agree."""
-    return a.digest is not None and a.digest == b.digest and a.size == b.size
-
-
 def plan_push(local: Tree, remote: Tree, paths: Iterable[str] | None = None) -> Plan:
     """Plan uploading ``local`` onto ``remote`` (optionally only ``paths``)."""
     upload, skip, remote_only, missing, refused = _compare(local, remote, paths)
@@ -154,11 +149,14 @@ def _compare(source: Tree, target: Tree, paths: Iterable[str] | None
     refused_names = {p for p, _ in refused}
     move: list[str] = []
     skip: list[str] = []
-    for path in selected:
+    theirs_of = target.get
+    pairs = source.items() if paths is None else ((path, source[path]) for path in selected)
+    for path, mine in pairs:  # in path order either way
         if path in refused_names:
             continue
-        theirs = target.get(path)
-        if theirs is not None and same_content(source[path], theirs):
+        theirs = theirs_of(path)
+        if theirs is not None and mine.digest is not None and mine.digest == theirs.digest \
+                and mine.size == theirs.size:  # the same content: both digests known and equal
             skip.append(path)
         else:
             move.append(path)

@@ -39,7 +39,7 @@ from luisy_sync.conventions import STORE_DIR, TEMP_MARKER, is_temp_name
 from luisy_sync.errors import SyncError, UnsafePathError
 from luisy_sync.hashing import hash_fileobj
 from luisy_sync.paths import join_under, safe_relpath
-from luisy_sync.stores.base import ObjectInfo
+from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo
 from luisy_sync.statcache import NullStatCache, StatCache, stat_key
 from luisy_sync.tree import FileEntry, Tree
 
@@ -371,16 +371,17 @@ def remote_tree(objects: Iterable[ObjectInfo], prefix: str = "") -> Tree:
     object metadata (None when absent). Bookkeeping objects (``.luisy-store/``),
     temporary names and directory markers (names ending in ``/``) are left out."""
     head = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    cut, store_head = len(head), STORE_DIR + "/"
     entries: dict[str, FileEntry] = {}
     for obj in objects:
         name = obj.name
         if head:
             if not name.startswith(head):
                 continue
-            name = name[len(head):]
-        if not name or name.endswith("/") or (TEMP_MARKER in name and is_temp_name(name.rsplit("/", 1)[-1])):
+            name = name[cut:]
+        if not name or name[-1] == "/" or (TEMP_MARKER in name and is_temp_name(name.rpartition("/")[2])):
             continue
-        if name == STORE_DIR or name.startswith(STORE_DIR + "/"):
+        if name.startswith(store_head) or name == STORE_DIR:
             continue
-        entries[name] = FileEntry(obj.size, obj.digest)
+        entries[name] = FileEntry(obj.size, obj.metadata.get(DIGEST_KEY))
     return Tree(entries)

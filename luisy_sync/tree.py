@@ -9,7 +9,7 @@ HASH_ALGORITHM = "xxh3-128"
 """The content digest algorithm everywhere in luisy_sync (hex strings of 32 chars)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class FileEntry:
     """One file: its size, modification time (ns) and content digest (xxh3-128 hex).
 
@@ -20,6 +20,18 @@ class FileEntry:
     size: int
     digest: str | None
     mtime_ns: int = 0
+
+    def __init__(self, size: int, digest: str | None, mtime_ns: int = 0):
+        # the slots are set directly: a frozen dataclass's own __init__ goes through
+        # object.__setattr__ per field, and trees make one entry per file, many times over
+        _set_size(self, size)
+        _set_digest(self, digest)
+        _set_mtime_ns(self, mtime_ns)
+
+
+_set_size = vars(FileEntry)["size"].__set__
+_set_digest = vars(FileEntry)["digest"].__set__
+_set_mtime_ns = vars(FileEntry)["mtime_ns"].__set__
 
 
 class Tree(Mapping[str, FileEntry]):

@@ -49,7 +49,7 @@ DIGEST_KEY = "xxh3"
 """Metadata key under which every store keeps an object's xxh3-128 hex digest."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ObjectInfo:
     """What a store knows about one object."""
 
@@ -60,10 +60,23 @@ class ObjectInfo:
     modified: float | None = None
     """When the object was last written (POSIX seconds); None when the store cannot tell."""
 
+    def __init__(self, name: str, size: int, etag: str | None = None,
+                 metadata: Mapping[str, str] | None = None, modified: float | None = None):
+        # slots set directly, as in FileEntry (a listing makes one per object)
+        _set_name(self, name)
+        _set_size(self, size)
+        _set_etag(self, etag)
+        _set_metadata(self, {} if metadata is None else metadata)
+        _set_modified(self, modified)
+
     @property
     def digest(self) -> str | None:
         """The content digest recorded when the object was written, if any."""
         return self.metadata.get(DIGEST_KEY)
+
+
+_set_name, _set_size, _set_etag, _set_metadata, _set_modified = (
+    vars(ObjectInfo)[name].__set__ for name in ("name", "size", "etag", "metadata", "modified"))
 
 
 @dataclass(frozen=True, slots=True)
