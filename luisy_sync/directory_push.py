@@ -78,7 +78,7 @@ async def push_directory(target: Store, root: str, include: Any, exclude: Any, c
                 left_out.append(manifest)
                 found = [c for c in found if c[0] != manifest]
             return await anyio.to_thread.run_sync(split_cache_hits, found, stat_cache, abs_root,
-                                                  limiter=limiter)
+                                                  pfilter.keeps_everything, limiter=limiter)
 
         transfer = make_transfer(stat_cache)
         listed = anyio.Event()

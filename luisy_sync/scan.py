@@ -39,7 +39,7 @@ from luisy_sync.conventions import STORE_DIR, TEMP_MARKER, is_temp_name
 from luisy_sync.errors import SyncError, UnsafePathError
 from luisy_sync.hashing import hash_fileobj
 from luisy_sync.paths import join_under, safe_relpath
-from luisy_sync.stores.base import DIGEST_KEY, ObjectInfo
+from luisy_sync.stores.base import ObjectInfo
 from luisy_sync.statcache import NullStatCache, StatCache, stat_key
 from luisy_sync.tree import FileEntry, Tree
 
@@ -206,13 +206,16 @@ def _follow_link(path: str, rel: str, root: str, real_root: str, abs_dir: str,
 
 
 # -- hashing with the cache ----------------------------------------------------------------
-def split_cache_hits(candidates: list[Candidate], cache: Cache, root: str
+def split_cache_hits(candidates: list[Candidate], cache: Cache, root: str, complete: bool = False
                      ) -> tuple[dict[str, FileEntry], list[Candidate]]:
     """Entries answered by the cache, and the candidates (files below ``root``) that need
-    hashing."""
+    hashing. ``complete``: the candidates are every file below ``root`` (an unfiltered
+    walk), so the cache may forget the others."""
     hits: dict[str, FileEntry] = {}
     misses: list[Candidate] = []
     digests = cache.get_many([(path, stat_key(st)) for _, path, st in candidates], under=root)
+    if complete:
+        cache.forget_others(root, [path for _, path, _ in candidates])
     for candidate, digest in zip(candidates, digests):
         if digest is None:
             misses.append(candidate)
@@ -259,11 +262,14 @@ def _batches(misses: list[Candidate]) -> list[list[Candidate]]:
 
 
 async def _digest_all(candidates: list[Candidate], root: str, cache: Cache | Literal[False] | None,
-                      limiter: anyio.CapacityLimiter | None) -> dict[str, FileEntry | None]:
-    """FileEntry per candidate (None for files that vanished meanwhile)."""
+                      limiter: anyio.CapacityLimiter | None, complete: bool = False
+                      ) -> dict[str, FileEntry | None]:
+    """FileEntry per candidate (None for files that vanished meanwhile); ``complete`` as
+    for ``split_cache_hits``."""
     cache = cache if cache is not None and cache is not False else NullStatCache()
     limiter = limiter if limiter is not None else default_hash_limiter()
-    hits, misses = await anyio.to_thread.run_sync(split_cache_hits, candidates, cache, root, limiter=limiter)
+    hits, misses = await anyio.to_thread.run_sync(split_cache_hits, candidates, cache, root, complete,
+                                                  limiter=limiter)
     results: dict[str, FileEntry | None] = dict(hits)
     if misses:
         results.update(await hash_candidates(misses, cache, limiter))
@@ -319,7 +325,7 @@ async def scan(root: str | os.PathLike[str], *, include: Sequence[str] | str | N
     pfilter = PathFilter(include, exclude)
     candidates = await anyio.to_thread.run_sync(
         walk_files, abs_root, real_root, "", abs_root, pfilter, follow_symlinks, left_out)
-    entries = await _digest_all(candidates, abs_root, cache, hash_limiter)
+    entries = await _digest_all(candidates, abs_root, cache, hash_limiter, complete=pfilter.keeps_everything)
     return Tree({p: e for p, e in entries.items() if e is not None}, root=abs_root)
 
 
@@ -383,5 +389,5 @@ def remote_tree(objects: Iterable[ObjectInfo], prefix: str = "") -> Tree:
             continue
         if name.startswith(store_head) or name == STORE_DIR:
             continue
-        entries[name] = FileEntry(obj.size, obj.metadata.get(DIGEST_KEY))
+        entries[name] = FileEntry(obj.size, obj.digest)
     return Tree(entries)

@@ -122,6 +122,9 @@ class NullStatCache:
     def put(self, path: str, key: StatKey, digest: str) -> None:
         """Ignored."""
 
+    def forget_others(self, under: str, present: Sequence[str]) -> None:
+        """Nothing to forget."""
+
     def flush(self) -> None:
         """Nothing to write."""
 
@@ -144,7 +147,8 @@ class StatCache:
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._rows: dict[str, _Row] = {}
-        self._loaded: set[str] = set()  # directory prefixes read (ending in a separator; "" is all)
+        self._loaded: dict[str, int] = {}  # directory prefixes read (ending in a separator;
+        # "" is all) -> how many rows the file had there
         self._pending: dict[str, _Row] = {}
         self._disabled = False
 
@@ -179,6 +183,31 @@ class StatCache:
             self._pending[path] = row
             if len(self._pending) >= _FLUSH_EVERY:
                 self.flush()
+
+    def forget_others(self, under: str, present: Sequence[str]) -> None:
+        """Drop the rows below the directory ``under`` of every path but ``present`` (all
+        the files there now, as a complete walk found them), so the cache does not keep
+        files deleted or renamed since. Only done when the rows read there outnumber
+        ``present``: with no more rows than files, the cache cannot have grown past the tree."""
+        prefix = under if under.endswith(os.sep) else under + os.sep
+        with self._lock:
+            self._rows_under(under)
+            if self._loaded.get(prefix, 0) <= len(present):
+                return
+            keep = set(present)
+            gone = [path for path in self._rows if path.startswith(prefix) and path not in keep]
+            for path in gone:
+                del self._rows[path]
+                self._pending.pop(path, None)
+            self._loaded[prefix] = len(present)
+            conn = self._connect()
+            if conn is None or not gone:
+                return
+            try:
+                with conn:
+                    conn.executemany("DELETE FROM files WHERE path = ?", [(path,) for path in gone])
+            except sqlite3.Error as exc:
+                self._give_up(f"could not write to the stat cache {self.path} ({exc})")
 
     def flush(self) -> None:
         """Write pending rows in one transaction (a failure only logs a warning)."""
@@ -233,12 +262,14 @@ class StatCache:
                         found = conn.execute(_SELECT + " WHERE path >= ? AND path < ?", (prefix, end))
                     else:
                         found = conn.execute(_SELECT)
-                    rows = self._rows
+                    rows, count = self._rows, 0
                     for row in found:
                         rows.setdefault(row[0], row)
+                        count += 1
+                    self._loaded[prefix] = count
                 except sqlite3.DatabaseError as exc:
                     self._rebuild(f"stat cache {self.path} is unreadable ({exc})")
-            self._loaded.add(prefix)
+            self._loaded.setdefault(prefix, 0)
             return self._rows
 
     def _connect(self) -> sqlite3.Connection | None:
@@ -259,7 +290,7 @@ class StatCache:
     def _forget_parent(self) -> None:
         """In a forked child: drop the parent's connection (never to be touched) and rows."""
         if self._pid != os.getpid():
-            self._conn, self._rows, self._loaded, self._pid = None, {}, set(), os.getpid()
+            self._conn, self._rows, self._loaded, self._pid = None, {}, {}, os.getpid()
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -168,6 +168,26 @@ async def test_warm_cache_avoids_reading_files(tmp_path, monkeypatch) -> None:
     warm.close()
 
 
+async def test_a_complete_scan_forgets_files_gone_since(tmp_path) -> None:
+    root = tmp_path / "root"
+    make(root, {f"d/f{i}": bytes([i]) for i in range(6)})
+    make(tmp_path, {"elsewhere": b"x"})
+    db = tmp_path / "cache.sqlite"
+    with StatCache(db) as cache:
+        await scan(root, cache=cache)
+        cache.put(str(tmp_path / "elsewhere"), (1, 1, 1, 1, 1), "e" * 32)
+    for i in range(4):
+        (root / "d" / f"f{i}").unlink()
+    with StatCache(db) as cache:
+        await scan(root, cache=cache, include=["d/f5"])  # a filtered scan forgets nothing
+    with StatCache(db) as cache:
+        assert len(cache) == 7
+    with StatCache(db) as cache:
+        assert set(await scan(root, cache=cache)) == {"d/f4", "d/f5"}
+    with StatCache(db) as cache:
+        assert len(cache) == 3  # the two files left, and the row outside the root
+
+
 async def test_changed_file_is_hashed_again_despite_cache(tmp_path) -> None:
     make(tmp_path, {"f": b"aaaa"})
     age(tmp_path / "f")
