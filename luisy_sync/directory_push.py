@@ -60,10 +60,11 @@ async def push_directory(target: Store, root: str, include: Any, exclude: Any, c
     Files the stat cache knows, and files whose store copy has their size and a digest
     (whether they move depends on theirs), are settled first; refused names and a
     corrupt manifest (hashing everything first then) are raised before the uploads, as
-    in a scan-then-plan push. Every other file moves anyway, so it is not hashed beforehand: its upload hashes the bytes
-    it sends, and that digest goes into the object's metadata, the stat cache and (by
-    ``push``, from ``result.digests``) the manifest and the sync record. A file whose size
-    is no longer the walk's, or whose stat moved while it was read, fails as a changed file.
+    in a scan-then-plan push. Every other file moves anyway, so it is not hashed
+    beforehand: its upload hashes the bytes it sends, and that digest goes into the
+    object's metadata, the stat cache and (by ``push``, from ``result.digests``) the
+    manifest and the sync record. A file whose size is no longer the walk's, or whose stat
+    moved while it was read, fails as a changed file.
     On a networked store the first new files are created while the listing is on its way
     (``luisy_sync.early_creates``); a refusal deletes them again, so nothing uploaded stays.
     """

@@ -101,6 +101,11 @@ def _signed(number: int) -> int:
     return number - _FULL if number >= _HALF else number
 
 
+def _dir_prefix(directory: str) -> str:
+    """What every path below ``directory`` starts with (it, ending in a separator)."""
+    return directory if directory.endswith(os.sep) else directory + os.sep
+
+
 def stat_key(st: os.stat_result) -> StatKey:
     """The cache key of a file's stat: (size, mtime_ns, ctime_ns, inode, dev)."""
     ino, dev = st.st_ino, st.st_dev
@@ -189,7 +194,7 @@ class StatCache:
         the files there now, as a complete walk found them), so the cache does not keep
         files deleted or renamed since. Only done when the rows read there outnumber
         ``present``: with no more rows than files, the cache cannot have grown past the tree."""
-        prefix = under if under.endswith(os.sep) else under + os.sep
+        prefix = _dir_prefix(under)
         with self._lock:
             self._rows_under(under)
             if self._loaded.get(prefix, 0) <= len(present):
@@ -249,7 +254,7 @@ class StatCache:
     def _rows_under(self, under: str | None) -> dict[str, _Row]:
         """The rows known in memory, those below the directory ``under`` (every row when
         None) read first unless they were already (a row put since wins over the file's)."""
-        prefix = "" if under is None else under if under.endswith(os.sep) else under + os.sep
+        prefix = "" if under is None else _dir_prefix(under)
         with self._lock:
             self._forget_parent()
             if any(prefix.startswith(done) for done in self._loaded):

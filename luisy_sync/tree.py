@@ -29,9 +29,8 @@ class FileEntry:
         _set_mtime_ns(self, mtime_ns)
 
 
-_set_size = vars(FileEntry)["size"].__set__
-_set_digest = vars(FileEntry)["digest"].__set__
-_set_mtime_ns = vars(FileEntry)["mtime_ns"].__set__
+_set_size, _set_digest, _set_mtime_ns = (
+    vars(FileEntry)[name].__set__ for name in ("size", "digest", "mtime_ns"))
 
 
 class Tree(Mapping[str, FileEntry]):
