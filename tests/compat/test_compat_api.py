@@ -135,6 +135,7 @@ def test_config_functions(wd, monkeypatch) -> None:
     assert cfg.download and cfg.config["download"] is True
     cfg.check_params()  # the embedded local remote: nothing to complain about
     monkeypatch.setenv("LUISY_AZURE_CONTAINER_NAME", "c1")
+    monkeypatch.setattr(luisy.config, "identity_installed", lambda: True)  # with or without the extra
     with pytest.raises(ValueError, match="LUISY_AZURE_ACCOUNT_NAME .--azure-account-name. missing"):
         cfg.init()
     cfg.set_param("azure_container_name", "")  # explicit empty wins over the variable
