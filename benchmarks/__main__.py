@@ -38,8 +38,9 @@ Rules of the suite
   ru_maxrss (for rclone: its child's), interpreter and imports included.
 - More figures: single-threaded hashing of the same page-cached files (luisy_sync
   hash_file vs ``xxhsum -H3``/``-H2`` vs hashlib md5); scan of 10k unchanged files
-  with a warm stat cache (vs re-hashing); no-op push of 10k up-to-date files; code
-  hashing of 10/100/500-task pipelines (benchmarks/codehash_bench.py).
+  with a warm stat cache (vs re-hashing); no-op push of 10k up-to-date files (vs
+  listing the container alone, which every push does); code hashing of
+  10/100/500-task pipelines (benchmarks/codehash_bench.py).
 - Every figure also carries the client's CPU (user + system seconds of its process,
   children included; CPU ms per file and CPU s per GiB), its peak RSS during the job,
   and ``x ceiling``: the best time any client reached in that figure (what the server

@@ -145,10 +145,29 @@ def noop_sync(small_dir: str, endpoints: dict[int, str], reps: int) -> list[dict
             best, times, err = _best_of(1, lambda: asyncio.run(one_push(True)))
             if err is None:
                 best, times, err = _best_of(reps, lambda: asyncio.run(one_push(False)))
-            rows.append(row("noop", f"no-op push of {count} up-to-date files @{rtt} ms", "luisy_sync push",
-                            best, times, err, files=count, rtt_ms=rtt, role="ours"))
+            figure = f"no-op push of {count} up-to-date files @{rtt} ms"
+            rows.append(row("noop", figure, "luisy_sync push", best, times, err, files=count, rtt_ms=rtt,
+                            role="ours"))
+            if err is None:  # the floor: listing the container alone (every push lists it)
+                best, times, err = _best_of(reps, lambda: _list_blobs(target, count))
+                rows.append(row("noop", figure, "List Blobs alone (luisy_sync store.list)", best, times, err,
+                                files=count, rtt_ms=rtt, role="baseline"))
             _drop(target)
     return rows
+
+
+def _list_blobs(target: Any, expected: int) -> None:
+    """List every blob of the container with its metadata, as a push must (through
+    luisy_sync's store: the SDK's own page parsing alone takes longer than a no-op push)."""
+    from luisy_sync.stores import AzureBlobStore
+
+    async def listing() -> int:
+        async with AzureBlobStore(target.container, connection_string=target.connection_string) as store:
+            return len(await store.list(""))
+
+    found = asyncio.run(listing())
+    if found < expected:
+        raise AssertionError(f"listed {found} blobs, expected at least {expected}")
 
 
 def _drop(target: Any) -> None:

@@ -95,6 +95,18 @@ def test_small_file_targets_only_judged_at_10k_files() -> None:
     assert targets[1]["note"] == "quick sizes: not judged"
 
 
+def test_the_no_op_target_names_the_listing_floor() -> None:
+    figure = "no-op push of 10000 up-to-date files @20 ms"
+    rows = [row("noop", figure, "luisy_sync push", 1.7, [1.7], None, role="ours", files=10_000, rtt_ms=20),
+            row("noop", figure, "List Blobs alone (luisy_sync store.list)", 1.25, [1.25], None,
+                role="baseline", files=10_000, rtt_ms=20)]
+    add_ratios(rows)
+    [target] = evaluate_targets(rows, quick=False, rtt=20)
+    assert target["met"] is False
+    assert target["note"] == "listing the container alone: 1.250 s"
+    assert rows[0]["x_ceiling"] == 1.25 / 1.7
+
+
 def test_tables_show_errors_and_rates() -> None:
     rows = [_transfer("luisy_sync", "ours", 2.0), _transfer("rclone", "peer", None, error="x | y")]
     add_ratios(rows)
