@@ -100,6 +100,7 @@ async def test_sas_url_from_env(monkeypatch: pytest.MonkeyPatch, var: str) -> No
 
 
 async def test_account_alone_uses_default_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("azure.identity", reason="the 'identity' extra is not installed")
     monkeypatch.setenv("LUISY_AZURE_ACCOUNT_NAME", "acct")
     store = await _azure(store_from_env())
     assert "DefaultAzureCredential" in describe_store_source()
