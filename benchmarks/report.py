@@ -112,8 +112,8 @@ def evaluate_targets(rows: list[dict], quick: bool, rtt: int) -> list[dict]:
         elif r["files"] != 10_000:
             add(label, f"{r['seconds']:.3f} s for {r['files']} files", None, "quick sizes: not judged")
         else:
-            floor = next((f for f in rows if f["figure"] == r["figure"] and f["role"] == "baseline"
-                          and f["seconds"]), None)
+            floor = next((f for f in rows if group == "noop" and f["figure"] == r["figure"]
+                          and f["role"] == "baseline" and f["seconds"]), None)
             add(label, f"{r['seconds']:.3f} s", r["seconds"] <= limit,
                 f"listing the container alone: {floor['seconds']:.3f} s" if floor else "")
     if quick:

@@ -95,6 +95,16 @@ def test_small_file_targets_only_judged_at_10k_files() -> None:
     assert targets[1]["note"] == "quick sizes: not judged"
 
 
+def test_the_re_check_target_has_no_listing_note() -> None:
+    rows = [row("recheck", "re-check", "luisy_sync scan, warm stat cache", 0.1, [0.1], None,
+                role="ours", files=10_000),
+            row("recheck", "re-check", "luisy_sync scan, no cache (re-hash)", 0.9, [0.9], None,
+                role="baseline", files=10_000)]
+    add_ratios(rows)
+    [target] = evaluate_targets(rows, quick=False, rtt=20)
+    assert target["met"] is True and target["note"] == ""
+
+
 def test_the_no_op_target_names_the_listing_floor() -> None:
     figure = "no-op push of 10000 up-to-date files @20 ms"
     rows = [row("noop", figure, "luisy_sync push", 1.7, [1.7], None, role="ours", files=10_000, rtt_ms=20),
