@@ -56,8 +56,8 @@ def add_ratios(rows: list[dict]) -> None:
             r["cpu_s_per_gib"] = cpu / (r["bytes"] / GiB) if cpu is not None and r.get("bytes") else None
 
 
-def _ours(rows: list[dict], figure: str) -> dict | None:
-    return next((r for r in rows if r["figure"] == figure and r["role"] == "ours"), None)
+def _figure_row(rows: list[dict], figure: str, role: str = "ours") -> dict | None:
+    return next((r for r in rows if r["figure"] == figure and r["role"] == role), None)
 
 
 def evaluate_targets(rows: list[dict], quick: bool, rtt: int) -> list[dict]:
@@ -73,7 +73,7 @@ def evaluate_targets(rows: list[dict], quick: bool, rtt: int) -> list[dict]:
             if f"{wl} {op}" not in groups:
                 continue
             figure = f"{wl} {op} @{rtt} ms"
-            r = _ours(rows, figure)
+            r = _figure_row(rows, figure)
             if r is None or r["seconds"] is None:
                 add(f"{figure} >= 1.0x best peer", r["error"] if r else "not run", None)
                 continue
@@ -100,8 +100,10 @@ def evaluate_targets(rows: list[dict], quick: bool, rtt: int) -> list[dict]:
         add("hashing >= 0.9x xxhsum -H3", _x(ratio), ratio >= 0.9)
     else:
         add("hashing >= 0.9x xxhsum -H3", "not measured", None)
-    for group, limit, what, only_rtt in (("recheck", 0.2, "re-check of 10k unchanged files", None),
-                                         ("noop", 1.0, "no-op sync of 10k files", rtt)):
+    # (group, limit, what, judged rtt, what the figure's baseline row is called in the note)
+    for group, limit, what, only_rtt, baseline_is in (
+            ("recheck", 0.2, "re-check of 10k unchanged files", None, None),
+            ("noop", 1.0, "no-op sync of 10k files", rtt, "listing the container alone")):
         r = next((r for r in rows if r["group"] == group and r["role"] == "ours"
                   and (only_rtt is None or r["rtt_ms"] == only_rtt)), None)
         label = f"{what} <= {limit:g} s" + (f" (@{only_rtt} ms)" if only_rtt is not None else "")
@@ -112,10 +114,9 @@ def evaluate_targets(rows: list[dict], quick: bool, rtt: int) -> list[dict]:
         elif r["files"] != 10_000:
             add(label, f"{r['seconds']:.3f} s for {r['files']} files", None, "quick sizes: not judged")
         else:
-            floor = next((f for f in rows if group == "noop" and f["figure"] == r["figure"]
-                          and f["role"] == "baseline" and f["seconds"]), None)
+            base = _figure_row(rows, r["figure"], "baseline") if baseline_is else None
             add(label, f"{r['seconds']:.3f} s", r["seconds"] <= limit,
-                f"listing the container alone: {floor['seconds']:.3f} s" if floor else "")
+                f"{baseline_is}: {base['seconds']:.3f} s" if base and base["seconds"] else "")
     if quick:
         for t in out:
             t["note"] = t["note"] or "quick sizes: indicative only"
