@@ -17,7 +17,14 @@ from functools import partial
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
+
+try:  # anyio imports its asyncio backend on first use (~15-20 ms of CPU): import it with
+    # the package, not in the middle of a process's first push or pull
+    import anyio._backends._asyncio  # noqa: F401
+except ImportError:  # pragma: no cover - another anyio layout: it is imported on first use
+    pass
 
 from luisy_sync.concurrently import both, with_tasks
 from luisy_sync.conventions import MANIFEST_NAME, object_name

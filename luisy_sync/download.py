@@ -51,7 +51,9 @@ STREAM_MEMORY = 16 * 1024 * 1024
 """Bytes of the transfer's budget one streamed file download holds for its chunks
 (measured, W3 through the 20 ms proxy: 8, 16 and 32 MiB gave the same times; with 8 MiB
 reads paused ~500 times per 512 MiB, each pause and resume two epoll calls, with 16 MiB
-~70 times; more chunks touch more fresh pages)."""
+~70 times; more chunks touch more fresh pages). It is a bound: chunks are made as they
+are needed, and while the writer writes inline a file has few in flight (a W3 pull
+touches ~4.5k fresh pages in all)."""
 FOREIGN_TEMP_AGE = 24 * 3600.0
 """Temp files written from another host (whose process cannot be checked) are removed
 only when they have not changed for this long."""
@@ -285,8 +287,7 @@ async def _stream_ranges(transfer: "Transfer", get_stream: Callable[..., Awaitab
                          path: str, entry: FileEntry, name: str) -> OrderedWriter:
     """The ranges of a store through its ``get_stream``: ``STREAMS_PER_FILE`` reads at a time, of
     ``STREAM_RANGE_BLOCKS`` blocks each, streamed through a pool of ``STREAM_CHUNK``
-    chunks worth ``STREAM_MEMORY`` of the byte budget (half of it may hold early chunks
-    for the in-order hash)."""
+    chunks worth ``STREAM_MEMORY`` of the byte budget."""
     block = transfer.block_size_for(entry.size)
     # whole blocks, and at least STREAMS_PER_FILE ranges where the file has that many blocks
     span = block * max(1, min(STREAM_RANGE_BLOCKS, -(-entry.size // (block * STREAMS_PER_FILE))))
@@ -296,9 +297,9 @@ async def _stream_ranges(transfer: "Transfer", get_stream: Callable[..., Awaitab
     chunk = min(STREAM_CHUNK, held)
     pool = ChunkPool(held // chunk, chunk, transfer.buffers)
     try:
-        # chunks kept for the in-order hash: at most half the pool, so the rest always
-        # cycles and the read the hash waits for can go on
-        async with _writing(fd, keep_limit=(held // chunk // 2) * chunk) as writer:
+        # nothing kept for the in-order hash: a chunk is free again once written, so the
+        # few in flight stay in cache (early bytes are read back; see download_writer)
+        async with _writing(fd, keep_limit=0) as writer:
             async def reader() -> None:
                 while ranges and writer.error is None:
                     offset, length = ranges.popleft()

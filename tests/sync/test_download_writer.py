@@ -273,3 +273,45 @@ async def test_a_small_object_that_changed_since_its_listing_fails_alone(tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["0.bin", "3.bin"]
     assert all((tmp_path / rel).read_bytes() == files[rel] for rel in ("0.bin", "3.bin"))
     assert moving.budget.held == 0
+
+
+async def test_writer_writes_inline_and_hands_buffers_back_after_the_call(tmp_path: Path) -> None:
+    """Quick writes happen in ``submit`` itself (no thread); ``done`` runs soon after on the
+    loop, never inside ``submit`` (a buffer handed back may wake another read)."""
+    parts = [os.urandom(4096) for _ in range(3)]
+    done: list[int] = []
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        writer = OrderedWriter(fd)
+        writer.submit(parts[1], 4096, lambda: done.append(1))  # early: written, read back later
+        writer.submit(parts[0], 0, lambda: done.append(0))
+        assert done == [] and Path(tmp_path / "f").read_bytes() == parts[0] + parts[1]
+        await anyio.sleep(0)
+        assert done == [1, 0]
+        writer.submit(parts[2], 8192, lambda: done.append(2))
+        await writer.close()
+        assert not writer.threaded and done == [1, 0, 2]
+        assert writer.hexdigest(3 * 4096) == hash_bytes(b"".join(parts))
+    finally:
+        os.close(fd)
+
+
+async def test_writer_moves_to_a_thread_once_its_writes_turn_slow(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("luisy_sync.download_writer.SLOW_WRITE", 0.0)  # any write is slow
+    size = 64 * 1024
+    parts = [os.urandom(size) for _ in range(6)]
+    done: list[int] = []
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        writer = OrderedWriter(fd, keep_limit=size)
+        writer.submit(parts[2], 2 * size, lambda: done.append(2))  # inline; the writer then moves
+        assert writer.threaded
+        for i in (5, 4, 1, 0, 3):  # early ones kept or read back by the thread
+            writer.submit(parts[i], i * size, lambda i=i: done.append(i))
+        await writer.close()
+        assert writer.error is None and sorted(done) == list(range(6))
+        assert writer.hexdigest(6 * size) == hash_bytes(b"".join(parts))
+        assert Path(tmp_path / "f").read_bytes() == b"".join(parts)
+    finally:
+        os.close(fd)
