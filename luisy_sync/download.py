@@ -34,6 +34,7 @@ from luisy_sync.retry import is_retryable
 from luisy_sync.stores.base import GetResult, ObjectInfo, Store
 from luisy_sync.tree import FileEntry
 from luisy_sync.whole_body import WholeBody, check_size
+from luisy_sync.io_pace import IOPace
 
 if TYPE_CHECKING:
     from luisy_sync.transfer import Transfer
@@ -115,7 +116,7 @@ def _write_whole(final: str, path: str, name: str, data: BytesLike, digest: str 
 
 def write_many(dest: str, batch: list[tuple[str, FileEntry, str]], datas: list[BytesLike | BaseException],
                 fsync: bool) -> list[BaseException | None]:
-    """Check and write every fetched file of a batch in one thread call (per-file errors)."""
+    """Check and write every fetched file of a batch in one call (per-file errors)."""
     out: list[BaseException | None] = []
     for (path, entry, name), data in zip(batch, datas):
         if isinstance(data, BaseException):
@@ -134,18 +135,20 @@ def write_many(dest: str, batch: list[tuple[str, FileEntry, str]], datas: list[B
 async def download_batch(transfer: "Transfer", store: Store, dest: str,
                          batch: list[tuple[str, FileEntry, str]]) -> list[BaseException | None]:
     """Download many small objects (``(path, entry, name)``): one ``get_many`` call (stores
-    that have it) or one get per object, concurrently, then one thread call checks and
-    writes them all (the bodies in buffers of the transfer's pool when the store streams).
+    that have it) or one get per object, concurrently, then one call checks and writes
+    them all (``Transfer.write``; the bodies in buffers of the transfer's pool when the
+    store streams).
     A file whose bytes did not verify, or whose read failed with a retryable error, is
     fetched again on its own (``download_file``). Returns one error (or None) per file."""
     datas: list[BytesLike | BaseException] = [b""] * len(batch)
-    async with transfer.budget.hold(sum(entry.size for _, entry, _ in batch)):
+    nbytes = sum(entry.size for _, entry, _ in batch)
+    async with transfer.budget.hold(nbytes):
         get_many = getattr(store, "get_many", None)
         if get_many is not None:
             async with transfer.limiter:
                 datas = [got.data if isinstance(got, GetResult) else got
                          for got in await get_many([name for _, _, name in batch])]
-            errors = await transfer.in_thread(write_many, dest, batch, datas, transfer.fsync)
+            errors = await transfer.write(write_many, dest, batch, datas, transfer.fsync, nbytes=nbytes)
         else:
             bodies = [WholeBody(transfer.buffers, entry.size, path, name) for path, entry, name in batch]
 
@@ -160,7 +163,7 @@ async def download_batch(transfer: "Transfer", store: Store, dest: str,
                 async with anyio.create_task_group() as tg:
                     for i in range(len(batch)):
                         tg.start_soon(get_one, i)
-                errors = await transfer.in_thread(write_many, dest, batch, datas, transfer.fsync)
+                errors = await transfer.write(write_many, dest, batch, datas, transfer.fsync, nbytes=nbytes)
             finally:
                 for body in bodies:
                     body.release()
@@ -236,7 +239,8 @@ async def _download_small(transfer: "Transfer", store: Store, final: str, path: 
             async with transfer.limiter:
                 data = await transfer.retry(path, body.read, store, describe=f"get {name}")
             transfer.tracker.advanced(path, len(data))
-            await transfer.in_thread(_write_whole, final, path, name, data, entry.digest, transfer.fsync)
+            await transfer.write(_write_whole, final, path, name, data, entry.digest, transfer.fsync,
+                                 nbytes=len(data))
         finally:
             body.release()
 
@@ -272,10 +276,10 @@ async def _download_ranges(transfer: "Transfer", store: Store, final: str, path:
 
 
 @contextlib.asynccontextmanager
-async def _writing(fd: int, keep_limit: int) -> AsyncIterator[OrderedWriter]:
-    """An OrderedWriter for ``fd`` whose thread has ended when the block is left (so the
-    descriptor can be closed), however it is left."""
-    writer = OrderedWriter(fd, keep_limit)
+async def _writing(fd: int, keep_limit: int, pace: IOPace) -> AsyncIterator[OrderedWriter]:
+    """An OrderedWriter for ``fd`` whose thread, if it started one, has ended when the
+    block is left (so the descriptor can be closed), however it is left."""
+    writer = OrderedWriter(fd, keep_limit, pace)
     try:
         yield writer
     finally:
@@ -299,7 +303,7 @@ async def _stream_ranges(transfer: "Transfer", get_stream: Callable[..., Awaitab
     try:
         # nothing kept for the in-order hash: a chunk is free again once written, so the
         # few in flight stay in cache (early bytes are read back; see download_writer)
-        async with _writing(fd, keep_limit=0) as writer:
+        async with _writing(fd, 0, transfer.write_pace) as writer:
             async def reader() -> None:
                 while ranges and writer.error is None:
                     offset, length = ranges.popleft()
@@ -333,7 +337,7 @@ async def _get_ranges(transfer: "Transfer", store: Store, fd: int, path: str, en
     block = transfer.block_size_for(entry.size)
     budget = transfer.budget
 
-    async with _writing(fd, keep_limit=budget.limit // 2) as writer:
+    async with _writing(fd, budget.limit // 2, transfer.write_pace) as writer:
         async def fetch(held: int, offset: int, length: int) -> None:
             async def get() -> bytes:
                 return check_size(path, name, (await store.get(name, offset, length)).data, length,

@@ -6,21 +6,15 @@ arrives early is kept in memory while the kept pieces fit ``keep_limit`` (its bu
 handed back only once it was hashed), and otherwise read back from the page cache when
 its turn comes, through one small buffer. So the file is never read twice whole.
 
-It writes on the event loop, in the call that hands it a piece, while writes are quick
-(the page cache takes them): the bytes are written and hashed on the core that has just
-received them, and the chunk goes back to the pool still in cache, to take the next
-read. Once its writes turn slow (``SLOW_WRITE``: a disk that throttles its writers), the
-file's later pieces go to a thread of its own, so the loop keeps serving the other
-reads. Measured, W3 pulls (2 x 256 MiB) through the 20 ms proxy, interleaved pairs,
-client CPU median:
-
-- every write on a thread: 0.765 s; inline: 0.631 s (time 1.17 / 1.02 s). The receive
-  copy is 2-3x cheaper into a chunk still in cache, and no thread wakes per chunk;
-- then streamed reads keep nothing (``keep_limit`` 0; ~3/4 of the bytes arrive before
-  their turn) and early pieces are read back, not mapped: 0.605 / 0.560 s (time 1.00 /
-  0.96 s; 4.5k page faults, not 14.6k). Kept chunks make the pool's whole 16 MiB a
-  file's working set, out of cache by the time a chunk is reused, and mapping and
-  unmapping the page cache cost more than copying it into a buffer in cache.
+It writes on the event loop, in the call that hands it a piece, while the transfer's
+writes are quick (``luisy_sync.io_pace``), and otherwise from a thread of its own,
+which a file keeps once it started. Measured, W3 pulls (2 x 256 MiB) through the 20 ms
+proxy, interleaved pairs, client CPU median: every write on a thread 0.765 s, inline
+0.631 s; then streamed reads keep nothing (``keep_limit`` 0; ~3/4 of the bytes arrive
+before their turn) and early pieces are read back, not mapped: 0.605 / 0.560 s (time
+1.00 / 0.96 s; 4.5k page faults, not 14.6k). Kept chunks make the pool's whole 16 MiB a
+file's working set, out of cache by the time a chunk is reused, and mapping and
+unmapping the page cache cost more than copying it into a buffer in cache.
 
 The price is time on the loop: when the read a file's hash waits for ends, the ranges
 read meanwhile are read back and hashed in that call (~16 ms per 64 MiB range; in 3 W3
@@ -38,44 +32,36 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-import time
 from typing import Callable
 
 from luisy_sync.blockio import BytesLike, read_into, write_at
 from luisy_sync.budget import BufferPool
 from luisy_sync.errors import IntegrityError, ShortReadError
 from luisy_sync.hashing import new_hasher
+from luisy_sync.io_pace import IOPace
 
 __all__ = ["ChunkPool", "OrderedWriter", "RangeSink"]
 
 _Piece = tuple[BytesLike, int, Callable[[], None] | None, int]
 _STOP = None
 
-SLOW_WRITE = 0.01
-"""Seconds per MiB the writes of a file may take on the event loop, on a running average
-(1/8 weight to the latest), before its later pieces go to a thread: a disk slower than
-~100 MiB/s on end, or one write blocked for 80 ms or more. (A page cache with room takes
-1 MiB in ~0.5 ms; W3 pulls to tmpfs through the 20 ms proxy, 8 of them: the longest
-writes 10-20 ms, one of 73 ms, when the process was preempted or the kernel reclaimed
-pages mid-write.)"""
-_MIB = 1 << 20
 REREAD_BUFFER = 256 * 1024
 """Size of the buffer early pieces are read back into for the hash (stays in cache)."""
 
 
 class OrderedWriter:
     """Writes pieces of one file at their offsets and hashes the file in offset order, on
-    the event loop while writes are quick, then from a thread of its own (see the module
-    docstring). Use on one event loop; ``close`` must be awaited before the file
-    descriptor is closed."""
+    the event loop while ``pace`` says writes are quick, else from a thread of its own
+    (see the module docstring). Use on one event loop; ``close`` must be awaited before
+    the file descriptor is closed."""
 
-    def __init__(self, fd: int, keep_limit: int = 0):
+    def __init__(self, fd: int, keep_limit: int = 0, pace: IOPace | None = None):
         self._fd = fd
         self._keep_limit = keep_limit
         self._loop = asyncio.get_running_loop()
         self._queue: queue.SimpleQueue[_Piece | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._write_cost = 0.0  # running average of the inline writes' seconds per MiB
+        self._pace = pace or IOPace()
         self._hasher = new_hasher()
         self._next = 0
         self._early: dict[int, tuple[int, BytesLike | None, Callable[[], None] | None, int]] = {}
@@ -87,7 +73,7 @@ class OrderedWriter:
 
     @property
     def threaded(self) -> bool:
-        """True once a slow write moved the file's pieces to a thread."""
+        """True once slow writes moved the file's pieces to a thread."""
         return self._thread is not None
 
     def submit(self, data: BytesLike, offset: int, done: Callable[[], None] | None = None,
@@ -97,15 +83,14 @@ class OrderedWriter:
         written, or once a kept piece was hashed). ``cost``: the memory keeping it would
         hold (default ``len(data)``; a chunk's size)."""
         piece = (data, offset, done, len(data) if cost is None else cost)
+        if self._thread is None and not self._pace.quick:
+            self._thread = threading.Thread(target=self._run, name="luisy-sync-writer", daemon=True)
+            self._thread.start()
         if self._thread is not None:
             self._queue.put(piece)
             return
         finished: list[Callable[[], None]] = []
-        took = self._handle(piece, finished) * _MIB / max(len(data), _MIB)
-        self._write_cost += (took - self._write_cost) / 8
-        if self._write_cost >= SLOW_WRITE:
-            self._thread = threading.Thread(target=self._run, name="luisy-sync-writer", daemon=True)
-            self._thread.start()
+        self._handle(piece, finished)
         if finished:  # not from inside the caller: a buffer handed back may wake another read
             self._loop.call_soon(self._settle, finished, False)
 
@@ -146,24 +131,20 @@ class OrderedWriter:
                 self._drop_kept(finished)
             self._call_back(finished, end=stop)
 
-    def _handle(self, piece: _Piece, finished: list[Callable[[], None]]) -> float:
-        """Write one piece and hash what is then contiguous; the seconds its write took."""
+    def _handle(self, piece: _Piece, finished: list[Callable[[], None]]) -> None:
+        """Write one piece (its time counted in the pace) and hash what is then contiguous."""
         data, offset, done, cost = piece
-        took = 0.0
         if self.error is None:
             try:
-                started = time.perf_counter()
-                write_at(self._fd, data, offset)
-                took = time.perf_counter() - started
+                self._pace.timed(write_at, self._fd, data, offset, nbytes=len(data))
                 keep = self._hash(data, offset, done, cost, finished)
             except BaseException as exc:  # noqa: BLE001 - reported through .error
                 self.error = exc
                 keep = False
             if keep:
-                return took
+                return
         if done is not None:
             finished.append(done)
-        return took
 
     def _hash(self, data: BytesLike, offset: int, done: Callable[[], None] | None, cost: int,
               finished: list[Callable[[], None]]) -> bool:

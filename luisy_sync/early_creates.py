@@ -139,7 +139,7 @@ async def create_early(transfer: Transfer, store: Store, root: str, picked: Sequ
             ended.set()
 
     for index, (item, amount) in enumerate(zip(batch, held)):
-        try:  # one file per thread call: its create goes out while the next one is read
+        try:  # one file per call (read on the loop while reads are quick, or in a thread)
             (got,) = await read_small_files(transfer, root, [item])
         except BaseException:
             for left in held[index:]:
@@ -153,6 +153,7 @@ async def create_early(transfer: Transfer, store: Store, root: str, picked: Sequ
         early.read[rel] = FileEntry(entry.size, digest, entry.mtime_ns)
         early.ended[rel] = anyio.Event()
         tasks.start_soon(create, rel, name, data, digest, amount, early.ended[rel])
+        await anyio.lowlevel.checkpoint()  # the create goes out before the next file is read
 
 
 def pick_large(misses: Sequence[Candidate], block_size: int, created: Mapping[str, object]) -> Candidate | None:

@@ -10,7 +10,7 @@ transfer's byte budget. No fetch starts once the listing answered.
 Nothing is written before the plan. A file fetched early is written only when the plan
 downloads it and the listing shows the size and digest the manifest named; its bytes are
 then checked against that digest like any download's, together with the other early
-files ready by then (one thread call). Every other fetch is dropped (all of them when the
+files ready by then (one ``Transfer.write`` call). Every other fetch is dropped (all of them when the
 plan refuses the pull), and a file whose fetch failed or whose bytes did not match is
 downloaded the usual way. So a pull writes exactly what it would without early gets, only
 sooner.
@@ -177,7 +177,7 @@ class EarlyGets:
 
     async def _written(self, fetch: _Fetch) -> str | None:
         """Once ``fetch`` was written (by this wait, with every other fetch then ready, up to
-        BATCH_FILES in one thread call): its digest, or None when the file is to be
+        BATCH_FILES in one write call): its digest, or None when the file is to be
         downloaded the usual way (its fetch failed, or its bytes did not match)."""
         await fetch.ended.wait()
         if not fetch.taken:
@@ -201,8 +201,9 @@ class EarlyGets:
         try:
             datas: list[bytes | BaseException] = [
                 IntegrityError(f"{f.path}: not fetched") if f.data is None else f.data for f in batch]
-            errors = await self.transfer.in_thread(
-                write_many, self.dest, [(f.path, f.entry, f.name) for f in batch], datas, self.transfer.fsync)
+            errors = await self.transfer.write(
+                write_many, self.dest, [(f.path, f.entry, f.name) for f in batch], datas, self.transfer.fsync,
+                nbytes=sum(f.entry.size for f in batch))
             for fetch, error in zip(batch, errors):
                 fetch.error = error
         except BaseException as exc:

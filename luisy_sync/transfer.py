@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
@@ -27,6 +28,7 @@ from luisy_sync.progress import FileTracker, ProgressCallback
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.statcache import NullStatCache, StatCache
 from luisy_sync.tree import FileEntry
+from luisy_sync.io_pace import IOPace
 
 T = TypeVar("T")
 
@@ -38,7 +40,7 @@ DEFAULT_MEMORY_LIMIT = 64 * 2 ** 20
 MAX_BLOCKS = 50_000
 """Most blocks one object may have (Azure's limit); larger files get larger blocks."""
 BATCH_FILE_MAX = 1 * 2 ** 20
-"""Files up to this size move in batches: one thread call reads (or writes) many of them."""
+"""Files up to this size move in batches: one call reads (or writes) many of them."""
 BATCH_BYTES = 4 * 2 ** 20
 BATCH_FILES = 64
 BATCH_STORE_WORKERS = 1
@@ -111,6 +113,10 @@ class Transfer:
         self.policy = policy or RetryPolicy()
         self.tracker = FileTracker(progress)
         self.fsync = fsync
+        self.read_pace = IOPace()
+        """How quick this transfer's reads of small files to send are (``read``)."""
+        self.write_pace = IOPace()
+        """How quick this transfer's writes of received bytes are (``write``)."""
         self.stat_cache = stat_cache if stat_cache is not None else NullStatCache()
         self.workers = max(1, int(self.limiter.total_tokens))
 
@@ -190,6 +196,22 @@ class Transfer:
     async def in_thread(self, fn: Callable[..., T], *args: object) -> T:
         """Run blocking file IO or hashing in a worker thread under the IO limiter."""
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.io_limiter)
+
+    async def read(self, fn: Callable[..., T], *args: object, nbytes: int) -> T:
+        """Run ``fn(*args)``, a read of ``nbytes`` from local files to send: on the event
+        loop while this transfer's reads are quick, else in a worker thread
+        (``luisy_sync.io_pace``)."""
+        return await self._paced(self.read_pace, fn, args, nbytes)
+
+    async def write(self, fn: Callable[..., T], *args: object, nbytes: int) -> T:
+        """Run ``fn(*args)``, a write of ``nbytes`` received bytes to local files: on the
+        event loop while this transfer's writes are quick, else in a worker thread."""
+        return await self._paced(self.write_pace, fn, args, nbytes)
+
+    async def _paced(self, pace: IOPace, fn: Callable[..., T], args: tuple[object, ...], nbytes: int) -> T:
+        if pace.quick:
+            return pace.timed(fn, *args, nbytes=nbytes)
+        return await self.in_thread(partial(pace.timed, fn, *args, nbytes=nbytes))
 
     def batches(self, small: list[Item], batch_store: bool) -> list[list[Item]]:
         """Group small files: up to BATCH_FILES / BATCH_BYTES per batch; for stores

@@ -89,7 +89,7 @@ def _read_whole(transfer: "Transfer", full: str, path: str, entry: FileEntry,
 
 def _read_many(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry, str]],
                buffer: bytearray | None = None) -> list[tuple[memoryview, str] | Exception]:
-    """``_read_whole`` of every file of a batch in one thread call (per-file errors), into
+    """``_read_whole`` of every file of a batch in one call (per-file errors), into
     consecutive parts of ``buffer`` (``_batch_room`` bytes) when given."""
     out: list[tuple[memoryview, str] | Exception] = []
     view, at = (None, 0) if buffer is None else (memoryview(buffer), 0)
@@ -111,13 +111,14 @@ def _batch_room(batch: list[tuple[str, FileEntry, str]]) -> int:
 async def read_small_files(transfer: "Transfer", root: str, batch: list[tuple[str, FileEntry, str]]
                            ) -> list[tuple[memoryview, str] | Exception]:
     """The bytes and digest of each small file of ``batch`` (``(path, entry, name)``), read in
-    one thread call and checked as an upload checks them; per file, or the error of its read."""
-    return await transfer.in_thread(_read_many, transfer, root, batch)
+    one call (``Transfer.read``) and checked as an upload checks them; per file, or the
+    error of its read."""
+    return await transfer.read(_read_many, transfer, root, batch, nbytes=_batch_room(batch))
 
 
 async def upload_batch(transfer: "Transfer", store: Store, root: str,
                        batch: list[tuple[str, FileEntry, str]]) -> list[BaseException | str]:
-    """Upload many small files (``(path, entry, name)``): one thread call reads them all
+    """Upload many small files (``(path, entry, name)``): one call reads them all
     into one buffer of the transfer's (reused batch after batch: fresh memory costs a
     page fault per 4 KiB), then one ``put_many`` call (stores that have it) or one put
     per file, concurrently. Returns per file its error or the digest of the bytes
@@ -126,7 +127,7 @@ async def upload_batch(transfer: "Transfer", store: Store, root: str,
     outcomes: list[BaseException | str] = [""] * len(batch)
     async with transfer.budget.hold(sum(entry.size for _, entry, _ in batch)):
         with transfer.read_buffer(_batch_room(batch)) as buffer:
-            read = await transfer.in_thread(_read_many, transfer, root, batch, buffer)
+            read = await transfer.read(_read_many, transfer, root, batch, buffer, nbytes=_batch_room(batch))
             await _store_batch(transfer, store, batch, read, outcomes)
     return outcomes
 

@@ -19,6 +19,7 @@ from luisy_sync.stores.base import DIGEST_KEY, BodySink, GetResult, feed_sink
 from luisy_sync.stores.memory import MemoryStore
 from luisy_sync.transfer import Transfer
 from luisy_sync.tree import FileEntry, Tree
+from luisy_sync.io_pace import IOPace
 
 
 async def _until(check: Any) -> None:
@@ -296,19 +297,20 @@ async def test_writer_writes_inline_and_hands_buffers_back_after_the_call(tmp_pa
         os.close(fd)
 
 
-async def test_writer_moves_to_a_thread_once_its_writes_turn_slow(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("luisy_sync.download_writer.SLOW_WRITE", 0.0)  # any write is slow
+async def test_writer_moves_to_a_thread_once_its_writes_turn_slow(tmp_path: Path) -> None:
     size = 64 * 1024
     parts = [os.urandom(size) for _ in range(6)]
     done: list[int] = []
+    pace = IOPace()
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     try:
-        writer = OrderedWriter(fd, keep_limit=size)
-        writer.submit(parts[2], 2 * size, lambda: done.append(2))  # inline; the writer then moves
-        assert writer.threaded
-        for i in (5, 4, 1, 0, 3):  # early ones kept or read back by the thread
+        writer = OrderedWriter(fd, keep_limit=size, pace=pace)
+        writer.submit(parts[2], 2 * size, lambda: done.append(2))  # early, kept; inline
+        assert not writer.threaded
+        pace.record(0.2, size)  # a write blocked for 200 ms: the pace turns slow
+        for i in (5, 4, 1, 0, 3):  # to the thread, which keeps or reads back the early ones
             writer.submit(parts[i], i * size, lambda i=i: done.append(i))
+            assert writer.threaded
         await writer.close()
         assert writer.error is None and sorted(done) == list(range(6))
         assert writer.hexdigest(6 * size) == hash_bytes(b"".join(parts))
