@@ -29,12 +29,12 @@ from luisy_sync.conventions import TEMP_NAME, temp_path, writer_alive
 from luisy_sync.download_writer import ChunkPool, OrderedWriter, RangeSink
 from luisy_sync.errors import IntegrityError, NotFoundError, ShortReadError, SyncError
 from luisy_sync.hashing import hash_bytes
+from luisy_sync.io_pace import IOPace
 from luisy_sync.paths import join_under
 from luisy_sync.retry import is_retryable
 from luisy_sync.stores.base import GetResult, ObjectInfo, Store
 from luisy_sync.tree import FileEntry
 from luisy_sync.whole_body import WholeBody, check_size
-from luisy_sync.io_pace import IOPace
 
 if TYPE_CHECKING:
     from luisy_sync.transfer import Transfer

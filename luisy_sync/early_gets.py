@@ -10,10 +10,10 @@ transfer's byte budget. No fetch starts once the listing answered.
 Nothing is written before the plan. A file fetched early is written only when the plan
 downloads it and the listing shows the size and digest the manifest named; its bytes are
 then checked against that digest like any download's, together with the other early
-files ready by then (one ``Transfer.write`` call). Every other fetch is dropped (all of them when the
-plan refuses the pull), and a file whose fetch failed or whose bytes did not match is
-downloaded the usual way. So a pull writes exactly what it would without early gets, only
-sooner.
+files ready by then (one ``Transfer.write`` call). Every other fetch is dropped (all of
+them when the plan refuses the pull), and a file whose fetch failed or whose bytes did
+not match is downloaded the usual way. So a pull writes exactly what it would without
+early gets, only sooner.
 """
 
 from __future__ import annotations

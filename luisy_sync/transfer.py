@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import anyio
@@ -24,11 +24,11 @@ from luisy_sync.adaptive import AdaptiveLimiter, observed
 from luisy_sync.batching import batched
 from luisy_sync.budget import BufferPool, ByteBudget
 from luisy_sync.errors import one_line
+from luisy_sync.io_pace import IOPace
 from luisy_sync.progress import FileTracker, ProgressCallback
 from luisy_sync.retry import RetryPolicy, call_with_retry
 from luisy_sync.statcache import NullStatCache, StatCache
 from luisy_sync.tree import FileEntry
-from luisy_sync.io_pace import IOPace
 
 T = TypeVar("T")
 
@@ -205,11 +205,13 @@ class Transfer:
 
     async def write(self, fn: Callable[..., T], *args: object, nbytes: int) -> T:
         """Run ``fn(*args)``, a write of ``nbytes`` received bytes to local files: on the
-        event loop while this transfer's writes are quick, else in a worker thread."""
-        return await self._paced(self.write_pace, fn, args, nbytes)
+        event loop while this transfer's writes are quick, else in a worker thread (always
+        there with ``fsync``, which waits for the disk)."""
+        return await self._paced(self.write_pace, fn, args, nbytes, inline=not self.fsync)
 
-    async def _paced(self, pace: IOPace, fn: Callable[..., T], args: tuple[object, ...], nbytes: int) -> T:
-        if pace.quick:
+    async def _paced(self, pace: IOPace, fn: Callable[..., T], args: tuple[object, ...], nbytes: int,
+                     inline: bool = True) -> T:
+        if inline and pace.quick:
             return pace.timed(fn, *args, nbytes=nbytes)
         return await self.in_thread(partial(pace.timed, fn, *args, nbytes=nbytes))
 

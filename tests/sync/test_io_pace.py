@@ -42,3 +42,9 @@ async def test_transfer_runs_file_io_on_the_loop_while_quick_and_in_a_thread_onc
 
 def _fails() -> None:
     raise OSError("disk full")
+
+
+async def test_writes_with_fsync_always_go_to_a_thread() -> None:
+    moving = Transfer(fsync=True)
+    assert await moving.write(threading.get_ident, nbytes=100) != threading.get_ident()
+    assert await moving.read(threading.get_ident, nbytes=100) == threading.get_ident()
