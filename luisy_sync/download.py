@@ -1,7 +1,7 @@
 """Downloading one file: into a temp file beside its final name, verified, then renamed.
 
 Small objects come in one GET. Large ones come in parallel ranges, written at their
-offsets and hashed in order by one writer thread (``luisy_sync.download_writer``; no
+offsets and hashed in order by one writer per file (``luisy_sync.download_writer``; no
 second read of the file): a store with ``get_stream`` streams a few long ranges through
 a small pool of chunks, others fetch ``block_size`` ranges as the byte budget allows.
 A whole object read from a store with ``get_stream`` lands in a buffer of the transfer's
