@@ -124,12 +124,24 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
     else:
         resolve_root(tree_or_dir)  # a missing directory fails before the store is opened
     async with _resolved_store(store) as target:
-        async def remote_side() -> tuple[Any, list[ObjectInfo] | None]:
-            """The manifest and the listing, read at the same time (one round trip)."""
+        async def remote_side(walked: anyio.Event | None = None) -> tuple[Any, list[ObjectInfo] | None]:
+            """The manifest and the listing, read at the same time (one round trip).
+            ``walked``: set once the walk of the local side that runs meanwhile ended; a
+            local store lists after it (``push_directory`` says why), unless a helper
+            process lists the store (``list_apart``: a large one) while the walk runs."""
+            async def listing() -> list[ObjectInfo] | None:
+                if walked is not None:
+                    apart = getattr(target, "list_apart", None)
+                    listed: list[ObjectInfo] | None = None if apart is None else await apart(_list_dir(prefix))
+                    if listed is not None:
+                        return listed
+                    await walked.wait()
+                return await _listing(target, prefix, policy)
+
             if not manifest or dry_run:
-                return None, await _listing(target, prefix, policy)
+                return None, await listing()
             return await both(partial(_manifest_before, target, object_name(prefix, manifest), policy),
-                               partial(_listing, target, prefix, policy), cancel=False)
+                               listing, cancel=False)
 
         def make_transfer(stat_cache: StatCache | NullStatCache | None = None) -> Transfer:
             return Transfer(concurrency=concurrency, block_size=block_size, policy=policy,
@@ -149,7 +161,7 @@ async def push(tree_or_dir: Tree | str | os.PathLike[str], store: StoreArg = Non
                 left_out.append(manifest)
             local = local.without([manifest])
             assert local.root is not None  # a scan always sets it
-            remote = remote_tree(listing or [], prefix).without([manifest])
+            remote = remote_tree(listing or [], prefix, manifest)
             plan = plan_push(local, remote, paths)
             plan.raise_if_refused("uploaded")
             if dry_run:

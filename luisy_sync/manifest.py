@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 from functools import partial
+from itertools import repeat
 from typing import Any, Awaitable, Callable, Mapping
 
 import anyio
@@ -115,7 +116,7 @@ def manifest_entries(doc: Mapping[str, Any] | None, *, where: str = "manifest") 
     fmt = doc.get("format")
     files = doc.get("files")
     if fmt != MANIFEST_FORMAT or not isinstance(files, dict) or \
-            not all(isinstance(v, dict) for v in files.values()):
+            not all(map(isinstance, files.values(), repeat(dict))):
         raise ManifestError(f"{where} is not a {MANIFEST_FORMAT} manifest (format={fmt!r}); "
                             f"delete it so that the next push rebuilds it", reason=f"format={fmt!r}")
     return files
@@ -176,7 +177,7 @@ async def update_manifest(store: Store, name: str,
         files = manifest_entries(doc, where=where)
         view = holds[0]
         changed: dict[str, Any] | None = None  # the new entries, copied at the first change
-        if stored is not None and any(path not in view for path in files):
+        if stored is not None and not files.keys() <= view.keys():
             changed = {p: e for p, e in files.items() if p in view}  # objects deleted from the store
         for path, entry in frozen.items():
             now = files if changed is None else changed

@@ -37,6 +37,11 @@ class Report:
     left_out: tuple[str, ...] = ()
     conflicts: tuple[tuple[str, str], ...] = ()
 
+    def __repr__(self) -> str:
+        # counts, not every path: a report of 100k files would print 100k names (and
+        # asyncio formats the repr of a finished task's result when it restores signal handlers)
+        return f"<Report {self.direction}: {self.summary_line()}>"
+
     @property
     def moved(self) -> tuple[str, ...]:
         """The paths transferred in this report's direction."""

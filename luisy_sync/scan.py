@@ -372,10 +372,11 @@ def _stat_paths(abs_root: str, real_root: str, names: list[str], strict: bool) -
     return list(found.values())
 
 
-def remote_tree(objects: Iterable[ObjectInfo], prefix: str = "") -> Tree:
+def remote_tree(objects: Iterable[ObjectInfo], prefix: str = "", leave_out: str | None = None) -> Tree:
     """A Tree from a store listing: names below ``prefix`` (stripped of it), digests from
     object metadata (None when absent). Bookkeeping objects (``.luisy-store/``),
-    temporary names and directory markers (names ending in ``/``) are left out."""
+    temporary names, directory markers (names ending in ``/``) and the name
+    ``leave_out`` (below ``prefix``, e.g. the push manifest) are left out."""
     head = prefix.strip("/") + "/" if prefix.strip("/") else ""
     cut, store_head = len(head), STORE_DIR + "/"
     entries: dict[str, FileEntry] = {}
@@ -387,7 +388,7 @@ def remote_tree(objects: Iterable[ObjectInfo], prefix: str = "") -> Tree:
             name = name[cut:]
         if not name or name[-1] == "/" or (TEMP_MARKER in name and is_temp_name(name.rpartition("/")[2])):
             continue
-        if name.startswith(store_head) or name == STORE_DIR:
+        if name.startswith(store_head) or name == STORE_DIR or name == leave_out:
             continue
         entries[name] = FileEntry(obj.size, obj.digest)
     return Tree(entries)

@@ -267,11 +267,10 @@ class StatCache:
                         found = conn.execute(_SELECT + " WHERE path >= ? AND path < ?", (prefix, end))
                     else:
                         found = conn.execute(_SELECT)
-                    rows, count = self._rows, 0
-                    for row in found:
-                        rows.setdefault(row[0], row)
-                        count += 1
-                    self._loaded[prefix] = count
+                    loaded = {row[0]: row for row in found}
+                    self._loaded[prefix] = len(loaded)
+                    loaded.update(self._rows)  # a row put since wins over the file's
+                    self._rows = loaded
                 except sqlite3.DatabaseError as exc:
                     self._rebuild(f"stat cache {self.path} is unreadable ({exc})")
             self._loaded.setdefault(prefix, 0)

@@ -45,8 +45,9 @@ class Tree(Mapping[str, FileEntry]):
         else:
             items = dict(entries.items() if isinstance(entries, Mapping) else entries)
             keys = list(items)
-            if keys != sorted(keys):  # sort only what is not sorted yet (a sorted check is O(n))
-                items = dict(sorted(items.items()))
+            ordered = sorted(keys)  # linear when already sorted (a listing, a tree's items)
+            if keys != ordered:
+                items = {key: items[key] for key in ordered}
             self._entries = items
         self.root = root
         """The local directory the paths are relative to (None for remote trees)."""

@@ -43,7 +43,8 @@ import luisy_sync.stores.local_blocks as local_blocks
 from luisy_sync.stores.base import BytesLike, GetResult, ObjectInfo, PutMode, check_range
 from luisy_sync.stores.local_files import etag_of, info_of, tmpfile_supported
 from luisy_sync.stores.local_index import Change, Lookup, ObjectIndex
-from luisy_sync.stores.local_paths import link_error, lstat_object, object_path, walk
+from luisy_sync.stores.local_listing import list_large_in_helper, list_objects
+from luisy_sync.stores.local_paths import link_error, lstat_object, object_path
 from luisy_sync.stores.local_writes import LocalWrites, PutItem
 
 T = TypeVar("T")
@@ -109,13 +110,10 @@ class LocalStore(LocalWrites):
     def _list(self, prefix: str) -> list[ObjectInfo]:
         if self._root_missing():
             return []
-        found = walk(self.root, prefix)
-        base = prefix.rpartition("/")[0]
-        rows = self._index.rows(base + "/" if base else "")
-        lookup = self._index.lookup
-        out = [info_of(name, st, lookup(rows, name, st)) for name, st in found]
-        out.sort(key=lambda i: i.name)
-        return out
+        return list_objects(self.root, self._index, prefix)
+
+    def _list_apart(self, prefix: str) -> list[ObjectInfo] | None:
+        return list_large_in_helper(self.root, self._index, prefix) if os.path.isdir(self.root) else None
 
     def _head(self, name: str) -> ObjectInfo:
         path = object_path(self.root, name)
@@ -252,6 +250,12 @@ class LocalStore(LocalWrites):
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose name starts with ``prefix``, sorted by name."""
         return await self._call("list", prefix, self._list, prefix)
+
+    async def list_apart(self, prefix: str = "") -> builtins.list[ObjectInfo] | None:
+        """``list(prefix)`` computed in a helper process, for a caller with CPU work of its
+        own to do meanwhile (``local_listing``); None when the store holds too few objects
+        below ``prefix`` for that to pay, or the helper failed: then call ``list``."""
+        return await self._run(self._list_apart, prefix)
 
     async def head(self, name: str) -> ObjectInfo:
         """Info for one object; raises NotFoundError."""

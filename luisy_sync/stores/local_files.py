@@ -142,14 +142,30 @@ def etag_of(st: os.stat_result, row: Row | None) -> str:
     return stat_etag(st) if row is None else row[3]
 
 
+Listed = tuple[str, int, str, "str | None", "str | None", float]
+"""An object as plain values: (name, size, ETag, digest, other metadata as JSON, mtime)."""
+
+
+def listed_of(name: str, st: os.stat_result, row: Row | None) -> Listed:
+    """The plain values of a file's ObjectInfo, from its index row (None: a file put
+    there by hand)."""
+    if row is None:
+        return (name, st.st_size, stat_etag(st), None, None, st.st_mtime)
+    return (name, st.st_size, row[3], row[4], row[5], st.st_mtime)
+
+
+def info_of_listed(item: Listed) -> ObjectInfo:
+    """The ObjectInfo of an object's plain values."""
+    name, size, etag, digest, extra, mtime = item
+    meta: dict[str, str] = json.loads(extra) if extra else {}
+    if digest is not None:
+        meta[DIGEST_KEY] = digest
+    return ObjectInfo(name, size, etag, meta, mtime)
+
+
 def info_of(name: str, st: os.stat_result, row: Row | None) -> ObjectInfo:
     """The ObjectInfo of a file, from its index row (None: a file put there by hand)."""
-    if row is None:
-        return ObjectInfo(name, st.st_size, stat_etag(st), {}, st.st_mtime)
-    meta: dict[str, str] = json.loads(row[5]) if row[5] else {}
-    if row[4] is not None:
-        meta[DIGEST_KEY] = row[4]
-    return ObjectInfo(name, st.st_size, row[3], meta, st.st_mtime)
+    return info_of_listed(listed_of(name, st, row))
 
 
 def clone_file(src_path: str, path: str, fsync: bool) -> tuple[str, bool]:

@@ -69,6 +69,11 @@ def row_for(st: os.stat_result, etag: str, digest: str | None, extra: dict[str, 
             json.dumps(extra, sort_keys=True) if extra else None)
 
 
+def _names_from(prefix: str) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause (and its arguments) selecting the names that start with ``prefix``."""
+    return (" WHERE name >= ? AND name < ?", (prefix, prefix + "\U0010ffff")) if prefix else ("", ())
+
+
 @dataclass(slots=True)
 class Change:
     """One queued change of the rows of ``name``: insert ``row`` (if any), drop the row
@@ -183,16 +188,27 @@ class ObjectIndex:
         """Every row whose name starts with ``prefix``, keyed by (name, inode)."""
         if not self.exists():
             return {}
-        sql = f"SELECT name, {_COLUMNS} FROM objects"
-        args: tuple[str, ...] = ()
-        if prefix:
-            sql += " WHERE name >= ? AND name < ?"
-            args = (prefix, prefix + "\U0010ffff")
+        where, args = _names_from(prefix)
         with self._read_lock:
             try:
-                return {(r[0], r[3]): r[1:] for r in self._conn("read").execute(sql, args)}
+                return {(r[0], r[3]): r[1:] for r in self._conn("read").execute(
+                    f"SELECT name, {_COLUMNS} FROM objects{where}", args)}
             except sqlite3.Error as exc:
                 return self._read_failed(exc, {})
+
+    def holds_at_least(self, prefix: str, count: int) -> bool:
+        """Whether at least ``count`` (> 0) rows have a name starting with ``prefix`` (it
+        stops counting there)."""
+        if not self.exists():
+            return False
+        where, args = _names_from(prefix)
+        with self._read_lock:
+            try:
+                found = self._conn("read").execute(f"SELECT 1 FROM objects{where} LIMIT 1 OFFSET ?",
+                                                   (*args, count - 1)).fetchone()
+            except sqlite3.Error as exc:
+                return self._read_failed(exc, False)
+        return found is not None
 
     def get_many(self, files: Sequence[tuple[str, os.stat_result]]) -> list[Row | None]:
         """The rows describing many files (name, stat), in one read per 500 names."""

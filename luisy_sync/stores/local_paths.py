@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 
-from luisy_sync.conventions import STORE_DIR, TEMP_NAME
+from luisy_sync.conventions import STORE_DIR, TEMP_NAME, is_temp_name
 from luisy_sync.errors import UnsafePathError
 from luisy_sync.paths import join_under, safe_relpath
 
@@ -79,19 +79,17 @@ def walk(root: str, prefix: str) -> list[tuple[str, os.stat_result]]:
             name = rel + entry.name
             if not rel and entry.name == STORE_DIR:
                 continue
-            if entry.is_symlink():
+            if entry.is_file(follow_symlinks=False):  # the common case first: a regular file
+                if not name.startswith(prefix) or is_temp_name(entry.name):
+                    continue
+                try:
+                    found.append((name, entry.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue
+            elif entry.is_symlink():
                 if name.startswith(prefix) or prefix.startswith(name + "/"):
                     raise link_error(root, name, entry.path)
-                continue
-            if entry.is_dir(follow_symlinks=False):
+            elif entry.is_dir(follow_symlinks=False):
                 if name.startswith(prefix) or prefix.startswith(name + "/"):
                     stack.append((entry.path, name + "/"))
-                continue
-            if (not name.startswith(prefix) or not entry.is_file(follow_symlinks=False)
-                    or TEMP_NAME.match(entry.name)):
-                continue
-            try:
-                found.append((name, entry.stat(follow_symlinks=False)))
-            except FileNotFoundError:
-                continue
     return found
