@@ -142,7 +142,7 @@ def etag_of(st: os.stat_result, row: Row | None) -> str:
     return stat_etag(st) if row is None else row[3]
 
 
-Listed = tuple[str, int, str, "str | None", "str | None", float]
+Listed = tuple[str, int, str, str | None, str | None, float]
 """An object as plain values: (name, size, ETag, digest, other metadata as JSON, mtime)."""
 
 
