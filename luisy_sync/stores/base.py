@@ -26,6 +26,12 @@ Optional streamed read (the wrappers do not offer it):
   by piece as they arrive, so the memory a read holds is the sink's (a buffer the caller
   reuses), not a new one of the read's size; the result's data is empty.
 
+Optional listing in a helper process (``LocalStore``; the wrappers do not offer it):
+
+- ``list_apart(prefix) -> list[ObjectInfo] | None``: ``list(prefix)`` computed outside this
+  interpreter, so that the caller's own CPU work (a push's walk) runs meanwhile; None when
+  that does not pay (few objects) or failed: the caller then calls ``list``.
+
 An optional attribute ``networked = True`` says the store's calls cross a network (a
 round trip each; ``is_networked``): a push then creates its first new files while its
 listing is on its way (``luisy_sync.early_creates``), and a pull fetches its first files
