@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import luisy_sync.stores.local as local_module
 import luisy_sync.stores.local_listing as local_listing
 from luisy_sync import push
 from luisy_sync.conventions import MANIFEST_NAME
@@ -79,8 +78,15 @@ async def test_a_failing_helper_falls_back_to_the_listing_here(local_store: Loca
     assert await local_store.list_apart("") is None
 
 
-def test_the_helper_imports_this_copy_of_the_package() -> None:
-    assert local_listing._PACKAGE == os.path.dirname(os.path.dirname(os.path.abspath(local_module.__file__)))
+async def test_the_helper_imports_this_copy_of_the_package(local_store: LocalStore, helper_from_three: None,
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    await fill(local_store)
+    decoy = tmp_path / "cwd" / "luisy_sync"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy was imported')\n")
+    monkeypatch.chdir(decoy.parent)  # a luisy_sync in the working directory is not the one imported
+    listed = await local_store.list_apart("")
+    assert listed is not None and len(listed) == 7
 
 
 async def test_pushes_through_a_helper_listing(tmp_path: Path, helper_from_three: None,
@@ -99,13 +105,13 @@ async def test_pushes_through_a_helper_listing(tmp_path: Path, helper_from_three
         return real(root, book, prefix)
 
     monkeypatch.setattr(local_listing, "list_in_helper", spy)
-    first = await push(src, store, cache=None)
+    first = await push(src, store, cache=False)
     assert len(first.uploaded) == 12 and calls == []  # an empty store: listed here
-    again = await push(src, store, cache=None)
+    again = await push(src, store, cache=False)
     assert again.uploaded == () and len(again.skipped) == 12 and calls == [""]
     (src / "d1" / "f2").write_bytes(b"changed")
     (src / "d2" / "new").write_bytes(b"new")
-    changed = await push(src, store, prefix="", cache=None)
+    changed = await push(src, store, prefix="", cache=False)
     assert sorted(changed.uploaded) == ["d1/f2", "d2/new"] and len(calls) == 2
     manifest = (tmp_path / "remote" / MANIFEST_NAME).read_text()
     assert '"d2/new"' in manifest
