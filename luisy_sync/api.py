@@ -273,8 +273,8 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
     dest = os.path.abspath(os.fspath(dest))
 
     def wanted(remote: Tree) -> Plan:
-        """What pulling ``remote`` (the store's tree, the manifest included) into an empty
-        directory would download, after include / exclude and ``paths``."""
+        """What pulling ``remote`` (the store's tree; its manifest, if in it, left out) into
+        an empty directory would download, after include / exclude and ``paths``."""
         remote = remote.without([manifest])
         if include is not None or exclude is not None:
             keep = PathFilter(include, exclude)
@@ -308,7 +308,7 @@ async def pull(store: StoreArg = None, dest: str | os.PathLike[str] = ".", *, pr
             if listing is None:
                 raise ContainerNotFound(f"cannot pull from {source.url}: the container does not exist; "
                                         f"check the store URL or container name")
-            everything = wanted(remote_tree(listing, prefix))
+            everything = wanted(remote_tree(listing, prefix, manifest))
             everything.raise_if_refused("downloaded")
             remote = everything.source
             local = await _local_subset(dest, everything.download, cache)

@@ -112,9 +112,6 @@ class LocalStore(LocalWrites):
             return []
         return list_objects(self.root, self._index, prefix)
 
-    def _list_apart(self, prefix: str) -> list[ObjectInfo] | None:
-        return list_large_in_helper(self.root, self._index, prefix) if os.path.isdir(self.root) else None
-
     def _head(self, name: str) -> ObjectInfo:
         path = object_path(self.root, name)
         st = None if self._root_missing() else lstat_object(self.root, name, path)
@@ -255,7 +252,7 @@ class LocalStore(LocalWrites):
         """``list(prefix)`` computed in a helper process, for a caller with CPU work of its
         own to do meanwhile (``local_listing``); None when the store holds too few objects
         below ``prefix`` for that to pay, or the helper failed: then call ``list``."""
-        return await self._run(self._list_apart, prefix)
+        return await self._run(list_large_in_helper, self.root, self._index, prefix)
 
     async def head(self, name: str) -> ObjectInfo:
         """Info for one object; raises NotFoundError."""
