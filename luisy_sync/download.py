@@ -55,9 +55,10 @@ runs, client CPU median: 1 MiB 0.714-0.786 s (0.65-0.69 s of it in the kernel), 
 chunks: more Python calls per MiB)."""
 STREAM_MEMORY = 16 * 1024 * 1024
 """Bytes of the transfer's budget one streamed file download holds for its chunks
-(measured, W3 through the 20 ms proxy: 8, 16 and 32 MiB gave the same times; with 8 MiB
-reads paused ~500 times per 512 MiB, each pause and resume two epoll calls, with 16 MiB
-~70 times; more chunks touch more fresh pages). It is a bound: chunks are made as they
+(measured with 1 MiB chunks, W3 through the 20 ms proxy: 8, 16 and 32 MiB gave the same
+times; with 8 MiB reads paused ~500 times per 512 MiB, each pause and resume two epoll
+calls, with 16 MiB ~70 times; more chunks touch more fresh pages. With 256 KiB chunks, 8
+MiB took the same CPU within noise). It is a bound: chunks are made as they
 are needed, and while the writer writes inline a file has few in flight (a W3 pull
 touches ~4.5k fresh pages in all)."""
 FOREIGN_TEMP_AGE = 24 * 3600.0
