@@ -39,9 +39,17 @@ def luisy_args(args: list[str], wd: Path) -> list[str]:
     return [sys.executable, "-m", "luisy.cli", *args, "--working-dir", str(wd), "--no-ask"]
 
 
-def luisy(args: list[str], wd: Path, env: dict[str, str], timeout: float = 50) -> subprocess.CompletedProcess:
-    return subprocess.run(luisy_args(args, wd), env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=str(REPO))
+def luisy(args: list[str], wd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """One luisy run. Its limit is generous: under a loaded CI machine one run took minutes
+    where it takes seconds alone. A run that still overruns fails the test with its command
+    and the end of its stderr (not a traceback through pytest's formatting)."""
+    try:
+        return subprocess.run(luisy_args(args, wd), env=env, capture_output=True, text=True,
+                              timeout=timeout, cwd=str(REPO))
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        pytest.fail(f"luisy {' '.join(args)} did not end within {timeout:g} s; its stderr ends with:\n"
+                    f"{err[-2000:]}", pytrace=False)
 
 
 def outputs(wd: Path) -> dict[str, bytes]:
