@@ -119,6 +119,10 @@ class Transfer:
         """How quick this transfer's writes of received bytes are (``write``)."""
         self.stat_cache = stat_cache if stat_cache is not None else NullStatCache()
         self.workers = max(1, int(self.limiter.total_tokens))
+        self.ranged_files = 0
+        """How many files of the latest ``run_files`` are larger than one block (they move
+        in blocks or ranges): a streamed download spreads its range reads by it
+        (``luisy_sync.download``)."""
 
     @contextlib.contextmanager
     def read_buffer(self, size: int) -> Iterator[bytearray]:
@@ -255,6 +259,7 @@ class Transfer:
         begun = started or {}
         large = [item for item in todo if item[1].size > limit or item[0] in begun]
         small = [item for item in todo if item[1].size <= limit and item[0] not in begun]
+        self.ranged_files = sum(1 for _, entry in large if entry.size > self.block_size)
         singles = iter(large)
         batches = self.batches(small, batch_store)
         groups = iter(batches)

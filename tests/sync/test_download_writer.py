@@ -214,6 +214,49 @@ async def test_streamed_download_with_a_pool_of_one_chunk_does_not_stall(tmp_pat
     assert moving.budget.held == 0
 
 
+class ConcurrencyStore(StreamingStore):
+    """Records, per object, the most streamed reads of it in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+
+    async def get_stream(self, name: str, start: int, length: int, sink: BodySink) -> GetResult:
+        self.now[name] = self.now.get(name, 0) + 1
+        self.most[name] = max(self.most.get(name, 0), self.now[name])
+        try:
+            await anyio.sleep(0.02)  # long enough for every reader of the file to start
+            return await super().get_stream(name, start, length, sink)
+        finally:
+            self.now[name] -= 1
+
+
+@pytest.mark.parametrize("names", [["big.bin"], ["a.bin", "b.bin"], ["a.bin", "b.bin", "c.bin"]])
+async def test_streamed_reads_per_file_spread_over_the_large_files_of_a_pull(tmp_path: Path,
+                                                                            names: list[str]) -> None:
+    """A large file pulled alone has STREAMS_PER_FILE reads in flight; several large files
+    pulled together have STREAMS_PER_FILE_AMONG_SEVERAL each. A file beside them that
+    moves on its own but fits one block (one read, no ranges) does not count."""
+    from luisy_sync.download import STREAMS_PER_FILE, STREAMS_PER_FILE_AMONG_SEVERAL
+
+    block = 2 * 1024 * 1024  # above the batch limit (1 MiB), so "one.bin" moves on its own
+    store = ConcurrencyStore()
+    files = {name: os.urandom(4 * block) for name in names}  # 4 ranges of one block each
+    files["one.bin"] = os.urandom(block * 3 // 4)
+    for name, data in files.items():
+        await store.put(name, data, metadata={DIGEST_KEY: hash_bytes(data)})
+    moving = Transfer(block_size=block, policy=RetryPolicy(base=0.001, cap=0.005))
+    tree = Tree({name: FileEntry(len(data), hash_bytes(data)) for name, data in files.items()})
+    result = await download_paths(store, tmp_path, sorted(files), tree, transfer=moving)
+    assert result.done == sorted(files)
+    assert all((tmp_path / name).read_bytes() == data for name, data in files.items())
+    expected = STREAMS_PER_FILE if len(names) == 1 else STREAMS_PER_FILE_AMONG_SEVERAL
+    assert STREAMS_PER_FILE_AMONG_SEVERAL < STREAMS_PER_FILE
+    assert {name: store.most[name] for name in names} == {name: expected for name in names}
+    assert store.most["one.bin"] == 1 and len(store.reads) == 4 * len(names) + 1
+
+
 def recording_takes(moving: Transfer) -> list[int]:
     """The ids of the buffers ``moving`` takes from its pool from now on, in order."""
     taken: list[int] = []
