@@ -213,7 +213,7 @@ async def download_file(transfer: "Transfer", store: Store, dest: str, path: str
     final = join_under(dest, path)
     for attempt in range(1, WHOLE_FILE_ATTEMPTS + 1):
         try:
-            if entry.size <= transfer.block_size:
+            if not transfer.in_blocks(entry.size):
                 await _download_small(transfer, store, final, path, entry, name)
             else:
                 await _download_ranges(transfer, store, final, path, entry, name)

@@ -120,8 +120,8 @@ class Transfer:
         self.stat_cache = stat_cache if stat_cache is not None else NullStatCache()
         self.workers = max(1, int(self.limiter.total_tokens))
         self.ranged_files = 0
-        """How many files of the latest ``run_files`` are larger than one block (they move
-        in blocks or ranges): a streamed download spreads its range reads by it
+        """How many files of the latest ``run_files`` move in blocks or ranges (``in_blocks``):
+        a streamed download spreads its range reads by it
         (``luisy_sync.download``)."""
 
     @contextlib.contextmanager
@@ -133,6 +133,11 @@ class Transfer:
             yield buffer
         finally:
             self.buffers.give(buffer)
+
+    def in_blocks(self, size: int) -> bool:
+        """Whether a file of ``size`` bytes moves in blocks (push) or ranges (pull) rather
+        than in one request."""
+        return size > self.block_size
 
     def block_size_for(self, size: int) -> int:
         """The block size used for a file of ``size`` bytes (grown to stay under MAX_BLOCKS)."""
@@ -259,7 +264,7 @@ class Transfer:
         begun = started or {}
         large = [item for item in todo if item[1].size > limit or item[0] in begun]
         small = [item for item in todo if item[1].size <= limit and item[0] not in begun]
-        self.ranged_files = sum(1 for _, entry in large if entry.size > self.block_size)
+        self.ranged_files = sum(1 for _, entry in large if self.in_blocks(entry.size))
         singles = iter(large)
         batches = self.batches(small, batch_store)
         groups = iter(batches)

@@ -191,7 +191,7 @@ async def upload_file(transfer: "Transfer", store: Store, root: str, path: str, 
     with fresh blocks, up to ``BLOCK_UPLOAD_ATTEMPTS`` times.
     """
     full = join_under(root, path)
-    if entry.size <= transfer.block_size:
+    if not transfer.in_blocks(entry.size):
         return await _upload_small(transfer, store, full, path, entry, name)
     attempt = 1
     while True:
