@@ -39,6 +39,12 @@ from typing import TypeGuard
 
 import anyio
 
+INITIAL_LIMIT = 16
+"""Requests allowed in flight when a transfer starts. From 8, a W1 pull behind a 20 ms round
+trip spent two rounds growing to 32 with the server half idle; from 16 it spends one (its
+time: medians 1.574 against 1.533 s over 8 interleaved jobs). A server that allows fewer
+throttles the surplus once, which halves the limit."""
+
 THROTTLE_STATUS = frozenset({429, 503})
 """HTTP statuses that say "too many requests" (a timeout says the same without one)."""
 
@@ -56,7 +62,7 @@ class AimdLimit:
     """The rule (see the module docstring); ``value`` is the current limit."""
 
     cap: int
-    initial: int = 8
+    initial: int = INITIAL_LIMIT
     floor: int = 1
     tolerance: float = 2.0
     """A latency up to ``tolerance`` times the best recent one counts as flat."""
@@ -134,7 +140,7 @@ class AdaptiveLimiter:
     ``release_on_behalf_of``, ``total_tokens``), plus ``observe`` for request outcomes."""
 
     def __init__(self, cap: int, *, initial: int | None = None):
-        self.rule = AimdLimit(cap, initial=min(cap, initial or 8))
+        self.rule = AimdLimit(cap, initial=min(cap, initial or INITIAL_LIMIT))
         self._tokens = anyio.CapacityLimiter(self.rule.limit)
         self.throttles = 0
         self._full = 0

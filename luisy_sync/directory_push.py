@@ -113,7 +113,7 @@ async def push_directory(target: Store, root: str, include: Any, exclude: Any, c
                     return hits, misses
                 picked = pick(misses, transfer.request_limit, transfer.budget.limit // 2)
                 await create_early(transfer, target, abs_root, picked, prefix, tasks, early)
-                large = pick_large(misses, transfer.block_size, early.ended)
+                large = pick_large(misses, transfer.in_blocks, early.ended)
                 if large is not None and not listed.is_set():
                     await stage_blocks_early(transfer, target, abs_root, large, prefix, tasks, listed, early)
                 return hits, misses

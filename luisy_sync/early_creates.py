@@ -156,9 +156,11 @@ async def create_early(transfer: Transfer, store: Store, root: str, picked: Sequ
         await anyio.lowlevel.checkpoint()  # the create goes out before the next file is read
 
 
-def pick_large(misses: Sequence[Candidate], block_size: int, created: Mapping[str, object]) -> Candidate | None:
-    """The first walked file that needs more than one block and is not ``created`` early."""
-    return next((c for c in misses if c[2].st_size > block_size and c[0] not in created), None)
+def pick_large(misses: Sequence[Candidate], in_blocks: Callable[[int], bool],
+               created: Mapping[str, object]) -> Candidate | None:
+    """The first walked file that moves in blocks (``in_blocks`` of its size, the
+    transfer's rule) and is not ``created`` early."""
+    return next((c for c in misses if in_blocks(c[2].st_size) and c[0] not in created), None)
 
 
 async def stage_blocks_early(transfer: Transfer, store: Store, root: str, candidate: Candidate, prefix: str,

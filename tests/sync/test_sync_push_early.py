@@ -20,6 +20,7 @@ import anyio
 import pytest
 
 from luisy_sync import MemoryStore, SyncError, early_creates, push
+from luisy_sync.adaptive import INITIAL_LIMIT
 from luisy_sync.conventions import MANIFEST_NAME
 from luisy_sync.errors import ManifestError, StoreError
 from luisy_sync.hashing import hash_bytes
@@ -27,7 +28,7 @@ from luisy_sync.progress import ProgressCallback
 from luisy_sync.stores.base import DIGEST_KEY, PutMode
 from luisy_sync.stores.wrappers import ForwardingStore
 
-EARLY = 8  # the request limit a push starts with: how many files it creates early
+EARLY = INITIAL_LIMIT  # the request limit a push starts with: how many files it creates early
 
 
 class SlowListing(ForwardingStore):
