@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from luisy_sync.adaptive import INITIAL_LIMIT
 from luisy_sync import SyncError, pull, push
 from luisy_sync.conventions import MANIFEST_NAME
 from luisy_sync.stores.base import PutMode
@@ -61,7 +62,7 @@ async def test_early_creates_through_a_real_round_trip(azurite, azure_store, fau
         report = await push(src, store, prefix="p", cache=False)
         data_puts = [name for name, _ in store.puts if name != f"p/{MANIFEST_NAME}"]
         creates = [name for name, kind in store.puts if kind == "create" and name in data_puts]
-        assert creates and len(creates) <= 8
+        assert creates and len(creates) <= INITIAL_LIMIT  # at most the first round of requests
         assert sorted(data_puts) == sorted(f"p/{rel}" for rel in files)  # each file once
         assert report.uploaded == tuple(sorted(files)) and report.failed == ()
         assert await store_contents(azure_store, "p") == files  # read directly, digests verified
