@@ -78,7 +78,7 @@ class SlowListing(ForwardingStore):
         return [p for p in self.puts if p[0] != MANIFEST_NAME]
 
 
-def make_files(root: Path, count: int = 20, tag: bytes = b"") -> dict[str, bytes]:
+def make_files(root: Path, count: int = EARLY + 12, tag: bytes = b"") -> dict[str, bytes]:
     files = {f"d{i % 3}/f{i:03d}.txt": tag + f"file {i}".encode() * (i + 1) for i in range(count)}
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
