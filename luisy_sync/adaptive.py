@@ -143,7 +143,7 @@ class AdaptiveLimiter:
     ``release_on_behalf_of``, ``total_tokens``), plus ``observe`` for request outcomes."""
 
     def __init__(self, cap: int, *, initial: int | None = None):
-        self.rule = AimdLimit(cap, initial=min(cap, initial or INITIAL_LIMIT))
+        self.rule = AimdLimit(cap, initial=initial or INITIAL_LIMIT)  # the rule keeps it within [floor, cap]
         self._tokens = anyio.CapacityLimiter(self.rule.limit)
         self.throttles = 0
         self._full = 0

@@ -13,8 +13,8 @@ from typing import Any
 import anyio
 import pytest
 
-from luisy_sync.adaptive import INITIAL_LIMIT
 from luisy_sync import SyncError, pull, push
+from luisy_sync.adaptive import INITIAL_LIMIT
 from luisy_sync.conventions import MANIFEST_NAME
 from luisy_sync.stores.base import PutMode
 from luisy_sync.stores.wrappers import ForwardingStore
