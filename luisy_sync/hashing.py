@@ -13,8 +13,12 @@ from typing import Protocol
 
 import xxhash
 
-CHUNK_SIZE = 4 * 1024 * 1024
-"""Default read size for hashing (4 MiB)."""
+CHUNK_SIZE = 256 * 1024
+"""Default read size for hashing (256 KiB): a chunk read is still in the core's cache when
+it is hashed. Hashing 4 x 256 MiB page-cached files one by one (Intel Xeon, 2 MiB of L2
+per core, 9 interleaved runs, min): 128 KiB 0.208 s, 256 KiB 0.204 s, 512 KiB 0.200 s,
+1 MiB 0.213 s, 4 MiB 0.234 s; ``xxhsum -H2`` 0.207 s. Two threads scale the same way
+(0.110 s with 256 KiB, 0.115 s with 4 MiB)."""
 _MIN_BUFFER = 64 * 1024
 
 
