@@ -95,12 +95,42 @@ def test_an_unused_limit_does_not_grow() -> None:
     assert rule.limit == 10
 
 
-def test_one_decrease_per_round_of_throttles() -> None:
+def test_a_rounds_throttles_take_the_limit_to_what_the_server_accepted() -> None:
     rule = AimdLimit(cap=64, initial=32)
-    epoch = rule.epoch  # 20 requests started in this round, all throttled
-    decreased = [rule.throttled(epoch) for _ in range(20)]
-    assert decreased.count(True) == 1 and rule.limit == 16
-    assert rule.throttled(rule.epoch) is True and rule.limit == 8  # a later round's throttle counts
+    epoch = rule.epoch  # 32 requests started in this round, 20 of them throttled
+    decreased = [rule.throttled(epoch, 32) for _ in range(20)]
+    assert decreased[0] is True and rule.limit == 12 and rule.safe == 12  # 32 - 20 accepted
+    assert decreased.count(True) == 5  # halved to 16, then 15, 14, 13, 12
+    assert rule.throttled(rule.epoch) is True and rule.limit == 6  # a later round's throttle halves
+
+
+def test_a_server_that_sheds_all_but_8_of_32_gets_8_in_one_round() -> None:
+    rule = AimdLimit(cap=32, initial=32)
+    epoch = rule.epoch
+    for _ in range(24):
+        rule.throttled(epoch, 32)
+    assert rule.limit == 8 and rule.safe == 8 and rule.decreases == 1
+
+
+def test_a_round_lowers_at_most_two_halvings_and_timeouts_only_halve() -> None:
+    rule = AimdLimit(cap=32, initial=32)
+    epoch = rule.epoch
+    for _ in range(32):  # everything 503: no lower than a quarter of the round
+        rule.throttled(epoch, 32)
+    assert rule.limit == 8
+    rule = AimdLimit(cap=32, initial=32)
+    epoch = rule.epoch
+    assert [rule.throttled(epoch, 32, explicit=False) for _ in range(32)].count(True) == 1
+    assert rule.limit == 16  # a burst of timeouts: one halving, as before
+
+
+def test_throttles_of_older_rounds_do_not_count() -> None:
+    rule = AimdLimit(cap=32, initial=32)
+    first = rule.epoch
+    rule.throttled(first, 32)  # -> 16
+    rule.throttled(rule.epoch, 16)  # a request of the next round: -> 8
+    assert rule.limit == 8
+    assert rule.throttled(first, 32) is False and rule.limit == 8  # two rounds back: ignored
 
 
 def test_limit_stays_between_floor_and_cap() -> None:
@@ -152,8 +182,13 @@ async def test_the_limiter_resizes_its_tokens_with_the_rule() -> None:
         assert limiter.borrowed_tokens == 4
         limiter.observe(limiter.started(), None)  # flat success with the limit in use
         assert limiter.current == 5
-        limiter.observe(limiter.started(), TransientError("busy", status=503))
+        start = limiter.started()
+        limiter.observe(start, TransientError("busy", status=503))
         assert limiter.current == 2 and limiter.throttles == 1
+        limiter.observe(start, TransientError("busy", status=503))  # the same round, 4 in flight
+        assert limiter.current == 2  # 4 - 2 accepted: no lower than the halving
+        limiter.observe(start, TransientError("busy", status=503))
+        assert limiter.current == 1 and limiter.throttles == 3  # 4 - 3
         release.set()
     async with limiter:  # still usable after shrinking below the tokens that were out
         assert limiter.borrowed_tokens == 1
