@@ -134,10 +134,12 @@ class AimdLimit:
 
     def throttled(self, started_epoch: int, in_flight: int | None = None, explicit: bool = True) -> bool:
         """One request was throttled (``explicit``: a 429/503, not a timeout) with
-        ``in_flight`` requests running (default: the limit); returns True when this
+        ``in_flight`` requests running (None or 0: the limit); returns True when this
         changed the limit."""
         if started_epoch < self.epoch:
             return started_epoch == self.epoch - 1 and explicit and self._count_in_round()
+        self.round_level = in_flight or self.limit  # none known: the limit before the decrease
+        self.round_throttles = 1 if explicit else 0
         if self.safe is not None and self.value > self.safe:  # a probe failed: back below it
             self.value = self.safe
             self.hold = min(self.max_hold, self.hold * 4)
@@ -149,8 +151,6 @@ class AimdLimit:
         self.successes = 0
         self.epoch += 1
         self.decreases += 1
-        self.round_level = self.limit if in_flight is None else in_flight
-        self.round_throttles = 1 if explicit else 0
         return True
 
     def _count_in_round(self) -> bool:

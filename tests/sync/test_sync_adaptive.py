@@ -124,6 +124,17 @@ def test_a_round_lowers_at_most_two_halvings_and_timeouts_only_halve() -> None:
     assert rule.limit == 16  # a burst of timeouts: one halving, as before
 
 
+def test_without_an_in_flight_count_the_round_is_the_limit_before_the_decrease() -> None:
+    rule = AimdLimit(cap=32, initial=32)
+    epoch = rule.epoch
+    for in_flight in (None, 0, None, None):  # the limit (32) stands in: 32 - 4 accepted
+        rule.throttled(epoch, in_flight)
+    assert rule.round_level == 32 and rule.limit == 16
+    for _ in range(20):
+        rule.throttled(epoch)
+    assert rule.limit == 8  # 32 - 24
+
+
 def test_throttles_of_older_rounds_do_not_count() -> None:
     rule = AimdLimit(cap=32, initial=32)
     first = rule.epoch
