@@ -61,10 +61,14 @@ THROTTLE_STATUS = frozenset({429, 503})
 """HTTP statuses that say "too many requests" (a timeout says the same without one)."""
 
 
+def is_explicit_throttle(error: BaseException) -> bool:
+    """True when the server itself said "too many requests" (429/503)."""
+    return getattr(error, "status", None) in THROTTLE_STATUS
+
+
 def is_throttle(error: BaseException) -> bool:
     """True when ``error`` says the server is overloaded (429/503, or no answer in time)."""
-    status = getattr(error, "status", None)
-    if status in THROTTLE_STATUS:
+    if is_explicit_throttle(error):
         return True
     return isinstance(error, TimeoutError) or bool(getattr(error, "timed_out", False))
 
@@ -228,8 +232,7 @@ class AdaptiveLimiter:
             self.rule.succeeded(time.monotonic() - start[0], in_flight)
         elif is_throttle(error):
             self.throttles += 1
-            self.rule.throttled(start[1], self.borrowed_tokens,
-                                getattr(error, "status", None) in THROTTLE_STATUS)
+            self.rule.throttled(start[1], self.borrowed_tokens, is_explicit_throttle(error))
         else:
             return
         self._resize()
