@@ -1,7 +1,7 @@
 """python -m benchmarks: luisy_sync against the sequential baseline and the peers, side by side.
 
 How to run
-    python -m benchmarks                 # full run (~20-30 min on 2 cores), 3 repetitions
+    python -m benchmarks                 # full run (~40-60 min on 2 cores), 3 repetitions
     python -m benchmarks --quick         # tiny sizes, 1 repetition, < 2 minutes: the CI smoke test
     python -m benchmarks --only W1,hash  # some sections: W1 W2 W3 throttle hash recheck noop scale codehash branch
     python -m benchmarks --only scale,scale-azurite-100k   # + the 100k-file rows on Azurite (~12 min more)

@@ -221,7 +221,7 @@ def run(opts: Options, log=print) -> dict:
             log(f"throttle: {wl.label}, 503 over {throttle.THROTTLE_OVER} requests in flight")
             src = workloads.generate(tmp, wl)
             rows += throttle.throttle(azurite.port, lambda c: _drop_container(azurite.endpoint, c), wl, src,
-                                      downloads, 1, opts.job_timeout, log)
+                                      downloads, opts.reps, opts.job_timeout, log)
             remove_tree(src)
         transfers = {name: wl for name, wl in workloads.workloads(opts.quick).items() if opts.wants(name)}
         if transfers:

@@ -1,12 +1,14 @@
 """The throttling figure: a server that sheds load, adaptive concurrency against fixed ones.
 
 The proxy (``throttle_over=N``) answers 503 ServerBusy with ``Retry-After: 1`` to every
-request beyond N in flight, at 20 ms RTT. luisy_sync uploads and downloads W1 once
-with its adaptive request budget (on by default, ``concurrency=32`` as its cap) and
-once per fixed concurrency (``adaptive=False``): 4, 8, 16, 32. Every (variant, op)
-gets a fresh proxy, so its row carries the count of throttled requests; a run with a
-failed file is an error row. The fixed rows are the "peers": ``x best peer`` of the
-adaptive row is the best fixed time over the adaptive time.
+request beyond N in flight, at 20 ms RTT. luisy_sync uploads and downloads W1 with its
+adaptive request budget (on by default, ``concurrency=32`` as its cap) and with each
+fixed concurrency (``adaptive=False``): 4, 8, 16, 32, all variants in turn in each of
+``--reps`` repetitions; a row is its minimum, like every other figure. Every (variant,
+op) gets a fresh proxy, so its row carries the count of throttled requests of its best
+repetition; a variant with a failed file in any repetition is an error row. The fixed
+rows are the "peers": ``x best peer`` of the adaptive row is the best fixed time over
+the adaptive time.
 """
 
 from __future__ import annotations
