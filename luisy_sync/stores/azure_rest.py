@@ -28,6 +28,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
+from luisy_sync.concurrently import both
 from luisy_sync.errors import TransientError
 from luisy_sync.stores.azure_auth import Query, RequestAuth, plain_sort
 from luisy_sync.stores.azure_errors import translate, translate_status
@@ -283,21 +284,55 @@ class RestBlobClient:
 
     async def list(self, full_prefix: str, head: str,
                    what: str) -> list[ObjectInfo]:
-        """List Blobs with metadata below ``full_prefix`` (every page); names lose ``head``."""
-        out: list[ObjectInfo] = []
-        marker = ""
+        """List Blobs with metadata below ``full_prefix`` (every page); names lose ``head``.
+
+        The next page is asked for before this one is parsed (its marker is read off the
+        answer's tail), so the service lists page n + 1 while page n is parsed (~10 µs a
+        blob here: 50-70 ms a page of 5000)."""
         base: Query = (("restype", "container"), ("comp", "list"), ("include", "metadata"),
                        ("maxresults", str(self._page_size)))
         if full_prefix:
             base += (("prefix", full_prefix),)
-        while True:
+
+        async def page(marker: str) -> bytes:
             query = base + ((("marker", marker),) if marker else ())
             _, _, body = await self._call("GET", self._container_path, query,
                                           self._headers(), what)
-            page, marker = parse_list_page(bytes(body), len(head), what)
-            out.extend(page)
+            return bytes(body)
+
+        out: list[ObjectInfo] = []
+        body = await page("")
+        while True:
+            ahead = next_marker_ahead(body)
+            if ahead:  # the request goes out first (up to its first wait), then the parse
+                body_ahead, (blobs, marker) = await both(
+                    lambda: page(ahead), functools.partial(_parse_now, body, len(head), what))
+            else:
+                body_ahead, (blobs, marker) = None, parse_list_page(body, len(head), what)
+            out.extend(blobs)
             if not marker:
                 return out
+            body = body_ahead if body_ahead is not None and marker == ahead else await page(marker)
+
+
+async def _parse_now(body: bytes, cut: int, what: str) -> tuple[list[ObjectInfo], str]:
+    return parse_list_page(body, cut, what)
+
+
+def next_marker_ahead(body: bytes) -> str:
+    """The NextMarker of a List Blobs answer, read off its tail without parsing it ("" when
+    there is none, or when the answer is cut short or the marker holds an entity: then
+    only the parse can tell). An element's tag cannot occur in a name or a value (``<``
+    is escaped there), so the last ``<NextMarker>`` is the answer's own."""
+    tail = body[-4096:].rstrip()
+    if not tail.endswith(b"</EnumerationResults>"):
+        return ""
+    at = tail.rfind(b"<NextMarker>")
+    stop = tail.find(b"</NextMarker>", at)
+    if at < 0 or stop < 0:
+        return ""
+    marker = tail[at + len(b"<NextMarker>"):stop]
+    return "" if b"&" in marker or b"<" in marker else marker.decode("utf-8", "replace")
 
 
 def parse_list_page(body: bytes, cut: int, what: str = "list") -> tuple[list[ObjectInfo], str]:

@@ -1,8 +1,11 @@
 """The List Blobs page parser of the Shared Key fast path: the find-based reading of the
-usual shape must give exactly what xml.etree gives, for every shape a page can take."""
+usual shape must give exactly what xml.etree gives, for every shape a page can take; the
+marker read off a page's tail is the parsed one or none, and the next page is asked for
+before a page is parsed."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -10,8 +13,11 @@ from xml.sax.saxutils import escape
 import pytest
 
 from luisy_sync.errors import TransientError
-from luisy_sync.stores.azure_rest import _parse_list_page_tree, parse_list_page
+from luisy_sync.stores import azure_rest
+from luisy_sync.stores.azure_auth import SharedKeyAuth
+from luisy_sync.stores.azure_rest import RestBlobClient, _parse_list_page_tree, next_marker_ahead, parse_list_page
 from luisy_sync.stores.base import ObjectInfo
+from luisy_sync.stores.http1_response import Headers, Response
 
 HEAD = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><EnumerationResults '
         b'ServiceEndpoint="http://127.0.0.1:1/devstoreaccount1" ContainerName="c">'
@@ -107,4 +113,57 @@ def test_random_pages_read_like_the_tree() -> None:
                 for _ in range(rng.randint(0, 3))}
             blobs.append(blob_xml(name, rng.randint(0, 10 ** 9), f"0x{rng.getrandbits(40):X}", meta,
                                   encoded="\x01" in name, size_first=rng.random() < 0.1))
-        both(page(blobs, marker=rng.choice(["", "2!16!abc"])), cut=rng.randint(0, 2))
+        body = page(blobs, marker=rng.choice(["", "2!16!abc", "2!16!a&amp;b"]))
+        _, marker = both(body, cut=rng.randint(0, 2))
+        assert next_marker_ahead(body) == ("" if "&" in marker else marker)
+
+
+def test_the_marker_ahead_is_the_tail_s_or_none() -> None:
+    blobs = [blob_xml("<NextMarker>x</NextMarker>", 1, "0x1", {"k": "<NextMarker>y</NextMarker>"})]
+    assert next_marker_ahead(page(blobs, "2!16!abc")) == "2!16!abc"
+    assert next_marker_ahead(page(blobs, "2!16!abc") + b"\r\n") == "2!16!abc"
+    assert next_marker_ahead(page(blobs)) == ""  # <NextMarker />: the last page
+    assert next_marker_ahead(page(blobs, "2!16!abc")[:-5]) == ""  # cut short: the parse says so
+    assert next_marker_ahead(page(blobs, "a&amp;b")) == ""  # only the parse unescapes
+
+
+class PagedPool:
+    """Stands in for the HttpPool of a List Blobs: answers each marker's page after one
+    checkpoint, and logs the gets and (through the patched parser) the parses in order."""
+
+    def __init__(self, pages: dict[str, bytes], log: list[str]):
+        self.pages, self.log = pages, log
+
+    async def request(self, verb: str, target: str, headers: dict[str, str], body: object = None,
+                      sink: object = None) -> Response:
+        marker = target.partition("marker=")[2].partition("&")[0]
+        self.log.append(f"get {marker}")
+        await asyncio.sleep(0)
+        return Response(200, "OK", Headers([]), bytearray(self.pages[marker]))
+
+
+@pytest.mark.parametrize("second_marker", ["m2", "m&amp;2"])
+async def test_the_next_page_is_asked_for_before_this_one_is_parsed(
+        monkeypatch: pytest.MonkeyPatch, second_marker: str) -> None:
+    wire = {"m2": "m2", "m&amp;2": "m%262"}[second_marker]  # the marker as the query sends it
+    pages = {"": page([blob_xml("a", 1, "0x1", None)], "m1"),
+             "m1": page([blob_xml("b", 2, "0x2", None)], second_marker),
+             wire: page([blob_xml("c", 3, "0x3", None)])}
+    log: list[str] = []
+    parse = azure_rest.parse_list_page
+
+    def logged(body: bytes, cut: int, what: str = "list") -> tuple[list[ObjectInfo], str]:
+        blobs, marker = parse(body, cut, what)
+        log.append("parse " + ",".join(b.name for b in blobs))
+        return blobs, marker
+
+    monkeypatch.setattr(azure_rest, "parse_list_page", logged)
+    pool = PagedPool(pages, log)
+    client = RestBlobClient("https://acct.blob.core.windows.net", "box", SharedKeyAuth("acct", b"k"),
+                            http=lambda: pool)  # type: ignore[arg-type, return-value]
+    listed = await client.list("", "", "list")
+    assert [o.name for o in listed] == ["a", "b", "c"]
+    if second_marker == "m2":
+        assert log == ["get ", "get m1", "parse a", "get m2", "parse b", "parse c"]
+    else:  # an escaped marker is read only by the parse: that page's next get waits for it
+        assert log == ["get ", "get m1", "parse a", "parse b", f"get {wire}", "parse c"]
