@@ -12,24 +12,24 @@ Path-style endpoints (Azurite: ``http://127.0.0.1:PORT/devstoreaccount1``) and
 host-style endpoints (``https://account.blob.core.windows.net``) are handled alike:
 requests go to ``<account_url>/<container>/<blob>`` and a Shared Key signs
 ``/<account>`` followed by that URL's encoded path. Errors are translated in
-``azure_errors``; nothing here retries and no message carries a key, token or signature.
+``azure_errors``, and dates, ETags and listing pages read in ``azure_answers``; nothing
+here retries and no message carries a key, token or signature.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime
 import functools
 import re
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import formatdate
 from typing import Any, Callable, Iterable, Mapping, Sequence
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from luisy_sync.concurrently import both
 from luisy_sync.errors import TransientError
+from luisy_sync.stores.azure_answers import http_date, next_marker_ahead, parse_list_page
 from luisy_sync.stores.azure_auth import Query, RequestAuth, plain_sort
 from luisy_sync.stores.azure_errors import translate, translate_status
 from luisy_sync.stores.base import BodySink, BytesLike, GetResult, ObjectInfo, PutMode
@@ -41,7 +41,6 @@ _META = "x-ms-meta-"
 _PLAIN_META_NAME = re.compile(r"[a-z0-9]+")
 _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<\r\n]{1,300})")
-_META_ITEM = re.compile(rb"<([^\s/>]+)\s*(?:/>|>([^<]*)</\1>)")
 
 _NO_BODY_TYPE = "application/octet-stream"
 """The Content-Type of a PUT without a body (Copy Blob, Abort Copy Blob)."""
@@ -56,50 +55,9 @@ def _header_sort(meta_names: Iterable[str]) -> Any:
     return _storage_header_sort
 
 
-_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
-                                        "Oct", "Nov", "Dec"), 1)}
-_EPOCH_DAY = datetime.date(1970, 1, 1).toordinal()
-
-
-@functools.lru_cache(maxsize=1024)
-def http_date(value: str | None) -> float | None:
-    """POSIX seconds of an HTTP date (``Last-Modified``: ``Wed, 25 Nov 2026 20:50:43 GMT``);
-    None when absent or unreadable. The fixed format is read by position (a listing
-    has one per blob, mostly repeating); anything else goes through email.utils."""
-    if not value:
-        return None
-    if len(value) == 29 and value[3:5] == ", " and value[25:] == " GMT":
-        try:
-            days = datetime.date(int(value[12:16]), _MONTHS[value[8:11]], int(value[5:7])).toordinal()
-            return float((days - _EPOCH_DAY) * 86400 + int(value[17:19]) * 3600
-                         + int(value[20:22]) * 60 + int(value[23:25]))
-        except (KeyError, ValueError):
-            pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return when.timestamp()
-
-
-@functools.lru_cache(maxsize=1024)
-def _listed_date(value: bytes) -> float | None:
-    """``http_date`` of a listing's ``<Last-Modified>`` text (cached as bytes, undecoded)."""
-    return http_date(value.decode("utf-8", "replace"))
-
-
 def block_id_b64(block_id: str) -> str:
     """The wire form of a block id (base64 of its UTF-8 bytes), as the SDK sends it."""
     return base64.b64encode(block_id.encode("utf-8")).decode("ascii")
-
-
-def quoted_etag(value: str | None) -> str | None:
-    """An ETag in its quoted form (listings report ETags unquoted)."""
-    if value and not value.startswith('"'):  # listings report ETags unquoted
-        return f'"{value}"'
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,99 +277,3 @@ async def _parse_now(body: bytes, cut: int, what: str) -> tuple[list[ObjectInfo]
     return parse_list_page(body, cut, what)
 
 
-def next_marker_ahead(body: bytes) -> str:
-    """The NextMarker of a List Blobs answer, read off its tail without parsing it ("" when
-    there is none, or when the answer is cut short or the marker holds an entity: then
-    only the parse can tell). An element's tag cannot occur in a name or a value (``<``
-    is escaped there), so the last ``<NextMarker>`` is the answer's own."""
-    tail = body[-4096:].rstrip()
-    if not tail.endswith(b"</EnumerationResults>"):
-        return ""
-    at = tail.rfind(b"<NextMarker>")
-    stop = tail.find(b"</NextMarker>", at)
-    if at < 0 or stop < 0:
-        return ""
-    marker = tail[at + len(b"<NextMarker>"):stop]
-    return "" if b"&" in marker or b"<" in marker else marker.decode("utf-8", "replace")
-
-
-def parse_list_page(body: bytes, cut: int, what: str = "list") -> tuple[list[ObjectInfo], str]:
-    """The blobs (names lose their first ``cut`` characters) and NextMarker of one List
-    Blobs answer. Pages in the usual shape are cut apart with ``bytes.find`` (several
-    times faster than building a tree); a page with anything else (encoded names,
-    entities, CDATA, another layout) goes through xml.etree."""
-    if not body.rstrip().endswith(b"</EnumerationResults>"):
-        raise TransientError(f"{what}: the listing answer could not be parsed (cut short?); "
-                             "the listing can be retried")
-    if b"&" in body or b"<![CDATA[" in body or b"<!--" in body:
-        return _parse_list_page_tree(body, cut, what)
-    chunks = body.split(b"<Blob>")
-    out = []
-    for chunk in chunks[1:]:
-        info = _usual_blob(chunk, cut)
-        if info is None:
-            return _parse_list_page_tree(body, cut, what)
-        out.append(info)
-    tail = chunks[-1]
-    after = tail.find(b"</Blobs>")
-    marker = _between(tail, b"<NextMarker>", b"</NextMarker>", max(after, 0), len(tail))
-    return out, (marker or b"").decode("utf-8")
-
-
-def _between(data: bytes, opening: bytes, closing: bytes, start: int, end: int) -> bytes | None:
-    """The text of the first ``opening…closing`` element within ``data[start:end]``."""
-    at = data.find(opening, start, end)
-    if at < 0:
-        return None
-    stop = data.find(closing, at, end)
-    return data[at + len(opening):stop] if stop >= 0 else None
-
-
-def _usual_blob(chunk: bytes, cut: int) -> ObjectInfo | None:
-    """One ``<Name>…</Properties>[<Metadata>…</Metadata>]…</Blob>`` element (the text after
-    ``<Blob>``, no entities); None when it has any other shape."""
-    end = chunk.find(b"</Blob>")
-    name_end = chunk.find(b"</Name>", 0, end)
-    props_end = chunk.find(b"</Properties>", name_end, end)
-    if not chunk.startswith(b"<Name>") or min(end, name_end, props_end) < 0:
-        return None
-    etag = _between(chunk, b"<Etag>", b"</Etag>", name_end, props_end)
-    size = _between(chunk, b"<Content-Length>", b"</Content-Length>", name_end, props_end)
-    modified = _between(chunk, b"<Last-Modified>", b"</Last-Modified>", name_end, props_end)
-    if etag is None or size is None or not size.isdigit() or b"<" in etag or (
-            modified is not None and b"<" in modified):
-        return None
-    meta: dict[str, str] = {}
-    raw = _between(chunk, b"<Metadata>", b"</Metadata>", props_end, end)
-    if raw is not None:
-        if b"<Metadata" in raw or _META_ITEM.sub(b"", raw).strip():
-            return None  # nested or not just <key>value</key> items
-        meta = {k.decode("utf-8"): v.decode("utf-8") for k, v in _META_ITEM.findall(raw)}
-    elif b"<Metadata>" in chunk[props_end:end]:
-        return None
-    return ObjectInfo(chunk[6:name_end].decode("utf-8")[cut:], int(size),
-                      quoted_etag(etag.decode("utf-8")), meta,
-                      None if modified is None else _listed_date(modified))
-
-
-def _parse_list_page_tree(body: bytes, cut: int, what: str) -> tuple[list[ObjectInfo], str]:
-    """``parse_list_page`` through xml.etree (any well-formed answer)."""
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
-        raise TransientError(f"{what}: the listing answer could not be parsed (cut short?); "
-                             "the listing can be retried") from None
-    return [_listed(blob, cut) for blob in root.iterfind("Blobs/Blob")], root.findtext("NextMarker") or ""
-
-
-def _listed(blob: ET.Element, cut: int) -> ObjectInfo:
-    """An ObjectInfo from one <Blob> element of a listing."""
-    node = blob.find("Name")
-    name = (node.text or "") if node is not None else ""
-    if node is not None and node.get("Encoded") == "true":
-        name = unquote(name)
-    size = int(blob.findtext("Properties/Content-Length") or 0)
-    etag = quoted_etag(blob.findtext("Properties/Etag"))
-    meta_node = blob.find("Metadata")
-    meta = {m.tag: m.text or "" for m in meta_node} if meta_node is not None else {}
-    return ObjectInfo(name[cut:], size, etag, meta, http_date(blob.findtext("Properties/Last-Modified")))

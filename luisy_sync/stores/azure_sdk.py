@@ -18,8 +18,9 @@ from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import ContainerClient
 
 from luisy_sync.errors import TransientError
+from luisy_sync.stores.azure_answers import quoted_etag
 from luisy_sync.stores.azure_errors import translate
-from luisy_sync.stores.azure_rest import CopyState, quoted_etag
+from luisy_sync.stores.azure_rest import CopyState
 from luisy_sync.stores.base import BodySink, BytesLike, GetResult, ObjectInfo, PutMode, feed_sink
 
 

@@ -15,7 +15,8 @@ import pytest
 from luisy_sync.errors import TransientError
 from luisy_sync.stores import azure_rest
 from luisy_sync.stores.azure_auth import SharedKeyAuth
-from luisy_sync.stores.azure_rest import RestBlobClient, _parse_list_page_tree, next_marker_ahead, parse_list_page
+from luisy_sync.stores.azure_answers import _parse_list_page_tree, next_marker_ahead, parse_list_page
+from luisy_sync.stores.azure_rest import RestBlobClient
 from luisy_sync.stores.base import ObjectInfo
 from luisy_sync.stores.http1_response import Headers, Response
 
@@ -63,7 +64,7 @@ def test_the_usual_page(monkeypatch: pytest.MonkeyPatch) -> None:
     body = page([blob_xml(f"d/f{i}.dat", i, f"0x{i:X}", {"xxh3": f"{i:032x}"}) for i in range(3)],
                 marker="2!48!MDAwMDEz")
     tree = _parse_list_page_tree(body, 2, "list")
-    monkeypatch.setattr("luisy_sync.stores.azure_rest._parse_list_page_tree", None)  # not needed
+    monkeypatch.setattr("luisy_sync.stores.azure_answers._parse_list_page_tree", None)  # not needed
     blobs, marker = parse_list_page(body, 2)
     assert (blobs, marker) == tree
     assert marker == "2!48!MDAwMDEz"
